@@ -1,0 +1,598 @@
+/**
+ * Typed HL7 acknowledgments: build an ACK for a message the way the seed
+ * library does, read one from a reply, and verify a reply against the
+ * message it answers.
+ *
+ * @example Build and verify an ACK
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = readMessage(
+ *   "MSH|^~\\&|MegaReg|XYZHospC|SuperOE|XYZImgCtr|20060529090131-0500||ADT^A01^ADT_A01|01052901|P|2.5\r",
+ * );
+ * const ack = Ack.forMessage(message, "AA");
+ * assertEquals(ack.header.messageType, "ACK^A01^ACK");
+ * assertEquals(ack.header.sendingApplication, "SuperOE");
+ * const result = verifyAck(message, ack.toString());
+ * assertEquals(result.outcome, "accept");
+ * ```
+ *
+ * @module
+ */
+
+import { HeaderError } from "./errors.ts";
+import {
+  charsetEncoding,
+  encodeText,
+  type Hl7Header,
+  type Hl7Message,
+  type Hl7Separators,
+  type Message,
+  readMessage,
+} from "./hl7.ts";
+
+/**
+ * An acknowledgment code (MSA-1): application accept / error / reject
+ * (`AA`, `AE`, `AR`) or commit accept / error / reject (`CA`, `CE`, `CR`).
+ */
+export type AckCode = "AA" | "AE" | "AR" | "CA" | "CE" | "CR";
+
+/** Every {@linkcode AckCode}, in table order. */
+export const ACK_CODES: readonly AckCode[] = [
+  "AA",
+  "AE",
+  "AR",
+  "CA",
+  "CE",
+  "CR",
+];
+
+/**
+ * Tells whether a string is an {@linkcode AckCode}.
+ *
+ * @param code The string to test.
+ * @returns Whether it is one of the six codes.
+ *
+ * @example Check codes
+ * ```ts
+ * import { isAckCode } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(isAckCode("AA"), true);
+ * assertEquals(isAckCode("OK"), false);
+ * ```
+ */
+export function isAckCode(code: string): code is AckCode {
+  return (ACK_CODES as readonly string[]).includes(code);
+}
+
+/** Options for {@linkcode Ack.forMessage}. */
+export interface AckOptions {
+  /**
+   * MSA-3, a human-readable text. It is escaped with the message's
+   * escape sequences.
+   *
+   * @default {""}
+   */
+  text?: string;
+  /**
+   * MSH-10 of the ACK itself.
+   *
+   * @default {a fresh unique id}
+   */
+  controlId?: string;
+  /**
+   * MSH-7 of the ACK.
+   *
+   * @default {the current time}
+   */
+  dateTime?: Date;
+}
+
+const DEFAULT_SEPARATORS: Hl7Separators = {
+  field: "|",
+  component: "^",
+  repetition: "~",
+  escape: "\\",
+  subcomponent: "&",
+  truncation: "",
+};
+
+let idCounter = 0;
+
+/**
+ * Makes a fresh message control id: 20 characters at most, unique within
+ * the process and unlikely to repeat across processes.
+ *
+ * @returns A control id such as `M1HQZK8T2A0001K3F9`.
+ *
+ * @example Two ids differ
+ * ```ts
+ * import { newControlId } from "@x/mllp/ack";
+ * import { assertNotEquals } from "@std/assert";
+ *
+ * assertNotEquals(newControlId(), newControlId());
+ * ```
+ */
+export function newControlId(): string {
+  idCounter = (idCounter + 1) % 1679616; // 36^4
+  const random = Math.floor(Math.random() * 1679616);
+  return "M" + Date.now().toString(36).toUpperCase() +
+    idCounter.toString(36).toUpperCase().padStart(4, "0") +
+    random.toString(36).toUpperCase().padStart(4, "0");
+}
+
+/**
+ * Formats a date as an HL7 timestamp with its UTC offset, such as
+ * `20240101120000+0100`.
+ *
+ * @param date The date to format.
+ * @returns The HL7 DTM text.
+ *
+ * @example Format a date
+ * ```ts
+ * import { formatTimestamp } from "@x/mllp/ack";
+ * import { assertMatch } from "@std/assert";
+ *
+ * assertMatch(formatTimestamp(new Date()), /^\d{14}[+-]\d{4}$/);
+ * ```
+ */
+export function formatTimestamp(date: Date): string {
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  const abs = Math.abs(offset);
+  return `${pad(date.getFullYear(), 4)}${pad(date.getMonth() + 1)}${
+    pad(date.getDate())
+  }${pad(date.getHours())}${pad(date.getMinutes())}${
+    pad(date.getSeconds())
+  }${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`;
+}
+
+/**
+ * Escapes text for an HL7 field with the message's escape sequences
+ * (`\F\`, `\S\`, `\T\`, `\R\`, `\E\`, `\P\`); line breaks become spaces.
+ *
+ * @param text The text to escape.
+ * @param separators The message's separators.
+ * @returns The escaped text.
+ *
+ * @example Escape a field separator
+ * ```ts
+ * import { escapeText } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(escapeText("a|b^c", {
+ *   field: "|", component: "^", repetition: "~", escape: "\\",
+ *   subcomponent: "&", truncation: "",
+ * }), "a\\F\\b\\S\\c");
+ * ```
+ */
+export function escapeText(text: string, separators: Hl7Separators): string {
+  const e = separators.escape;
+  const map = new Map<string, string>([
+    [e, `${e}E${e}`],
+    [separators.field, `${e}F${e}`],
+    [separators.component, `${e}S${e}`],
+    [separators.subcomponent, `${e}T${e}`],
+    [separators.repetition, `${e}R${e}`],
+    ["\r", " "],
+    ["\n", " "],
+  ]);
+  if (separators.truncation) {
+    map.set(separators.truncation, `${e}P${e}`);
+  }
+  let out = "";
+  for (const char of text) out += map.get(char) ?? char;
+  return out;
+}
+
+/**
+ * Reverses {@linkcode escapeText} for the separator escapes; other escape
+ * sequences (formatting, hex) are left as they are.
+ *
+ * @param text The escaped field text.
+ * @param separators The message's separators.
+ * @returns The plain text.
+ *
+ * @example Unescape
+ * ```ts
+ * import { unescapeText } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(unescapeText("a\\F\\b", {
+ *   field: "|", component: "^", repetition: "~", escape: "\\",
+ *   subcomponent: "&", truncation: "",
+ * }), "a|b");
+ * ```
+ */
+export function unescapeText(text: string, separators: Hl7Separators): string {
+  const e = separators.escape;
+  if (!text.includes(e)) return text;
+  const map: Record<string, string> = {
+    E: e,
+    F: separators.field,
+    S: separators.component,
+    T: separators.subcomponent,
+    R: separators.repetition,
+  };
+  if (separators.truncation) map.P = separators.truncation;
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === e && text[i + 2] === e && map[text[i + 1]] !== undefined) {
+      out += map[text[i + 1]];
+      i += 3;
+    } else {
+      out += text[i++];
+    }
+  }
+  return out;
+}
+
+interface AckParts {
+  code: AckCode;
+  messageControlId: string;
+  text: string;
+  header: Hl7Header;
+  hl7: string;
+}
+
+/**
+ * An HL7 acknowledgment (an MSH + MSA message), built for a message with
+ * {@linkcode Ack.forMessage} or read from a reply with {@linkcode Ack.parse}.
+ * Dispatchers return one; the receiver encodes and frames it.
+ *
+ * @example The seed's DemoDispatcher reply
+ * ```ts
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|42|P|2.5.1\r",
+ *   "AA",
+ *   { text: "Stored" },
+ * );
+ * assertEquals(ack.code, "AA");
+ * assertEquals(ack.messageControlId, "42");
+ * assertEquals(ack.toString().split("\r")[1], "MSA|AA|42|Stored");
+ * ```
+ */
+export class Ack {
+  /** MSA-1, the acknowledgment code. */
+  readonly code: AckCode;
+  /** MSA-2, the control id (MSH-10) of the message acknowledged. */
+  readonly messageControlId: string;
+  /** MSA-3, the text message, unescaped; `""` when absent. */
+  readonly text: string;
+  /** The ACK's own MSH header. */
+  readonly header: Hl7Header;
+  #hl7: string;
+
+  private constructor(parts: AckParts) {
+    this.code = parts.code;
+    this.messageControlId = parts.messageControlId;
+    this.text = parts.text;
+    this.header = parts.header;
+    this.#hl7 = parts.hl7;
+  }
+
+  /** Whether the code accepts the message (`AA` or `CA`). */
+  get accepted(): boolean {
+    return this.code === "AA" || this.code === "CA";
+  }
+
+  /**
+   * The ACK as HL7 text, each segment ended by `\r`.
+   *
+   * @returns The HL7 text.
+   */
+  toString(): string {
+    return this.#hl7;
+  }
+
+  /**
+   * The ACK as bytes, in the charset its MSH-18 names (UTF-8 by default).
+   *
+   * @returns The encoded payload, without MLLP framing.
+   */
+  toBytes(): Uint8Array {
+    return encodeText(
+      this.#hl7,
+      charsetEncoding(this.header.characterSet) ?? "utf-8",
+    );
+  }
+
+  /**
+   * Builds the ACK for a message: MSH-3/4 and MSH-5/6 swapped, MSH-9
+   * `ACK^<trigger>^ACK`, the message's separators, processing id, version
+   * and charset, a fresh MSH-10 and the current MSH-7; MSA-1 the code,
+   * MSA-2 the message's MSH-10, MSA-3 the text.
+   *
+   * Input that cannot be read as HL7 gets an `AR` whatever code was asked
+   * for, with MSA-3 saying why.
+   *
+   * @param message The message to acknowledge.
+   * @param code The acknowledgment code.
+   * @param options MSA-3 text, the ACK's control id and time.
+   * @returns The ACK.
+   *
+   * @example Unreadable input gets AR
+   * ```ts
+   * import { Ack } from "@x/mllp/ack";
+   * import { assertEquals } from "@std/assert";
+   *
+   * assertEquals(Ack.forMessage("MSH|", "AA").code, "AR");
+   * ```
+   */
+  static forMessage(
+    message: Message | string | Uint8Array,
+    code: AckCode,
+    options: AckOptions = {},
+  ): Ack {
+    let read: Message;
+    try {
+      read = typeof message === "string" || message instanceof Uint8Array
+        ? readMessage(message)
+        : message;
+    } catch (error) {
+      if (!(error instanceof HeaderError)) throw error;
+      return Ack.#reject(error.message, options);
+    }
+    if (read.kind !== "hl7") {
+      return Ack.#reject("Cannot read message: payload is not HL7", options);
+    }
+    const h = read.header;
+    const c = h.separators.component;
+    const msh = [
+      "MSH",
+      h.encodingCharacters,
+      h.receivingApplication,
+      h.receivingFacility,
+      h.sendingApplication,
+      h.sendingFacility,
+      formatTimestamp(options.dateTime ?? new Date()),
+      "",
+      h.triggerEvent ? `ACK${c}${h.triggerEvent}${c}ACK` : "ACK",
+      options.controlId ?? newControlId(),
+      h.processingId || "P",
+      h.versionId || "2.5",
+    ];
+    if (h.characterSet) {
+      while (msh.length < 18) msh.push("");
+      msh.push(h.characterSet);
+    }
+    return Ack.#build(msh, h.separators, code, h.controlId, options.text);
+  }
+
+  static #reject(reason: string, options: AckOptions): Ack {
+    const msh = [
+      "MSH",
+      "^~\\&",
+      "",
+      "",
+      "",
+      "",
+      formatTimestamp(options.dateTime ?? new Date()),
+      "",
+      "ACK",
+      options.controlId ?? newControlId(),
+      "P",
+      "2.5",
+    ];
+    const text = options.text ? `${options.text}: ${reason}` : reason;
+    return Ack.#build(msh, DEFAULT_SEPARATORS, "AR", "", text);
+  }
+
+  static #build(
+    msh: string[],
+    separators: Hl7Separators,
+    code: AckCode,
+    messageControlId: string,
+    text = "",
+  ): Ack {
+    const f = separators.field;
+    const msa = ["MSA", code, messageControlId];
+    if (text) msa.push(escapeText(text, separators));
+    const hl7 = `${msh.join(f)}\r${msa.join(f)}\r`;
+    return new Ack({
+      code,
+      messageControlId,
+      text,
+      header: readMessageHeader(hl7),
+      hl7,
+    });
+  }
+
+  /**
+   * Reads an ACK from a reply: an HL7 message with an MSA segment whose
+   * MSA-1 is one of the six codes.
+   *
+   * @param reply The reply payload, without MLLP framing.
+   * @returns The ACK.
+   * @throws {HeaderError} If the reply's MSH cannot be read.
+   * @throws {TypeError} If the reply is not HL7, has no MSA segment, or
+   *   MSA-1 is not an acknowledgment code.
+   *
+   * @example Read the seed's sample ACK
+   * ```ts
+   * import { Ack } from "@x/mllp/ack";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const ack = Ack.parse(
+   *   "MSH|^~\\&|SuperOE|XYZImgCtr|MegaReg|XYZHospC|20060529090131-0500||ACK^A01^ACK|01052901|P|2.5\rMSA|AA|01052901",
+   * );
+   * assertEquals([ack.code, ack.messageControlId, ack.text], ["AA", "01052901", ""]);
+   * ```
+   */
+  static parse(reply: Message | string | Uint8Array): Ack {
+    const message = typeof reply === "string" || reply instanceof Uint8Array
+      ? readMessage(reply)
+      : reply;
+    if (message.kind !== "hl7") {
+      throw new TypeError("Cannot read ACK: reply is not HL7");
+    }
+    const hl7 = message.text;
+    const { separators } = message.header;
+    const prefix = `MSA${separators.field}`;
+    const segment = hl7.split(/\r\n|\r|\n/).find((s) =>
+      s.startsWith(prefix) || s === "MSA"
+    );
+    if (segment === undefined) {
+      throw new TypeError("Cannot read ACK: reply has no MSA segment");
+    }
+    const fields = segment.split(separators.field);
+    const code = (fields[1] ?? "").trim();
+    if (!isAckCode(code)) {
+      throw new TypeError(
+        `Cannot read ACK: MSA-1 "${code}" is not an acknowledgment code`,
+      );
+    }
+    return new Ack({
+      code,
+      messageControlId: fields[2] ?? "",
+      text: unescapeText(fields[3] ?? "", separators),
+      header: message.header,
+      hl7,
+    });
+  }
+}
+
+function readMessageHeader(hl7: string): Hl7Header {
+  return (readMessage(hl7) as Hl7Message).header;
+}
+
+/** A reply that accepts the message: `AA` or `CA`. */
+export interface AckAccepted {
+  /** Always `true`. */
+  ok: true;
+  /** Always `"accept"`. */
+  outcome: "accept";
+  /** The acknowledgment code. */
+  code: "AA" | "CA";
+  /** The ACK. */
+  ack: Ack;
+}
+
+/** A reply that reports an error processing the message: `AE` or `CE`. */
+export interface AckErrored {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"error"`. */
+  outcome: "error";
+  /** The acknowledgment code. */
+  code: "AE" | "CE";
+  /** The ACK. */
+  ack: Ack;
+}
+
+/** A reply that rejects the message: `AR` or `CR`. */
+export interface AckRejected {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"reject"`. */
+  outcome: "reject";
+  /** The acknowledgment code. */
+  code: "AR" | "CR";
+  /** The ACK. */
+  ack: Ack;
+}
+
+/**
+ * An ACK whose MSA-2 is not the sent message's MSH-10: it answers some
+ * other message, so it proves nothing about this one.
+ */
+export interface AckMismatch {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"mismatch"`. */
+  outcome: "mismatch";
+  /** The acknowledgment code the ACK carries. */
+  code: AckCode;
+  /** The ACK. */
+  ack: Ack;
+  /** The control id expected in MSA-2 (the message's MSH-10). */
+  expected: string;
+}
+
+/** A reply that cannot be read as an ACK. */
+export interface NotAnAck {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"not_ack"`. */
+  outcome: "not_ack";
+  /** Why the reply is not an ACK. */
+  reason: string;
+  /** The reply payload. */
+  reply: Uint8Array;
+}
+
+/**
+ * The verified outcome of a reply to an HL7 message. `ok` is true only for
+ * an accept whose MSA-2 matches; `outcome` tells the cases apart.
+ */
+export type AckResult =
+  | AckAccepted
+  | AckErrored
+  | AckRejected
+  | AckMismatch
+  | NotAnAck;
+
+/**
+ * Verifies a reply against the message it answers: it must be an ACK whose
+ * MSA-2 equals the message's MSH-10 exactly.
+ *
+ * @param sent The message sent, its header, or its control id.
+ * @param reply The reply payload, without MLLP framing.
+ * @returns The typed outcome.
+ *
+ * @example A reply for another message is a mismatch
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|0105|P|2.5", "AA");
+ * assertEquals(verifyAck("01052901", ack.toString()).outcome, "mismatch");
+ * assertEquals(verifyAck("0105", ack.toString()).outcome, "accept");
+ * ```
+ */
+export function verifyAck(
+  sent: Hl7Message | Hl7Header | string,
+  reply: Message | string | Uint8Array,
+): AckResult {
+  const expected = typeof sent === "string"
+    ? sent
+    : "header" in sent
+    ? sent.header.controlId
+    : sent.controlId;
+  let ack: Ack;
+  try {
+    ack = Ack.parse(reply);
+  } catch (error) {
+    if (!(error instanceof TypeError) && !(error instanceof HeaderError)) {
+      throw error;
+    }
+    const raw = typeof reply === "string"
+      ? new TextEncoder().encode(reply)
+      : reply instanceof Uint8Array
+      ? reply
+      : reply.raw;
+    return { ok: false, outcome: "not_ack", reason: error.message, reply: raw };
+  }
+  if (ack.messageControlId !== expected) {
+    return { ok: false, outcome: "mismatch", code: ack.code, ack, expected };
+  }
+  switch (ack.code) {
+    case "AA":
+    case "CA":
+      return { ok: true, outcome: "accept", code: ack.code, ack };
+    case "AE":
+    case "CE":
+      return { ok: false, outcome: "error", code: ack.code, ack };
+    case "AR":
+    case "CR":
+      return { ok: false, outcome: "reject", code: ack.code, ack };
+  }
+}

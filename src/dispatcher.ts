@@ -1,0 +1,375 @@
+/**
+ * Dispatchers: the application side of a receiver. A dispatcher gets each
+ * message with its context and returns the reply (an {@linkcode Ack}, text,
+ * bytes, or nothing). {@linkcode DispatchStream} runs one over a stream of
+ * frames, so a dispatcher can be exercised without a socket.
+ *
+ * @example Test a dispatcher without a socket
+ * ```ts
+ * import { Ack, DispatchStream, type Dispatcher, wrap } from "@x/mllp";
+ * import { MllpDecoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const dispatcher: Dispatcher = (message) =>
+ *   message.kind === "hl7" ? Ack.forMessage(message, "AA") : "Got the BLOB";
+ * const replies = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode(wrap("Hip hip hurray"))])
+ *     .pipeThrough(new MllpDecoderStream())
+ *     .pipeThrough(new DispatchStream(dispatcher)),
+ * );
+ * assertEquals(new TextDecoder().decode(replies[0]), "Got the BLOB");
+ * ```
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Ack } from "./ack.ts";
+import { isWrapped, unwrap } from "./envelope.ts";
+import { HeaderError } from "./errors.ts";
+import {
+  charsetEncoding,
+  encodeText,
+  isHl7,
+  type Message,
+  readHeader,
+  readMessage,
+} from "./hl7.ts";
+
+const logger = getLogger(["mllp", "dispatcher"]);
+
+/** A network address: host name or IP address, and port. */
+export interface Address {
+  /** The IP address or host name. */
+  hostname: string;
+  /** The port. */
+  port: number;
+}
+
+/**
+ * What a dispatcher knows about where a message came from.
+ *
+ * @typeParam C The type of the receiver's `context` option.
+ */
+export interface DispatchContext<C = unknown> {
+  /** The sender's address. */
+  peer: Address;
+  /** The receiver's address the sender connected to. */
+  local: Address;
+  /** The subject CN of the peer's TLS certificate, when it sent one. */
+  certificateName?: string;
+  /** The value of the receiver's `context` option. */
+  context: C;
+  /** When the frame was received. */
+  receivedAt: Date;
+}
+
+/**
+ * A dispatcher's reply: an {@linkcode Ack}, text (encoded in the message's
+ * charset), bytes, or `undefined`/`null` for no reply. A reply that is
+ * already wrapped in an MLLP frame is unwrapped first, so it is never
+ * framed twice.
+ */
+export type DispatchReply = Ack | string | Uint8Array | null | undefined | void;
+
+/**
+ * A dispatcher as a function of the message and its context.
+ *
+ * @typeParam C The type of the receiver's `context` option.
+ */
+export type DispatchFunction<C = unknown> = (
+  message: Message,
+  ctx: DispatchContext<C>,
+) => DispatchReply | Promise<DispatchReply>;
+
+/**
+ * A dispatcher as an object with a `dispatch` method, like the seed's
+ * `MLLP.Dispatcher` behaviour.
+ *
+ * @typeParam C The type of the receiver's `context` option.
+ */
+export interface DispatcherObject<C = unknown> {
+  /**
+   * Handles one message.
+   *
+   * @param message The message: HL7 or unknown.
+   * @param ctx Where it came from.
+   * @returns The reply, or nothing for no reply.
+   */
+  dispatch(
+    message: Message,
+    ctx: DispatchContext<C>,
+  ): DispatchReply | Promise<DispatchReply>;
+}
+
+/**
+ * A dispatcher: a function or an object with `dispatch`.
+ *
+ * @typeParam C The type of the receiver's `context` option.
+ */
+export type Dispatcher<C = unknown> = DispatchFunction<C> | DispatcherObject<C>;
+
+/** The MSA-3 text the {@linkcode EchoDispatcher} answers with. */
+export const ECHO_TEXT = "A real MLLP message dispatcher was not provided";
+
+/** The reply the {@linkcode EchoDispatcher} gives to non-HL7 payloads. */
+export const UNKNOWN_REPLY = "mllp_unknown";
+
+/**
+ * The seed's default dispatcher: it logs each message's type and control
+ * id at info (the body only at debug) and answers HL7 with `AA` and the
+ * text {@linkcode ECHO_TEXT}, and anything else with `mllp_unknown`.
+ *
+ * @example Use it in a receiver
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ *
+ * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * ```
+ */
+export const EchoDispatcher: DispatcherObject = {
+  dispatch(message: Message, ctx: DispatchContext): DispatchReply {
+    const peer = formatAddress(ctx.peer);
+    if (message.kind === "hl7") {
+      logger.info(
+        "The EchoDispatcher simply logs and discards messages. Message type: mllp_hl7 {messageType} control id {controlId} ({size} bytes) from {peer}",
+        {
+          messageType: message.header.messageType,
+          controlId: message.header.controlId,
+          size: message.size,
+          peer,
+        },
+      );
+      logger.debug("EchoDispatcher message body: {body}", () => ({
+        body: message.text,
+      }));
+      return Ack.forMessage(message, "AA", { text: ECHO_TEXT });
+    }
+    logger.info(
+      "The EchoDispatcher simply logs and discards messages. Message type: mllp_unknown ({size} bytes) from {peer}",
+      { size: message.size, peer },
+    );
+    logger.debug("EchoDispatcher message body: {body}", () => ({
+      body: message.text,
+    }));
+    return UNKNOWN_REPLY;
+  },
+};
+
+/** The one-byte MLLP release 2 negative commit reply (NAK). */
+export const NAK = 0x15;
+
+/**
+ * Formats an address as `host:port`, with IPv6 hosts in brackets.
+ *
+ * @param address The address.
+ * @returns The text.
+ *
+ * @example Format addresses
+ * ```ts
+ * import { formatAddress } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(formatAddress({ hostname: "::1", port: 2575 }), "[::1]:2575");
+ * ```
+ */
+export function formatAddress(address: Address): string {
+  return address.hostname.includes(":")
+    ? `[${address.hostname}]:${address.port}`
+    : `${address.hostname}:${address.port}`;
+}
+
+/** What happened to one frame in a {@linkcode DispatchStream}. */
+export interface DispatchOutcome {
+  /** `"hl7"`, `"unknown"`, or `"unreadable"` (MSH that cannot be read). */
+  kind: "hl7" | "unknown" | "unreadable";
+  /** MSH-10 of the message, when it is HL7. */
+  controlId?: string;
+  /** The code of the ACK replied, when the reply was an ACK. */
+  ackCode?: string;
+  /** Whether the dispatcher threw or rejected. */
+  failed: boolean;
+  /** The time the dispatch took, in milliseconds. */
+  ms: number;
+  /** The size of the frame, in bytes. */
+  bytes: number;
+}
+
+/**
+ * Options for {@linkcode DispatchStream}.
+ *
+ * @typeParam C The type of the `context` value.
+ */
+export interface DispatchStreamOptions<C = unknown> {
+  /** The sender's address, passed to the dispatcher. */
+  peer?: Address;
+  /** The receiver's address, passed to the dispatcher. */
+  local?: Address;
+  /** The peer certificate's subject CN, when there is one. */
+  certificateName?: string;
+  /** The application value passed to the dispatcher as `ctx.context`. */
+  context?: C;
+  /** Called after each frame with what happened. */
+  onDispatched?: (outcome: DispatchOutcome) => void;
+}
+
+const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
+
+/**
+ * A transform stream from frame payloads to reply payloads: it reads each
+ * frame as a message, runs the dispatcher, and turns its return value into
+ * the reply bytes (not yet framed). One frame at a time, so replies keep
+ * the order of the messages.
+ *
+ * A dispatcher that throws or rejects never ends the stream: HL7 gets an
+ * `AE` ACK, an unreadable MSH gets `AR` (without calling the dispatcher),
+ * and an unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
+ *
+ * @typeParam C The type of the `context` value.
+ *
+ * @example An unreadable header gets AR
+ * ```ts
+ * import { DispatchStream, EchoDispatcher } from "@x/mllp";
+ * import { assertStringIncludes } from "@std/assert";
+ *
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("MSH|")])
+ *     .pipeThrough(new DispatchStream(EchoDispatcher)),
+ * );
+ * assertStringIncludes(new TextDecoder().decode(reply), "MSA|AR|");
+ * ```
+ */
+export class DispatchStream<C = unknown>
+  extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * Constructs a dispatch stream.
+   *
+   * @param dispatcher The dispatcher to run for each frame.
+   * @param options Addresses, context and a callback per frame.
+   */
+  constructor(
+    dispatcher: Dispatcher<C>,
+    options: DispatchStreamOptions<C> = {},
+  ) {
+    const dispatch: DispatchFunction<C> = typeof dispatcher === "function"
+      ? dispatcher
+      : (message, ctx) => dispatcher.dispatch(message, ctx);
+    const peer = options.peer ?? UNKNOWN_ADDRESS;
+    const label = formatAddress(peer);
+    super({
+      async transform(frame, controller) {
+        const started = performance.now();
+        const outcome = await handleFrame(frame, dispatch, {
+          peer,
+          local: options.local ?? UNKNOWN_ADDRESS,
+          certificateName: options.certificateName,
+          context: options.context as C,
+          receivedAt: new Date(),
+        }, label);
+        if (outcome.reply !== undefined) controller.enqueue(outcome.reply);
+        options.onDispatched?.({
+          kind: outcome.kind,
+          controlId: outcome.controlId,
+          ackCode: outcome.ackCode,
+          failed: outcome.failed,
+          ms: performance.now() - started,
+          bytes: frame.length,
+        });
+      },
+    });
+  }
+}
+
+interface HandledFrame {
+  kind: DispatchOutcome["kind"];
+  controlId?: string;
+  ackCode?: string;
+  failed: boolean;
+  reply?: Uint8Array;
+}
+
+async function handleFrame<C>(
+  frame: Uint8Array,
+  dispatch: DispatchFunction<C>,
+  ctx: DispatchContext<C>,
+  label: string,
+): Promise<HandledFrame> {
+  logger.debug("Receiver received data: {size} bytes from {peer}", {
+    size: frame.length,
+    peer: label,
+  });
+  let message: Message;
+  try {
+    message = readMessage(frame);
+  } catch (error) {
+    if (!(error instanceof HeaderError)) throw error;
+    logger.warn("Cannot read HL7 header from {peer}: {reason}; replying AR", {
+      peer: label,
+      reason: error.message,
+    });
+    const ack = Ack.forMessage(frame, "AR");
+    return {
+      kind: "unreadable",
+      ackCode: ack.code,
+      failed: false,
+      reply: ack.toBytes(),
+    };
+  }
+  const controlId = message.header?.controlId;
+  try {
+    const reply = await dispatch(message, ctx);
+    const converted = toReply(reply, message);
+    return { kind: message.kind, controlId, failed: false, ...converted };
+  } catch (error) {
+    logger.error(
+      "Dispatcher failed on {kind} message {controlId} from {peer}: {error}",
+      { kind: message.kind, controlId: controlId ?? "", peer: label, error },
+    );
+    if (message.kind === "unknown") {
+      return {
+        kind: message.kind,
+        failed: true,
+        reply: new Uint8Array([NAK]),
+      };
+    }
+    const reason = error instanceof Error ? error.message : String(error);
+    const ack = Ack.forMessage(message, "AE", {
+      text: `Dispatcher failed: ${reason}`.slice(0, 200),
+    });
+    return {
+      kind: message.kind,
+      controlId,
+      ackCode: ack.code,
+      failed: true,
+      reply: ack.toBytes(),
+    };
+  }
+}
+
+function toReply(
+  reply: DispatchReply,
+  message: Message,
+): { reply?: Uint8Array; ackCode?: string } {
+  if (reply === undefined || reply === null) return {};
+  if (reply instanceof Ack) {
+    return { reply: reply.toBytes(), ackCode: reply.code };
+  }
+  if (reply instanceof Uint8Array) {
+    return { reply: isWrapped(reply) ? unwrap(reply) : reply };
+  }
+  if (typeof reply === "string") {
+    const text = isWrapped(reply) ? unwrap(reply) : reply;
+    let encoding = message.encoding;
+    if (isHl7(text)) {
+      try {
+        encoding = charsetEncoding(readHeader(text).characterSet) ?? encoding;
+      } catch {
+        // Not a readable header: keep the message's charset.
+      }
+    }
+    return { reply: encodeText(text, encoding) };
+  }
+  throw new TypeError(
+    `Cannot send reply: a dispatcher must return an Ack, string, Uint8Array or nothing, got ${typeof reply}`,
+  );
+}

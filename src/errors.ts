@@ -1,0 +1,297 @@
+/**
+ * Error classes for what callers of this library catch: framing limits,
+ * unreadable HL7 headers and client transport failures. Each has `name` set and passes `cause`
+ * through.
+ *
+ * @example Tell a refused connection from a reply timeout
+ * ```ts
+ * import { ConnectionRefusedError, ReplyTimeoutError } from "@x/mllp/errors";
+ * import { assert } from "@std/assert";
+ *
+ * const error: Error = new ReplyTimeoutError("No reply", { timeout: 100 });
+ * assert(error instanceof ReplyTimeoutError);
+ * assert(!(error instanceof ConnectionRefusedError));
+ * ```
+ *
+ * @module
+ */
+
+/** Options for {@linkcode FrameSizeError}. */
+export interface FrameSizeErrorOptions extends ErrorOptions {
+  /** The limit that was exceeded, in bytes. */
+  limit: number;
+}
+
+/**
+ * A frame grew past the decoder's `maxFrameBytes`.
+ *
+ * @example Inspect the limit
+ * ```ts
+ * import { FrameSizeError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new FrameSizeError("Too big", { limit: 10 });
+ * assertEquals(error.limit, 10);
+ * ```
+ */
+export class FrameSizeError extends Error {
+  /** The limit that was exceeded, in bytes. */
+  readonly limit: number;
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options The limit and an optional cause.
+   */
+  constructor(message: string, options: FrameSizeErrorOptions) {
+    super(message, options);
+    this.name = "FrameSizeError";
+    this.limit = options.limit;
+  }
+}
+
+/**
+ * A payload that starts with `MSH` cannot be read as HL7 (bad separators,
+ * a truncated header). Receivers answer such input with an AR ACK.
+ *
+ * @example Catch an unreadable header
+ * ```ts
+ * import { HeaderError } from "@x/mllp/errors";
+ * import { readHeader } from "@x/mllp/hl7";
+ * import { assertThrows } from "@std/assert";
+ *
+ * assertThrows(() => readHeader("MSH|"), HeaderError);
+ * ```
+ */
+export class HeaderError extends Error {
+  /**
+   * Constructs a new error.
+   *
+   * @param message What cannot be read.
+   * @param options An optional cause.
+   */
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "HeaderError";
+  }
+}
+
+/** Where a client error happened, as the seed's error context says. */
+export type ClientErrorContext = "connecting" | "sending" | "receiving";
+
+/** Options for {@linkcode ClientError} and its subclasses. */
+export interface ClientErrorOptions extends ErrorOptions {
+  /** Where the error happened. */
+  context?: ClientErrorContext;
+  /** The receiver's address, as `host:port`. */
+  address?: string;
+}
+
+/**
+ * The base class of every transport failure a {@linkcode Client} throws.
+ * Catch it to handle all of them; catch a subclass for one reason.
+ *
+ * @example Catch every transport failure
+ * ```ts
+ * import { ClientError, ConnectionClosedError } from "@x/mllp/errors";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const error = new ConnectionClosedError("Closed", { context: "receiving" });
+ * assert(error instanceof ClientError);
+ * assertEquals(error.reason, "closed");
+ * ```
+ */
+export class ClientError extends Error {
+  /** Where the error happened. */
+  readonly context: ClientErrorContext | undefined;
+  /** The receiver's address, as `host:port`, when known. */
+  readonly address: string | undefined;
+  /** A short, stable reason code, as the seed's error reasons. */
+  get reason(): string {
+    return "error";
+  }
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options Context, address and cause.
+   */
+  constructor(message: string, options: ClientErrorOptions = {}) {
+    super(message, options);
+    this.name = "ClientError";
+    this.context = options.context;
+    this.address = options.address;
+  }
+}
+
+/**
+ * The receiver refused the connection, or could not be reached.
+ *
+ * @example Reason code
+ * ```ts
+ * import { ConnectionRefusedError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(new ConnectionRefusedError("Refused").reason, "refused");
+ * ```
+ */
+export class ConnectionRefusedError extends ClientError {
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options Context, address and cause.
+   */
+  constructor(message: string, options: ClientErrorOptions = {}) {
+    super(message, { context: "connecting", ...options });
+    this.name = "ConnectionRefusedError";
+  }
+
+  /** Always `"refused"`. */
+  override get reason(): string {
+    return "refused";
+  }
+}
+
+/** Options for {@linkcode ConnectTimeoutError}. */
+export interface ConnectTimeoutErrorOptions extends ClientErrorOptions {
+  /** The connect timeout that passed, in milliseconds. */
+  timeout: number;
+}
+
+/**
+ * Connecting to the receiver took longer than the connect timeout.
+ *
+ * @example Reason code
+ * ```ts
+ * import { ConnectTimeoutError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new ConnectTimeoutError("Too slow", { timeout: 10000 });
+ * assertEquals([error.reason, error.context], ["connect_timeout", "connecting"]);
+ * ```
+ */
+export class ConnectTimeoutError extends ClientError {
+  /** The connect timeout that passed, in milliseconds. */
+  readonly timeout: number;
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options The timeout, address and cause.
+   */
+  constructor(message: string, options: ConnectTimeoutErrorOptions) {
+    super(message, { context: "connecting", ...options });
+    this.name = "ConnectTimeoutError";
+    this.timeout = options.timeout;
+  }
+
+  /** Always `"connect_timeout"`. */
+  override get reason(): string {
+    return "connect_timeout";
+  }
+}
+
+/**
+ * The connection closed before the reply arrived, or the client was closed.
+ *
+ * @example Reason code
+ * ```ts
+ * import { ConnectionClosedError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(new ConnectionClosedError("Closed").reason, "closed");
+ * ```
+ */
+export class ConnectionClosedError extends ClientError {
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options Context, address and cause.
+   */
+  constructor(message: string, options: ClientErrorOptions = {}) {
+    super(message, options);
+    this.name = "ConnectionClosedError";
+  }
+
+  /** Always `"closed"`. */
+  override get reason(): string {
+    return "closed";
+  }
+}
+
+/** Options for {@linkcode ReplyTimeoutError}. */
+export interface ReplyTimeoutErrorOptions extends ClientErrorOptions {
+  /** The timeout that passed, in milliseconds. */
+  timeout: number;
+}
+
+/**
+ * No reply arrived within the reply timeout. The message was written, so
+ * whether the receiver processed it is unknown; the client closed the
+ * connection so a late reply can never be credited to another message.
+ *
+ * @example Reason code
+ * ```ts
+ * import { ReplyTimeoutError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new ReplyTimeoutError("No reply", { timeout: 5000 });
+ * assertEquals([error.reason, error.timeout], ["timeout", 5000]);
+ * ```
+ */
+export class ReplyTimeoutError extends ClientError {
+  /** The timeout that passed, in milliseconds. */
+  readonly timeout: number;
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options The timeout, context, address and cause.
+   */
+  constructor(message: string, options: ReplyTimeoutErrorOptions) {
+    super(message, { context: "receiving", ...options });
+    this.name = "ReplyTimeoutError";
+    this.timeout = options.timeout;
+  }
+
+  /** Always `"timeout"`. */
+  override get reason(): string {
+    return "timeout";
+  }
+}
+
+/**
+ * The reply could not be read as an MLLP frame (for example it was larger
+ * than the client's `maxFrameBytes`).
+ *
+ * @example Reason code
+ * ```ts
+ * import { InvalidReplyError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(new InvalidReplyError("Bad reply").reason, "invalid_reply");
+ * ```
+ */
+export class InvalidReplyError extends ClientError {
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options Context, address and cause.
+   */
+  constructor(message: string, options: ClientErrorOptions = {}) {
+    super(message, { context: "receiving", ...options });
+    this.name = "InvalidReplyError";
+  }
+
+  /** Always `"invalid_reply"`. */
+  override get reason(): string {
+    return "invalid_reply";
+  }
+}

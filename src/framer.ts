@@ -1,0 +1,383 @@
+/**
+ * Web-Streams framing for MLLP: {@linkcode MllpDecoderStream} turns a byte
+ * stream into frame payloads, {@linkcode MllpEncoderStream} turns payloads
+ * into framed bytes.
+ *
+ * The framer is runtime-neutral: it uses only Web Streams and `Uint8Array`,
+ * so it runs unchanged in Deno, Node.js, browsers and workers.
+ *
+ * @example Decode frames from a byte stream
+ * ```ts
+ * import { MllpDecoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const bytes = new Uint8Array([0x0b, 0x41, 0x1c, 0x0d, 0x0b, 0x42, 0x1c, 0x0d]);
+ * const frames = await Array.fromAsync(
+ *   ReadableStream.from([bytes]).pipeThrough(new MllpDecoderStream()),
+ * );
+ * assertEquals(frames.map((f) => new TextDecoder().decode(f)), ["A", "B"]);
+ * ```
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { FrameSizeError } from "./errors.ts";
+
+/** The MLLP start block byte, VT (`0x0b`). */
+export const START_BLOCK = 0x0b;
+/** The first byte of the MLLP end block, FS (`0x1c`). */
+export const END_BLOCK = 0x1c;
+/** The second byte of the MLLP end block, CR (`0x0d`). */
+export const CARRIAGE_RETURN = 0x0d;
+/** The default largest payload a decoder accepts: 10 MiB. */
+export const DEFAULT_MAX_FRAME_BYTES = 10 * 1024 * 1024;
+
+const logger = getLogger(["mllp", "framer"]);
+
+/** Options for {@linkcode MllpDecoderStream}. */
+export interface MllpDecoderOptions {
+  /**
+   * The largest payload accepted, in bytes. A frame that grows past it
+   * errors the stream with a {@linkcode FrameSizeError}; the bytes held
+   * never exceed this limit plus one chunk.
+   *
+   * @default {10485760}
+   */
+  maxFrameBytes?: number;
+  /**
+   * Called for each run of bytes skipped outside a frame (junk between
+   * frames, such as `\r\n` or NUL), with the number of bytes skipped.
+   */
+  onJunk?: (bytes: number) => void;
+  /**
+   * Called when a start block arrives inside an unfinished frame: the
+   * partial payload (of the given size) is dropped and a new frame starts.
+   */
+  onResync?: (droppedBytes: number) => void;
+  /** A label for log lines, such as the peer's address. */
+  label?: string;
+}
+
+/**
+ * A transform stream that splits MLLP-framed bytes into frame payloads.
+ *
+ * It handles every chunking: frames split at any byte (including between
+ * the FS and CR of the end block), several frames in one chunk, and empty
+ * frames. Bytes between frames are skipped, counted and logged. A start
+ * block inside an unfinished frame drops the partial frame and starts a new
+ * one. Work is linear in the bytes received: each byte is scanned once and
+ * copied at most twice.
+ *
+ * An end block whose FS is followed by anything but CR still ends the frame
+ * (with a warning); the byte after it is then read as if between frames.
+ *
+ * @example Frames split across chunks
+ * ```ts
+ * import { MllpDecoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const chunks = [
+ *   new Uint8Array([0x0b, 0x48, 0x69, 0x1c]),
+ *   new Uint8Array([0x0d, 0x0d, 0x0a]), // CR of the end block, then junk
+ * ];
+ * const decoder = new MllpDecoderStream();
+ * const frames = await Array.fromAsync(
+ *   ReadableStream.from(chunks).pipeThrough(decoder),
+ * );
+ * assertEquals(new TextDecoder().decode(frames[0]), "Hi");
+ * assertEquals(decoder.junkBytes, 2);
+ * ```
+ */
+export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
+  #maxFrameBytes: number;
+  #onJunk?: (bytes: number) => void;
+  #onResync?: (droppedBytes: number) => void;
+  #label: string;
+  /** True between a start block and its end block. */
+  #inFrame = false;
+  /** True when the last byte seen inside a frame was FS. */
+  #sawEndBlock = false;
+  /** Pieces of the current frame that arrived in earlier chunks. */
+  #parts: Uint8Array[] = [];
+  #size = 0;
+  #junkBytes = 0;
+  #frames = 0;
+
+  /**
+   * Constructs a new decoder.
+   *
+   * @param options Limits and callbacks.
+   */
+  constructor(options: MllpDecoderOptions = {}) {
+    super({
+      transform: (chunk, controller) => this.#transform(chunk, controller),
+      flush: (controller) => this.#flush(controller),
+    });
+    const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
+    if (!(max >= 0) || !Number.isFinite(max)) {
+      throw new RangeError(
+        `Cannot create decoder: maxFrameBytes must be a finite number >= 0, got "${max}"`,
+      );
+    }
+    this.#maxFrameBytes = max;
+    this.#onJunk = options.onJunk;
+    this.#onResync = options.onResync;
+    this.#label = options.label ?? "stream";
+  }
+
+  /** The total number of bytes skipped outside frames so far. */
+  get junkBytes(): number {
+    return this.#junkBytes;
+  }
+
+  /** The number of frames decoded so far. */
+  get frames(): number {
+    return this.#frames;
+  }
+
+  #junk(bytes: number) {
+    this.#junkBytes += bytes;
+    logger.warn("Skipped {bytes} bytes outside a frame from {label}", {
+      bytes,
+      label: this.#label,
+    });
+    this.#onJunk?.(bytes);
+  }
+
+  #emit(
+    controller: TransformStreamDefaultController<Uint8Array>,
+    chunk: Uint8Array,
+    start: number,
+    end: number,
+  ) {
+    let payload: Uint8Array;
+    if (this.#parts.length === 0) {
+      payload = chunk.slice(start, end);
+    } else {
+      payload = new Uint8Array(this.#size + (end - start));
+      let offset = 0;
+      for (const part of this.#parts) {
+        payload.set(part, offset);
+        offset += part.length;
+      }
+      payload.set(chunk.subarray(start, end), offset);
+    }
+    this.#reset();
+    this.#frames++;
+    controller.enqueue(payload);
+  }
+
+  #reset() {
+    this.#inFrame = false;
+    this.#sawEndBlock = false;
+    this.#parts = [];
+    this.#size = 0;
+  }
+
+  #keep(chunk: Uint8Array, start: number, end: number) {
+    if (end > start) {
+      this.#parts.push(chunk.slice(start, end));
+      this.#size += end - start;
+    }
+  }
+
+  #checkSize(extra: number) {
+    if (this.#size + extra > this.#maxFrameBytes) {
+      const held = this.#size + extra;
+      this.#reset();
+      throw new FrameSizeError(
+        `Cannot decode frame: exceeded ${this.#maxFrameBytes} bytes (${held} bytes without an end block)`,
+        { limit: this.#maxFrameBytes },
+      );
+    }
+  }
+
+  #transform(
+    chunk: Uint8Array,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ) {
+    const length = chunk.length;
+    let i = 0;
+    // Cached positions of the next start and end bytes at or after `i`
+    // (-1: none left in this chunk, -2: not searched yet). Caching keeps the
+    // scan linear when many small frames share one chunk.
+    let nextStart = -2;
+    let nextEnd = -2;
+    while (i < length) {
+      if (this.#sawEndBlock) {
+        // The previous byte was FS inside a frame.
+        this.#sawEndBlock = false;
+        if (chunk[i] === CARRIAGE_RETURN) {
+          this.#emit(controller, chunk, i, i);
+          i++;
+          continue;
+        }
+        logger.warn("End block without CR from {label}; frame ended at FS", {
+          label: this.#label,
+        });
+        this.#emit(controller, chunk, i, i);
+        continue;
+      }
+      if (!this.#inFrame) {
+        if (nextStart < i && nextStart !== -1) {
+          nextStart = chunk.indexOf(START_BLOCK, i);
+        }
+        if (nextStart === -1) {
+          this.#junk(length - i);
+          return;
+        }
+        if (nextStart > i) this.#junk(nextStart - i);
+        this.#inFrame = true;
+        i = nextStart + 1;
+        continue;
+      }
+      // Inside a frame: look for FS (end) or VT (a new frame: resync).
+      if (nextEnd < i && nextEnd !== -1) nextEnd = chunk.indexOf(END_BLOCK, i);
+      if (nextStart < i && nextStart !== -1) {
+        nextStart = chunk.indexOf(START_BLOCK, i);
+      }
+      const stop = nextEnd === -1
+        ? nextStart
+        : nextStart === -1
+        ? nextEnd
+        : Math.min(nextEnd, nextStart);
+      if (stop === -1) {
+        this.#checkSize(length - i);
+        this.#keep(chunk, i, length);
+        return;
+      }
+      this.#checkSize(stop - i);
+      if (stop === nextStart) {
+        const dropped = this.#size + (stop - i);
+        logger.warn(
+          "Start block inside an unfinished frame from {label}; dropped {dropped} bytes and started a new frame",
+          { label: this.#label, dropped },
+        );
+        this.#reset();
+        this.#onResync?.(dropped);
+        this.#inFrame = true;
+        i = stop + 1;
+        continue;
+      }
+      // FS found at `stop`.
+      if (stop + 1 < length) {
+        if (chunk[stop + 1] !== CARRIAGE_RETURN) {
+          logger.warn("End block without CR from {label}; frame ended at FS", {
+            label: this.#label,
+          });
+          this.#emit(controller, chunk, i, stop);
+          i = stop + 1;
+        } else {
+          this.#emit(controller, chunk, i, stop);
+          i = stop + 2;
+        }
+      } else {
+        // FS is the last byte of this chunk: wait for the CR.
+        this.#keep(chunk, i, stop);
+        this.#sawEndBlock = true;
+        return;
+      }
+    }
+  }
+
+  #flush(controller: TransformStreamDefaultController<Uint8Array>) {
+    if (this.#sawEndBlock) {
+      logger.warn("Stream from {label} ended after FS without CR", {
+        label: this.#label,
+      });
+      // The payload is complete; deliver it rather than lose it.
+      this.#emit(controller, new Uint8Array(0), 0, 0);
+      return;
+    }
+    if (this.#inFrame) {
+      logger.warn(
+        "Stream from {label} ended inside a frame; dropped {dropped} bytes",
+        { label: this.#label, dropped: this.#size },
+      );
+      this.#reset();
+    }
+  }
+}
+
+/** Options for {@linkcode MllpEncoderStream}. */
+export interface MllpEncoderOptions {
+  /**
+   * Reject payloads that contain a start block (VT) or end block (FS)
+   * byte, which would corrupt the framing. Turn it off only for trusted
+   * payloads where the scan's cost matters.
+   *
+   * @default {true}
+   */
+  validate?: boolean;
+}
+
+/**
+ * A transform stream that wraps each payload in an MLLP frame: `0x0b`,
+ * the payload, `0x1c 0x0d`. Each frame is enqueued as one chunk, so a
+ * reply goes to the socket in one write.
+ *
+ * @example Encode a payload
+ * ```ts
+ * import { MllpEncoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const [frame] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("A")])
+ *     .pipeThrough(new MllpEncoderStream()),
+ * );
+ * assertEquals(frame, new Uint8Array([0x0b, 0x41, 0x1c, 0x0d]));
+ * ```
+ */
+export class MllpEncoderStream extends TransformStream<Uint8Array, Uint8Array> {
+  /**
+   * Constructs a new encoder.
+   *
+   * @param options Whether to validate payloads.
+   */
+  constructor(options: MllpEncoderOptions = {}) {
+    const validate = options.validate ?? true;
+    super({
+      transform(payload, controller) {
+        controller.enqueue(encodeFrame(payload, validate));
+      },
+    });
+  }
+}
+
+/**
+ * Wraps one payload in an MLLP frame.
+ *
+ * @param payload The bytes to frame.
+ * @param validate Whether to reject payloads containing VT or FS.
+ * @returns A new array: VT, the payload, FS, CR.
+ * @throws {TypeError} If `validate` is true and the payload holds VT or FS.
+ *
+ * @example Frame bytes
+ * ```ts
+ * import { encodeFrame } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(encodeFrame(new Uint8Array([0x41])), new Uint8Array([0x0b, 0x41, 0x1c, 0x0d]));
+ * ```
+ */
+export function encodeFrame(payload: Uint8Array, validate = true): Uint8Array {
+  if (validate) {
+    for (
+      const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
+    ) {
+      const at = payload.indexOf(byte);
+      if (at !== -1) {
+        throw new TypeError(
+          `Cannot encode frame: payload contains a ${name} byte at offset ${at}`,
+        );
+      }
+    }
+  }
+  const frame = new Uint8Array(payload.length + 3);
+  frame[0] = START_BLOCK;
+  frame.set(payload, 1);
+  frame[payload.length + 1] = END_BLOCK;
+  frame[payload.length + 2] = CARRIAGE_RETURN;
+  return frame;
+}

@@ -1,0 +1,458 @@
+/**
+ * Just enough HL7 v2 to move messages: read the MSH header with the
+ * message's own separators, decode text with the charset MSH-18 names, and
+ * tell HL7 payloads from unknown ones. This is not a general HL7 parser.
+ *
+ * @example Read a message
+ * ```ts
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = readMessage(
+ *   "MSH|^~\\&|App|Fac|Rcv|RFac|20240101120000||ADT^A01^ADT_A01|MSG001|P|2.5\r",
+ * );
+ * assertEquals(message.kind, "hl7");
+ * if (message.kind === "hl7") {
+ *   assertEquals(message.header.controlId, "MSG001");
+ *   assertEquals(message.header.triggerEvent, "A01");
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { HeaderError } from "./errors.ts";
+
+/** The separators a message declares in MSH-1 and MSH-2. */
+export interface Hl7Separators {
+  /** MSH-1, usually `|`. */
+  field: string;
+  /** The first MSH-2 character, usually `^`. */
+  component: string;
+  /** The second MSH-2 character, usually `~`. */
+  repetition: string;
+  /** The third MSH-2 character, usually `\`. */
+  escape: string;
+  /** The fourth MSH-2 character, usually `&`. */
+  subcomponent: string;
+  /** The fifth MSH-2 character (HL7 v2.7 and later), usually `#`, or `""`. */
+  truncation: string;
+}
+
+/** The fields of an MSH segment this library reads. Absent fields are `""`. */
+export interface Hl7Header {
+  /** MSH-1 and MSH-2, split into named characters. */
+  separators: Hl7Separators;
+  /** MSH-2 as it appears in the message, such as `^~\&` or `^~\&#`. */
+  encodingCharacters: string;
+  /** MSH-3 Sending Application. */
+  sendingApplication: string;
+  /** MSH-4 Sending Facility. */
+  sendingFacility: string;
+  /** MSH-5 Receiving Application. */
+  receivingApplication: string;
+  /** MSH-6 Receiving Facility. */
+  receivingFacility: string;
+  /** MSH-7 Date/Time of Message. */
+  dateTime: string;
+  /** MSH-8 Security. */
+  security: string;
+  /** MSH-9 Message Type, whole, such as `ADT^A01^ADT_A01`. */
+  messageType: string;
+  /** MSH-9.1 Message Code, such as `ADT`. */
+  messageCode: string;
+  /** MSH-9.2 Trigger Event, such as `A01`. */
+  triggerEvent: string;
+  /** MSH-9.3 Message Structure, such as `ADT_A01`. */
+  messageStructure: string;
+  /** MSH-10 Message Control ID. */
+  controlId: string;
+  /** MSH-11 Processing ID, such as `P`. */
+  processingId: string;
+  /** MSH-12 Version ID, such as `2.5`. */
+  versionId: string;
+  /** MSH-15 Accept Acknowledgment Type (`AL`, `NE`, `ER`, `SU`). */
+  acceptAckType: string;
+  /** MSH-16 Application Acknowledgment Type (`AL`, `NE`, `ER`, `SU`). */
+  applicationAckType: string;
+  /** MSH-18 Character Set, its first repetition, such as `UNICODE UTF-8`. */
+  characterSet: string;
+}
+
+/** The kind of a framed payload: HL7 (starts with `MSH`) or anything else. */
+export type MessageKind = "hl7" | "unknown";
+
+const CR = 0x0d;
+const LF = 0x0a;
+const utf8Decoder = new TextDecoder();
+const utf8Encoder = new TextEncoder();
+
+/**
+ * Tells whether a payload is HL7: it starts with the bytes `MSH`.
+ *
+ * @param payload The frame payload.
+ * @returns `true` when the payload starts with `MSH`.
+ *
+ * @example Check payloads
+ * ```ts
+ * import { isHl7 } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(isHl7("MSH|^~\\&|A"), true);
+ * assertEquals(isHl7("Hip hip hurray"), false);
+ * ```
+ */
+export function isHl7(payload: Uint8Array | string): boolean {
+  if (typeof payload === "string") return payload.startsWith("MSH");
+  return payload.length >= 3 && payload[0] === 0x4d && payload[1] === 0x53 &&
+    payload[2] === 0x48;
+}
+
+// MSH-18 values (HL7 table 0211) mapped to WHATWG encoding labels. "latin1"
+// stands for an exact ISO-8859-1 decode (TextDecoder would use windows-1252).
+const CHARSETS: Record<string, string> = {
+  "": "utf-8",
+  "ASCII": "ascii",
+  "ISO IR6": "ascii",
+  "8859/1": "latin1",
+  "ISO IR100": "latin1",
+  "8859/2": "iso-8859-2",
+  "8859/3": "iso-8859-3",
+  "8859/4": "iso-8859-4",
+  "8859/5": "iso-8859-5",
+  "8859/6": "iso-8859-6",
+  "8859/7": "iso-8859-7",
+  "8859/8": "iso-8859-8",
+  "8859/9": "windows-1254",
+  "8859/15": "iso-8859-15",
+  "UNICODE UTF-8": "utf-8",
+  "UTF-8": "utf-8",
+  "GB 18030": "gb18030",
+  "BIG-5": "big5",
+  "KS X 1001": "euc-kr",
+  "ISO IR87": "iso-2022-jp",
+};
+
+/**
+ * Maps an MSH-18 character set name to the encoding used to decode it.
+ *
+ * @param characterSet MSH-18, such as `8859/1` or `UNICODE UTF-8`.
+ * @returns A WHATWG encoding label, `"latin1"` for exact ISO-8859-1, or
+ *   `undefined` when the name is unknown or unsupported.
+ *
+ * @example Look up charsets
+ * ```ts
+ * import { charsetEncoding } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(charsetEncoding("8859/1"), "latin1");
+ * assertEquals(charsetEncoding("UNICODE UTF-8"), "utf-8");
+ * assertEquals(charsetEncoding(""), "utf-8");
+ * ```
+ */
+export function charsetEncoding(characterSet: string): string | undefined {
+  return CHARSETS[characterSet.trim().toUpperCase()];
+}
+
+const decoders = new Map<string, TextDecoder>([["utf-8", utf8Decoder]]);
+
+/**
+ * Decodes bytes with an encoding label from {@linkcode charsetEncoding}.
+ * Bytes that do not decode become U+FFFD.
+ *
+ * @param bytes The bytes to decode.
+ * @param encoding The encoding label.
+ * @returns The text.
+ *
+ * @example Decode ISO-8859-1 exactly
+ * ```ts
+ * import { decodeText } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(decodeText(new Uint8Array([0x4d, 0xfc]), "latin1"), "Mü");
+ * ```
+ */
+export function decodeText(bytes: Uint8Array, encoding = "utf-8"): string {
+  if (encoding === "latin1") return latin1(bytes, 0, bytes.length);
+  let decoder = decoders.get(encoding);
+  if (!decoder) {
+    decoder = new TextDecoder(encoding);
+    decoders.set(encoding, decoder);
+  }
+  return decoder.decode(bytes);
+}
+
+/**
+ * Encodes text for a payload: exact ISO-8859-1 or ASCII for those
+ * encodings (characters outside them become `?`), UTF-8 otherwise.
+ *
+ * @param text The text to encode.
+ * @param encoding The encoding label from {@linkcode charsetEncoding}.
+ * @returns The bytes.
+ *
+ * @example Encode for an 8859/1 peer
+ * ```ts
+ * import { encodeText } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(encodeText("Mü", "latin1"), new Uint8Array([0x4d, 0xfc]));
+ * ```
+ */
+export function encodeText(text: string, encoding = "utf-8"): Uint8Array {
+  if (encoding === "latin1" || encoding === "ascii") {
+    const max = encoding === "latin1" ? 0xff : 0x7f;
+    const bytes = new Uint8Array(text.length);
+    for (let i = 0; i < text.length; i++) {
+      const code = text.charCodeAt(i);
+      bytes[i] = code <= max ? code : 0x3f;
+    }
+    return bytes;
+  }
+  return utf8Encoder.encode(text);
+}
+
+function latin1(bytes: Uint8Array, start: number, end: number): string {
+  let text = "";
+  for (let i = start; i < end; i += 8192) {
+    text += String.fromCharCode(...bytes.subarray(i, Math.min(end, i + 8192)));
+  }
+  return text;
+}
+
+function segmentEnd(text: string): number {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === CR || c === LF) return i;
+  }
+  return text.length;
+}
+
+/**
+ * Reads the MSH segment at the start of an HL7 payload.
+ *
+ * @param payload The payload, as text or bytes. Bytes are read with the
+ *   charset MSH-18 names.
+ * @returns The header fields.
+ * @throws {HeaderError} If the payload does not start with a readable MSH
+ *   segment.
+ *
+ * @example Custom separators
+ * ```ts
+ * import { readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const header = readHeader("MSH*:~\\&#*A*B*C*D*20240101**ADT:A08*X1*P*2.7");
+ * assertEquals(header.separators.component, ":");
+ * assertEquals(header.separators.truncation, "#");
+ * assertEquals(header.controlId, "X1");
+ * assertEquals(header.triggerEvent, "A08");
+ * ```
+ */
+export function readHeader(payload: Uint8Array | string): Hl7Header {
+  if (typeof payload === "string") {
+    return parseMsh(payload.slice(0, segmentEnd(payload)));
+  }
+  if (!isHl7(payload)) throw notHl7();
+  let end = payload.indexOf(CR);
+  const lf = payload.indexOf(LF);
+  if (end === -1 || (lf !== -1 && lf < end)) end = lf;
+  if (end === -1) end = payload.length;
+  const header = parseMsh(latin1(payload, 0, end));
+  const encoding = charsetEncoding(header.characterSet);
+  if (encoding === undefined || encoding === "latin1") return header;
+  if (encoding === "ascii" && isAscii(payload, end)) return header;
+  return parseMsh(decodeText(payload.subarray(0, end), encoding));
+}
+
+function isAscii(bytes: Uint8Array, end: number): boolean {
+  for (let i = 0; i < end; i++) if (bytes[i] > 0x7f) return false;
+  return true;
+}
+
+function notHl7(): HeaderError {
+  return new HeaderError("Cannot read header: payload does not start with MSH");
+}
+
+function parseMsh(segment: string): Hl7Header {
+  if (!segment.startsWith("MSH")) throw notHl7();
+  if (segment.length < 8) {
+    throw new HeaderError(
+      `Cannot read header: MSH segment is too short (${segment.length} characters)`,
+    );
+  }
+  const field = segment[3];
+  if (/[A-Za-z0-9\s]/.test(field)) {
+    throw new HeaderError(
+      `Cannot read header: invalid field separator "${field}"`,
+    );
+  }
+  const fields = segment.split(field);
+  // fields[0] is "MSH", fields[1] is MSH-2, fields[n - 1] is MSH-n.
+  const encodingCharacters = fields[1];
+  if (
+    encodingCharacters.length < 4 || encodingCharacters.length > 5 ||
+    new Set(encodingCharacters + field).size !==
+      encodingCharacters.length + 1 ||
+    /[A-Za-z0-9\s]/.test(encodingCharacters)
+  ) {
+    throw new HeaderError(
+      `Cannot read header: invalid encoding characters "${encodingCharacters}"`,
+    );
+  }
+  const separators: Hl7Separators = {
+    field,
+    component: encodingCharacters[0],
+    repetition: encodingCharacters[1],
+    escape: encodingCharacters[2],
+    subcomponent: encodingCharacters[3],
+    truncation: encodingCharacters[4] ?? "",
+  };
+  const get = (n: number) => fields[n - 1] ?? "";
+  const messageType = get(9).split(separators.component);
+  return {
+    separators,
+    encodingCharacters,
+    sendingApplication: get(3),
+    sendingFacility: get(4),
+    receivingApplication: get(5),
+    receivingFacility: get(6),
+    dateTime: get(7),
+    security: get(8),
+    messageType: get(9),
+    messageCode: messageType[0] ?? "",
+    triggerEvent: messageType[1] ?? "",
+    messageStructure: messageType[2] ?? "",
+    controlId: get(10),
+    processingId: get(11),
+    versionId: get(12),
+    acceptAckType: get(15),
+    applicationAckType: get(16),
+    characterSet: get(18).split(separators.repetition)[0],
+  };
+}
+
+/** What {@linkcode Hl7Message} and {@linkcode UnknownMessage} share. */
+abstract class Payload {
+  /** The payload bytes, exactly as framed. */
+  readonly raw: Uint8Array;
+  /** The encoding label used to decode {@linkcode Payload.text}. */
+  readonly encoding: string;
+  #text: string | undefined;
+
+  constructor(raw: Uint8Array, encoding: string, text?: string) {
+    this.raw = raw;
+    this.encoding = encoding;
+    this.#text = text;
+  }
+
+  /** The payload decoded as text (decoded on first use). */
+  get text(): string {
+    return this.#text ??= decodeText(this.raw, this.encoding);
+  }
+
+  /** The payload's size in bytes. */
+  get size(): number {
+    return this.raw.length;
+  }
+}
+
+/**
+ * An HL7 v2 message: a payload that starts with a readable MSH segment.
+ *
+ * @example Read an HL7 message from bytes
+ * ```ts
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const bytes = new Uint8Array([...new TextEncoder().encode(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A04|X9|P|2.5|||||DEU|8859/1\rPID|1||7||M",
+ * ), 0xfc]);
+ * const message = readMessage(bytes);
+ * assertEquals(message.kind, "hl7");
+ * assertEquals(message.text.endsWith("Mü"), true);
+ * ```
+ */
+export class Hl7Message extends Payload {
+  /** Always `"hl7"`. */
+  readonly kind = "hl7" as const;
+  /** The fields of the MSH segment. */
+  readonly header: Hl7Header;
+
+  /**
+   * Constructs a message from parts already read; use
+   * {@linkcode readMessage} to read one from a payload.
+   *
+   * @param raw The payload bytes.
+   * @param header The header read from them.
+   * @param text The decoded text, when already known.
+   */
+  constructor(raw: Uint8Array, header: Hl7Header, text?: string) {
+    super(raw, charsetEncoding(header.characterSet) ?? "utf-8", text);
+    this.header = header;
+  }
+}
+
+/**
+ * A payload that is not HL7 (it does not start with `MSH`): the seed's
+ * `mllp_unknown`. Its text is decoded as UTF-8.
+ *
+ * @example Read a non-HL7 payload
+ * ```ts
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = readMessage("Hip hip hurray");
+ * assertEquals(message.kind, "unknown");
+ * assertEquals(message.text, "Hip hip hurray");
+ * ```
+ */
+export class UnknownMessage extends Payload {
+  /** Always `"unknown"`. */
+  readonly kind = "unknown" as const;
+  /** Always `undefined`: unknown payloads have no header. */
+  readonly header: undefined = undefined;
+
+  /**
+   * Constructs an unknown payload.
+   *
+   * @param raw The payload bytes.
+   * @param text The decoded text, when already known.
+   */
+  constructor(raw: Uint8Array, text?: string) {
+    super(raw, "utf-8", text);
+  }
+}
+
+/** A framed payload: HL7 or unknown. Tell them apart by `kind`. */
+export type Message = Hl7Message | UnknownMessage;
+
+/**
+ * Reads a payload as a message. Text is encoded with the charset its
+ * MSH-18 names (UTF-8 by default); bytes are kept exactly.
+ *
+ * @param payload The payload, without MLLP framing.
+ * @returns An {@linkcode Hl7Message} when the payload starts with `MSH`,
+ *   an {@linkcode UnknownMessage} otherwise.
+ * @throws {HeaderError} If the payload starts with `MSH` but its header
+ *   cannot be read.
+ *
+ * @example Unknown payloads are not errors
+ * ```ts
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(readMessage(new Uint8Array([1, 2, 3])).kind, "unknown");
+ * ```
+ */
+export function readMessage(payload: Uint8Array | string): Message {
+  if (typeof payload === "string") {
+    if (!isHl7(payload)) {
+      return new UnknownMessage(utf8Encoder.encode(payload), payload);
+    }
+    const header = readHeader(payload);
+    const encoding = charsetEncoding(header.characterSet) ?? "utf-8";
+    return new Hl7Message(encodeText(payload, encoding), header, payload);
+  }
+  if (!isHl7(payload)) return new UnknownMessage(payload);
+  return new Hl7Message(payload, readHeader(payload));
+}
