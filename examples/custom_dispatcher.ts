@@ -1,0 +1,32 @@
+/**
+ * The seed's "Writing a message dispatcher": a DemoDispatcher that
+ * accepts every HL7 message, behind a receiver on a free port.
+ *
+ *     deno run -A examples/custom_dispatcher.ts
+ *
+ * @module
+ */
+
+import { Ack, Client, type DispatcherObject, Receiver } from "@x/mllp";
+import { SAMPLE_ADT_A01, setupLogging } from "./_sample.ts";
+
+const DemoDispatcher: DispatcherObject = {
+  dispatch(message) {
+    // Put your message handling logic here.
+    if (message.kind === "hl7") return Ack.forMessage(message, "AA");
+  },
+};
+
+await setupLogging("debug");
+
+await using receiver = await Receiver.start({
+  port: 0,
+  hostname: "127.0.0.1",
+  dispatcher: DemoDispatcher,
+});
+await using client = await Client.connect("127.0.0.1", receiver.port);
+
+const result = await client.send(SAMPLE_ADT_A01);
+if (result.outcome === "accept") {
+  console.log(result.outcome, result.ack.code, JSON.stringify(result.ack.text));
+}

@@ -1,0 +1,37 @@
+/**
+ * `deno task demo`: the seed's first walkthrough in one run. It starts a
+ * receiver with the EchoDispatcher on a free port, sends the sample
+ * ADT^A01 with a client, prints the typed ACK result, and stops.
+ *
+ * @module
+ */
+
+import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+import { SAMPLE_ADT_A01, setupLogging } from "./_sample.ts";
+
+await setupLogging("debug");
+
+const receiver = await Receiver.start({
+  port: 0,
+  hostname: "127.0.0.1",
+  dispatcher: EchoDispatcher,
+});
+const client = await Client.connect("localhost", receiver.port);
+
+const result = await client.send(SAMPLE_ADT_A01);
+if (result.outcome === "reply") {
+  console.log("Reply:", result.text);
+} else if (result.outcome === "not_ack") {
+  console.log("Not an ACK:", result.reason);
+} else {
+  console.log({
+    ok: result.ok,
+    outcome: result.outcome,
+    code: result.ack.code,
+    messageControlId: result.ack.messageControlId,
+    text: result.ack.text,
+  });
+}
+
+await client.close();
+await Receiver.stop(receiver.port);
