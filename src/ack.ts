@@ -361,7 +361,8 @@ export class Ack {
       h.versionId || "2.5",
     ];
     if (h.characterSet) {
-      while (msh.length < 18) msh.push("");
+      // msh[n - 1] is MSH-n: pad through MSH-17, then MSH-18.
+      while (msh.length < 17) msh.push("");
       msh.push(h.characterSet);
     }
     return Ack.#build(msh, h.separators, code, h.controlId, options.text);
@@ -400,7 +401,8 @@ export class Ack {
     return new Ack({
       code,
       messageControlId,
-      text,
+      // As Ack.parse would read MSA-3 back: line breaks became spaces.
+      text: text.replace(/[\r\n]/g, " "),
       header: readMessageHeader(hl7),
       hl7,
     });
@@ -544,7 +546,8 @@ export type AckResult =
  * Verifies a reply against the message it answers: it must be an ACK whose
  * MSA-2 equals the message's MSH-10 exactly.
  *
- * @param sent The message sent, its header, or its control id.
+ * @param sent The message sent, its header, or its control id. A non-HL7
+ *   message has no control id: only an ACK with an empty MSA-2 matches it.
  * @param reply The reply payload, without MLLP framing.
  * @returns The typed outcome.
  *
@@ -559,13 +562,13 @@ export type AckResult =
  * ```
  */
 export function verifyAck(
-  sent: Hl7Message | Hl7Header | string,
+  sent: Message | Hl7Header | string,
   reply: Message | string | Uint8Array,
 ): AckResult {
   const expected = typeof sent === "string"
     ? sent
-    : "header" in sent
-    ? sent.header.controlId
+    : "kind" in sent
+    ? sent.header?.controlId ?? ""
     : sent.controlId;
   let ack: Ack;
   try {

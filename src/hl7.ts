@@ -109,7 +109,8 @@ export function isHl7(payload: Uint8Array | string): boolean {
 }
 
 // MSH-18 values (HL7 table 0211) mapped to WHATWG encoding labels. "latin1"
-// stands for an exact ISO-8859-1 decode (TextDecoder would use windows-1252).
+// and "ascii" stand for exact ISO-8859-1 and US-ASCII (TextDecoder would use
+// windows-1252 for both).
 const CHARSETS: Record<string, string> = {
   "": "utf-8",
   "ASCII": "ascii",
@@ -137,8 +138,9 @@ const CHARSETS: Record<string, string> = {
  * Maps an MSH-18 character set name to the encoding used to decode it.
  *
  * @param characterSet MSH-18, such as `8859/1` or `UNICODE UTF-8`.
- * @returns A WHATWG encoding label, `"latin1"` for exact ISO-8859-1, or
- *   `undefined` when the name is unknown or unsupported.
+ * @returns A WHATWG encoding label, `"latin1"` for exact ISO-8859-1,
+ *   `"ascii"` for exact US-ASCII, or `undefined` when the name is unknown or
+ *   unsupported.
  *
  * @example Look up charsets
  * ```ts
@@ -158,11 +160,13 @@ const decoders = new Map<string, TextDecoder>([["utf-8", utf8Decoder]]);
 
 /**
  * Decodes bytes with an encoding label from {@linkcode charsetEncoding}.
- * Bytes that do not decode become U+FFFD.
+ * Bytes that do not decode become U+FFFD (for `"ascii"`: every byte above
+ * `0x7f`).
  *
  * @param bytes The bytes to decode.
  * @param encoding The encoding label.
  * @returns The text.
+ * @throws {RangeError} If the label is not an encoding `TextDecoder` knows.
  *
  * @example Decode ISO-8859-1 exactly
  * ```ts
@@ -174,6 +178,9 @@ const decoders = new Map<string, TextDecoder>([["utf-8", utf8Decoder]]);
  */
 export function decodeText(bytes: Uint8Array, encoding = "utf-8"): string {
   if (encoding === "latin1") return latin1(bytes, 0, bytes.length);
+  if (encoding === "ascii") {
+    return latin1(bytes, 0, bytes.length).replace(/[\x80-\xff]/g, "\ufffd");
+  }
   let decoder = decoders.get(encoding);
   if (!decoder) {
     decoder = new TextDecoder(encoding);
@@ -202,11 +209,13 @@ export function encodeText(text: string, encoding = "utf-8"): Uint8Array {
   if (encoding === "latin1" || encoding === "ascii") {
     const max = encoding === "latin1" ? 0xff : 0x7f;
     const bytes = new Uint8Array(text.length);
-    for (let i = 0; i < text.length; i++) {
-      const code = text.charCodeAt(i);
-      bytes[i] = code <= max ? code : 0x3f;
+    let length = 0;
+    // By code point, so a character outside the BMP becomes one `?`.
+    for (const char of text) {
+      const code = char.codePointAt(0)!;
+      bytes[length++] = code <= max ? code : 0x3f;
     }
-    return bytes;
+    return length === bytes.length ? bytes : bytes.slice(0, length);
   }
   return utf8Encoder.encode(text);
 }
@@ -231,7 +240,8 @@ function segmentEnd(text: string): number {
  * Reads the MSH segment at the start of an HL7 payload.
  *
  * @param payload The payload, as text or bytes. Bytes are read with the
- *   charset MSH-18 names.
+ *   charset MSH-18 names (UTF-8 when it names none, or one this library
+ *   does not know).
  * @returns The header fields.
  * @throws {HeaderError} If the payload does not start with a readable MSH
  *   segment.
@@ -258,9 +268,13 @@ export function readHeader(payload: Uint8Array | string): Hl7Header {
   if (end === -1 || (lf !== -1 && lf < end)) end = lf;
   if (end === -1) end = payload.length;
   const header = parseMsh(latin1(payload, 0, end));
-  const encoding = charsetEncoding(header.characterSet);
-  if (encoding === undefined || encoding === "latin1") return header;
-  if (encoding === "ascii" && isAscii(payload, end)) return header;
+  // Unknown charsets are read as UTF-8, as Hl7Message decodes its text.
+  const encoding = charsetEncoding(header.characterSet) ?? "utf-8";
+  // An ASCII header reads the same in every ASCII-compatible charset.
+  if (
+    encoding === "latin1" ||
+    (encoding !== "iso-2022-jp" && isAscii(payload, end))
+  ) return header;
   return parseMsh(decodeText(payload.subarray(0, end), encoding));
 }
 
@@ -331,31 +345,6 @@ function parseMsh(segment: string): Hl7Header {
   };
 }
 
-/** What {@linkcode Hl7Message} and {@linkcode UnknownMessage} share. */
-abstract class Payload {
-  /** The payload bytes, exactly as framed. */
-  readonly raw: Uint8Array;
-  /** The encoding label used to decode {@linkcode Payload.text}. */
-  readonly encoding: string;
-  #text: string | undefined;
-
-  constructor(raw: Uint8Array, encoding: string, text?: string) {
-    this.raw = raw;
-    this.encoding = encoding;
-    this.#text = text;
-  }
-
-  /** The payload decoded as text (decoded on first use). */
-  get text(): string {
-    return this.#text ??= decodeText(this.raw, this.encoding);
-  }
-
-  /** The payload's size in bytes. */
-  get size(): number {
-    return this.raw.length;
-  }
-}
-
 /**
  * An HL7 v2 message: a payload that starts with a readable MSH segment.
  *
@@ -372,11 +361,16 @@ abstract class Payload {
  * assertEquals(message.text.endsWith("Mü"), true);
  * ```
  */
-export class Hl7Message extends Payload {
+export class Hl7Message {
   /** Always `"hl7"`. */
   readonly kind = "hl7" as const;
   /** The fields of the MSH segment. */
   readonly header: Hl7Header;
+  /** The payload bytes, exactly as framed. */
+  readonly raw: Uint8Array;
+  /** The encoding label used to decode {@linkcode Hl7Message.text}. */
+  readonly encoding: string;
+  #text: string | undefined;
 
   /**
    * Constructs a message from parts already read; use
@@ -387,8 +381,20 @@ export class Hl7Message extends Payload {
    * @param text The decoded text, when already known.
    */
   constructor(raw: Uint8Array, header: Hl7Header, text?: string) {
-    super(raw, charsetEncoding(header.characterSet) ?? "utf-8", text);
+    this.raw = raw;
+    this.encoding = charsetEncoding(header.characterSet) ?? "utf-8";
+    this.#text = text;
     this.header = header;
+  }
+
+  /** The payload decoded as text (decoded on first use). */
+  get text(): string {
+    return this.#text ??= decodeText(this.raw, this.encoding);
+  }
+
+  /** The payload's size in bytes. */
+  get size(): number {
+    return this.raw.length;
   }
 }
 
@@ -406,11 +412,16 @@ export class Hl7Message extends Payload {
  * assertEquals(message.text, "Hip hip hurray");
  * ```
  */
-export class UnknownMessage extends Payload {
+export class UnknownMessage {
   /** Always `"unknown"`. */
   readonly kind = "unknown" as const;
   /** Always `undefined`: unknown payloads have no header. */
   readonly header: undefined = undefined;
+  /** The payload bytes, exactly as framed. */
+  readonly raw: Uint8Array;
+  /** The encoding label used to decode {@linkcode UnknownMessage.text}. */
+  readonly encoding: string;
+  #text: string | undefined;
 
   /**
    * Constructs an unknown payload.
@@ -419,7 +430,19 @@ export class UnknownMessage extends Payload {
    * @param text The decoded text, when already known.
    */
   constructor(raw: Uint8Array, text?: string) {
-    super(raw, "utf-8", text);
+    this.raw = raw;
+    this.encoding = "utf-8";
+    this.#text = text;
+  }
+
+  /** The payload decoded as text (decoded on first use). */
+  get text(): string {
+    return this.#text ??= decodeText(this.raw, this.encoding);
+  }
+
+  /** The payload's size in bytes. */
+  get size(): number {
+    return this.raw.length;
   }
 }
 
