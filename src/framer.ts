@@ -66,8 +66,15 @@ export interface MllpDecoderOptions {
  * the FS and CR of the end block), several frames in one chunk, and empty
  * frames. Bytes between frames are skipped, counted and logged. A start
  * block inside an unfinished frame drops the partial frame and starts a new
- * one. Work is linear in the bytes received: each byte is scanned once and
- * copied at most twice.
+ * one. Work is linear in the bytes received: each byte is scanned at most
+ * twice and copied at most twice.
+ *
+ * Payloads are always copies, never views of the input chunks, so the
+ * caller may reuse its read buffer. Payloads of frames that lie whole in one
+ * input chunk share one copy: each is a view of its own range of that
+ * `ArrayBuffer`, so a kept payload can hold up to one chunk in memory, and
+ * transferring a payload's `buffer` also takes its siblings' bytes. Use
+ * `payload.slice()` to own the bytes alone.
  *
  * An end block whose FS is followed by anything but CR still ends the frame
  * (with a warning); the byte after it is then read as if between frames.
@@ -100,6 +107,8 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   #sawEndBlock = false;
   /** Pieces of the current frame that arrived in earlier chunks. */
   #parts: Uint8Array[] = [];
+  /** Start and end offsets of whole frames in the current chunk. */
+  #pending: number[] = [];
   #size = 0;
   #junkBytes = 0;
   #frames = 0;
@@ -151,21 +160,49 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     start: number,
     end: number,
   ) {
-    let payload: Uint8Array;
     if (this.#parts.length === 0) {
-      payload = chunk.slice(start, end);
+      // The whole payload is in this chunk: copy it out later, together
+      // with the chunk's other whole frames (see #enqueuePending).
+      this.#pending.push(start, end);
     } else {
-      payload = new Uint8Array(this.#size + (end - start));
+      // Only the first frame ended in a chunk can have parts, so no
+      // pending frame comes before it.
+      const payload = new Uint8Array(this.#size + (end - start));
       let offset = 0;
       for (const part of this.#parts) {
         payload.set(part, offset);
         offset += part.length;
       }
       payload.set(chunk.subarray(start, end), offset);
+      controller.enqueue(payload);
     }
     this.#reset();
     this.#frames++;
-    controller.enqueue(payload);
+  }
+
+  /**
+   * Enqueues the frames that lie whole in `chunk`. One copy of the span
+   * from the first to the last of them backs them all: one allocation per
+   * chunk rather than per frame, which is what makes many small frames
+   * fast. The payloads are views into that copy, never into `chunk`.
+   */
+  #enqueuePending(
+    chunk: Uint8Array,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ) {
+    const pending = this.#pending;
+    const base = pending[0];
+    const copy = chunk.slice(base, pending[pending.length - 1]);
+    if (pending.length === 2) {
+      controller.enqueue(copy);
+    } else {
+      for (let k = 0; k < pending.length; k += 2) {
+        controller.enqueue(
+          copy.subarray(pending[k] - base, pending[k + 1] - base),
+        );
+      }
+    }
+    pending.length = 0;
   }
 
   #reset() {
@@ -194,6 +231,17 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   }
 
   #transform(
+    chunk: Uint8Array,
+    controller: TransformStreamDefaultController<Uint8Array>,
+  ) {
+    try {
+      this.#scan(chunk, controller);
+    } finally {
+      if (this.#pending.length > 0) this.#enqueuePending(chunk, controller);
+    }
+  }
+
+  #scan(
     chunk: Uint8Array,
     controller: TransformStreamDefaultController<Uint8Array>,
   ) {
@@ -287,7 +335,9 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
         label: this.#label,
       });
       // The payload is complete; deliver it rather than lose it.
-      this.#emit(controller, new Uint8Array(0), 0, 0);
+      const empty = new Uint8Array(0);
+      this.#emit(controller, empty, 0, 0);
+      if (this.#pending.length > 0) this.#enqueuePending(empty, controller);
       return;
     }
     if (this.#inFrame) {
