@@ -34,8 +34,10 @@ import {
 } from "./errors.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
+  END_BLOCK,
   MllpDecoderStream,
   MllpEncoderStream,
+  START_BLOCK,
 } from "./framer.ts";
 import { decodeText, type Message, readMessage } from "./hl7.ts";
 
@@ -283,6 +285,8 @@ export class Client implements AsyncDisposable {
   #connectTimeout: number;
   #maxFrameBytes: number;
   #link: Link | undefined;
+  /** Links not yet fully wound down, old ones included (after a timeout). */
+  #links = new Set<Link>();
   #connecting: Promise<Link> | undefined;
   #tail: Promise<unknown> = Promise.resolve();
   #closing: Promise<void> | undefined;
@@ -358,6 +362,9 @@ export class Client implements AsyncDisposable {
    * @returns For HL7, the verified ACK outcome; otherwise the reply.
    * @throws {HeaderError} If the payload starts with `MSH` but its header
    *   cannot be read (nothing is sent).
+   * @throws {TypeError} If the payload holds a VT (`0x0b`) or FS (`0x1c`)
+   *   byte, which would break the framing (nothing is sent).
+   * @throws {RangeError} If the timeout is not a positive number.
    * @throws {ClientError} A subclass for each transport failure.
    *
    * @example Concurrent sends queue in order
@@ -514,8 +521,11 @@ export class Client implements AsyncDisposable {
       // Closed already; the first send will say so.
     }
     logger.debug("Connected to {address}", { address: this.address });
-    this.#link = new Link(conn, this.#maxFrameBytes, this.address);
-    return this.#link;
+    const link = new Link(conn, this.#maxFrameBytes, this.address);
+    this.#link = link;
+    this.#links.add(link);
+    void link.done.finally(() => this.#links.delete(link));
+    return link;
   }
 
   /**
@@ -523,16 +533,33 @@ export class Client implements AsyncDisposable {
    * {@linkcode ConnectionClosedError}; later sends are refused. Calling it
    * again returns the same promise.
    *
-   * @returns A promise that resolves when the connection is closed.
+   * @returns A promise that resolves when the connection is closed,
+   *   and any connection dropped earlier (after a reply timeout, say) has
+   *   wound down too.
+   *
+   * @example Close once, however often it is called
+   * ```ts
+   * import { Client, ConnectionClosedError, EchoDispatcher, Receiver } from "@x/mllp";
+   * import { assertRejects, assertStrictEquals } from "@std/assert";
+   *
+   * await using receiver = await Receiver.start({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   dispatcher: EchoDispatcher,
+   * });
+   * const client = await Client.connect("127.0.0.1", receiver.port);
+   * assertStrictEquals(client.close(), client.close());
+   * await client.close();
+   * await assertRejects(() => client.send("late"), ConnectionClosedError);
+   * ```
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
       await this.#connecting?.catch(() => {});
-      await this.#link?.shutdown(
-        new ConnectionClosedError("The client was closed", {
-          address: this.address,
-        }),
-      );
+      const cause = new ConnectionClosedError("The client was closed", {
+        address: this.address,
+      });
+      await Promise.all([...this.#links].map((link) => link.shutdown(cause)));
       await this.#tail;
     })();
   }
@@ -544,10 +571,20 @@ export class Client implements AsyncDisposable {
 }
 
 function prepare(payload: string | Uint8Array | Message): Message {
-  if (typeof payload === "string" || payload instanceof Uint8Array) {
-    return readMessage(unwrap(payload));
+  const message = typeof payload === "string" || payload instanceof Uint8Array
+    ? readMessage(unwrap(payload))
+    : payload;
+  for (
+    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
+  ) {
+    const at = message.raw.indexOf(byte);
+    if (at !== -1) {
+      throw new TypeError(
+        `Cannot send: payload contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
+      );
+    }
   }
-  return payload;
+  return message;
 }
 
 function positive(value: number, name: string): number {

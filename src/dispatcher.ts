@@ -27,6 +27,7 @@ import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
+import { END_BLOCK, START_BLOCK } from "./framer.ts";
 import {
   charsetEncoding,
   encodeText,
@@ -68,7 +69,8 @@ export interface DispatchContext<C = unknown> {
  * A dispatcher's reply: an {@linkcode Ack}, text (encoded in the message's
  * charset), bytes, or `undefined`/`null` for no reply. A reply that is
  * already wrapped in an MLLP frame is unwrapped first, so it is never
- * framed twice.
+ * framed twice. A reply that still holds a VT (`0x0b`) or FS (`0x1c`)
+ * byte would break the framing: it is treated as a dispatcher failure.
  */
 export type DispatchReply = Ack | string | Uint8Array | null | undefined | void;
 
@@ -224,6 +226,8 @@ const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
  * A dispatcher that throws or rejects never ends the stream: HL7 gets an
  * `AE` ACK, an unreadable MSH gets `AR` (without calling the dispatcher),
  * and an unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
+ * A reply that cannot be framed (it holds a VT or FS byte) or is of the
+ * wrong type counts as such a failure, so the sender always hears back.
  *
  * @typeParam C The type of the `context` value.
  *
@@ -334,7 +338,7 @@ async function handleFrame<C>(
     }
     const reason = error instanceof Error ? error.message : String(error);
     const ack = Ack.forMessage(message, "AE", {
-      text: `Dispatcher failed: ${reason}`.slice(0, 200),
+      text: withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200)),
     });
     return {
       kind: message.kind,
@@ -352,10 +356,10 @@ function toReply(
 ): { reply?: Uint8Array; ackCode?: string } {
   if (reply === undefined || reply === null) return {};
   if (reply instanceof Ack) {
-    return { reply: reply.toBytes(), ackCode: reply.code };
+    return { reply: framable(reply.toBytes()), ackCode: reply.code };
   }
   if (reply instanceof Uint8Array) {
-    return { reply: isWrapped(reply) ? unwrap(reply) : reply };
+    return { reply: framable(isWrapped(reply) ? unwrap(reply) : reply) };
   }
   if (typeof reply === "string") {
     const text = isWrapped(reply) ? unwrap(reply) : reply;
@@ -367,9 +371,37 @@ function toReply(
         // Not a readable header: keep the message's charset.
       }
     }
-    return { reply: encodeText(text, encoding) };
+    return { reply: framable(encodeText(text, encoding)) };
   }
   throw new TypeError(
     `Cannot send reply: a dispatcher must return an Ack, string, Uint8Array or nothing, got ${typeof reply}`,
   );
+}
+
+/** Returns a reply payload, or throws if it would break the MLLP framing. */
+function framable(reply: Uint8Array): Uint8Array {
+  for (
+    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
+  ) {
+    const at = reply.indexOf(byte);
+    if (at !== -1) {
+      throw new TypeError(
+        `Cannot send reply: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
+      );
+    }
+  }
+  return reply;
+}
+
+/**
+ * Replaces control characters (VT and FS above all, which would break the
+ * framing) with spaces; tabs stay.
+ */
+function withoutControls(text: string): string {
+  let out = "";
+  for (const char of text) {
+    const code = char.charCodeAt(0);
+    out += (code < 0x20 && code !== 0x09) || code === 0x7f ? " " : char;
+  }
+  return out;
 }

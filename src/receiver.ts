@@ -122,6 +122,8 @@ export class Receiver implements AsyncDisposable {
    * @param options Port, dispatcher and limits.
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
+   * @throws {RangeError} If `maxFrameBytes` is not a positive number.
+   * @throws {Error} If the `signal` option is already aborted.
    *
    * @example Start on a free port
    * ```ts
@@ -171,6 +173,20 @@ export class Receiver implements AsyncDisposable {
    *
    * @param port The port of the receiver to stop.
    * @returns Whether a receiver was listening on that port.
+   *
+   * @example Stop by port, twice
+   * ```ts
+   * import { EchoDispatcher, Receiver } from "@x/mllp";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const { port } = await Receiver.start({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   dispatcher: EchoDispatcher,
+   * });
+   * assertEquals(await Receiver.stop(port), true);
+   * assertEquals(await Receiver.stop(port), false);
+   * ```
    */
   static async stop(port: number): Promise<boolean> {
     const receiver = Receiver.#byPort.get(port);
@@ -205,6 +221,20 @@ export class Receiver implements AsyncDisposable {
    * all is closed. Calling it again returns the same promise.
    *
    * @returns A promise that resolves when the receiver has stopped.
+   *
+   * @example Stop a receiver
+   * ```ts
+   * import { EchoDispatcher, Receiver } from "@x/mllp";
+   * import { assert } from "@std/assert";
+   *
+   * const receiver = await Receiver.start({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   dispatcher: EchoDispatcher,
+   * });
+   * await receiver.stop();
+   * assert(receiver.stopped);
+   * ```
    */
   stop(): Promise<void> {
     return this.#stopping ??= this.#stop();
@@ -316,7 +346,7 @@ export class Receiver implements AsyncDisposable {
       closeQuietly(conn);
     }
     logger.info(
-      "Closed connection from {peer} after {ms} ms and {messages} messages ({reason})",
+      "Closed connection from {peer} after {ms} ms, messages: {messages} ({reason})",
       {
         peer: label,
         ms: Math.round(performance.now() - opened),

@@ -4,6 +4,10 @@
  * @module
  */
 
+import { concat as untypedConcat } from "@std/bytes";
+
+const concat: (buffers: Uint8Array[]) => Uint8Array = untypedConcat;
+
 /** Reads a file from `tests/fixtures/` as bytes. */
 export function fixtureBytes(name: string): Promise<Uint8Array> {
   return Deno.readFile(new URL(`./fixtures/${name}`, import.meta.url));
@@ -25,13 +29,7 @@ export function bytes(
       ? p
       : new Uint8Array(p)
   );
-  const out = new Uint8Array(arrays.reduce((n, a) => n + a.length, 0));
-  let offset = 0;
-  for (const a of arrays) {
-    out.set(a, offset);
-    offset += a.length;
-  }
-  return out;
+  return concat(arrays);
 }
 
 /** Runs chunks through a transform stream and collects what comes out. */
