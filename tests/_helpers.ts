@@ -5,6 +5,8 @@
  */
 
 import { concat as untypedConcat } from "@std/bytes";
+import type { AckAccepted } from "../src/ack.ts";
+import type { ReplyResult, SendResult } from "../src/client.ts";
 
 const concat: (buffers: Uint8Array[]) => Uint8Array = untypedConcat;
 
@@ -43,4 +45,20 @@ export function collect<I, O>(
 /** Decodes UTF-8. */
 export function text(data: Uint8Array): string {
   return new TextDecoder().decode(data);
+}
+
+/** Narrows a send result to an accepted ACK, or fails with what it was. */
+export function accepted(result: SendResult): AckAccepted {
+  if (result.outcome !== "accept") {
+    throw new Error(`Expected an accepted ACK, got ${JSON.stringify(result)}`);
+  }
+  return result;
+}
+
+/** Narrows a send result to a non-HL7 reply, or fails with what it was. */
+export function replied(result: SendResult): ReplyResult {
+  if (result.outcome !== "reply") {
+    throw new Error(`Expected a plain reply, got ${result.outcome}`);
+  }
+  return result;
 }

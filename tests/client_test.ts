@@ -17,8 +17,8 @@ import {
   assertStrictEquals,
 } from "@std/assert";
 import { delay as untypedDelay } from "@std/async/delay";
-import { Ack, type AckAccepted, type AckMismatch } from "../src/ack.ts";
-import { Client, type ReplyResult, type SendResult } from "../src/client.ts";
+import { Ack, type AckMismatch } from "../src/ack.ts";
+import { Client } from "../src/client.ts";
 import { EchoDispatcher, UNKNOWN_REPLY } from "../src/dispatcher.ts";
 import { wrap } from "../src/envelope.ts";
 import {
@@ -32,7 +32,7 @@ import {
 } from "../src/errors.ts";
 import type { Message } from "../src/hl7.ts";
 import { Receiver } from "../src/receiver.ts";
-import { bytes, fixtureText, text } from "./_helpers.ts";
+import { accepted, bytes, fixtureText, replied, text } from "./_helpers.ts";
 
 const VT = 0x0b;
 const FS = 0x1c;
@@ -67,22 +67,6 @@ function controlIdOfPayload(payload: Uint8Array): string {
 /** The MSH-10 of a message. */
 function controlIdOf(message: Message): string {
   return message.kind === "hl7" ? message.header.controlId : "";
-}
-
-/** Narrows a send result to an accepted ACK, or fails with what it was. */
-function accepted(result: SendResult): AckAccepted {
-  if (result.outcome !== "accept") {
-    throw new Error(`Expected an accepted ACK, got ${JSON.stringify(result)}`);
-  }
-  return result;
-}
-
-/** Narrows a send result to a non-HL7 reply, or fails with what it was. */
-function replied(result: SendResult): ReplyResult {
-  if (result.outcome !== "reply") {
-    throw new Error(`Expected a plain reply, got ${result.outcome}`);
-  }
-  return result;
 }
 
 /** A promise that resolves after `ms` milliseconds. */

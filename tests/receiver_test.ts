@@ -18,8 +18,8 @@ import {
   assertStringIncludes,
 } from "@std/assert";
 import { delay as untypedDelay } from "@std/async/delay";
-import { Ack, type AckAccepted } from "../src/ack.ts";
-import { Client, type ReplyResult, type SendResult } from "../src/client.ts";
+import { Ack } from "../src/ack.ts";
+import { Client } from "../src/client.ts";
 import {
   type DispatchContext,
   type DispatcherObject,
@@ -34,7 +34,7 @@ import type { Message } from "../src/hl7.ts";
 import { Receiver } from "../src/receiver.ts";
 
 const delay: (ms: number) => Promise<void> = untypedDelay;
-import { bytes, fixtureText, text } from "./_helpers.ts";
+import { accepted, bytes, fixtureText, replied, text } from "./_helpers.ts";
 
 const VT = 0x0b;
 const FS = 0x1c;
@@ -176,22 +176,6 @@ function closeQuietly(conn: Deno.Conn) {
 /** Opens a raw loopback connection to a receiver. */
 async function rawConnect(port: number): Promise<Deno.TcpConn> {
   return await Deno.connect({ hostname: "127.0.0.1", port });
-}
-
-/** Narrows a send result to an accepted ACK, or fails with what it was. */
-function accepted(result: SendResult): AckAccepted {
-  if (result.outcome !== "accept") {
-    throw new Error(`Expected an accepted ACK, got ${JSON.stringify(result)}`);
-  }
-  return result;
-}
-
-/** Narrows a send result to a non-HL7 reply, or fails with what it was. */
-function replied(result: SendResult): ReplyResult {
-  if (result.outcome !== "reply") {
-    throw new Error(`Expected a plain reply, got ${result.outcome}`);
-  }
-  return result;
 }
 
 /** A dispatcher that accepts every HL7 message (the seed's DemoDispatcher). */
