@@ -20,6 +20,12 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
+import {
+  type ClientTlsMaterial,
+  connect,
+  type TransportConn,
+} from "./_transport.ts";
 import { type AckResult, verifyAck } from "./ack.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
@@ -31,6 +37,7 @@ import {
   FrameSizeError,
   InvalidReplyError,
   ReplyTimeoutError,
+  TlsHandshakeError,
 } from "./errors.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
@@ -70,6 +77,37 @@ export interface ClientOptions {
    * @default {10485760}
    */
   maxFrameBytes?: number;
+  /**
+   * Connect with TLS. The receiver's certificate is always verified: by
+   * `caCerts`, or by the system's trusted roots without them.
+   */
+  tls?: ClientTlsOptions;
+}
+
+/** TLS settings for a {@linkcode Client}. */
+export interface ClientTlsOptions {
+  /**
+   * The CA certificates the receiver's certificate must chain to: PEM text
+   * or paths of PEM files (the seed's `cacertfile`).
+   *
+   * @default {the system's trusted roots}
+   */
+  caCerts?: string | readonly string[];
+  /**
+   * A client certificate to present (mutual TLS): PEM text or a path.
+   * Needs `key`.
+   */
+  cert?: string;
+  /** The client certificate's private key: PEM text or a path. */
+  key?: string;
+  /**
+   * The name the receiver's certificate must carry. Set it when connecting
+   * by IP address to a receiver whose certificate names a host, such as
+   * `"localhost"`.
+   *
+   * @default {the hostname connected to}
+   */
+  serverName?: string;
 }
 
 /** Options for one {@linkcode Client.send}. */
@@ -110,25 +148,35 @@ interface Pending {
   reject(error: Error): void;
 }
 
-/** One TCP connection and the framer on both of its directions. */
+/** One connection and the framer on both of its directions. */
 class Link {
   readonly done: Promise<void>;
-  #conn: Deno.TcpConn;
+  #conn: TransportConn;
   #writer: WritableStreamDefaultWriter<Uint8Array>;
   #pending: Pending | undefined;
   #closed = false;
   #label: string;
+  #reading: Promise<void>;
+  #sentCertificate: boolean;
+  #replies = 0;
 
-  constructor(conn: Deno.TcpConn, maxFrameBytes: number, label: string) {
+  constructor(
+    conn: TransportConn,
+    maxFrameBytes: number,
+    label: string,
+    sentCertificate: boolean,
+  ) {
     this.#conn = conn;
     this.#label = label;
+    this.#sentCertificate = sentCertificate;
     const encoder = new MllpEncoderStream();
     const writing = encoder.readable.pipeTo(conn.writable).catch(() => {});
     this.#writer = encoder.writable.getWriter();
     const frames = conn.readable.pipeThrough(
       new MllpDecoderStream({ maxFrameBytes, label }),
     );
-    this.done = Promise.all([writing, this.#read(frames)]).then(() => {});
+    this.#reading = this.#read(frames);
+    this.done = Promise.all([writing, this.#reading]).then(() => {});
   }
 
   get closed(): boolean {
@@ -151,6 +199,7 @@ class Link {
           break;
         }
         this.#pending = undefined;
+        this.#replies++;
         pending.resolve(frame);
       }
     } catch (error) {
@@ -171,23 +220,35 @@ class Link {
       this.#writer.abort(cause).catch(() => {});
       const pending = this.#pending;
       this.#pending = undefined;
-      if (pending) {
-        pending.reject(
-          cause instanceof FrameSizeError
-            ? new InvalidReplyError(
-              `Cannot read reply from ${this.#label}: ${cause.message}`,
-              { cause, address: this.#label },
-            )
-            : cause instanceof ClientError
-            ? cause
-            : new ConnectionClosedError(
-              `Connection to ${this.#label} closed before the reply arrived`,
-              { cause, context: "receiving", address: this.#label },
-            ),
-        );
-      }
+      pending?.reject(this.#explain(cause));
     }
     return this.done;
+  }
+
+  /** Turns what ended the connection into the error a send reports. */
+  #explain(cause: unknown): Error {
+    if (cause instanceof ClientError) return cause;
+    if (cause instanceof FrameSizeError) {
+      return new InvalidReplyError(
+        `Cannot read reply from ${this.#label}: ${cause.message}`,
+        { cause, address: this.#label },
+      );
+    }
+    if (this.#conn.secure && cause !== undefined && this.#replies === 0) {
+      // With TLS 1.3 the receiver judges the client certificate after the
+      // client has finished its handshake, so a refusal shows up here.
+      const text = cause instanceof Error ? cause.message : String(cause);
+      const refusal = /alert/i.test(text) ||
+        (this.#sentCertificate &&
+          /UnexpectedEof|close_notify|reset/i.test(text));
+      if (refusal) {
+        return tlsError(cause, this.#label, this.#sentCertificate);
+      }
+    }
+    return new ConnectionClosedError(
+      `Connection to ${this.#label} closed before the reply arrived`,
+      { cause, context: "receiving", address: this.#label },
+    );
   }
 
   async request(
@@ -232,6 +293,9 @@ class Link {
       try {
         await this.#writer.write(frame);
       } catch (error) {
+        // The read side usually knows why (a TLS alert, say): let it end
+        // first. The reply timer bounds the wait.
+        await this.#reading;
         fail(
           new ConnectionClosedError(
             `Cannot send to ${this.#label}: the connection is closed`,
@@ -284,6 +348,8 @@ export class Client implements AsyncDisposable {
   #replyTimeout: number;
   #connectTimeout: number;
   #maxFrameBytes: number;
+  #tls: ClientTlsOptions | undefined;
+  #tlsMaterial: Promise<ClientTlsMaterial> | undefined;
   #link: Link | undefined;
   /** Links not yet fully wound down, old ones included (after a timeout). */
   #links = new Set<Link>();
@@ -306,6 +372,13 @@ export class Client implements AsyncDisposable {
       options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       "maxFrameBytes",
     );
+    const tls = options.tls;
+    if (tls && (tls.cert === undefined) !== (tls.key === undefined)) {
+      throw new TypeError(
+        "Invalid tls: a client certificate (tls.cert) needs its key (tls.key), and a key needs its certificate",
+      );
+    }
+    this.#tls = tls;
   }
 
   /**
@@ -317,7 +390,11 @@ export class Client implements AsyncDisposable {
    * @returns The connected client.
    * @throws {ConnectionRefusedError} If the receiver cannot be reached.
    * @throws {ConnectTimeoutError} If connecting takes too long.
+   * @throws {TlsHandshakeError} If the TLS handshake fails; it says which
+   *   side refused and why.
    * @throws {RangeError} If an option is out of range.
+   * @throws {TypeError} If `tls.cert` is given without `tls.key` or the
+   *   other way round.
    *
    * @example A refused connection
    * ```ts
@@ -487,15 +564,14 @@ export class Client implements AsyncDisposable {
   }
 
   async #open(): Promise<Link> {
+    const tls = this.#tls === undefined
+      ? undefined
+      : await (this.#tlsMaterial ??= loadClientTls(this.#tls));
     const controller = new AbortController();
     const timer = setTimeout(() => controller.abort(), this.#connectTimeout);
-    let conn: Deno.TcpConn;
+    let conn: TransportConn;
     try {
-      conn = await Deno.connect({
-        hostname: this.hostname,
-        port: this.port,
-        signal: controller.signal,
-      });
+      conn = await connect(this.hostname, this.port, tls, controller.signal);
     } catch (error) {
       if (controller.signal.aborted) {
         throw new ConnectTimeoutError(
@@ -507,6 +583,9 @@ export class Client implements AsyncDisposable {
           },
         );
       }
+      if (tls && isTlsError(error)) {
+        throw tlsError(error, this.address, tls.cert !== undefined);
+      }
       const reason = error instanceof Error ? error.message : String(error);
       throw new ConnectionRefusedError(
         `Cannot connect to ${this.address}: ${reason}`,
@@ -515,13 +594,16 @@ export class Client implements AsyncDisposable {
     } finally {
       clearTimeout(timer);
     }
-    try {
-      conn.setNoDelay(true);
-    } catch {
-      // Closed already; the first send will say so.
-    }
-    logger.debug("Connected to {address}", { address: this.address });
-    const link = new Link(conn, this.#maxFrameBytes, this.address);
+    logger.debug("Connected to {address}{tls}", {
+      address: this.address,
+      tls: tls ? " with TLS" : "",
+    });
+    const link = new Link(
+      conn,
+      this.#maxFrameBytes,
+      this.address,
+      tls?.cert !== undefined,
+    );
     this.#link = link;
     this.#links.add(link);
     void link.done.finally(() => this.#links.delete(link));
@@ -594,4 +676,45 @@ function positive(value: number, name: string): number {
     );
   }
   return value;
+}
+
+async function loadClientTls(
+  tls: ClientTlsOptions,
+): Promise<ClientTlsMaterial> {
+  return {
+    caCerts: await loadPems(tls.caCerts, "the CA certificates (tls.caCerts)"),
+    cert: tls.cert === undefined
+      ? undefined
+      : await loadPem(tls.cert, "the client certificate (tls.cert)"),
+    key: tls.key === undefined
+      ? undefined
+      : await loadPem(tls.key, "the client key (tls.key)"),
+    serverName: tls.serverName,
+  };
+}
+
+function isTlsError(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const text = `${error.name} ${
+    (error as { code?: string }).code ?? ""
+  } ${error.message}`;
+  return /InvalidData|certificate|alert|tls|ssl|handshake|UnexpectedEof|close_notify/i
+    .test(text);
+}
+
+function tlsError(
+  error: unknown,
+  address: string,
+  sentCertificate = false,
+): TlsHandshakeError {
+  const info = describeTlsError(error, "client", { sentCertificate });
+  return new TlsHandshakeError(
+    `TLS handshake with ${address} failed: ${info.detail}`,
+    {
+      cause: error,
+      address,
+      refusedBy: info.by === "local" ? "client" : "server",
+      failure: info.failure,
+    },
+  );
 }

@@ -295,3 +295,81 @@ export class InvalidReplyError extends ClientError {
     return "invalid_reply";
   }
 }
+
+/** A side of a TLS connection. */
+export type TlsSide = "client" | "server";
+
+/**
+ * Why a TLS handshake failed, in a few stable words:
+ * `expired`, `unknown_ca`, `name_mismatch`, `wrong_usage`,
+ * `bad_certificate`, `certificate_required`, `protocol_version`,
+ * `handshake_failure`, `refused` (the peer closed the connection without
+ * saying why), `not_tls` or `other`.
+ */
+export type TlsFailure =
+  | "expired"
+  | "unknown_ca"
+  | "name_mismatch"
+  | "wrong_usage"
+  | "bad_certificate"
+  | "certificate_required"
+  | "protocol_version"
+  | "handshake_failure"
+  | "refused"
+  | "not_tls"
+  | "other";
+
+/** Options for {@linkcode TlsHandshakeError}. */
+export interface TlsHandshakeErrorOptions extends ClientErrorOptions {
+  /** The side that refused the handshake. */
+  refusedBy: TlsSide;
+  /** Why. */
+  failure: TlsFailure;
+}
+
+/**
+ * The TLS handshake with the receiver failed. `refusedBy` says which side
+ * refused (`"client"`: this client did not accept the receiver's
+ * certificate; `"server"`: the receiver did not accept this client) and
+ * `failure` says why.
+ *
+ * @example Inspect a handshake failure
+ * ```ts
+ * import { TlsHandshakeError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "server",
+ *   failure: "certificate_required",
+ * });
+ * assertEquals([error.reason, error.refusedBy, error.failure], [
+ *   "tls_handshake",
+ *   "server",
+ *   "certificate_required",
+ * ]);
+ * ```
+ */
+export class TlsHandshakeError extends ClientError {
+  /** The side that refused the handshake. */
+  readonly refusedBy: TlsSide;
+  /** Why the handshake failed. */
+  readonly failure: TlsFailure;
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options Who refused, why, and the cause.
+   */
+  constructor(message: string, options: TlsHandshakeErrorOptions) {
+    super(message, { context: "connecting", ...options });
+    this.name = "TlsHandshakeError";
+    this.refusedBy = options.refusedBy;
+    this.failure = options.failure;
+  }
+
+  /** Always `"tls_handshake"`. */
+  override get reason(): string {
+    return "tls_handshake";
+  }
+}

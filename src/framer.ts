@@ -234,6 +234,11 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     chunk: Uint8Array,
     controller: TransformStreamDefaultController<Uint8Array>,
   ) {
+    if (chunk.constructor !== Uint8Array) {
+      // A subclass such as Node's Buffer, whose slice() is a view: read it
+      // as a plain Uint8Array so that payloads are always copies.
+      chunk = new Uint8Array(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+    }
     try {
       this.#scan(chunk, controller);
     } finally {

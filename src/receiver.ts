@@ -1,5 +1,5 @@
 /**
- * The MLLP receiver: a TCP listener whose connections each run
+ * The MLLP receiver: a TCP or TLS listener whose connections each run
  * `conn.readable` → {@linkcode MllpDecoderStream} → dispatcher →
  * {@linkcode MllpEncoderStream} → `conn.writable`.
  *
@@ -22,6 +22,14 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
+import {
+  listenTcp,
+  listenTls,
+  type TransportConn,
+  type TransportListener,
+} from "./_transport.ts";
+import { AllowList } from "./allow.ts";
 import {
   type Address,
   type Dispatcher,
@@ -29,7 +37,7 @@ import {
   DispatchStream,
   formatAddress,
 } from "./dispatcher.ts";
-import { FrameSizeError } from "./errors.ts";
+import { FrameSizeError, type TlsFailure } from "./errors.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   MllpDecoderStream,
@@ -37,6 +45,36 @@ import {
 } from "./framer.ts";
 
 const logger = getLogger(["mllp", "receiver"]);
+
+/** The default time a TLS handshake may take: 10 seconds. */
+export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
+
+/** TLS settings for a receiver (the seed's `transport_opts: %{tls: [...]}`). */
+export interface ReceiverTlsOptions {
+  /** The server certificate chain: PEM text, or the path of a PEM file. */
+  cert: string;
+  /** The server's private key: PEM text, or the path of a PEM file. */
+  key: string;
+  /**
+   * The CA certificates that client certificates must chain to: PEM text
+   * or paths. Needed with `verifyPeer`.
+   */
+  ca?: string | readonly string[];
+  /**
+   * Demand a client certificate signed by `ca` (the seed's
+   * `verify: :verify_peer`). Connections without one, or with an
+   * untrusted, expired or wrong-usage one, are refused in the handshake.
+   *
+   * @default {false}
+   */
+  verifyPeer?: boolean;
+  /**
+   * How long a handshake may take, in milliseconds.
+   *
+   * @default {10000}
+   */
+  handshakeTimeout?: number;
+}
 
 /**
  * Options for {@linkcode Receiver.start}.
@@ -57,6 +95,29 @@ export interface ReceiverOptions<C = unknown> {
   /** A value handed to the dispatcher as `ctx.context`. */
   context?: C;
   /**
+   * Serve MLLP over TLS. Without it the receiver speaks plain TCP and logs
+   * a warning that data passes unencrypted.
+   */
+  tls?: ReceiverTlsOptions;
+  /**
+   * Only these clients may connect. Without `tls.verifyPeer`: IP
+   * addresses, CIDR ranges or host names (resolved at start and again
+   * every `allowedClientsRefresh` ms). With `tls.verifyPeer`: certificate
+   * names, matched case-insensitively against the subject CN and SAN DNS
+   * names. Other clients are closed before any byte reaches the
+   * dispatcher. If no entry of a non-empty list can be used (every name
+   * fails to resolve), {@linkcode Receiver.start} fails rather than let
+   * everyone in.
+   */
+  allowedClients?: readonly string[];
+  /**
+   * How often host names in `allowedClients` are resolved again, in
+   * milliseconds.
+   *
+   * @default {60000}
+   */
+  allowedClientsRefresh?: number;
+  /**
    * The largest frame accepted, in bytes; a connection that sends a larger
    * one is closed with a log line.
    *
@@ -69,13 +130,93 @@ export interface ReceiverOptions<C = unknown> {
   onDispatched?: (outcome: DispatchOutcome, peer: Address) => void;
 }
 
+/** Detail of the `connectionopen` event. */
+export interface ConnectionDetail {
+  /** The client's address. */
+  peer: Address;
+  /** The receiver's address the client connected to. */
+  local: Address;
+  /** Whether the connection is TLS. */
+  secure: boolean;
+  /** The client certificate's subject CN, with `verifyPeer`. */
+  certificateName?: string;
+}
+
+/** Detail of the `connectionclose` event. */
+export interface ConnectionCloseDetail extends ConnectionDetail {
+  /** How long the connection was open, in milliseconds. */
+  durationMs: number;
+  /** How many messages it carried. */
+  messages: number;
+  /** Why it closed, in words. */
+  reason: string;
+}
+
+/** Detail of the `clientreject` event: a client not in `allowedClients`. */
+export interface ClientRejectDetail {
+  /** The client's address. */
+  peer: Address;
+  /** The seed's error atom, as a string. */
+  reason: "client_ip_not_allowed" | "fail_to_verify_client_cert";
+  /** The names the client's certificate carries, when it had one. */
+  certificateNames?: string[];
+}
+
+/** Detail of the `handshakeerror` event. */
+export interface HandshakeErrorDetail {
+  /** The client's address. */
+  peer: Address;
+  /** Why the handshake failed. */
+  failure: TlsFailure;
+  /** A sentence saying why. */
+  detail: string;
+  /** The error TLS reported. */
+  error: unknown;
+}
+
+/** Detail of the `framingerror` event. */
+export interface FramingErrorDetail {
+  /** The client's address. */
+  peer: Address;
+  /**
+   * What went wrong: a frame over `maxFrameBytes` (the connection is
+   * closed), bytes outside a frame (skipped), or a start block inside an
+   * unfinished frame (the partial frame is dropped).
+   */
+  kind: "frame_too_large" | "junk" | "resync";
+  /** The bytes concerned: skipped or dropped, or the limit exceeded. */
+  bytes: number;
+}
+
+/** Detail of the `dispatch` event, one per message. */
+export interface DispatchDetail extends DispatchOutcome {
+  /** The client's address. */
+  peer: Address;
+}
+
+/** The events a {@linkcode Receiver} emits, each a `CustomEvent`. */
+export interface ReceiverEventMap {
+  /** A client connected (after the handshake and the allow-list). */
+  connectionopen: CustomEvent<ConnectionDetail>;
+  /** A connection closed. */
+  connectionclose: CustomEvent<ConnectionCloseDetail>;
+  /** A client was refused by `allowedClients`. */
+  clientreject: CustomEvent<ClientRejectDetail>;
+  /** A TLS handshake failed. */
+  handshakeerror: CustomEvent<HandshakeErrorDetail>;
+  /** A connection sent bytes that break the framing. */
+  framingerror: CustomEvent<FramingErrorDetail>;
+  /** A message was dispatched and answered. */
+  dispatch: CustomEvent<DispatchDetail>;
+}
+
 interface Connection {
-  conn: Deno.TcpConn;
+  conn: TransportConn;
   done: Promise<void>;
 }
 
 /**
- * An MLLP receiver listening on TCP. Start one with
+ * An MLLP receiver listening on TCP or TLS. Start one with
  * {@linkcode Receiver.start}; stop it with {@linkcode Receiver.stop},
  * `await using`, the `signal` option, or by port with
  * `Receiver.stop(port)` as the seed does.
@@ -83,6 +224,8 @@ interface Connection {
  * Each connection gets one reply per message, in order, even when a sender
  * pipelines several messages in one write. A dispatcher error becomes an
  * `AE` reply and never ends the connection or the listener.
+ *
+ * The receiver is an `EventTarget`: see {@linkcode ReceiverEventMap}.
  *
  * @example Stop by port, as the seed does
  * ```ts
@@ -93,23 +236,30 @@ interface Connection {
  * assertEquals(await Receiver.stop(receiver.port), true);
  * ```
  */
-export class Receiver implements AsyncDisposable {
+export class Receiver extends EventTarget implements AsyncDisposable {
   static #byPort = new Map<number, Receiver>();
 
-  #listener: Deno.TcpListener;
+  #listener: TransportListener;
+  #allow: AllowList | undefined;
   #connections = new Set<Connection>();
   #accepting: Promise<void>;
   #stopping: Promise<void> | undefined;
   #options: ReceiverOptions<unknown>;
+  #handshakeTimeout: number;
   #signal: AbortSignal | undefined;
   #onAbort = () => void this.stop();
 
   private constructor(
-    listener: Deno.TcpListener,
+    listener: TransportListener,
+    allow: AllowList | undefined,
     options: ReceiverOptions<unknown>,
   ) {
+    super();
     this.#listener = listener;
+    this.#allow = allow;
     this.#options = options;
+    this.#handshakeTimeout = options.tls?.handshakeTimeout ??
+      DEFAULT_HANDSHAKE_TIMEOUT;
     this.#accepting = this.#accept();
     this.#signal = options.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -118,12 +268,18 @@ export class Receiver implements AsyncDisposable {
   /**
    * Starts a receiver.
    *
+   * It never starts weaker than asked: a security setting that cannot be
+   * enforced (`verifyPeer` without a CA, an allow-list of which no entry
+   * can be used, unreadable certificates) makes it fail.
+   *
    * @typeParam C The type of the `context` value.
-   * @param options Port, dispatcher and limits.
+   * @param options Port, dispatcher, TLS, allowed clients and limits.
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
    * @throws {RangeError} If `maxFrameBytes` is not a positive number.
-   * @throws {Error} If the `signal` option is already aborted.
+   * @throws {TypeError} If a TLS setting cannot be enforced.
+   * @throws {Error} If the `signal` option is already aborted, a
+   *   certificate cannot be read, or `allowedClients` has no usable entry.
    *
    * @example Start on a free port
    * ```ts
@@ -134,7 +290,6 @@ export class Receiver implements AsyncDisposable {
    * assert(receiver.port > 0);
    * ```
    */
-  // deno-lint-ignore require-await
   static async start<C = unknown>(
     options: ReceiverOptions<C>,
   ): Promise<Receiver> {
@@ -149,19 +304,78 @@ export class Receiver implements AsyncDisposable {
         `Cannot start receiver: maxFrameBytes must be a positive number, got "${maxFrameBytes}"`,
       );
     }
-    const listener = Deno.listen({
-      port: options.port,
-      hostname: options.hostname ?? "0.0.0.0",
-      transport: "tcp",
-    });
-    const receiver = new Receiver(
+    const tls = options.tls;
+    const verifyPeer = tls?.verifyPeer ?? false;
+    const hostname = options.hostname ?? "0.0.0.0";
+    let material;
+    if (tls) {
+      const timeout = tls.handshakeTimeout ?? DEFAULT_HANDSHAKE_TIMEOUT;
+      if (!(timeout > 0) || !Number.isFinite(timeout)) {
+        throw new RangeError(
+          `Cannot start receiver: tls.handshakeTimeout must be a positive number, got "${timeout}"`,
+        );
+      }
+      material = {
+        cert: await loadPem(tls.cert, "the TLS certificate (tls.cert)"),
+        key: await loadPem(tls.key, "the TLS key (tls.key)"),
+        ca: await loadPems(tls.ca, "the CA certificates (tls.ca)"),
+        verifyPeer,
+      };
+      if (verifyPeer && material.ca.length === 0) {
+        throw new TypeError(
+          "Cannot start receiver: tls.verifyPeer needs tls.ca, the CA certificates that client certificates must chain to",
+        );
+      }
+    }
+    let allow: AllowList | undefined;
+    if (options.allowedClients && options.allowedClients.length > 0) {
+      allow = await AllowList.create(options.allowedClients, {
+        mode: verifyPeer ? "certificate" : "address",
+        refreshInterval: options.allowedClientsRefresh,
+      });
+    }
+    let listener: TransportListener;
+    let receiver: Receiver | undefined = undefined;
+    try {
+      listener = material
+        ? await listenTls(
+          hostname,
+          options.port,
+          material,
+          (peer, error) => receiver && receiver.#handshakeFailed(peer, error),
+        )
+        : listenTcp(hostname, options.port);
+    } catch (error) {
+      allow?.close();
+      throw error;
+    }
+    receiver = new Receiver(
       listener,
+      allow,
       options as ReceiverOptions<unknown>,
     );
     Receiver.#byPort.set(receiver.port, receiver);
-    logger.info("Receiver listening on {address} (unencrypted TCP)", {
-      address: formatAddress(receiver.address),
-    });
+    const address = formatAddress(receiver.address);
+    if (!material) {
+      logger.warn(
+        "Receiver listening on {address} without TLS: data will pass unencrypted",
+        { address },
+      );
+    } else {
+      logger.info(
+        "Receiver listening on {address} with TLS{verify}",
+        {
+          address,
+          verify: verifyPeer ? ", client certificates required" : "",
+        },
+      );
+    }
+    if (allow) {
+      logger.info("Receiver on {address} allows only: {entries}", {
+        address,
+        entries: allow.entries.join(", "),
+      });
+    }
     return receiver;
   }
 
@@ -197,13 +411,17 @@ export class Receiver implements AsyncDisposable {
 
   /** The address the receiver listens on. */
   get address(): Address {
-    const addr = this.#listener.addr;
-    return { hostname: addr.hostname, port: addr.port };
+    return { ...this.#listener.addr };
   }
 
   /** The port the receiver listens on (the real one when started with `0`). */
   get port(): number {
     return this.#listener.addr.port;
+  }
+
+  /** Whether the receiver speaks TLS. */
+  get secure(): boolean {
+    return this.#options.tls !== undefined;
   }
 
   /** The number of open connections. */
@@ -214,6 +432,80 @@ export class Receiver implements AsyncDisposable {
   /** Whether {@linkcode Receiver.stop} has been called. */
   get stopped(): boolean {
     return this.#stopping !== undefined;
+  }
+
+  /**
+   * Listens for one of the receiver's events (see
+   * {@linkcode ReceiverEventMap}).
+   *
+   * @typeParam K The event name.
+   * @param type The event name.
+   * @param listener Called with the event.
+   * @param options `once`, `signal` and the other listener options.
+   */
+  override addEventListener<K extends keyof ReceiverEventMap>(
+    type: K,
+    listener: (event: ReceiverEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listens for an event by name.
+   *
+   * @param type The event name.
+   * @param listener Called with the event.
+   * @param options `once`, `signal` and the other listener options.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(type, listener, options);
+  }
+
+  /**
+   * Removes a listener added with {@linkcode Receiver.addEventListener}.
+   *
+   * @typeParam K The event name.
+   * @param type The event name.
+   * @param listener The listener to remove.
+   * @param options The `capture` flag it was added with.
+   */
+  override removeEventListener<K extends keyof ReceiverEventMap>(
+    type: K,
+    listener: (event: ReceiverEventMap[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Removes a listener by event name.
+   *
+   * @param type The event name.
+   * @param listener The listener to remove.
+   * @param options The `capture` flag it was added with.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(type, listener, options);
+  }
+
+  #emit<K extends keyof ReceiverEventMap>(
+    type: K,
+    detail: ReceiverEventMap[K]["detail"],
+  ) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
   /**
@@ -244,13 +536,10 @@ export class Receiver implements AsyncDisposable {
     const port = this.port;
     this.#signal?.removeEventListener("abort", this.#onAbort);
     if (Receiver.#byPort.get(port) === this) Receiver.#byPort.delete(port);
-    try {
-      this.#listener.close();
-    } catch {
-      // Already closed.
-    }
+    this.#allow?.close();
+    await this.#listener.close();
     await this.#accepting;
-    for (const connection of this.#connections) closeQuietly(connection.conn);
+    for (const connection of this.#connections) connection.conn.close();
     await Promise.all([...this.#connections].map((c) => c.done));
     logger.info("Receiver on port {port} stopped", { port });
   }
@@ -264,10 +553,14 @@ export class Receiver implements AsyncDisposable {
     try {
       for await (const conn of this.#listener) {
         if (this.#stopping) {
-          closeQuietly(conn);
+          conn.close();
           continue;
         }
-        this.#track(conn);
+        const connection: Connection = { conn, done: Promise.resolve() };
+        this.#connections.add(connection);
+        connection.done = this.#serve(conn).finally(() => {
+          this.#connections.delete(connection);
+        });
       }
     } catch (error) {
       if (!this.#stopping) {
@@ -278,35 +571,102 @@ export class Receiver implements AsyncDisposable {
     }
   }
 
-  #track(conn: Deno.TcpConn) {
-    const connection: Connection = { conn, done: Promise.resolve() };
-    this.#connections.add(connection);
-    connection.done = this.#serve(conn).finally(() => {
-      this.#connections.delete(connection);
+  #handshakeFailed(peer: Address, error: unknown) {
+    const info = describeTlsError(error, "server", {
+      verifiesPeer: this.#options.tls?.verifyPeer,
+    });
+    logger.warn("TLS handshake with {peer} failed: {detail}", {
+      peer: formatAddress(peer),
+      detail: info.detail,
+    });
+    this.#emit("handshakeerror", {
+      peer,
+      failure: info.failure,
+      detail: info.detail,
+      error,
     });
   }
 
-  async #serve(conn: Deno.TcpConn): Promise<void> {
-    const peer: Address = {
-      hostname: conn.remoteAddr.hostname,
-      port: conn.remoteAddr.port,
-    };
-    const local: Address = {
-      hostname: conn.localAddr.hostname,
-      port: conn.localAddr.port,
-    };
-    const label = formatAddress(peer);
-    const opened = performance.now();
-    logger.info("Accepted connection from {peer}", { peer: label });
+  #reject(
+    conn: TransportConn,
+    reason: ClientRejectDetail["reason"],
+    certificateNames?: string[],
+  ) {
+    // The seed's wording, so existing log alerts keep matching.
+    logger.warn("Failed to verify client {client}, error: {reason}", {
+      client: `{${conn.peer.hostname}, ${conn.peer.port}}`,
+      reason,
+    });
+    this.#emit("clientreject", { peer: conn.peer, reason, certificateNames });
+    conn.close();
+  }
+
+  /** Runs the handshake (bounded by the handshake timeout). */
+  async #handshake(conn: TransportConn): Promise<boolean> {
+    if (!conn.secure) return true;
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      conn.setNoDelay(true);
-    } catch {
-      // The peer may already be gone.
+      await Promise.race([
+        conn.handshake(),
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(
+                  `no handshake within ${this.#handshakeTimeout} ms`,
+                ),
+              ),
+            this.#handshakeTimeout,
+          );
+        }),
+      ]);
+      return true;
+    } catch (error) {
+      conn.close();
+      if (!this.#stopping) this.#handshakeFailed(conn.peer, error);
+      return false;
+    } finally {
+      clearTimeout(timer);
     }
+  }
+
+  async #serve(conn: TransportConn): Promise<void> {
+    const peer = conn.peer;
+    const label = formatAddress(peer);
+    const allow = this.#allow;
+    if (allow?.mode === "address" && !allow.allowsAddress(peer.hostname)) {
+      return this.#reject(conn, "client_ip_not_allowed");
+    }
+    if (!await this.#handshake(conn)) return;
+    const names = conn.certificate
+      ? [
+        ...(conn.certificate.commonName ? [conn.certificate.commonName] : []),
+        ...conn.certificate.dnsNames,
+      ]
+      : [];
+    if (allow?.mode === "certificate" && !allow.allowsCertificate(names)) {
+      return this.#reject(conn, "fail_to_verify_client_cert", names);
+    }
+    const info: ConnectionDetail = {
+      peer,
+      local: conn.local,
+      secure: conn.secure,
+      certificateName: conn.certificate?.commonName,
+    };
+    const opened = performance.now();
+    logger.info("Accepted connection from {peer}{name}", {
+      peer: label,
+      name: info.certificateName ? ` (${info.certificateName})` : "",
+    });
+    this.#emit("connectionopen", info);
     const options = this.#options;
     const decoder = new MllpDecoderStream({
       maxFrameBytes: options.maxFrameBytes,
       label,
+      onJunk: (bytes) =>
+        this.#emit("framingerror", { peer, kind: "junk", bytes }),
+      onResync: (bytes) =>
+        this.#emit("framingerror", { peer, kind: "resync", bytes }),
     });
     let messages = 0;
     let reason = "peer closed the connection";
@@ -316,11 +676,13 @@ export class Receiver implements AsyncDisposable {
         .pipeThrough(
           new DispatchStream(options.dispatcher, {
             peer,
-            local,
+            local: conn.local,
+            certificateName: info.certificateName,
             context: options.context,
             onDispatched: (outcome) => {
               messages++;
               options.onDispatched?.(outcome, peer);
+              this.#emit("dispatch", { ...outcome, peer });
             },
           }),
         )
@@ -333,34 +695,39 @@ export class Receiver implements AsyncDisposable {
           peer: label,
           message: error.message,
         });
+        this.#emit("framingerror", {
+          peer,
+          kind: "frame_too_large",
+          bytes: error.limit,
+        });
       } else if (this.#stopping) {
         reason = "receiver stopped";
       } else {
         reason = error instanceof Error ? error.message : String(error);
-        logger.info("Connection from {peer} ended: {reason}", {
-          peer: label,
-          reason,
-        });
+        const tlsError = conn.secure && error instanceof Error &&
+          /tls|alert|certificate|InvalidData|close_notify/i.test(
+            `${error.name} ${error.message}`,
+          );
+        if (tlsError) {
+          logger.warn("Connection from {peer} ended: {reason}", {
+            peer: label,
+            reason,
+          });
+        } else {
+          logger.info("Connection from {peer} ended: {reason}", {
+            peer: label,
+            reason,
+          });
+        }
       }
     } finally {
-      closeQuietly(conn);
+      conn.close();
     }
+    const durationMs = performance.now() - opened;
     logger.info(
       "Closed connection from {peer} after {ms} ms, messages: {messages} ({reason})",
-      {
-        peer: label,
-        ms: Math.round(performance.now() - opened),
-        messages,
-        reason,
-      },
+      { peer: label, ms: Math.round(durationMs), messages, reason },
     );
-  }
-}
-
-function closeQuietly(conn: Deno.Conn) {
-  try {
-    conn.close();
-  } catch {
-    // Already closed.
+    this.#emit("connectionclose", { ...info, durationMs, messages, reason });
   }
 }
