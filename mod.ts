@@ -35,6 +35,7 @@ export * from "./src/client.ts";
 export * from "./src/dispatcher.ts";
 export * from "./src/envelope.ts";
 export * from "./src/errors.ts";
+export * from "./src/events.ts";
 export * from "./src/framer.ts";
 export * from "./src/hl7.ts";
 export * from "./src/receiver.ts";

@@ -6,7 +6,12 @@
  * @module
  */
 
-import { configure, getConsoleSink, type LogLevel } from "@logtape/logtape";
+import {
+  configure,
+  getConsoleSink,
+  getTextFormatter,
+  type LogLevel,
+} from "@logtape/logtape";
 
 /** The seed's sample ADT^A01 message, control id `01052901`. */
 export const SAMPLE_ADT_A01: string = [
@@ -27,7 +32,11 @@ export const SAMPLE_ADT_A01: string = [
  */
 export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
   await configure({
-    sinks: { console: getConsoleSink() },
+    sinks: {
+      console: getConsoleSink({
+        formatter: getTextFormatter({ value: "bare" }),
+      }),
+    },
     loggers: [
       { category: ["mllp"], lowestLevel: level, sinks: ["console"] },
       {

@@ -53,6 +53,11 @@ export interface TlsFailureInfo {
 }
 
 const LOCAL_FAILURES: [RegExp, TlsFailure, string][] = [
+  [
+    /peer is incompatible|PeerIncompatible/i,
+    "protocol_version",
+    "the peer offers no TLS version or parameters this side accepts (TLS 1.2 is the minimum)",
+  ],
   [/Expired/i, "expired", "the certificate has expired"],
   [/NotValidYet/i, "expired", "the certificate is not valid yet"],
   [
@@ -127,7 +132,9 @@ export function describeTlsError(
   context: TlsContext = {},
 ): TlsFailureInfo {
   const message = error instanceof Error
-    ? `${(error as { code?: string }).code ?? ""} ${error.message}`
+    ? `${error.name} ${
+      (error as { code?: string }).code ?? ""
+    } ${error.message}`
     : String(error);
   const peerRole = role === "client" ? "server" : "client";
   const alert = /alert|PEER_DID_NOT_RETURN/i.test(message);
@@ -137,20 +144,26 @@ export function describeTlsError(
         return {
           by: "local",
           failure,
-          detail: `the ${role} refused the ${peerRole}'s certificate: ${text}`,
+          detail: failure === "protocol_version"
+            ? `the ${role} refused: ${text}`
+            : `the ${role} refused the ${peerRole}'s certificate: ${text}`,
         };
       }
     }
   }
   for (const [pattern, failure, text] of ALERTS) {
     if (pattern.test(message)) {
+      if (failure === "protocol_version" || failure === "handshake_failure") {
+        return { by: "peer", failure, detail: `the handshake failed: ${text}` };
+      }
       const by = /PEER_DID_NOT_RETURN/i.test(message) ? "local" : "peer";
       const who = by === "local" ? role : peerRole;
       return { by, failure, detail: `the ${who} refused: ${text}` };
     }
   }
   if (
-    /UnexpectedEof|close_notify|ECONNRESET|socket hang up|reset/i.test(message)
+    /UnexpectedEof|unexpected end of file|close_notify|ECONNRESET|socket hang up|reset/i
+      .test(message)
   ) {
     // Deno's node:tls server drops a refused client certificate without
     // saying why, and a TLS 1.3 client learns of it only from the close.
@@ -186,5 +199,9 @@ export function describeTlsError(
       detail: `the ${peerRole} did not speak TLS`,
     };
   }
-  return { by: "peer", failure: "other", detail: message.trim() };
+  return {
+    by: "peer",
+    failure: "other",
+    detail: error instanceof Error ? error.message : String(error),
+  };
 }

@@ -1,13 +1,18 @@
 /**
- * Transports: plain TCP (`Deno.listen` / `Deno.connect`), TLS
- * (`Deno.listenTls` / `Deno.connectTls`), and mutual TLS through
- * `node:tls` where client certificates must be requested and verified,
- * which `Deno.listenTls` cannot do. Each hands the framer the same
+ * Transports. Receivers listen on plain TCP with `Deno.listen`, and on TLS
+ * with `node:tls`, which can request and verify client certificates
+ * (`Deno.listenTls` cannot), bounds the handshake, and really closes a
+ * socket whose handshake has not finished (a `Deno.listenTls` connection
+ * closed before its handshake keeps its socket open while the client stays
+ * silent). Clients connect with `Deno.connect` / `Deno.connectTls`, and
+ * `node:tls` where they must verify a name other than the host's while
+ * presenting a certificate. Every transport hands the framer the same
  * `{ readable, writable }` pair, so nothing above knows which it is.
  *
  * @module
  */
 
+import type * as net from "node:net";
 import { Duplex } from "node:stream";
 import * as nodeTls from "node:tls";
 import type { Address } from "./dispatcher.ts";
@@ -30,8 +35,6 @@ export interface TransportConn {
   readonly secure: boolean;
   /** The peer's certificate, after a handshake that asked for one. */
   readonly certificate?: PeerCertificate;
-  /** Completes the TLS handshake (nothing to do for TCP). */
-  handshake(): Promise<void>;
   /** Closes the connection; safe to call more than once. */
   close(): void;
 }
@@ -48,10 +51,19 @@ export interface ServerTlsMaterial {
   key: string;
   ca: string[];
   verifyPeer: boolean;
+  handshakeTimeout: number;
 }
 
-/** Called when a handshake fails before a connection is handed out. */
-export type HandshakeErrorHandler = (peer: Address, error: unknown) => void;
+/** What a listener asks of its receiver about each new connection. */
+export interface ListenHooks {
+  /**
+   * Decides, before anything is read (and before a TLS handshake),
+   * whether a peer may connect; a refused connection is closed at once.
+   */
+  screen?: (peer: Address) => boolean;
+  /** Called when a TLS handshake fails. */
+  onHandshakeError?: (peer: Address, error: unknown) => void;
+}
 
 class DenoConn implements TransportConn {
   readonly readable: ReadableStream<Uint8Array>;
@@ -73,10 +85,6 @@ class DenoConn implements TransportConn {
     } catch {
       // The peer may be gone already.
     }
-  }
-
-  async handshake(): Promise<void> {
-    if (this.secure) await (this.#conn as Deno.TlsConn).handshake();
   }
 
   close() {
@@ -121,10 +129,6 @@ class NodeConn implements TransportConn {
     this.certificate = peerCertificate(socket);
   }
 
-  handshake(): Promise<void> {
-    return Promise.resolve();
-  }
-
   close() {
     this.#socket.destroy();
   }
@@ -150,21 +154,26 @@ function peerCertificate(
   return { commonName, dnsNames };
 }
 
-/** Wraps a `Deno.Listener` (TCP or TLS) as a {@linkcode TransportListener}. */
-class DenoListener implements TransportListener {
+/** A `Deno.listen` TCP listener as a {@linkcode TransportListener}. */
+class TcpListener implements TransportListener {
   readonly addr: Address;
-  #listener: Deno.TcpListener | Deno.TlsListener;
-  #secure: boolean;
+  #listener: Deno.TcpListener;
+  #screen?: (peer: Address) => boolean;
 
-  constructor(listener: Deno.TcpListener | Deno.TlsListener, secure: boolean) {
+  constructor(listener: Deno.TcpListener, hooks: ListenHooks) {
     this.#listener = listener;
-    this.#secure = secure;
+    this.#screen = hooks.screen;
     this.addr = address(listener.addr);
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<TransportConn> {
-    for await (const conn of this.#listener) {
-      yield new DenoConn(conn, this.#secure);
+    for await (const tcp of this.#listener) {
+      const conn = new DenoConn(tcp, false);
+      if (this.#screen && !this.#screen(conn.peer)) {
+        conn.close();
+        continue;
+      }
+      yield conn;
     }
   }
 
@@ -179,22 +188,52 @@ class DenoListener implements TransportListener {
 }
 
 /**
- * A `node:tls` server that requests and verifies client certificates,
- * yielding each connection once its handshake has succeeded.
+ * A `node:tls` server, yielding each connection once its handshake has
+ * succeeded. Sockets still in their handshake are tracked so that closing
+ * the listener closes them too.
  */
-class NodeTlsListener implements TransportListener {
+class TlsListener implements TransportListener {
   readonly addr: Address;
   #server: nodeTls.Server;
   #queue: TransportConn[] = [];
   #wake: (() => void) | undefined;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Raw sockets by `address:port`, until their handshake ends. */
+  #handshaking = new Map<string, net.Socket>();
+  /** Peers screened out, whose aborted handshake is no news. */
+  #screenedOut = new Set<string>();
 
-  constructor(server: nodeTls.Server, onHandshakeError: HandshakeErrorHandler) {
+  constructor(server: nodeTls.Server, hooks: ListenHooks) {
     this.#server = server;
     const addr = server.address() as { address: string; port: number };
     this.addr = { hostname: addr.address, port: addr.port };
+    server.on("connection", (raw: net.Socket) => {
+      const peer = {
+        hostname: raw.remoteAddress ?? "unknown",
+        port: raw.remotePort ?? 0,
+      };
+      const key = `${peer.hostname}:${peer.port}`;
+      if (this.#closed || (hooks.screen && !hooks.screen(peer))) {
+        this.#screenedOut.add(key);
+        if (this.#screenedOut.size > 1024) {
+          // Bounded: forget the oldest, should its error never come.
+          const [oldest] = this.#screenedOut;
+          this.#screenedOut.delete(oldest);
+        }
+        raw.destroy();
+        return;
+      }
+      this.#handshaking.set(key, raw);
+      raw.once("close", () => {
+        if (this.#handshaking.get(key) === raw) this.#handshaking.delete(key);
+      });
+      raw.on("error", () => {
+        // Reported as a handshake or stream error.
+      });
+    });
     server.on("secureConnection", (socket: nodeTls.TLSSocket) => {
+      this.#handshaking.delete(`${socket.remoteAddress}:${socket.remotePort}`);
       if (this.#closed) {
         socket.destroy();
         return;
@@ -209,11 +248,16 @@ class NodeTlsListener implements TransportListener {
       const raw = (socket as unknown as {
         _parent?: { remoteAddress?: string; remotePort?: number };
       })._parent;
-      onHandshakeError({
+      const peer = {
         hostname: socket.remoteAddress ?? raw?.remoteAddress ?? "unknown",
         port: socket.remotePort ?? raw?.remotePort ?? 0,
-      }, error);
+      };
       socket.destroy();
+      const key = `${peer.hostname}:${peer.port}`;
+      this.#handshaking.get(key)?.destroy();
+      this.#handshaking.delete(key);
+      if (this.#screenedOut.delete(key)) return;
+      if (!this.#closed) hooks.onHandshakeError?.(peer, error);
     });
   }
 
@@ -234,6 +278,8 @@ class NodeTlsListener implements TransportListener {
     return this.#closing ??= new Promise<void>((resolve) => {
       this.#closed = true;
       for (const conn of this.#queue.splice(0)) conn.close();
+      for (const raw of this.#handshaking.values()) raw.destroy();
+      this.#handshaking.clear();
       this.#wake?.();
       this.#server.close(() => resolve());
     });
@@ -241,37 +287,36 @@ class NodeTlsListener implements TransportListener {
 }
 
 /** Listens on plain TCP. */
-export function listenTcp(hostname: string, port: number): TransportListener {
-  return new DenoListener(
+export function listenTcp(
+  hostname: string,
+  port: number,
+  hooks: ListenHooks = {},
+): TransportListener {
+  return new TcpListener(
     Deno.listen({ hostname, port, transport: "tcp" }),
-    false,
+    hooks,
   );
 }
 
 /**
- * Listens on TLS: `Deno.listenTls` when clients need not present a
- * certificate, `node:tls` with `requestCert` and `rejectUnauthorized` when
- * they must.
+ * Listens on TLS through `node:tls`: TLS 1.2 at least, a bounded
+ * handshake, and with `verifyPeer` a client certificate signed by `ca`
+ * required (`requestCert` and `rejectUnauthorized`).
  */
 export async function listenTls(
   hostname: string,
   port: number,
   tls: ServerTlsMaterial,
-  onHandshakeError: HandshakeErrorHandler,
+  hooks: ListenHooks = {},
 ): Promise<TransportListener> {
-  if (!tls.verifyPeer) {
-    return new DenoListener(
-      Deno.listenTls({ hostname, port, cert: tls.cert, key: tls.key }),
-      true,
-    );
-  }
   const server = nodeTls.createServer({
     cert: tls.cert,
     key: tls.key,
-    ca: tls.ca,
-    requestCert: true,
-    rejectUnauthorized: true,
+    ca: tls.ca.length > 0 ? tls.ca : undefined,
+    requestCert: tls.verifyPeer,
+    rejectUnauthorized: tls.verifyPeer,
     minVersion: "TLSv1.2",
+    handshakeTimeout: tls.handshakeTimeout,
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
@@ -280,7 +325,7 @@ export async function listenTls(
       resolve();
     });
   });
-  return new NodeTlsListener(server, onHandshakeError);
+  return new TlsListener(server, hooks);
 }
 
 /** Client-side TLS settings, already loaded as PEM text. */
@@ -313,29 +358,39 @@ export async function connect(
     return await connectNodeTls(hostname, port, tls, serverName, signal);
   }
   let conn: Deno.TlsConn;
-  if (serverName !== hostname) {
-    const tcp = await Deno.connect({ hostname, port, signal });
-    conn = await Deno.startTls(tcp, { hostname: serverName, caCerts });
-  } else if (tls.cert && tls.key) {
-    conn = await Deno.connectTls({
-      hostname,
-      port,
-      caCerts,
-      cert: tls.cert,
-      key: tls.key,
-    });
-  } else {
-    conn = await Deno.connectTls({ hostname, port, caCerts });
-  }
-  const onAbort = () => {
+  const closeLate = (late: Deno.TlsConn) => {
     try {
-      conn.close();
+      late.close();
     } catch {
       // Closed already.
     }
   };
+  if (serverName !== hostname) {
+    const tcp = await Deno.connect({ hostname, port, signal });
+    conn = await abortable(
+      Deno.startTls(tcp, { hostname: serverName, caCerts }),
+      signal,
+      closeLate,
+    );
+  } else {
+    // Deno.connectTls takes no signal: give up on it when the signal
+    // fires, and close the connection if it opens after all.
+    conn = await abortable(
+      Deno.connectTls({
+        hostname,
+        port,
+        caCerts,
+        ...(tls.cert && tls.key ? { cert: tls.cert, key: tls.key } : {}),
+      }),
+      signal,
+      closeLate,
+    );
+  }
+  const onAbort = () => closeLate(conn);
   signal.addEventListener("abort", onAbort, { once: true });
   try {
+    // Closing the connection interrupts the handshake. (Deno keeps the
+    // socket itself open until the server ends it.)
     await conn.handshake();
   } catch (error) {
     onAbort();
@@ -377,6 +432,33 @@ function connectNodeTls(
     socket.once("error", (error) => {
       signal.removeEventListener("abort", onAbort);
       socket.destroy();
+      reject(error);
+    });
+  });
+}
+
+/**
+ * Settles with `promise`, or rejects when `signal` fires first; a value
+ * that arrives after that is handed to `late` (to be closed).
+ */
+function abortable<T>(
+  promise: Promise<T>,
+  signal: AbortSignal,
+  late: (value: T) => void,
+): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      promise.then(late, () => {});
+      reject(signal.reason ?? new Error("Aborted"));
+    };
+    if (signal.aborted) return onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    promise.then((value) => {
+      signal.removeEventListener("abort", onAbort);
+      if (signal.aborted) return;
+      resolve(value);
+    }, (error) => {
+      signal.removeEventListener("abort", onAbort);
       reject(error);
     });
   });

@@ -9,8 +9,14 @@
  *
  * `send` prints one line per message on stdout, such as
  * `01052901 AA 3.2 ms`, and exits with 0 when every message was accepted,
- * 1 when one was not, and 2 on bad flags, unreadable files or a transport
- * error. Logs go to stderr; message bodies only with `--verbose`.
+ * 1 when one was not, and 2 on bad flags, unreadable files, a transport
+ * error or a failed TLS handshake. Logs go to stderr; message bodies only
+ * with `--verbose`.
+ *
+ * Both commands speak TLS when given certificates: `listen --cert FILE
+ * --key FILE` (and `--ca FILE --verify-peer` to require client
+ * certificates), `send --ca FILE` (and `--cert FILE --key FILE` to present
+ * one). `listen --allowed-clients LIST` restricts who may connect.
  *
  * @example Print the usage text
  * ```ts
@@ -40,15 +46,23 @@ import {
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
 import {
   Client,
+  type ClientTlsOptions,
   DEFAULT_CONNECT_TIMEOUT,
   DEFAULT_REPLY_TIMEOUT,
   type SendResult,
 } from "./client.ts";
 import { EchoDispatcher, formatAddress, NAK } from "./dispatcher.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
-import { ClientError, HeaderError } from "./errors.ts";
+import {
+  ClientError,
+  ConnectionClosedError,
+  ConnectTimeoutError,
+  HeaderError,
+  InvalidReplyError,
+  TlsHandshakeError,
+} from "./errors.ts";
 import { isHl7, readHeader } from "./hl7.ts";
-import { Receiver } from "./receiver.ts";
+import { Receiver, type ReceiverTlsOptions } from "./receiver.ts";
 
 const logger = getLogger(["mllp", "cli"]);
 
@@ -106,8 +120,8 @@ Options:
 
 Run as: deno run -A jsr:@x/mllp/cli <command> [options]
 
-Exit status: 0 success, 1 a message was not accepted (send), 2 usage or
-transport error.
+Exit status: 0 success, 1 a message was not accepted (send), 2 usage,
+start-up, transport or TLS handshake error.
 `;
 
 const LISTEN_USAGE = `Usage: mllp listen [options]
@@ -123,9 +137,33 @@ Options:
   -v, --verbose        Log at debug level (includes message bodies)
   -h, --help           Show this help
 
+TLS (on when --cert and --key are given, which --ca and --verify-peer
+need; TLS 1.2 or later):
+  --cert FILE          Server certificate chain, PEM
+  --key FILE           Its private key, PEM
+  --ca FILE            CA certificate, PEM, that client certificates must
+                       chain to; repeat the flag for several
+  --verify-peer        Require a client certificate signed by a --ca CA
+                       (mutual TLS); needs --ca
+
+Client restrictions:
+  --allowed-clients LIST
+                       Only these clients may connect: a comma-separated
+                       list; the flag may be repeated. Without
+                       --verify-peer: IP addresses, CIDR ranges
+                       (10.0.0.0/8) or host names (resolved at start and
+                       every 60 s). With --verify-peer: certificate names
+                       (subject CN or SAN DNS name, any case). Others are
+                       closed and logged: "Failed to verify client ..."
+
+Without --cert and --key the receiver speaks plain TCP and logs a warning.
+It never starts weaker than asked: a setting it cannot enforce is exit 2.
+
 Exit status:
   0  stopped by SIGINT or SIGTERM
-  2  bad flags, or the address cannot be listened on
+  2  bad flags; the address cannot be listened on; or a certificate or key
+     cannot be read, --verify-peer has no --ca, or no --allowed-clients
+     entry can be used (every host name fails to resolve)
 `;
 
 const SEND_USAGE = `Usage: mllp send --port PORT [options] FILE... | -
@@ -143,6 +181,18 @@ Options:
   -v, --verbose    Log at debug level to stderr (includes message bodies)
   -h, --help       Show this help
 
+TLS (on when any of these is given; TLS 1.2 or later). The receiver's
+certificate is always verified, and must name --servername or --host:
+  --ca FILE          CA certificate, PEM, that the receiver's certificate
+                     must chain to; repeat the flag for several
+                     [default: the system's trusted roots]
+  --cert FILE        Client certificate, PEM, for receivers that require
+                     one (mutual TLS); needs --key
+  --key FILE         Its private key, PEM; needs --cert
+  --servername NAME  The name the receiver's certificate must carry, when
+                     it is not --host (say --host is an IP address and the
+                     certificate names "localhost")     [default: --host]
+
 Output: one line per message on stdout:
   CONTROL_ID CODE TIME ms ["MSA-3 text"]     01052901 AA 3.2 ms
   CONTROL_ID mismatch TIME ms ACK CODE names control id "ID"
@@ -154,8 +204,9 @@ Exit status:
   0  every message got AA or CA (or, if not HL7, a reply other than NAK)
   1  a message got AE, AR, CE or CR, an ACK for another message, a reply
      that is not an ACK, or a NAK
-  2  bad flags, an unreadable file or header, or a transport error or
-     timeout (sending stops at the first one)
+  2  bad flags, an unreadable file or header, or a transport error,
+     timeout or TLS handshake failure, with the reason on stderr (sending
+     stops at the first one)
 `;
 
 /** A command-line mistake: reported with a hint to `--help`, exit 2. */
@@ -250,8 +301,9 @@ async function listen(
   options: MainOptions,
 ): Promise<number> {
   const flags = parseFlags(args, {
-    boolean: ["help", "verbose"],
-    string: ["port", "hostname"],
+    boolean: ["help", "verbose", "verify-peer"],
+    string: ["port", "hostname", "cert", "key"],
+    collect: ["ca", "allowed-clients"],
   });
   if (flags.help) {
     write(io.stdout, LISTEN_USAGE);
@@ -262,6 +314,8 @@ async function listen(
   }
   const port = portFlag(flags, "port", 0) ?? 2575;
   const hostname = stringFlag(flags, "hostname") ?? "0.0.0.0";
+  const tls = listenTlsFlags(flags);
+  const allowedClients = allowedClientsFlag(flags);
   using _logging = setupLogging(io.stderr, flags.verbose === true, options);
   let receiver: Receiver;
   try {
@@ -269,12 +323,20 @@ async function listen(
       port,
       hostname,
       dispatcher: EchoDispatcher,
+      tls,
+      allowedClients,
     });
   } catch (error) {
+    // The library's start-up errors say what is wrong ("Cannot read the
+    // TLS certificate ...", "Cannot use allowed clients ..."); a socket
+    // error needs the address.
+    const message = describeError(error);
     write(
       io.stderr,
-      `error: Cannot listen on ${formatAddress({ hostname, port })}: ${
-        describeError(error)
+      `error: ${
+        message.startsWith("Cannot ")
+          ? message
+          : `Cannot listen on ${formatAddress({ hostname, port })}: ${message}`
       }\n`,
     );
     return 2;
@@ -287,6 +349,46 @@ async function listen(
     await receiver.stop();
   }
   return 0;
+}
+
+/**
+ * The receiver's TLS settings from `--cert`, `--key`, `--ca` and
+ * `--verify-peer`, or `undefined` for plain TCP. A TLS flag without a
+ * certificate and key is a usage error rather than a silent plain-TCP
+ * start; `--verify-peer` without `--ca` is left to the library to refuse.
+ */
+function listenTlsFlags(flags: Flags): ReceiverTlsOptions | undefined {
+  const cert = stringFlag(flags, "cert");
+  const key = stringFlag(flags, "key");
+  const ca = listFlag(flags, "ca");
+  const verifyPeer = flags["verify-peer"] === true;
+  if (cert === undefined && key === undefined) {
+    if (verifyPeer) {
+      throw new UsageError("--verify-peer needs TLS: give --cert and --key");
+    }
+    if (ca.length > 0) {
+      throw new UsageError("--ca needs TLS: give --cert and --key");
+    }
+    return undefined;
+  }
+  if (cert === undefined) throw new UsageError("--key needs --cert");
+  if (key === undefined) throw new UsageError("--cert needs --key");
+  return { cert, key, ca, verifyPeer };
+}
+
+/** The `--allowed-clients` entries, comma-separated and/or repeated. */
+function allowedClientsFlag(flags: Flags): string[] | undefined {
+  const values = listFlag(flags, "allowed-clients");
+  if (values.length === 0) return undefined;
+  const entries = values
+    .flatMap((value) => value.split(","))
+    .map((entry) => entry.trim())
+    .filter((entry) => entry !== "");
+  if (entries.length === 0) {
+    // An empty list would let every client in: refuse instead.
+    throw new UsageError("Missing value for --allowed-clients");
+  }
+  return entries;
 }
 
 /** Resolves on SIGINT, SIGTERM or abort; removes its listeners after. */
@@ -328,7 +430,8 @@ async function send(
 ): Promise<number> {
   const flags = parseFlags(args, {
     boolean: ["help", "verbose"],
-    string: ["host", "port", "timeout"],
+    string: ["host", "port", "timeout", "cert", "key", "servername"],
+    collect: ["ca"],
   });
   if (flags.help) {
     write(io.stdout, SEND_USAGE);
@@ -338,6 +441,7 @@ async function send(
   const port = portFlag(flags, "port", 1);
   if (port === undefined) throw new UsageError("Missing required flag --port");
   const timeout = timeoutFlag(flags) ?? DEFAULT_REPLY_TIMEOUT;
+  const tls = sendTlsFlags(flags);
   const files = flags._;
   if (files.length === 0) {
     throw new UsageError('No message files given (use "-" for stdin)');
@@ -385,9 +489,10 @@ async function send(
     client = await Client.connect(host, port, {
       replyTimeout: timeout,
       connectTimeout: Math.min(timeout, DEFAULT_CONNECT_TIMEOUT),
+      tls,
     });
   } catch (error) {
-    write(io.stderr, `error: ${messages[0].label}: ${describeError(error)}\n`);
+    writeSendError(io.stderr, messages[0].label, error, host, tls);
     return 2;
   }
   let status = 0;
@@ -398,7 +503,7 @@ async function send(
       try {
         result = await client.send(message.payload);
       } catch (error) {
-        write(io.stderr, `error: ${message.label}: ${describeError(error)}\n`);
+        writeSendError(io.stderr, message.label, error, host, tls);
         return 2;
       }
       const [line, code] = describeResult(
@@ -413,6 +518,99 @@ async function send(
     await client.close();
   }
   return status;
+}
+
+/**
+ * The client's TLS settings from `--ca`, `--cert`, `--key` and
+ * `--servername`: TLS is on when any of them is given.
+ */
+function sendTlsFlags(flags: Flags): ClientTlsOptions | undefined {
+  const caCerts = listFlag(flags, "ca");
+  const cert = stringFlag(flags, "cert");
+  const key = stringFlag(flags, "key");
+  const serverName = stringFlag(flags, "servername");
+  if (cert !== undefined && key === undefined) {
+    throw new UsageError("--cert needs --key");
+  }
+  if (key !== undefined && cert === undefined) {
+    throw new UsageError("--key needs --cert");
+  }
+  if (
+    caCerts.length === 0 && cert === undefined && serverName === undefined
+  ) {
+    return undefined;
+  }
+  return {
+    caCerts: caCerts.length > 0 ? caCerts : undefined,
+    cert,
+    key,
+    serverName,
+  };
+}
+
+/**
+ * Prints a failed connect or send: one `error:` line, and for a TLS
+ * problem a `hint:` line naming the flag that may fix it.
+ */
+function writeSendError(
+  stderr: SyncWriter,
+  label: string,
+  error: unknown,
+  host: string,
+  tls: ClientTlsOptions | undefined,
+): void {
+  // A certificate that cannot be read is not about the message.
+  const prefix = error instanceof ClientError ? `${label}: ` : "";
+  write(stderr, `error: ${prefix}${describeError(error)}\n`);
+  const hint = sendHint(error, host, tls);
+  if (hint) write(stderr, `hint: ${hint}\n`);
+}
+
+function sendHint(
+  error: unknown,
+  host: string,
+  tls: ClientTlsOptions | undefined,
+): string | undefined {
+  if (error instanceof ConnectTimeoutError && tls) {
+    return "a receiver that does not speak TLS leaves the handshake waiting until the connect timeout";
+  }
+  if (error instanceof ConnectionClosedError && error.context !== undefined) {
+    return tls
+      ? "the receiver closed the connection without replying: it may allow only some clients (its log says which)"
+      : "the receiver closed the connection without replying: it may allow only some clients (its log says which), or speak only TLS (then give --ca FILE)";
+  }
+  if (
+    error instanceof InvalidReplyError && !tls &&
+    error.message.includes("TLS record")
+  ) {
+    return "the receiver speaks TLS: give --ca FILE (or --servername NAME) to connect with TLS";
+  }
+  if (!(error instanceof TlsHandshakeError)) return undefined;
+  if (error.refusedBy === "client") {
+    switch (error.failure) {
+      case "name_mismatch":
+        return tls?.serverName === undefined
+          ? `the receiver's certificate does not name "${host}"; give the name it carries with --servername NAME`
+          : `the receiver's certificate does not name "${tls.serverName}"`;
+      case "unknown_ca":
+        return "give the CA that signed the receiver's certificate with --ca FILE";
+      case "expired":
+        return "the receiver's certificate has expired or is not valid yet";
+    }
+    return undefined;
+  }
+  switch (error.failure) {
+    case "certificate_required":
+      return "the receiver requires a client certificate: give one with --cert FILE --key FILE";
+    case "refused":
+    case "unknown_ca":
+    case "expired":
+    case "bad_certificate":
+      return tls?.cert === undefined
+        ? undefined
+        : "the receiver did not accept the client certificate (--cert); its log may say more";
+  }
+  return undefined;
 }
 
 /** The result line for one message, and its exit status (0 or 1). */
@@ -528,6 +726,7 @@ function setupLogging(
 interface ParseOptions {
   boolean: string[];
   string: string[];
+  collect: string[];
   alias: Record<string, string>;
   unknown: (arg: string, key?: string, value?: unknown) => boolean;
 }
@@ -544,13 +743,15 @@ const parseArgs = untypedParseArgs as (
 
 function parseFlags(
   args: string[],
-  spec: { boolean: string[]; string: string[] },
+  spec: { boolean: string[]; string: string[]; collect?: string[] },
 ): Flags {
   const unknown: string[] = [];
+  const collect = spec.collect ?? [];
   const flags = parseArgs(args, {
     boolean: spec.boolean,
     // "_" keeps positional arguments as strings (file names like "0101").
-    string: ["_", ...spec.string],
+    string: ["_", ...spec.string, ...collect],
+    collect,
     alias: { h: "help", v: "verbose" },
     unknown: (arg, key) => {
       if (key === undefined) return true;
@@ -573,6 +774,22 @@ function stringFlag(flags: Flags, name: string): string | undefined {
     throw new UsageError(`Missing value for --${name}`);
   }
   return value;
+}
+
+/** Every value of a flag that may be repeated. */
+function listFlag(flags: Flags, name: string): string[] {
+  const value = flags[name];
+  const values = Array.isArray(value)
+    ? value
+    : value === undefined
+    ? []
+    : [value];
+  for (const item of values) {
+    if (typeof item !== "string" || item === "") {
+      throw new UsageError(`Missing value for --${name}`);
+    }
+  }
+  return values as string[];
 }
 
 function portFlag(flags: Flags, name: string, min: number): number | undefined {
@@ -600,6 +817,9 @@ function timeoutFlag(flags: Flags): number | undefined {
 }
 
 function describeError(error: unknown): string {
+  if (error instanceof TlsHandshakeError) {
+    return `${error.message} [${error.reason}, refused by: ${error.refusedBy}, failure: ${error.failure}]`;
+  }
   if (error instanceof ClientError) return `${error.message} [${error.reason}]`;
   return error instanceof Error ? error.message : String(error);
 }
@@ -615,5 +835,11 @@ function write(writer: SyncWriter, text: string): void {
 }
 
 if (import.meta.main) {
-  Deno.exit(await main(Deno.args));
+  // Let the process end by itself rather than with Deno.exit, which would
+  // cut off the TLS close_notify of a connection just closed (the receiver
+  // would log an unexpected EOF). Anything left holding the process open
+  // gets a second before Deno.exit ends it anyway.
+  const status = await main(Deno.args);
+  Deno.exitCode = status;
+  Deno.unrefTimer(setTimeout(() => Deno.exit(status), 1000));
 }

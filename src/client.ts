@@ -1,6 +1,8 @@
 /**
- * The MLLP client: one TCP connection on `Deno.connect`, the same framer
- * as the receiver, and replies verified against the messages they answer.
+ * The MLLP client: a long-lived connection to one receiver, on TCP
+ * (`Deno.connect`) or TLS, through the same framer as the receiver. It
+ * reconnects after a drop with backoff, queues sends in order, and verifies
+ * each reply against the message it answers.
  *
  * @example Send the seed's message and read the typed ACK
  * ```ts
@@ -20,13 +22,15 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
 import {
-  type ClientTlsMaterial,
-  connect,
-  type TransportConn,
-} from "./_transport.ts";
-import { type AckResult, verifyAck } from "./ack.ts";
+  isTlsError,
+  Link,
+  type LinkClosed,
+  tlsHandshakeError,
+} from "./_link.ts";
+import { loadPem, loadPems } from "./_tls.ts";
+import { type ClientTlsMaterial, connect } from "./_transport.ts";
+import { type AckCode, type AckResult, verifyAck } from "./ack.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
 import {
@@ -34,19 +38,22 @@ import {
   ConnectionClosedError,
   ConnectionRefusedError,
   ConnectTimeoutError,
-  FrameSizeError,
   InvalidReplyError,
+  QueueFullError,
+  type ReplyProblem,
   ReplyTimeoutError,
   TlsHandshakeError,
 } from "./errors.ts";
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  END_BLOCK,
-  MllpDecoderStream,
-  MllpEncoderStream,
-  START_BLOCK,
-} from "./framer.ts";
+import { TypedEventTarget } from "./events.ts";
+import { DEFAULT_MAX_FRAME_BYTES, END_BLOCK, START_BLOCK } from "./framer.ts";
 import { decodeText, type Message, readMessage } from "./hl7.ts";
+import {
+  endSpan,
+  recordClientError,
+  recordClientSend,
+  recordReconnect,
+  startSendSpan,
+} from "./_telemetry.ts";
 
 const logger = getLogger(["mllp", "client"]);
 
@@ -54,19 +61,59 @@ const logger = getLogger(["mllp", "client"]);
 export const DEFAULT_REPLY_TIMEOUT = 60_000;
 /** The default connect timeout: 10 seconds. */
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
+/** The default limit of queued sends. */
+export const DEFAULT_MAX_QUEUED = 1000;
 
-/** Options for {@linkcode Client.connect}. */
+/**
+ * Exponential backoff between reconnection attempts: `initialDelay`,
+ * multiplied by `factor` after each failed attempt up to `maxDelay`, each
+ * delay moved by up to ±`jitter` of itself at random.
+ */
+export interface BackoffOptions {
+  /**
+   * The first delay, in milliseconds.
+   *
+   * @default {1000}
+   */
+  initialDelay?: number;
+  /**
+   * The longest delay, in milliseconds.
+   *
+   * @default {180000}
+   */
+  maxDelay?: number;
+  /**
+   * The growth factor.
+   *
+   * @default {2}
+   */
+  factor?: number;
+  /**
+   * The random spread, as a fraction of the delay (0 for none).
+   *
+   * @default {0.1}
+   */
+  jitter?: number;
+}
+
+/** A fixed delay between reconnection attempts. */
+export interface FixedIntervalOptions {
+  /** The delay, in milliseconds. */
+  interval: number;
+}
+
+/** Options for {@linkcode Client.connect} and `new Client()`. */
 export interface ClientOptions {
   /**
    * How long {@linkcode Client.send} waits for a reply, in milliseconds.
-   * When it passes, the connection is closed, so a late reply can never be
-   * credited to another message.
+   * When it passes, the connection is closed and reopened, so a late reply
+   * can never be credited to another message.
    *
    * @default {60000}
    */
   replyTimeout?: number;
   /**
-   * How long connecting may take, in milliseconds.
+   * How long one connection attempt may take, in milliseconds.
    *
    * @default {10000}
    */
@@ -82,6 +129,38 @@ export interface ClientOptions {
    * `caCerts`, or by the system's trusted roots without them.
    */
   tls?: ClientTlsOptions;
+  /**
+   * How to reconnect after a dropped connection or a failed attempt:
+   * exponential backoff (the seed's 1 s doubling to 180 s, with jitter), a
+   * fixed interval, or `false` to connect only when a send needs it.
+   *
+   * @default {{ initialDelay: 1000, maxDelay: 180000, factor: 2, jitter: 0.1 }}
+   */
+  reconnect?: BackoffOptions | FixedIntervalOptions | false;
+  /**
+   * What a send does while there is no connection: `"wait"` for one, for
+   * at most the send's timeout (then it fails with the last connection
+   * error), or `"fail"` at once with the last connection error.
+   *
+   * @default {"wait"}
+   */
+  whenDisconnected?: "wait" | "fail";
+  /**
+   * How many sends may wait in the queue (not counting the one in
+   * flight); one more is refused at once with {@linkcode QueueFullError}.
+   *
+   * @default {1000}
+   */
+  maxQueued?: number;
+  /**
+   * How many times a send that was never written (its connection failed
+   * before the message reached the socket) is tried again on the next
+   * connection. Sends that were written are never resent: their outcome
+   * is unknown, and resending could duplicate them.
+   *
+   * @default {0}
+   */
+  retryUnwritten?: number;
 }
 
 /** TLS settings for a {@linkcode Client}. */
@@ -113,14 +192,15 @@ export interface ClientTlsOptions {
 /** Options for one {@linkcode Client.send}. */
 export interface SendOptions {
   /**
-   * The reply timeout for this send, in milliseconds.
+   * The reply timeout for this send, in milliseconds; also the longest
+   * wait for a connection when there is none.
    *
    * @default {the client's replyTimeout}
    */
   timeout?: number;
   /**
-   * Aborts the send. Before the message is written it is dropped; after,
-   * the connection is closed as for a timeout.
+   * Aborts the send. A queued send is dropped; one already written closes
+   * the connection, as a timeout does (its outcome is unknown).
    */
   signal?: AbortSignal;
 }
@@ -143,188 +223,192 @@ export interface ReplyResult {
  */
 export type SendResult = AckResult | ReplyResult;
 
-interface Pending {
-  resolve(frame: Uint8Array): void;
-  reject(error: Error): void;
+/** The state of a {@linkcode Client}'s connection. */
+export type ClientState = "connecting" | "connected" | "waiting" | "closed";
+
+/** Detail of the `connected` event. */
+export interface ConnectedDetail {
+  /** The receiver's address. */
+  address: string;
+  /** Whether the connection uses TLS. */
+  secure: boolean;
+  /** The attempt that succeeded (1 for the first try after a drop). */
+  attempt: number;
 }
 
-/** One connection and the framer on both of its directions. */
-class Link {
-  readonly done: Promise<void>;
-  #conn: TransportConn;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
-  #pending: Pending | undefined;
-  #closed = false;
-  #label: string;
-  #reading: Promise<void>;
-  #sentCertificate: boolean;
-  #replies = 0;
+/** Detail of the `connectfailed` event. */
+export interface ConnectFailedDetail {
+  /** The receiver's address. */
+  address: string;
+  /** The attempt that failed. */
+  attempt: number;
+  /** Why. */
+  error: ClientError;
+}
 
-  constructor(
-    conn: TransportConn,
-    maxFrameBytes: number,
-    label: string,
-    sentCertificate: boolean,
-  ) {
-    this.#conn = conn;
-    this.#label = label;
-    this.#sentCertificate = sentCertificate;
-    const encoder = new MllpEncoderStream();
-    const writing = encoder.readable.pipeTo(conn.writable).catch(() => {});
-    this.#writer = encoder.writable.getWriter();
-    const frames = conn.readable.pipeThrough(
-      new MllpDecoderStream({ maxFrameBytes, label }),
-    );
-    this.#reading = this.#read(frames);
-    this.done = Promise.all([writing, this.#reading]).then(() => {});
-  }
+/** Detail of the `closed` event: a connection ended. */
+export interface ClosedDetail {
+  /** The receiver's address. */
+  address: string;
+  /** Whether this client closed it (timeout, bad reply, close, reconnect). */
+  byClient: boolean;
+  /** How many replies it carried. */
+  replies: number;
+  /** The error that ended it, if any. */
+  error?: Error;
+}
 
-  get closed(): boolean {
-    return this.#closed;
-  }
+/** Detail of the `reconnecting` event. */
+export interface ReconnectingDetail {
+  /** The receiver's address. */
+  address: string;
+  /** The attempt about to be made. */
+  attempt: number;
+  /** The wait before it, in milliseconds. */
+  delayMs: number;
+}
 
-  async #read(frames: ReadableStream<Uint8Array>) {
-    let cause: unknown;
-    try {
-      for await (const frame of frames) {
-        const pending = this.#pending;
-        if (!pending) {
-          logger.warn(
-            "Unsolicited {bytes} byte frame from {address} with no send in flight; closing the connection",
-            { bytes: frame.length, address: this.#label },
-          );
-          cause = new InvalidReplyError(
-            "Unsolicited data with no send in flight",
-          );
-          break;
-        }
-        this.#pending = undefined;
-        this.#replies++;
-        pending.resolve(frame);
-      }
-    } catch (error) {
-      cause = error;
-    }
-    this.shutdown(cause);
-  }
+/** Detail of the `senderror` event. */
+export interface SendErrorDetail {
+  /** The receiver's address. */
+  address: string;
+  /** MSH-10 of the message, when HL7. */
+  controlId?: string;
+  /** Why the send failed. */
+  error: Error;
+  /** Whether the message reached the socket (its outcome is then unknown). */
+  written: boolean;
+}
 
-  /** Closes the connection; a send in flight fails with `cause`. */
-  shutdown(cause?: unknown): Promise<void> {
-    if (!this.#closed) {
-      this.#closed = true;
-      try {
-        this.#conn.close();
-      } catch {
-        // Already closed.
-      }
-      this.#writer.abort(cause).catch(() => {});
-      const pending = this.#pending;
-      this.#pending = undefined;
-      pending?.reject(this.#explain(cause));
-    }
-    return this.done;
-  }
+/** Detail of the `replytimeout` event. */
+export interface ReplyTimeoutDetail {
+  /** The receiver's address. */
+  address: string;
+  /** MSH-10 of the message, when HL7. */
+  controlId?: string;
+  /** The timeout that passed, in milliseconds. */
+  timeoutMs: number;
+}
 
-  /** Turns what ended the connection into the error a send reports. */
-  #explain(cause: unknown): Error {
-    if (cause instanceof ClientError) return cause;
-    if (cause instanceof FrameSizeError) {
-      return new InvalidReplyError(
-        `Cannot read reply from ${this.#label}: ${cause.message}`,
-        { cause, address: this.#label },
-      );
-    }
-    if (this.#conn.secure && cause !== undefined && this.#replies === 0) {
-      // With TLS 1.3 the receiver judges the client certificate after the
-      // client has finished its handshake, so a refusal shows up here.
-      const text = cause instanceof Error ? cause.message : String(cause);
-      const refusal = /alert/i.test(text) ||
-        (this.#sentCertificate &&
-          /UnexpectedEof|close_notify|reset/i.test(text));
-      if (refusal) {
-        return tlsError(cause, this.#label, this.#sentCertificate);
-      }
-    }
-    return new ConnectionClosedError(
-      `Connection to ${this.#label} closed before the reply arrived`,
-      { cause, context: "receiving", address: this.#label },
-    );
-  }
+/** Detail of the `invalidreply` event. */
+export interface InvalidReplyDetail {
+  /** The receiver's address. */
+  address: string;
+  /** MSH-10 of the message, when HL7 and known. */
+  controlId?: string;
+  /** What was wrong. */
+  problem: ReplyProblem | "not_ack";
+  /** A sentence saying what was wrong. */
+  detail: string;
+}
 
-  async request(
-    frame: Uint8Array,
-    timeout: number,
-    signal?: AbortSignal,
-  ): Promise<Uint8Array> {
-    if (this.#closed) {
-      throw new ConnectionClosedError(
-        `Connection to ${this.#label} is closed`,
-        {
-          context: "sending",
-          address: this.#label,
-        },
-      );
-    }
-    const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
-    promise.catch(() => {});
-    this.#pending = { resolve, reject };
-    const fail = (error: Error) => {
-      if (this.#pending?.reject !== reject) return;
-      this.#pending = undefined;
-      reject(error);
-      void this.shutdown(error);
-    };
-    const timer = setTimeout(() =>
-      fail(
-        new ReplyTimeoutError(
-          `No reply from ${this.#label} within ${timeout} ms; the message was sent and its outcome is unknown`,
-          { timeout, address: this.#label },
-        ),
-      ), timeout);
-    const onAbort = () =>
-      fail(
-        new ConnectionClosedError(
-          `Send to ${this.#label} aborted after the message was written; its outcome is unknown`,
-          { cause: signal?.reason, context: "receiving", address: this.#label },
-        ),
-      );
-    signal?.addEventListener("abort", onAbort, { once: true });
-    try {
-      try {
-        await this.#writer.write(frame);
-      } catch (error) {
-        // The read side usually knows why (a TLS alert, say): let it end
-        // first. The reply timer bounds the wait.
-        await this.#reading;
-        fail(
-          new ConnectionClosedError(
-            `Cannot send to ${this.#label}: the connection is closed`,
-            { cause: error, context: "sending", address: this.#label },
-          ),
-        );
-      }
-      return await promise;
-    } finally {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", onAbort);
-    }
-  }
+/** Detail of the `reply` event: a reply arrived for a send. */
+export interface ReplyDetail {
+  /** The receiver's address. */
+  address: string;
+  /** MSH-10 of the message, when HL7. */
+  controlId?: string;
+  /** The outcome, as in {@linkcode SendResult}. */
+  outcome: SendResult["outcome"];
+  /** The ACK code, when the reply was an ACK. */
+  ackCode?: AckCode;
+  /** From writing the message to reading the reply, in milliseconds. */
+  roundTripMs: number;
+  /** The size of the reply payload, in bytes. */
+  bytes: number;
+}
+
+/** The events a {@linkcode Client} emits, each a `CustomEvent`. */
+export interface ClientEventMap {
+  /** A connection was opened. */
+  connected: CustomEvent<ConnectedDetail>;
+  /** A connection attempt failed. */
+  connectfailed: CustomEvent<ConnectFailedDetail>;
+  /** A connection ended. */
+  closed: CustomEvent<ClosedDetail>;
+  /** A reconnection attempt is scheduled. */
+  reconnecting: CustomEvent<ReconnectingDetail>;
+  /** A send failed. */
+  senderror: CustomEvent<SendErrorDetail>;
+  /** A reply did not arrive in time. */
+  replytimeout: CustomEvent<ReplyTimeoutDetail>;
+  /** A reply was not what was due. */
+  invalidreply: CustomEvent<InvalidReplyDetail>;
+  /** A reply arrived. */
+  reply: CustomEvent<ReplyDetail>;
+}
+
+interface Job {
+  message: Message;
+  timeout: number;
+  signal?: AbortSignal;
+  /** `sendAsync`: resolve once written, read and discard the reply. */
+  detached: boolean;
+  resolve(result: SendResult | undefined): void;
+  reject(error: unknown): void;
+  tries: number;
+  settled: boolean;
+}
+
+interface LinkWaiter {
+  resolve(link: Link): void;
+  reject(error: Error): void;
+  /** Reject on the first failed attempt, whatever `whenDisconnected` says. */
+  failFast: boolean;
 }
 
 /**
- * An MLLP client on one TCP connection. Create one with
- * {@linkcode Client.connect}, by IP address or host name.
+ * Computes the delay before a reconnection attempt.
  *
- * Sends are queued and go out one at a time, in call order; each waits for
- * its reply (stop-and-wait, as MLLP expects). HL7 replies are verified
- * against the message: MSA-2 must equal MSH-10 exactly. When a reply times
- * out, the connection is closed so a late reply cannot be credited to the
- * next message; the next send reconnects.
+ * @param policy Backoff or a fixed interval.
+ * @param attempt The attempt about to be made, from 1.
+ * @param random A source of numbers in [0, 1), for the jitter.
+ * @returns The delay in milliseconds.
  *
- * Transport failures throw subclasses of {@linkcode ClientError}:
- * {@linkcode ConnectionRefusedError}, {@linkcode ConnectTimeoutError},
- * {@linkcode ConnectionClosedError}, {@linkcode ReplyTimeoutError} and
- * {@linkcode InvalidReplyError}.
+ * @example The seed's defaults
+ * ```ts
+ * import { reconnectDelay } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const noJitter = { jitter: 0 };
+ * assertEquals([1, 2, 3, 9, 20].map((n) => reconnectDelay(noJitter, n)), [
+ *   1000, 2000, 4000, 180000, 180000,
+ * ]);
+ * assertEquals(reconnectDelay({ interval: 5000 }, 7), 5000);
+ * ```
+ */
+export function reconnectDelay(
+  policy: BackoffOptions | FixedIntervalOptions,
+  attempt: number,
+  random: () => number = Math.random,
+): number {
+  if ("interval" in policy) return policy.interval;
+  const initial = policy.initialDelay ?? 1000;
+  const max = policy.maxDelay ?? 180_000;
+  const factor = policy.factor ?? 2;
+  const jitter = policy.jitter ?? 0.1;
+  const base = Math.min(max, initial * factor ** Math.max(0, attempt - 1));
+  const spread = base * jitter * (2 * random() - 1);
+  return Math.max(0, Math.min(max, Math.round(base + spread)));
+}
+
+/**
+ * An MLLP client for one receiver, by IP address or host name.
+ *
+ * `new Client(host, port)` starts connecting at once and keeps a
+ * connection open: after a drop it reconnects with exponential backoff
+ * (the seed's 1 s doubling to 180 s, with jitter; or a fixed interval);
+ * a successful connection resets the backoff. {@linkcode Client.connect}
+ * does the same but waits for the first connection and throws if it fails.
+ *
+ * Sends queue in call order (at most `maxQueued` waiting) and go out one at
+ * a time, each waiting for its reply (stop-and-wait, as MLLP expects). HL7
+ * replies are verified: MSA-2 must equal MSH-10 exactly. When a reply times
+ * out, the connection is closed and reopened, so a late reply cannot be
+ * credited to the next message; nothing is resent on its own.
+ *
+ * Transport failures throw subclasses of {@linkcode ClientError}. The
+ * client is an `EventTarget`: see {@linkcode ClientEventMap}.
  *
  * @example Send a non-HL7 payload
  * ```ts
@@ -340,7 +424,8 @@ class Link {
  * assertEquals(result.outcome === "reply" && result.text, "Got the BLOB");
  * ```
  */
-export class Client implements AsyncDisposable {
+export class Client extends TypedEventTarget<ClientEventMap>
+  implements AsyncDisposable {
   /** The receiver's host name or IP address. */
   readonly hostname: string;
   /** The receiver's port. */
@@ -348,16 +433,45 @@ export class Client implements AsyncDisposable {
   #replyTimeout: number;
   #connectTimeout: number;
   #maxFrameBytes: number;
+  #maxQueued: number;
+  #retryUnwritten: number;
+  #whenDisconnected: "wait" | "fail";
+  #policy: BackoffOptions | FixedIntervalOptions | false;
   #tls: ClientTlsOptions | undefined;
   #tlsMaterial: Promise<ClientTlsMaterial> | undefined;
+  #state: ClientState = "connecting";
   #link: Link | undefined;
-  /** Links not yet fully wound down, old ones included (after a timeout). */
   #links = new Set<Link>();
-  #connecting: Promise<Link> | undefined;
-  #tail: Promise<unknown> = Promise.resolve();
+  #lastError: ClientError | undefined;
+  #waiters = new Set<LinkWaiter>();
+  #queue: Job[] = [];
+  #pumping: Promise<void> = Promise.resolve();
+  #pumpActive = false;
   #closing: Promise<void> | undefined;
+  #running: Promise<void>;
+  /** Wakes the connection loop from a backoff wait or an idle wait. */
+  #wake: (() => void) | undefined;
+  #wakeRequested = false;
+  #reconnectNow = false;
+  /** A connection is wanted now (always true at creation). */
+  #demand = true;
+  #connectAbort: AbortController | undefined;
+  #firstAttempt: Promise<void>;
+  #settleFirst!: (error?: ClientError) => void;
 
-  private constructor(hostname: string, port: number, options: ClientOptions) {
+  /**
+   * Creates a client and starts connecting in the background. Sends made
+   * before the connection is up wait for it (see `whenDisconnected`).
+   *
+   * @param hostname An IP address or a host name such as `"localhost"`.
+   * @param port The receiver's port.
+   * @param options Timeouts, TLS, reconnection and queue limits.
+   * @throws {RangeError} If an option is out of range.
+   * @throws {TypeError} If `tls.cert` is given without `tls.key` or the
+   *   other way round.
+   */
+  constructor(hostname: string, port: number, options: ClientOptions = {}) {
+    super();
     this.hostname = hostname;
     this.port = port;
     this.#replyTimeout = positive(
@@ -372,6 +486,34 @@ export class Client implements AsyncDisposable {
       options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES,
       "maxFrameBytes",
     );
+    this.#maxQueued = atLeast(
+      options.maxQueued ?? DEFAULT_MAX_QUEUED,
+      0,
+      "maxQueued",
+    );
+    this.#retryUnwritten = atLeast(
+      options.retryUnwritten ?? 0,
+      0,
+      "retryUnwritten",
+    );
+    this.#whenDisconnected = options.whenDisconnected ?? "wait";
+    const policy = options.reconnect ?? {};
+    if (policy !== false) {
+      if ("interval" in policy) {
+        atLeast(policy.interval, 0, "reconnect.interval");
+      } else {
+        atLeast(policy.initialDelay ?? 1000, 0, "reconnect.initialDelay");
+        atLeast(policy.maxDelay ?? 180_000, 0, "reconnect.maxDelay");
+        atLeast(policy.factor ?? 2, 1, "reconnect.factor");
+        const jitter = policy.jitter ?? 0.1;
+        if (!(jitter >= 0 && jitter <= 1)) {
+          throw new RangeError(
+            `Invalid reconnect.jitter: expected a number from 0 to 1, got "${jitter}"`,
+          );
+        }
+      }
+    }
+    this.#policy = policy;
     const tls = options.tls;
     if (tls && (tls.cert === undefined) !== (tls.key === undefined)) {
       throw new TypeError(
@@ -379,14 +521,19 @@ export class Client implements AsyncDisposable {
       );
     }
     this.#tls = tls;
+    this.#firstAttempt = new Promise((resolve, reject) => {
+      this.#settleFirst = (error) => error ? reject(error) : resolve();
+    });
+    this.#firstAttempt.catch(() => {});
+    this.#running = this.#run();
   }
 
   /**
-   * Connects to a receiver.
+   * Connects to a receiver and waits for the first connection.
    *
    * @param hostname An IP address or a host name such as `"localhost"`.
    * @param port The receiver's port.
-   * @param options Timeouts and limits.
+   * @param options Timeouts, TLS, reconnection and queue limits.
    * @returns The connected client.
    * @throws {ConnectionRefusedError} If the receiver cannot be reached.
    * @throws {ConnectTimeoutError} If connecting takes too long.
@@ -413,7 +560,12 @@ export class Client implements AsyncDisposable {
     options: ClientOptions = {},
   ): Promise<Client> {
     const client = new Client(hostname, port, options);
-    await client.#ensureLink();
+    try {
+      await client.#firstAttempt;
+    } catch (error) {
+      await client.close();
+      throw error;
+    }
     return client;
   }
 
@@ -422,10 +574,372 @@ export class Client implements AsyncDisposable {
     return formatAddress({ hostname: this.hostname, port: this.port });
   }
 
-  /** Whether the client has an open connection. */
-  get connected(): boolean {
-    return this.#link !== undefined && !this.#link.closed;
+  /** Whether the client has an open connection (the seed's `is_connected?`). */
+  get isConnected(): boolean {
+    return this.#link !== undefined && !this.#link.isClosed;
   }
+
+  /** The same as {@linkcode Client.isConnected}. */
+  get connected(): boolean {
+    return this.isConnected;
+  }
+
+  /** The state of the connection. */
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** How many sends wait in the queue (not counting the one in flight). */
+  get queued(): number {
+    return this.#queue.length;
+  }
+
+  /** The error of the last failed connection attempt, if the last failed. */
+  get lastError(): ClientError | undefined {
+    return this.#lastError;
+  }
+
+  #emit<K extends keyof ClientEventMap>(
+    type: K,
+    detail: ClientEventMap[K]["detail"],
+  ) {
+    this.dispatchEvent(new CustomEvent(type, { detail }));
+  }
+
+  // ---- connection life ----
+
+  async #run(): Promise<void> {
+    let attempt = 1;
+    while (!this.#closing) {
+      if (this.#policy === false && !this.#demand) {
+        // Lazy mode: connect only when a send needs it.
+        this.#state = "waiting";
+        await this.#sleep(Infinity);
+        continue;
+      }
+      this.#demand = false;
+      this.#state = "connecting";
+      let link: Link;
+      try {
+        link = await this.#open();
+      } catch (error) {
+        const named = this.#name(error);
+        this.#lastError = named;
+        this.#settleFirst(named);
+        if (this.#closing) break;
+        logger.warn(
+          "Cannot connect to {address} (attempt {attempt}): {message}",
+          {
+            address: this.address,
+            attempt,
+            message: named.message,
+          },
+        );
+        this.#emit("connectfailed", {
+          address: this.address,
+          attempt,
+          error: named,
+        });
+        this.#failWaiters(named);
+        attempt = await this.#backoff(attempt + 1);
+        continue;
+      }
+      if (this.#closing) {
+        await link.shutdown(undefined, true);
+        break;
+      }
+      this.#lastError = undefined;
+      this.#link = link;
+      this.#links.add(link);
+      void link.done.finally(() => this.#links.delete(link));
+      this.#state = "connected";
+      this.#settleFirst();
+      logger.info("Connected to {address}{tls}", {
+        address: this.address,
+        tls: link.conn.secure ? " with TLS" : "",
+      });
+      this.#emit("connected", {
+        address: this.address,
+        secure: link.conn.secure,
+        attempt,
+      });
+      for (const waiter of this.#waiters) waiter.resolve(link);
+      this.#waiters.clear();
+      const closed = await link.closed;
+      this.#link = undefined;
+      this.#onClosed(closed);
+      if (this.#closing) break;
+      const refused = closed.error instanceof TlsHandshakeError;
+      if (refused) {
+        // The receiver refused this client's certificate: waiting for the
+        // next attempt would not change that, so sends fail now.
+        this.#lastError = closed.error as TlsHandshakeError;
+        this.#failWaiters(this.#lastError, true);
+      } else if (!closed.byClient) {
+        this.#lastError = new ConnectionClosedError(
+          `Connection to ${this.address} was closed by the receiver`,
+          { cause: closed.error, address: this.address },
+        );
+      }
+      if (this.#reconnectNow || (closed.byClient && !refused)) {
+        // This side closed it (a timeout, a bad reply, reconnect()): the
+        // receiver is likely up, so reconnect at once.
+        this.#reconnectNow = false;
+        attempt = 1;
+        continue;
+      }
+      attempt = await this.#backoff(refused ? attempt + 1 : 1);
+    }
+    this.#state = "closed";
+  }
+
+  /** Waits before attempt `next`; returns the attempt to make. */
+  async #backoff(next: number): Promise<number> {
+    if (this.#closing) return next;
+    if (this.#policy === false) return next;
+    if (this.#reconnectNow) {
+      this.#reconnectNow = false;
+      return 1;
+    }
+    const delayMs = reconnectDelay(this.#policy, next);
+    this.#state = "waiting";
+    recordReconnect();
+    logger.info("Reconnecting to {address} in {delay} ms (attempt {attempt})", {
+      address: this.address,
+      delay: delayMs,
+      attempt: next,
+    });
+    this.#emit("reconnecting", {
+      address: this.address,
+      attempt: next,
+      delayMs,
+    });
+    const woken = await this.#sleep(delayMs);
+    if (woken && this.#reconnectNow) {
+      this.#reconnectNow = false;
+      return 1;
+    }
+    return next;
+  }
+
+  /** Sleeps until the delay passes or something wakes the loop. */
+  #sleep(ms: number): Promise<boolean> {
+    if (this.#wakeRequested) {
+      this.#wakeRequested = false;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => {
+      const timer = Number.isFinite(ms)
+        ? setTimeout(() => {
+          this.#wake = undefined;
+          resolve(false);
+        }, ms)
+        : undefined;
+      this.#wake = () => {
+        clearTimeout(timer);
+        this.#wake = undefined;
+        resolve(true);
+      };
+    });
+  }
+
+  #poke() {
+    if (this.#wake) this.#wake();
+    else this.#wakeRequested = true;
+  }
+
+  #onClosed(closed: LinkClosed) {
+    const error = closed.error;
+    if (error && !(this.#closing && error instanceof ConnectionClosedError)) {
+      logger.info("Connection to {address} closed: {message}", {
+        address: this.address,
+        message: error.message,
+      });
+    } else {
+      logger.info("Connection to {address} closed", { address: this.address });
+    }
+    this.#emit("closed", {
+      address: this.address,
+      byClient: closed.byClient,
+      replies: closed.replies,
+      error,
+    });
+  }
+
+  #name(error: unknown): ClientError {
+    if (error instanceof ClientError) return error;
+    const reason = error instanceof Error ? error.message : String(error);
+    return new ConnectionRefusedError(
+      `Cannot connect to ${this.address}: ${reason}`,
+      { cause: error, address: this.address },
+    );
+  }
+
+  async #open(): Promise<Link> {
+    const tls = this.#tls === undefined
+      ? undefined
+      : await (this.#tlsMaterial ??= loadClientTls(this.#tls));
+    const controller = new AbortController();
+    this.#connectAbort = controller;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      controller.abort();
+    }, this.#connectTimeout);
+    try {
+      const conn = await connect(
+        this.hostname,
+        this.port,
+        tls,
+        controller.signal,
+      );
+      return new Link(conn, {
+        maxFrameBytes: this.#maxFrameBytes,
+        label: this.address,
+        sentCertificate: tls?.cert !== undefined,
+      });
+    } catch (error) {
+      if (controller.signal.aborted && !timedOut) {
+        throw new ConnectionClosedError("The client was closed", {
+          cause: error,
+          address: this.address,
+        });
+      }
+      if (timedOut) {
+        throw new ConnectTimeoutError(
+          `Cannot connect to ${this.address}: no connection within ${this.#connectTimeout} ms`,
+          {
+            cause: error,
+            address: this.address,
+            timeout: this.#connectTimeout,
+          },
+        );
+      }
+      if (tls && isTlsError(error)) {
+        throw tlsHandshakeError(error, this.address, tls.cert !== undefined);
+      }
+      throw this.#name(error);
+    } finally {
+      clearTimeout(timer);
+      this.#connectAbort = undefined;
+    }
+  }
+
+  /**
+   * Drops the connection, if there is one, and connects again at once
+   * (the backoff starts over).
+   *
+   * @returns A promise that resolves when connected again.
+   * @throws {ClientError} The error of the new attempt, if it fails.
+   * @throws {ConnectionClosedError} If the client is closed.
+   */
+  async reconnect(): Promise<void> {
+    if (this.#closing) {
+      throw new ConnectionClosedError(
+        "Cannot reconnect: the client is closed",
+        {
+          address: this.address,
+        },
+      );
+    }
+    this.#reconnectNow = true;
+    this.#demand = true;
+    const waiting = new Promise<Link>((resolve, reject) => {
+      this.#waiters.add({ resolve, reject, failFast: true });
+    });
+    const link = this.#link;
+    if (link && !link.isClosed) {
+      await link.shutdown(
+        new ConnectionClosedError(
+          `Connection to ${this.address} closed to reconnect`,
+          { address: this.address },
+        ),
+        true,
+      );
+    } else {
+      this.#poke();
+    }
+    await waiting;
+  }
+
+  /**
+   * Rejects the waiters for a connection that should not wait for the next
+   * attempt (all of them when `all`).
+   */
+  #failWaiters(error: ClientError, all = false) {
+    const lazy = this.#policy === false;
+    for (const waiter of [...this.#waiters]) {
+      if (
+        !all && !waiter.failFast && !lazy && this.#whenDisconnected === "wait"
+      ) continue;
+      this.#waiters.delete(waiter);
+      waiter.reject(error);
+    }
+    if (lazy) this.#demand = false;
+  }
+
+  /** Resolves with an open link, waiting for one up to `timeout` ms. */
+  #awaitLink(timeout: number, signal?: AbortSignal): Promise<Link> {
+    const link = this.#link;
+    if (link && !link.isClosed) return Promise.resolve(link);
+    if (this.#whenDisconnected === "fail" && this.#lastError) {
+      return Promise.reject(this.#notConnected(0));
+    }
+    this.#demand = true;
+    if (this.#policy === false) this.#poke();
+    return new Promise<Link>((resolve, reject) => {
+      const finish = () => {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", onAbort);
+        this.#waiters.delete(waiter);
+      };
+      const waiter: LinkWaiter = {
+        failFast: false,
+        resolve: (l) => {
+          finish();
+          resolve(l);
+        },
+        reject: (e) => {
+          finish();
+          reject(e);
+        },
+      };
+      const timer = setTimeout(
+        () => waiter.reject(this.#notConnected(timeout)),
+        timeout,
+      );
+      const onAbort = () => waiter.reject(abortError(signal));
+      signal?.addEventListener("abort", onAbort, { once: true });
+      this.#waiters.add(waiter);
+    });
+  }
+
+  #notConnected(waited: number): ClientError {
+    const last = this.#lastError;
+    const prefix = `Cannot send to ${this.address}: not connected${
+      waited ? ` within ${waited} ms` : ""
+    }`;
+    if (last instanceof TlsHandshakeError) {
+      return new TlsHandshakeError(`${prefix}; ${last.message}`, {
+        cause: last,
+        address: this.address,
+        refusedBy: last.refusedBy,
+        failure: last.failure,
+      });
+    }
+    if (last) {
+      return new ConnectionRefusedError(`${prefix}; ${last.message}`, {
+        cause: last,
+        address: this.address,
+      });
+    }
+    return new ConnectTimeoutError(`${prefix}`, {
+      address: this.address,
+      timeout: waited,
+    });
+  }
+
+  // ---- sending ----
 
   /**
    * Sends one payload and waits for its reply.
@@ -442,7 +956,10 @@ export class Client implements AsyncDisposable {
    * @throws {TypeError} If the payload holds a VT (`0x0b`) or FS (`0x1c`)
    *   byte, which would break the framing (nothing is sent).
    * @throws {RangeError} If the timeout is not a positive number.
-   * @throws {ClientError} A subclass for each transport failure.
+   * @throws {QueueFullError} If `maxQueued` sends are waiting already.
+   * @throws {ReplyTimeoutError} If no reply came in time: the message was
+   *   written and its outcome is unknown.
+   * @throws {ClientError} A subclass for each other transport failure.
    *
    * @example Concurrent sends queue in order
    * ```ts
@@ -465,6 +982,45 @@ export class Client implements AsyncDisposable {
     payload: string | Uint8Array | Message,
     options: SendOptions = {},
   ): Promise<SendResult> {
+    return this.#enqueue(payload, options, false) as Promise<SendResult>;
+  }
+
+  /**
+   * Sends one payload without waiting for its reply (the seed's
+   * `send_async`): resolves once the message is written. The reply is
+   * still read (and verified, and reported through events) before the next
+   * send goes out, so the connection stays in step.
+   *
+   * @param payload An HL7 message, or any other payload.
+   * @param options The timeout (for the connection and the reply) and an
+   *   abort signal.
+   * @returns A promise that resolves once the message is written.
+   * @throws {HeaderError} If the payload starts with `MSH` but its header
+   *   cannot be read.
+   * @throws {QueueFullError} If `maxQueued` sends are waiting already.
+   * @throws {ClientError} If the message could not be written.
+   *
+   * @example Fire and forget
+   * ```ts
+   * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+   *
+   * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+   * await using client = await Client.connect("127.0.0.1", receiver.port);
+   * await client.sendAsync("Hip hip hurray");
+   * ```
+   */
+  async sendAsync(
+    payload: string | Uint8Array | Message,
+    options: SendOptions = {},
+  ): Promise<void> {
+    await this.#enqueue(payload, options, true);
+  }
+
+  #enqueue(
+    payload: string | Uint8Array | Message,
+    options: SendOptions,
+    detached: boolean,
+  ): Promise<SendResult | undefined> {
     if (this.#closing) {
       return Promise.reject(
         new ConnectionClosedError("Cannot send: the client is closed", {
@@ -478,49 +1034,192 @@ export class Client implements AsyncDisposable {
     try {
       message = prepare(payload);
       timeout = positive(options.timeout ?? this.#replyTimeout, "timeout");
+      options.signal?.throwIfAborted();
     } catch (error) {
       return Promise.reject(error);
     }
-    const turn = this.#tail.then(() =>
-      this.#exchange(message, timeout, options.signal)
-    );
-    this.#tail = turn.catch(() => {});
-    return turn;
+    if (this.#queue.length >= this.#maxQueued && this.#pumpActive) {
+      return Promise.reject(
+        new QueueFullError(
+          `Cannot send to ${this.address}: ${this.#maxQueued} sends are queued already`,
+          { address: this.address, limit: this.#maxQueued },
+        ),
+      );
+    }
+    return new Promise((resolve, reject) => {
+      const job: Job = {
+        message,
+        timeout,
+        signal: options.signal,
+        detached,
+        resolve,
+        reject,
+        tries: 0,
+        settled: false,
+      };
+      const signal = options.signal;
+      if (signal) {
+        signal.addEventListener("abort", () => {
+          const index = this.#queue.indexOf(job);
+          if (index !== -1) {
+            this.#queue.splice(index, 1);
+            this.#settle(job, undefined, abortError(signal));
+          }
+        }, { once: true });
+      }
+      this.#queue.push(job);
+      if (!this.#pumpActive) {
+        this.#pumpActive = true;
+        this.#pumping = this.#pump();
+      }
+    });
   }
 
-  async #exchange(
-    message: Message,
-    timeout: number,
-    signal?: AbortSignal,
-  ): Promise<SendResult> {
-    signal?.throwIfAborted();
-    if (this.#closing) {
-      throw new ConnectionClosedError("Cannot send: the client is closed", {
-        context: "sending",
-        address: this.address,
-      });
+  #settle(job: Job, result: SendResult | undefined, error?: unknown) {
+    if (job.settled) return;
+    job.settled = true;
+    if (error !== undefined) job.reject(error);
+    else job.resolve(result);
+  }
+
+  async #pump(): Promise<void> {
+    try {
+      while (true) {
+        const job = this.#queue.shift();
+        if (!job) return;
+        if (job.signal?.aborted) {
+          this.#settle(job, undefined, abortError(job.signal));
+          continue;
+        }
+        if (this.#closing) {
+          this.#settle(job, undefined, this.#closedError());
+          continue;
+        }
+        await this.#execute(job);
+      }
+    } finally {
+      // In the same turn as the empty queue was seen, so a send queued
+      // from here on starts a new pump.
+      this.#pumpActive = false;
     }
-    const link = await this.#ensureLink();
-    signal?.throwIfAborted();
-    const controlId = message.header?.controlId;
-    logger.debug(
-      "Sending {kind} message {controlId} ({size} bytes) to {address}",
-      {
-        kind: message.kind,
-        controlId: controlId ?? "",
-        size: message.size,
-        address: this.address,
-      },
+  }
+
+  #closedError(): ConnectionClosedError {
+    return new ConnectionClosedError(
+      "Cannot send: the client was closed before the message was written",
+      { context: "sending", address: this.address },
     );
-    const started = performance.now();
-    const frame = await link.request(message.raw, timeout, signal);
-    const ms = performance.now() - started;
-    if (message.kind === "unknown") {
-      logger.debug("Received {bytes} byte reply from {address} in {ms} ms", {
-        bytes: frame.length,
+  }
+
+  async #execute(job: Job): Promise<void> {
+    const { message } = job;
+    const controlId = message.header?.controlId;
+    const span = startSendSpan(
+      this.address,
+      controlId,
+      message.header?.messageType,
+    );
+    let written = false;
+    let started = 0;
+    try {
+      const link = await this.#awaitLink(job.timeout, job.signal);
+      job.tries++;
+      logger.debug(
+        "Sending {kind} message {controlId} ({size} bytes) to {address}",
+        {
+          kind: message.kind,
+          controlId: controlId ?? "",
+          size: message.size,
+          address: this.address,
+        },
+      );
+      const frame = await link.request(
+        message.raw,
+        job.timeout,
+        job.signal,
+        () => {
+          written = true;
+          started = performance.now();
+          if (job.detached) this.#settle(job, undefined);
+        },
+      );
+      const roundTripMs = performance.now() - started;
+      const result = this.#verify(message, frame, link);
+      const ackCode = "code" in result ? result.code : undefined;
+      recordClientSend(
+        result.outcome,
+        ackCode,
+        roundTripMs,
+        message.size,
+        frame.length,
+      );
+      endSpan(span, ackCode);
+      this.#emit("reply", {
         address: this.address,
-        ms: Math.round(ms),
+        controlId,
+        outcome: result.outcome,
+        ackCode,
+        roundTripMs,
+        bytes: frame.length,
       });
+      this.#settle(job, result);
+    } catch (error) {
+      if (
+        !written && !this.#closing && job.tries <= this.#retryUnwritten &&
+        job.tries > 0 && error instanceof ClientError &&
+        !(job.signal?.aborted)
+      ) {
+        logger.info(
+          "Send of {controlId} to {address} failed before it was written; trying again ({tries})",
+          {
+            controlId: controlId ?? "",
+            address: this.address,
+            tries: job.tries,
+          },
+        );
+        endSpan(span, undefined, error);
+        this.#queue.unshift(job);
+        return;
+      }
+      const named = error instanceof Error ? error : new Error(String(error));
+      endSpan(span, undefined, named);
+      recordClientError(named.name);
+      if (named instanceof ReplyTimeoutError) {
+        this.#emit("replytimeout", {
+          address: this.address,
+          controlId,
+          timeoutMs: named.timeout,
+        });
+      } else if (named instanceof InvalidReplyError) {
+        this.#emit("invalidreply", {
+          address: this.address,
+          controlId,
+          problem: named.problem,
+          detail: named.message,
+        });
+      }
+      this.#emit("senderror", {
+        address: this.address,
+        controlId,
+        error: named,
+        written,
+      });
+      if (job.detached && written) {
+        logger.warn(
+          "Reply to {controlId} (sent without waiting) from {address}: {message}",
+          {
+            controlId: controlId ?? "",
+            address: this.address,
+            message: named.message,
+          },
+        );
+      }
+      this.#settle(job, undefined, named);
+    }
+  }
+
+  #verify(message: Message, frame: Uint8Array, link: Link): SendResult {
+    if (message.kind === "unknown") {
       return {
         ok: true,
         outcome: "reply",
@@ -529,95 +1228,41 @@ export class Client implements AsyncDisposable {
       };
     }
     const result = verifyAck(message, frame);
-    logger.debug(
-      "Reply to {controlId} from {address} in {ms} ms: {outcome}",
-      {
-        controlId: controlId ?? "",
-        address: this.address,
-        ms: Math.round(ms),
-        outcome: result.outcome,
-      },
-    );
+    const controlId = message.header.controlId;
     if (result.outcome === "mismatch") {
-      logger.warn(
-        "ACK from {address} names control id {received}, expected {expected}; closing the connection",
-        {
+      const detail =
+        `ACK from ${this.address} names control id "${result.ack.messageControlId}", expected "${result.expected}"`;
+      logger.warn("{detail}; closing the connection", { detail });
+      this.#emit("invalidreply", {
+        address: this.address,
+        controlId,
+        problem: "control_id_mismatch",
+        detail,
+      });
+      void link.shutdown(
+        new InvalidReplyError(detail, {
           address: this.address,
-          received: result.ack.messageControlId,
-          expected: result.expected,
-        },
-      );
-      await link.shutdown(
-        new InvalidReplyError("ACK for another message received", {
-          address: this.address,
+          problem: "control_id_mismatch",
         }),
+        true,
       );
+    } else if (result.outcome === "not_ack") {
+      this.#emit("invalidreply", {
+        address: this.address,
+        controlId,
+        problem: "not_ack",
+        detail: result.reason,
+      });
     }
     return result;
   }
 
-  #ensureLink(): Promise<Link> {
-    if (this.#link && !this.#link.closed) return Promise.resolve(this.#link);
-    return this.#connecting ??= this.#open().finally(() => {
-      this.#connecting = undefined;
-    });
-  }
-
-  async #open(): Promise<Link> {
-    const tls = this.#tls === undefined
-      ? undefined
-      : await (this.#tlsMaterial ??= loadClientTls(this.#tls));
-    const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.#connectTimeout);
-    let conn: TransportConn;
-    try {
-      conn = await connect(this.hostname, this.port, tls, controller.signal);
-    } catch (error) {
-      if (controller.signal.aborted) {
-        throw new ConnectTimeoutError(
-          `Cannot connect to ${this.address}: no connection within ${this.#connectTimeout} ms`,
-          {
-            cause: error,
-            address: this.address,
-            timeout: this.#connectTimeout,
-          },
-        );
-      }
-      if (tls && isTlsError(error)) {
-        throw tlsError(error, this.address, tls.cert !== undefined);
-      }
-      const reason = error instanceof Error ? error.message : String(error);
-      throw new ConnectionRefusedError(
-        `Cannot connect to ${this.address}: ${reason}`,
-        { cause: error, address: this.address },
-      );
-    } finally {
-      clearTimeout(timer);
-    }
-    logger.debug("Connected to {address}{tls}", {
-      address: this.address,
-      tls: tls ? " with TLS" : "",
-    });
-    const link = new Link(
-      conn,
-      this.#maxFrameBytes,
-      this.address,
-      tls?.cert !== undefined,
-    );
-    this.#link = link;
-    this.#links.add(link);
-    void link.done.finally(() => this.#links.delete(link));
-    return link;
-  }
-
   /**
-   * Closes the connection. A send in flight fails with
-   * {@linkcode ConnectionClosedError}; later sends are refused. Calling it
-   * again returns the same promise.
+   * Closes the client: stops reconnecting, fails queued sends and the one
+   * in flight with {@linkcode ConnectionClosedError}, and closes the
+   * connection. Calling it again returns the same promise.
    *
-   * @returns A promise that resolves when the connection is closed,
-   *   and any connection dropped earlier (after a reply timeout, say) has
-   *   wound down too.
+   * @returns A promise that resolves when everything is closed.
    *
    * @example Close once, however often it is called
    * ```ts
@@ -637,12 +1282,24 @@ export class Client implements AsyncDisposable {
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
-      await this.#connecting?.catch(() => {});
-      const cause = new ConnectionClosedError("The client was closed", {
+      this.#settleFirst(
+        new ConnectionClosedError("The client was closed", {
+          address: this.address,
+        }),
+      );
+      const closed = new ConnectionClosedError("The client was closed", {
         address: this.address,
       });
-      await Promise.all([...this.#links].map((link) => link.shutdown(cause)));
-      await this.#tail;
+      for (const job of this.#queue.splice(0)) {
+        this.#settle(job, undefined, this.#closedError());
+      }
+      this.#failWaiters(closed, true);
+      this.#connectAbort?.abort();
+      this.#poke();
+      await Promise.all([...this.#links].map((link) => link.shutdown(closed)));
+      await this.#running;
+      await this.#pumping;
+      await Promise.all([...this.#links].map((link) => link.done));
     })();
   }
 
@@ -650,6 +1307,13 @@ export class Client implements AsyncDisposable {
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
+}
+
+function abortError(signal?: AbortSignal): Error {
+  const reason = signal?.reason;
+  return reason instanceof Error
+    ? reason
+    : new DOMException("The send was aborted", "AbortError");
 }
 
 function prepare(payload: string | Uint8Array | Message): Message {
@@ -678,6 +1342,15 @@ function positive(value: number, name: string): number {
   return value;
 }
 
+function atLeast(value: number, min: number, name: string): number {
+  if (!(value >= min) || !Number.isFinite(value)) {
+    throw new RangeError(
+      `Invalid ${name}: expected a number >= ${min}, got "${value}"`,
+    );
+  }
+  return value;
+}
+
 async function loadClientTls(
   tls: ClientTlsOptions,
 ): Promise<ClientTlsMaterial> {
@@ -691,30 +1364,4 @@ async function loadClientTls(
       : await loadPem(tls.key, "the client key (tls.key)"),
     serverName: tls.serverName,
   };
-}
-
-function isTlsError(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const text = `${error.name} ${
-    (error as { code?: string }).code ?? ""
-  } ${error.message}`;
-  return /InvalidData|certificate|alert|tls|ssl|handshake|UnexpectedEof|close_notify/i
-    .test(text);
-}
-
-function tlsError(
-  error: unknown,
-  address: string,
-  sentCertificate = false,
-): TlsHandshakeError {
-  const info = describeTlsError(error, "client", { sentCertificate });
-  return new TlsHandshakeError(
-    `TLS handshake with ${address} failed: ${info.detail}`,
-    {
-      cause: error,
-      address,
-      refusedBy: info.by === "local" ? "client" : "server",
-      failure: info.failure,
-    },
-  );
 }

@@ -27,6 +27,7 @@ import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
+import { endSpan, startDispatchSpan } from "./_telemetry.ts";
 import { END_BLOCK, START_BLOCK } from "./framer.ts";
 import {
   charsetEncoding,
@@ -320,11 +321,14 @@ async function handleFrame<C>(
     };
   }
   const controlId = message.header?.controlId;
+  const span = startDispatchSpan(label, controlId, message.header?.messageType);
   try {
     const reply = await dispatch(message, ctx);
     const converted = toReply(reply, message);
+    endSpan(span, converted.ackCode);
     return { kind: message.kind, controlId, failed: false, ...converted };
   } catch (error) {
+    endSpan(span, message.kind === "hl7" ? "AE" : undefined, error);
     logger.error(
       "Dispatcher failed on {kind} message {controlId} from {peer}: {error}",
       { kind: message.kind, controlId: controlId ?? "", peer: label, error },

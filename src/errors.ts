@@ -267,32 +267,97 @@ export class ReplyTimeoutError extends ClientError {
 }
 
 /**
- * The reply could not be read as an MLLP frame (for example it was larger
- * than the client's `maxFrameBytes`).
+ * What was wrong with a reply, for {@linkcode InvalidReplyError}:
+ * `no_start_block` (bytes that do not start a frame where a reply was
+ * due), `data_after_trailer` (bytes after a reply's end block),
+ * `frame_too_large` (a reply over the client's `maxFrameBytes`),
+ * `unsolicited` (a frame with no send in flight), or `control_id_mismatch`
+ * (an ACK for another message, which means the connection is out of step).
+ */
+export type ReplyProblem =
+  | "no_start_block"
+  | "data_after_trailer"
+  | "frame_too_large"
+  | "unsolicited"
+  | "control_id_mismatch";
+
+/** Options for {@linkcode InvalidReplyError}. */
+export interface InvalidReplyErrorOptions extends ClientErrorOptions {
+  /** What was wrong. */
+  problem: ReplyProblem;
+}
+
+/**
+ * The reply could not be read as an MLLP frame, or arrived where none was
+ * due. The client closes the connection, since it no longer knows which
+ * reply belongs to which message.
  *
- * @example Reason code
+ * @example Reason code and problem
  * ```ts
  * import { InvalidReplyError } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
- * assertEquals(new InvalidReplyError("Bad reply").reason, "invalid_reply");
+ * const error = new InvalidReplyError("Bad reply", { problem: "no_start_block" });
+ * assertEquals([error.reason, error.problem], ["invalid_reply", "no_start_block"]);
  * ```
  */
 export class InvalidReplyError extends ClientError {
+  /** What was wrong. */
+  readonly problem: ReplyProblem;
+
   /**
    * Constructs a new error.
    *
    * @param message What happened.
-   * @param options Context, address and cause.
+   * @param options The problem, context, address and cause.
    */
-  constructor(message: string, options: ClientErrorOptions = {}) {
+  constructor(message: string, options: InvalidReplyErrorOptions) {
     super(message, { context: "receiving", ...options });
     this.name = "InvalidReplyError";
+    this.problem = options.problem;
   }
 
   /** Always `"invalid_reply"`. */
   override get reason(): string {
     return "invalid_reply";
+  }
+}
+
+/**
+ * The client's send queue is full (see the client's `maxQueued` option):
+ * the payload was not queued and nothing was sent.
+ *
+ * @example Reason code
+ * ```ts
+ * import { QueueFullError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new QueueFullError("Full", { limit: 10 });
+ * assertEquals([error.reason, error.limit], ["queue_full", 10]);
+ * ```
+ */
+export class QueueFullError extends ClientError {
+  /** The queue's limit. */
+  readonly limit: number;
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options The limit, address and cause.
+   */
+  constructor(
+    message: string,
+    options: ClientErrorOptions & { limit: number },
+  ) {
+    super(message, { context: "sending", ...options });
+    this.name = "QueueFullError";
+    this.limit = options.limit;
+  }
+
+  /** Always `"queue_full"`. */
+  override get reason(): string {
+    return "queue_full";
   }
 }
 

@@ -47,9 +47,10 @@ export interface MllpDecoderOptions {
   maxFrameBytes?: number;
   /**
    * Called for each run of bytes skipped outside a frame (junk between
-   * frames, such as `\r\n` or NUL), with the number of bytes skipped.
+   * frames, such as `\r\n` or NUL), with the number of bytes skipped and
+   * a view of them (valid only during the call).
    */
-  onJunk?: (bytes: number) => void;
+  onJunk?: (bytes: number, data: Uint8Array) => void;
   /**
    * Called when a start block arrives inside an unfinished frame: the
    * partial payload (of the given size) is dropped and a new frame starts.
@@ -98,7 +99,7 @@ export interface MllpDecoderOptions {
  */
 export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   #maxFrameBytes: number;
-  #onJunk?: (bytes: number) => void;
+  #onJunk?: (bytes: number, data: Uint8Array) => void;
   #onResync?: (droppedBytes: number) => void;
   #label: string;
   /** True between a start block and its end block. */
@@ -145,13 +146,14 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     return this.#frames;
   }
 
-  #junk(bytes: number) {
+  #junk(chunk: Uint8Array, start: number, end: number) {
+    const bytes = end - start;
     this.#junkBytes += bytes;
     logger.warn("Skipped {bytes} bytes outside a frame from {label}", {
       bytes,
       label: this.#label,
     });
-    this.#onJunk?.(bytes);
+    this.#onJunk?.(bytes, chunk.subarray(start, end));
   }
 
   #emit(
@@ -277,10 +279,10 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
           nextStart = chunk.indexOf(START_BLOCK, i);
         }
         if (nextStart === -1) {
-          this.#junk(length - i);
+          this.#junk(chunk, i, length);
           return;
         }
-        if (nextStart > i) this.#junk(nextStart - i);
+        if (nextStart > i) this.#junk(chunk, i, nextStart);
         this.#inFrame = true;
         i = nextStart + 1;
         continue;

@@ -21,9 +21,12 @@
  * @module
  */
 
+import { createPrivateKey, X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
+import { isTlsRecord } from "./_link.ts";
 import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
 import {
+  type ListenHooks,
   listenTcp,
   listenTls,
   type TransportConn,
@@ -38,6 +41,13 @@ import {
   formatAddress,
 } from "./dispatcher.ts";
 import { FrameSizeError, type TlsFailure } from "./errors.ts";
+import { TypedEventTarget } from "./events.ts";
+import {
+  recordConnection,
+  recordDispatch,
+  recordFramingError,
+  recordRejection,
+} from "./_telemetry.ts";
 import {
   DEFAULT_MAX_FRAME_BYTES,
   MllpDecoderStream,
@@ -45,6 +55,31 @@ import {
 } from "./framer.ts";
 
 const logger = getLogger(["mllp", "receiver"]);
+
+/** Records a receiver event's numbers with OpenTelemetry. */
+function record<K extends keyof ReceiverEventMap>(
+  type: K,
+  detail: ReceiverEventMap[K]["detail"],
+) {
+  switch (type) {
+    case "connectionopen":
+      return recordConnection(1);
+    case "connectionclose":
+      return recordConnection(-1);
+    case "clientreject":
+      return recordRejection((detail as ClientRejectDetail).reason);
+    case "handshakeerror":
+      return recordRejection(
+        `tls_${(detail as HandshakeErrorDetail).failure}`,
+      );
+    case "framingerror":
+      return recordFramingError((detail as FramingErrorDetail).kind);
+    case "dispatch": {
+      const d = detail as DispatchDetail;
+      return recordDispatch(d.kind, d.ackCode, d.failed, d.ms, d.bytes);
+    }
+  }
+}
 
 /** The default time a TLS handshake may take: 10 seconds. */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
@@ -236,7 +271,8 @@ interface Connection {
  * assertEquals(await Receiver.stop(receiver.port), true);
  * ```
  */
-export class Receiver extends EventTarget implements AsyncDisposable {
+export class Receiver extends TypedEventTarget<ReceiverEventMap>
+  implements AsyncDisposable {
   static #byPort = new Map<number, Receiver>();
 
   #listener: TransportListener;
@@ -245,7 +281,6 @@ export class Receiver extends EventTarget implements AsyncDisposable {
   #accepting: Promise<void>;
   #stopping: Promise<void> | undefined;
   #options: ReceiverOptions<unknown>;
-  #handshakeTimeout: number;
   #signal: AbortSignal | undefined;
   #onAbort = () => void this.stop();
 
@@ -258,8 +293,6 @@ export class Receiver extends EventTarget implements AsyncDisposable {
     this.#listener = listener;
     this.#allow = allow;
     this.#options = options;
-    this.#handshakeTimeout = options.tls?.handshakeTimeout ??
-      DEFAULT_HANDSHAKE_TIMEOUT;
     this.#accepting = this.#accept();
     this.#signal = options.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -320,7 +353,9 @@ export class Receiver extends EventTarget implements AsyncDisposable {
         key: await loadPem(tls.key, "the TLS key (tls.key)"),
         ca: await loadPems(tls.ca, "the CA certificates (tls.ca)"),
         verifyPeer,
+        handshakeTimeout: timeout,
       };
+      checkKeyPair(material.cert, material.key);
       if (verifyPeer && material.ca.length === 0) {
         throw new TypeError(
           "Cannot start receiver: tls.verifyPeer needs tls.ca, the CA certificates that client certificates must chain to",
@@ -336,15 +371,23 @@ export class Receiver extends EventTarget implements AsyncDisposable {
     }
     let listener: TransportListener;
     let receiver: Receiver | undefined = undefined;
+    const hooks: ListenHooks = {
+      // Address restrictions apply before anything is read, and before a
+      // TLS handshake.
+      screen: allow?.mode === "address"
+        ? (peer) => {
+          if (allow.allowsAddress(peer.hostname)) return true;
+          if (receiver) receiver.#reject(peer, "client_ip_not_allowed");
+          return false;
+        }
+        : undefined,
+      onHandshakeError: (peer, error) =>
+        receiver && receiver.#handshakeFailed(peer, error),
+    };
     try {
       listener = material
-        ? await listenTls(
-          hostname,
-          options.port,
-          material,
-          (peer, error) => receiver && receiver.#handshakeFailed(peer, error),
-        )
-        : listenTcp(hostname, options.port);
+        ? await listenTls(hostname, options.port, material, hooks)
+        : listenTcp(hostname, options.port, hooks);
     } catch (error) {
       allow?.close();
       throw error;
@@ -361,14 +404,13 @@ export class Receiver extends EventTarget implements AsyncDisposable {
         "Receiver listening on {address} without TLS: data will pass unencrypted",
         { address },
       );
-    } else {
+    } else if (verifyPeer) {
       logger.info(
-        "Receiver listening on {address} with TLS{verify}",
-        {
-          address,
-          verify: verifyPeer ? ", client certificates required" : "",
-        },
+        "Receiver listening on {address} with TLS, client certificates required",
+        { address },
       );
+    } else {
+      logger.info("Receiver listening on {address} with TLS", { address });
     }
     if (allow) {
       logger.info("Receiver on {address} allows only: {entries}", {
@@ -434,77 +476,11 @@ export class Receiver extends EventTarget implements AsyncDisposable {
     return this.#stopping !== undefined;
   }
 
-  /**
-   * Listens for one of the receiver's events (see
-   * {@linkcode ReceiverEventMap}).
-   *
-   * @typeParam K The event name.
-   * @param type The event name.
-   * @param listener Called with the event.
-   * @param options `once`, `signal` and the other listener options.
-   */
-  override addEventListener<K extends keyof ReceiverEventMap>(
-    type: K,
-    listener: (event: ReceiverEventMap[K]) => void,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  /**
-   * Listens for an event by name.
-   *
-   * @param type The event name.
-   * @param listener Called with the event.
-   * @param options `once`, `signal` and the other listener options.
-   */
-  override addEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
-  ): void;
-  override addEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | AddEventListenerOptions,
-  ): void {
-    super.addEventListener(type, listener, options);
-  }
-
-  /**
-   * Removes a listener added with {@linkcode Receiver.addEventListener}.
-   *
-   * @typeParam K The event name.
-   * @param type The event name.
-   * @param listener The listener to remove.
-   * @param options The `capture` flag it was added with.
-   */
-  override removeEventListener<K extends keyof ReceiverEventMap>(
-    type: K,
-    listener: (event: ReceiverEventMap[K]) => void,
-    options?: boolean | EventListenerOptions,
-  ): void;
-  /**
-   * Removes a listener by event name.
-   *
-   * @param type The event name.
-   * @param listener The listener to remove.
-   * @param options The `capture` flag it was added with.
-   */
-  override removeEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
-  ): void;
-  override removeEventListener(
-    type: string,
-    listener: EventListenerOrEventListenerObject | null,
-    options?: boolean | EventListenerOptions,
-  ): void {
-    super.removeEventListener(type, listener, options);
-  }
-
   #emit<K extends keyof ReceiverEventMap>(
     type: K,
     detail: ReceiverEventMap[K]["detail"],
   ) {
+    record(type, detail);
     this.dispatchEvent(new CustomEvent(type, { detail }));
   }
 
@@ -588,56 +564,22 @@ export class Receiver extends EventTarget implements AsyncDisposable {
   }
 
   #reject(
-    conn: TransportConn,
+    peer: Address,
     reason: ClientRejectDetail["reason"],
     certificateNames?: string[],
   ) {
     // The seed's wording, so existing log alerts keep matching.
     logger.warn("Failed to verify client {client}, error: {reason}", {
-      client: `{${conn.peer.hostname}, ${conn.peer.port}}`,
+      client: `{${peer.hostname}, ${peer.port}}`,
       reason,
     });
-    this.#emit("clientreject", { peer: conn.peer, reason, certificateNames });
-    conn.close();
-  }
-
-  /** Runs the handshake (bounded by the handshake timeout). */
-  async #handshake(conn: TransportConn): Promise<boolean> {
-    if (!conn.secure) return true;
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    try {
-      await Promise.race([
-        conn.handshake(),
-        new Promise((_, reject) => {
-          timer = setTimeout(
-            () =>
-              reject(
-                new Error(
-                  `no handshake within ${this.#handshakeTimeout} ms`,
-                ),
-              ),
-            this.#handshakeTimeout,
-          );
-        }),
-      ]);
-      return true;
-    } catch (error) {
-      conn.close();
-      if (!this.#stopping) this.#handshakeFailed(conn.peer, error);
-      return false;
-    } finally {
-      clearTimeout(timer);
-    }
+    this.#emit("clientreject", { peer, reason, certificateNames });
   }
 
   async #serve(conn: TransportConn): Promise<void> {
     const peer = conn.peer;
     const label = formatAddress(peer);
     const allow = this.#allow;
-    if (allow?.mode === "address" && !allow.allowsAddress(peer.hostname)) {
-      return this.#reject(conn, "client_ip_not_allowed");
-    }
-    if (!await this.#handshake(conn)) return;
     const names = conn.certificate
       ? [
         ...(conn.certificate.commonName ? [conn.certificate.commonName] : []),
@@ -645,7 +587,9 @@ export class Receiver extends EventTarget implements AsyncDisposable {
       ]
       : [];
     if (allow?.mode === "certificate" && !allow.allowsCertificate(names)) {
-      return this.#reject(conn, "fail_to_verify_client_cert", names);
+      this.#reject(peer, "fail_to_verify_client_cert", names);
+      conn.close();
+      return;
     }
     const info: ConnectionDetail = {
       peer,
@@ -654,17 +598,31 @@ export class Receiver extends EventTarget implements AsyncDisposable {
       certificateName: conn.certificate?.commonName,
     };
     const opened = performance.now();
-    logger.info("Accepted connection from {peer}{name}", {
-      peer: label,
-      name: info.certificateName ? ` (${info.certificateName})` : "",
-    });
+    if (info.certificateName) {
+      logger.info("Accepted connection from {peer} ({name})", {
+        peer: label,
+        name: info.certificateName,
+      });
+    } else {
+      logger.info("Accepted connection from {peer}", { peer: label });
+    }
     this.#emit("connectionopen", info);
     const options = this.#options;
     const decoder = new MllpDecoderStream({
       maxFrameBytes: options.maxFrameBytes,
       label,
-      onJunk: (bytes) =>
-        this.#emit("framingerror", { peer, kind: "junk", bytes }),
+      onJunk: (bytes, data) => {
+        this.#emit("framingerror", { peer, kind: "junk", bytes });
+        if (!conn.secure && decoder.frames === 0 && isTlsRecord(data)) {
+          // A TLS client on a plain port: tell it at once by closing,
+          // rather than leave it waiting for a handshake reply.
+          logger.warn(
+            "Client {peer} started a TLS handshake, but this receiver speaks plain TCP; closing the connection",
+            { peer: label },
+          );
+          conn.close();
+        }
+      },
       onResync: (bytes) =>
         this.#emit("framingerror", { peer, kind: "resync", bytes }),
     });
@@ -702,11 +660,16 @@ export class Receiver extends EventTarget implements AsyncDisposable {
         });
       } else if (this.#stopping) {
         reason = "receiver stopped";
+      } else if (error instanceof Error && error.name === "AbortError") {
+        // node:tls streams end this way when the client closes.
+        reason = "peer closed the connection";
       } else {
         reason = error instanceof Error ? error.message : String(error);
         const tlsError = conn.secure && error instanceof Error &&
-          /tls|alert|certificate|InvalidData|close_notify/i.test(
-            `${error.name} ${error.message}`,
+          /tls|ssl|alert|certificate|InvalidData|close_notify|decrypt/i.test(
+            `${error.name} ${
+              (error as { code?: string }).code ?? ""
+            } ${error.message}`,
           );
         if (tlsError) {
           logger.warn("Connection from {peer} ended: {reason}", {
@@ -729,5 +692,25 @@ export class Receiver extends EventTarget implements AsyncDisposable {
       { peer: label, ms: Math.round(durationMs), messages, reason },
     );
     this.#emit("connectionclose", { ...info, durationMs, messages, reason });
+  }
+}
+
+/** Fails when a certificate and a key do not belong together. */
+function checkKeyPair(cert: string, key: string) {
+  let matches: boolean;
+  try {
+    matches = new X509Certificate(cert).checkPrivateKey(createPrivateKey(key));
+  } catch (error) {
+    throw new TypeError(
+      `Cannot start receiver: cannot read the TLS certificate or key: ${
+        error instanceof Error ? error.message : String(error)
+      }`,
+      { cause: error },
+    );
+  }
+  if (!matches) {
+    throw new TypeError(
+      "Cannot start receiver: the TLS key (tls.key) does not belong to the certificate (tls.cert)",
+    );
   }
 }

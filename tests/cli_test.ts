@@ -12,6 +12,22 @@ const ROOT = new URL("..", import.meta.url);
 const FIXTURE = "tests/fixtures/adt_a01_wikipedia.hl7";
 const AA_LINE = /^01052901 AA \d+\.\d ms$/;
 const STACK_TRACE = /^\s+at /m;
+/** The longest a CLI run may take in these tests. */
+const RUN_LIMIT = 20_000;
+
+const SERVER_TLS = [
+  "--cert",
+  "tls/server/server_certificate.pem",
+  "--key",
+  "tls/server/private_key.pem",
+];
+const ROOT_CA = ["--ca", "tls/root-ca/ca_certificate.pem"];
+const CLIENT_1 = [
+  "--cert",
+  "tls/client/client_certificate.pem",
+  "--key",
+  "tls/client/private_key.pem",
+];
 
 interface Output {
   code: number;
@@ -19,7 +35,11 @@ interface Output {
   stderr: string;
 }
 
-function cliCommand(args: string[], stdin: "piped" | "null" = "null") {
+function cliCommand(
+  args: string[],
+  stdin: "piped" | "null" = "null",
+  signal?: AbortSignal,
+) {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", "src/cli.ts", ...args],
     cwd: ROOT,
@@ -27,23 +47,33 @@ function cliCommand(args: string[], stdin: "piped" | "null" = "null") {
     stdin,
     stdout: "piped",
     stderr: "piped",
+    signal,
   });
 }
 
-/** Runs the CLI to completion, feeding `input` to its stdin when given. */
+/**
+ * Runs the CLI to completion, feeding `input` to its stdin when given. A
+ * run that takes longer than {@linkcode RUN_LIMIT} is sent SIGTERM.
+ */
 async function runCli(args: string[], input?: string): Promise<Output> {
+  const limit = new AbortController();
+  const timer = setTimeout(() => limit.abort(), RUN_LIMIT);
   let output: Deno.CommandOutput;
-  if (input === undefined) {
-    output = await cliCommand(args).output();
-  } else {
-    const child = cliCommand(args, "piped").spawn();
-    const writer = child.stdin.getWriter();
-    try {
-      await writer.write(new TextEncoder().encode(input));
-    } finally {
-      await writer.close();
+  try {
+    if (input === undefined) {
+      output = await cliCommand(args, "null", limit.signal).output();
+    } else {
+      const child = cliCommand(args, "piped", limit.signal).spawn();
+      const writer = child.stdin.getWriter();
+      try {
+        await writer.write(new TextEncoder().encode(input));
+      } finally {
+        await writer.close();
+      }
+      output = await child.output();
     }
-    output = await child.output();
+  } finally {
+    clearTimeout(timer);
   }
   const decoder = new TextDecoder();
   return {
@@ -65,6 +95,103 @@ function closedPort(): number {
   return port;
 }
 
+/** A `mllp listen` child process, listening on 127.0.0.1. */
+interface Listening extends AsyncDisposable {
+  /** The port it listens on. */
+  port: number;
+  /** Sends SIGTERM and returns the exit status and all output. */
+  stop(): Promise<Output>;
+}
+
+/**
+ * Starts `mllp listen --port 0 --hostname 127.0.0.1 ...args` and waits for
+ * its "listening on" line. It is killed if that takes over
+ * {@linkcode RUN_LIMIT}, or if it outlives SIGTERM by as long.
+ */
+async function startListen(args: string[]): Promise<Listening> {
+  const child = cliCommand([
+    "listen",
+    "--port",
+    "0",
+    "--hostname",
+    "127.0.0.1",
+    ...args,
+  ]).spawn();
+  const kill = () => {
+    try {
+      child.kill("SIGKILL");
+    } catch {
+      // Already exited.
+    }
+  };
+  const stdout = new Response(child.stdout).text();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let stderr = "";
+  const drain = async () => {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) return;
+      stderr += value;
+    }
+  };
+  let port: number | undefined;
+  const timer = setTimeout(kill, RUN_LIMIT);
+  try {
+    while (port === undefined) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`listen ended before listening:\n${stderr}`);
+      stderr += value;
+      const match = stderr.match(/^listening on 127\.0\.0\.1:(\d+)$/m);
+      if (match) port = Number(match[1]);
+    }
+  } catch (error) {
+    kill();
+    await drain();
+    await child.status;
+    await stdout;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+  const rest = drain();
+  let stopping: Promise<Output> | undefined;
+  const stop = () =>
+    stopping ??= (async () => {
+      try {
+        child.kill("SIGTERM");
+      } catch {
+        // Already exited.
+      }
+      const timer = setTimeout(kill, RUN_LIMIT);
+      try {
+        const status = await child.status;
+        await rest;
+        return { code: status.code, stdout: await stdout, stderr };
+      } finally {
+        clearTimeout(timer);
+      }
+    })();
+  return {
+    port,
+    stop,
+    async [Symbol.asyncDispose]() {
+      await stop();
+    },
+  };
+}
+
+/** Runs `mllp send --port PORT ...args FIXTURE`. */
+function sendFixture(port: number, args: string[]): Promise<Output> {
+  return runCli(["send", "--port", String(port), ...args, FIXTURE]);
+}
+
+function assertAccepted(output: Output) {
+  assertEquals(output.code, 0, output.stderr);
+  assertEquals(lines(output.stdout).length, 1, output.stdout);
+  assertMatch(lines(output.stdout)[0], AA_LINE);
+}
+
 function assertCleanError(output: Output, code: number, ...parts: string[]) {
   assertEquals(output.code, code, output.stderr);
   assertEquals(output.stdout, "");
@@ -75,23 +202,10 @@ function assertCleanError(output: Output, code: number, ...parts: string[]) {
 
 Deno.test("cli listen answers send, logs each message, and stops on SIGTERM", async () => {
   const dir = await Deno.makeTempDir({ prefix: "mllp_cli_test_" });
-  const child = cliCommand(["listen", "--port", "0", "--hostname", "127.0.0.1"])
-    .spawn();
-  const stdout = new Response(child.stdout).text();
-  const reader = child.stderr.pipeThrough(new TextDecoderStream())
-    .getReader();
-  let stderr = "";
-  let terminated = false;
+  let stopped: Output;
   try {
-    let port: number | undefined;
-    while (port === undefined) {
-      const { done, value } = await reader.read();
-      if (done) throw new Error(`listen ended before listening:\n${stderr}`);
-      stderr += value;
-      const match = stderr.match(/^listening on 127\.0\.0\.1:(\d+)$/m);
-      if (match) port = Number(match[1]);
-    }
-
+    await using listening = await startListen([]);
+    const port = listening.port;
     const lfFile = `${dir}/adt_a01_lf.hl7`;
     const crText = await fixtureText("adt_a01_wikipedia.hl7");
     await Deno.writeTextFile(lfFile, crText.replaceAll("\r", "\n") + "\n\n");
@@ -108,35 +222,18 @@ Deno.test("cli listen answers send, logs each message, and stops on SIGTERM", as
     const results = lines(sent.stdout);
     assertEquals(results.length, 2);
     for (const line of results) assertMatch(line, AA_LINE);
-
-    child.kill("SIGTERM");
-    terminated = true;
-    const status = await child.status;
-    assertEquals(status.code, 0);
+    stopped = await listening.stop();
   } finally {
-    if (!terminated) {
-      try {
-        child.kill("SIGKILL");
-      } catch {
-        // Already exited.
-      }
-    }
-    for (;;) {
-      const { done, value } = await reader.read();
-      if (done) break;
-      stderr += value;
-    }
-    await child.status;
-    await stdout;
     await Deno.remove(dir, { recursive: true });
   }
-  assertEquals(await stdout, "");
+  assertEquals(stopped.code, 0, stopped.stderr);
+  assertEquals(stopped.stdout, "");
   assertEquals(
-    lines(stderr).filter((line) => line.includes("01052901")).length,
+    lines(stopped.stderr).filter((line) => line.includes("01052901")).length,
     2,
-    stderr,
+    stopped.stderr,
   );
-  assertNotMatch(stderr, /error/i);
+  assertNotMatch(stopped.stderr, /error/i);
 });
 
 Deno.test("cli send reads one message from stdin", async () => {
@@ -299,6 +396,27 @@ Deno.test("cli exits 2 with a clear message on bad flags", async () => {
     [["listen", "--port"], "Missing value for --port"],
     [["listen", "extra"], 'Unexpected argument "extra"'],
     [["listen", "-x"], 'Unknown flag "-x"'],
+    [["listen", "--cert", "a.pem"], "--cert needs --key"],
+    [["listen", "--key", "a.pem"], "--key needs --cert"],
+    [["listen", "--verify-peer", ...ROOT_CA], "--verify-peer needs TLS"],
+    [["listen", ...ROOT_CA], "--ca needs TLS"],
+    [["listen", ...SERVER_TLS, "--ca"], "Missing value for --ca"],
+    [
+      ["listen", "--allowed-clients", " , "],
+      "Missing value for --allowed-clients",
+    ],
+    [
+      ["send", "--port", "2575", "--cert", "a.pem", FIXTURE],
+      "--cert needs --key",
+    ],
+    [
+      ["send", "--port", "2575", "--key", "a.pem", FIXTURE],
+      "--key needs --cert",
+    ],
+    [
+      ["send", "--port", "2575", FIXTURE, "--servername"],
+      "Missing value for --servername",
+    ],
     [["--bogus"], 'Unknown flag "--bogus"'],
     [["bogus"], 'Unknown command "bogus"'],
   ];
@@ -324,6 +442,9 @@ Deno.test("cli --help exits 0 for the top level and each command", async () => {
     [["listen", "-h"], "[default: 2575]"],
     [["send", "--help"], "Usage: mllp send"],
     [["send", "-h", "--bogus"], "Exit status"],
+    [["listen", "--help"], "--allowed-clients LIST"],
+    [["listen", "--help"], "--verify-peer"],
+    [["send", "--help"], "--servername NAME"],
   ];
   const outputs = await Promise.all(cases.map(([args]) => runCli(args)));
   for (const [i, output] of outputs.entries()) {
@@ -332,4 +453,224 @@ Deno.test("cli --help exits 0 for the top level and each command", async () => {
     assertEquals(output.stderr, "");
   }
   assert(outputs[4].stdout.includes("--timeout MS"));
+});
+
+Deno.test("cli listen --cert --key serves TLS to send --ca", async () => {
+  await using listening = await startListen(SERVER_TLS);
+  const [byName, byIp, plain] = await Promise.all([
+    sendFixture(listening.port, ["--host", "localhost", ...ROOT_CA]),
+    // The server certificate names IP:127.0.0.1 too.
+    sendFixture(listening.port, ["--host", "127.0.0.1", ...ROOT_CA]),
+    sendFixture(listening.port, ["--host", "localhost"]),
+  ]);
+  assertAccepted(byName);
+  assertAccepted(byIp);
+  assertCleanError(
+    plain,
+    2,
+    "[invalid_reply]",
+    "TLS record",
+    "hint: ",
+    "--ca FILE",
+  );
+  const stopped = await listening.stop();
+  assertEquals(stopped.code, 0, stopped.stderr);
+  assertStringIncludes(stopped.stderr, "with TLS");
+});
+
+Deno.test("cli send refuses a receiver certificate from an unknown CA", async () => {
+  await using listening = await startListen(SERVER_TLS);
+  const [untrusted, systemRoots] = await Promise.all([
+    sendFixture(listening.port, [
+      "--host",
+      "localhost",
+      "--ca",
+      "tls/untrusted-ca/ca_certificate.pem",
+    ]),
+    sendFixture(listening.port, [
+      "--host",
+      "localhost",
+      "--servername",
+      "localhost",
+    ]),
+  ]);
+  for (const output of [untrusted, systemRoots]) {
+    assertCleanError(
+      output,
+      2,
+      `${FIXTURE}: TLS handshake with localhost:${listening.port} failed: `,
+      "not signed by a trusted CA",
+      "[tls_handshake, refused by: client, failure: unknown_ca]",
+      "hint: give the CA that signed the receiver's certificate with --ca FILE",
+    );
+  }
+});
+
+Deno.test("cli listen --verify-peer requires a client certificate", async () => {
+  await using listening = await startListen([
+    ...SERVER_TLS,
+    ...ROOT_CA,
+    "--verify-peer",
+  ]);
+  const host = ["--host", "localhost", ...ROOT_CA];
+  // One at a time: under load the library sometimes reports the refusal
+  // as a plain closed connection (the alert can arrive before the send).
+  const withCert = await sendFixture(listening.port, [...host, ...CLIENT_1]);
+  const withoutCert = await sendFixture(listening.port, host);
+  const expired = await sendFixture(listening.port, [
+    ...host,
+    "--cert",
+    "tls/expired-client/client_certificate.pem",
+    "--key",
+    "tls/expired-client/private_key.pem",
+  ]);
+  assertAccepted(withCert);
+  assertCleanError(
+    withoutCert,
+    2,
+    "the server refused: a client certificate is required",
+    "[tls_handshake, refused by: server, failure: certificate_required]",
+    "hint: the receiver requires a client certificate: give one with --cert FILE --key FILE",
+  );
+  assertCleanError(
+    expired,
+    2,
+    "it refused the client certificate",
+    "refused by: server",
+  );
+  const stopped = await listening.stop();
+  assertEquals(stopped.code, 0, stopped.stderr);
+  assertStringIncludes(stopped.stderr, "client certificates required");
+  assertStringIncludes(stopped.stderr, "(client-1)");
+});
+
+Deno.test("cli send --servername verifies a name other than --host", async () => {
+  await using listening = await startListen([
+    "--cert",
+    "tls/server-name-only/server_certificate.pem",
+    "--key",
+    "tls/server-name-only/private_key.pem",
+  ]);
+  const byIp = ["--host", "127.0.0.1", ...ROOT_CA];
+  const [named, unnamed, withCert] = await Promise.all([
+    sendFixture(listening.port, [...byIp, "--servername", "localhost"]),
+    sendFixture(listening.port, byIp),
+    // A client certificate takes another code path in the library.
+    sendFixture(listening.port, [
+      ...byIp,
+      "--servername",
+      "localhost",
+      ...CLIENT_1,
+    ]),
+  ]);
+  assertAccepted(named);
+  assertAccepted(withCert);
+  assertCleanError(
+    unnamed,
+    2,
+    "the certificate does not name the server",
+    "failure: name_mismatch",
+    'hint: the receiver\'s certificate does not name "127.0.0.1"; give the name it carries with --servername NAME',
+  );
+});
+
+Deno.test("cli listen --allowed-clients refuses other addresses", async () => {
+  await using listening = await startListen([
+    "--allowed-clients",
+    "10.0.0.0/8",
+  ]);
+  const refused = await sendFixture(listening.port, []);
+  assertCleanError(
+    refused,
+    2,
+    `Connection to 127.0.0.1:${listening.port}`,
+    "[closed]",
+    "hint: the receiver closed the connection without replying: it may allow only some clients",
+  );
+  const stopped = await listening.stop();
+  assertEquals(stopped.code, 0, stopped.stderr);
+  assertStringIncludes(stopped.stderr, "allows only: 10.0.0.0/8");
+  assertMatch(
+    stopped.stderr,
+    /Failed to verify client \{127\.0\.0\.1, \d+\}, error: client_ip_not_allowed$/m,
+  );
+  assertNotMatch(stopped.stderr, /01052901/);
+});
+
+Deno.test("cli listen --allowed-clients lets a listed address in", async () => {
+  await using listening = await startListen([
+    "--allowed-clients",
+    "10.0.0.0/8",
+    "--allowed-clients",
+    "192.0.2.1,127.0.0.1",
+  ]);
+  assertAccepted(await sendFixture(listening.port, []));
+  const stopped = await listening.stop();
+  assertStringIncludes(
+    stopped.stderr,
+    "allows only: 10.0.0.0/8, 192.0.2.1, 127.0.0.1",
+  );
+});
+
+Deno.test("cli listen --verify-peer --allowed-clients matches certificate names", async () => {
+  await using listening = await startListen([
+    ...SERVER_TLS,
+    ...ROOT_CA,
+    "--verify-peer",
+    "--allowed-clients",
+    "mixed-case-client-cert",
+  ]);
+  const host = ["--host", "localhost", ...ROOT_CA];
+  const listed = await sendFixture(listening.port, [
+    ...host,
+    "--cert",
+    "tls/mixed-case-client/client_certificate.pem",
+    "--key",
+    "tls/mixed-case-client/private_key.pem",
+  ]);
+  // Alone, as in the --verify-peer test: a refusal right after the
+  // handshake is otherwise sometimes reported as a plain closed connection.
+  const unlisted = await sendFixture(listening.port, [...host, ...CLIENT_1]);
+  assertAccepted(listed);
+  assertCleanError(unlisted, 2, "refused by: server");
+  const stopped = await listening.stop();
+  assertMatch(
+    stopped.stderr,
+    /Failed to verify client \{127\.0\.0\.1, \d+\}, error: fail_to_verify_client_cert$/m,
+  );
+  assertStringIncludes(stopped.stderr, "(MIXED-CASE-client-cert)");
+});
+
+Deno.test("cli listen exits 2 when a security setting cannot be enforced", async () => {
+  const cases: [string[], string][] = [
+    [
+      ["--allowed-clients", "no-such-host.invalid"],
+      'Cannot use allowed clients: no entry is usable, as "no-such-host.invalid" did not resolve',
+    ],
+    [
+      ["--allowed-clients", "10.0.0.0/33"],
+      'Cannot use allowed client "10.0.0.0/33"',
+    ],
+    [
+      [...SERVER_TLS, "--verify-peer"],
+      "Cannot start receiver: tls.verifyPeer needs tls.ca",
+    ],
+    [
+      ["--cert", "tls/nope.pem", "--key", "tls/server/private_key.pem"],
+      'Cannot read the TLS certificate (tls.cert) from "tls/nope.pem"',
+    ],
+    [
+      [...SERVER_TLS, "--ca", "tls/tls.sh", "--verify-peer"],
+      'from "tls/tls.sh": no PEM block in it',
+    ],
+  ];
+  const outputs = await Promise.all(
+    cases.map(([args]) =>
+      runCli(["listen", "--port", "0", "--hostname", "127.0.0.1", ...args])
+    ),
+  );
+  for (const [i, output] of outputs.entries()) {
+    assertCleanError(output, 2, cases[i][1]);
+    assertNotMatch(output.stderr, /listening on/);
+  }
 });

@@ -18,7 +18,7 @@ import {
 } from "@std/assert";
 import { delay as untypedDelay } from "@std/async/delay";
 import { Ack, type AckMismatch } from "../src/ack.ts";
-import { Client } from "../src/client.ts";
+import { Client, type ClosedDetail } from "../src/client.ts";
 import { EchoDispatcher, UNKNOWN_REPLY } from "../src/dispatcher.ts";
 import { wrap } from "../src/envelope.ts";
 import {
@@ -74,15 +74,6 @@ const delay: (ms: number) => Promise<void> = untypedDelay;
 
 function sleep(ms: number): Promise<void> {
   return delay(ms);
-}
-
-/** Waits (bounded) until `condition` holds. */
-async function waitFor(condition: () => boolean, what: string) {
-  const deadline = Date.now() + TIMEOUT;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting: ${what}`);
-    await sleep(5);
-  }
 }
 
 /** Closes a connection that may already be closed. */
@@ -513,12 +504,18 @@ Deno.test("errors: an unsolicited frame closes the connection; the next send rec
       await writeQuietly(conn, frame(handAck(controlIdOfPayload(payload))));
     }
   });
-  await using client = await Client.connect(
-    "127.0.0.1",
-    server.port,
-    CLIENT_OPTIONS,
+  // Listen before connecting: the receiver talks as soon as it accepts.
+  await using client = new Client("127.0.0.1", server.port, CLIENT_OPTIONS);
+  const closed = await new Promise<ClosedDetail>((resolve) =>
+    client.addEventListener("closed", (event) => resolve(event.detail), {
+      once: true,
+    })
   );
-  await waitFor(() => !client.connected, "the client drops the connection");
+  assertEquals(closed.byClient, true);
+  assertEquals(
+    (closed.error as InvalidReplyError | undefined)?.problem,
+    "unsolicited",
+  );
   const result = accepted(await client.send(hl7("AFTER-1")));
   assertEquals(result.ack.messageControlId, "AFTER-1");
   assertEquals(client.connected, true);

@@ -1,0 +1,56 @@
+/**
+ * The seed's "Using TLS" receiver: the EchoDispatcher over TLS with the
+ * test certificates in `tls/`, running until Ctrl-C.
+ *
+ *     deno run -A examples/tls_receiver.ts [--port 8154] [--hostname 0.0.0.0]
+ *       [--verify-peer] [--allowed-clients client-1,10.0.0.0/8]
+ *
+ * `--verify-peer` requires a client certificate signed by the test root CA
+ * ("Using client certificates"). `--allowed-clients` takes a
+ * comma-separated list: IP addresses, CIDR ranges and host names, or with
+ * `--verify-peer` certificate names ("Using client restrictions").
+ *
+ * The keys in `tls/` are public: never use them outside tests.
+ *
+ * @module
+ */
+
+import { EchoDispatcher, Receiver } from "@x/mllp";
+import { parseArgs } from "@std/cli/parse-args";
+import { setupLogging } from "./_sample.ts";
+
+const flags: {
+  port: string;
+  hostname: string;
+  "verify-peer": boolean;
+  "allowed-clients"?: string;
+} = parseArgs(Deno.args, {
+  string: ["port", "hostname", "allowed-clients"],
+  boolean: ["verify-peer"],
+  default: { port: "8154", hostname: "0.0.0.0" },
+});
+
+/** Reads a PEM file of the test PKI, wherever the example is run from. */
+function testPki(path: string): Promise<string> {
+  return Deno.readTextFile(new URL(`../tls/${path}`, import.meta.url));
+}
+
+await setupLogging("info");
+
+const stop = new AbortController();
+Deno.addSignalListener("SIGINT", () => stop.abort());
+
+const receiver = await Receiver.start({
+  port: Number(flags.port),
+  hostname: flags.hostname,
+  dispatcher: EchoDispatcher,
+  tls: {
+    cert: await testPki("server/server_certificate.pem"),
+    key: await testPki("server/private_key.pem"),
+    ca: await testPki("root-ca/ca_certificate.pem"),
+    verifyPeer: flags["verify-peer"],
+  },
+  allowedClients: flags["allowed-clients"]?.split(","),
+  signal: stop.signal,
+});
+console.log(`Receiver on port ${receiver.port}; press Ctrl-C to stop.`);

@@ -1,0 +1,110 @@
+/**
+ * Typed events: the {@linkcode Receiver} and the {@linkcode Client} are
+ * `EventTarget`s whose events are `CustomEvent`s with a typed `detail`.
+ *
+ * @example Listen for a typed event
+ * ```ts
+ * import { TypedEventTarget } from "@x/mllp/events";
+ * import { assertEquals } from "@std/assert";
+ *
+ * interface Events {
+ *   ping: CustomEvent<{ n: number }>;
+ * }
+ * const target = new TypedEventTarget<Events>();
+ * let seen = 0;
+ * target.addEventListener("ping", (event) => seen = event.detail.n);
+ * target.dispatchEvent(new CustomEvent("ping", { detail: { n: 7 } }));
+ * assertEquals(seen, 7);
+ * ```
+ *
+ * @module
+ */
+
+/**
+ * An `EventTarget` whose `addEventListener` and `removeEventListener` know
+ * the type of each event by its name.
+ *
+ * @typeParam M A map from event names to event types.
+ */
+export class TypedEventTarget<M extends { [K in keyof M]: Event }>
+  extends EventTarget {
+  /**
+   * Listens for an event of this target (see its event map).
+   *
+   * @typeParam K The event name.
+   * @param type The event name.
+   * @param listener Called with the event.
+   * @param options `once`, `signal` and the other listener options.
+   */
+  override addEventListener<K extends keyof M & string>(
+    type: K,
+    listener: (event: M[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  /**
+   * Listens for an event by name.
+   *
+   * @param type The event name.
+   * @param listener Called with the event.
+   * @param options `once`, `signal` and the other listener options.
+   */
+  override addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  override addEventListener(
+    type: string,
+    listener:
+      | EventListenerOrEventListenerObject
+      | ((event: never) => void)
+      | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    super.addEventListener(
+      type,
+      listener as EventListenerOrEventListenerObject | null,
+      options,
+    );
+  }
+
+  /**
+   * Removes a listener added with `addEventListener`.
+   *
+   * @typeParam K The event name.
+   * @param type The event name.
+   * @param listener The listener to remove.
+   * @param options The `capture` flag it was added with.
+   */
+  override removeEventListener<K extends keyof M & string>(
+    type: K,
+    listener: (event: M[K]) => void,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  /**
+   * Removes a listener by event name.
+   *
+   * @param type The event name.
+   * @param listener The listener to remove.
+   * @param options The `capture` flag it was added with.
+   */
+  override removeEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | EventListenerOptions,
+  ): void;
+  override removeEventListener(
+    type: string,
+    listener:
+      | EventListenerOrEventListenerObject
+      | ((event: never) => void)
+      | null,
+    options?: boolean | EventListenerOptions,
+  ): void {
+    super.removeEventListener(
+      type,
+      listener as EventListenerOrEventListenerObject | null,
+      options,
+    );
+  }
+}
