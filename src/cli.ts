@@ -156,6 +156,18 @@ Client restrictions:
                        (subject CN or SAN DNS name, any case). Others are
                        closed and logged: "Failed to verify client ..."
 
+Limits and timeouts (a connection past one is closed with a log line):
+  --max-frame-bytes N  Largest message accepted, bytes  [default: 10485760]
+  --max-connections N  Most connections open at once      [default: 1024]
+                       (and at most 64 from one address)
+  --idle-timeout MS    Close a connection silent this long between
+                       messages; 0 never                [default: 3600000]
+  --frame-timeout MS   Close a connection whose message takes longer to
+                       arrive; 0 never                   [default: 120000]
+  --stop-deadline MS   On SIGINT/SIGTERM, how long messages in flight get
+                       to be answered before connections are closed
+                                                           [default: 5000]
+
 Without --cert and --key the receiver speaks plain TCP and logs a warning.
 It never starts weaker than asked: a setting it cannot enforce is exit 2.
 
@@ -302,7 +314,17 @@ async function listen(
 ): Promise<number> {
   const flags = parseFlags(args, {
     boolean: ["help", "verbose", "verify-peer"],
-    string: ["port", "hostname", "cert", "key"],
+    string: [
+      "port",
+      "hostname",
+      "cert",
+      "key",
+      "max-frame-bytes",
+      "max-connections",
+      "idle-timeout",
+      "frame-timeout",
+      "stop-deadline",
+    ],
     collect: ["ca", "allowed-clients"],
   });
   if (flags.help) {
@@ -316,6 +338,11 @@ async function listen(
   const hostname = stringFlag(flags, "hostname") ?? "0.0.0.0";
   const tls = listenTlsFlags(flags);
   const allowedClients = allowedClientsFlag(flags);
+  const maxFrameBytes = numberFlag(flags, "max-frame-bytes", 1);
+  const maxConnections = numberFlag(flags, "max-connections", 1);
+  const idleTimeout = numberFlag(flags, "idle-timeout", 0);
+  const frameTimeout = numberFlag(flags, "frame-timeout", 0);
+  const deadline = numberFlag(flags, "stop-deadline", 0);
   using _logging = setupLogging(io.stderr, flags.verbose === true, options);
   let receiver: Receiver;
   try {
@@ -325,6 +352,10 @@ async function listen(
       dispatcher: EchoDispatcher,
       tls,
       allowedClients,
+      maxFrameBytes,
+      maxConnections,
+      idleTimeout,
+      frameTimeout,
     });
   } catch (error) {
     // The library's start-up errors say what is wrong ("Cannot read the
@@ -346,7 +377,8 @@ async function listen(
     const reason = await untilStopped(options.signal);
     logger.info("Received {reason}; stopping", { reason });
   } finally {
-    await receiver.stop();
+    // In-flight messages get their replies, up to the deadline.
+    await receiver.stop({ deadline });
   }
   return 0;
 }
@@ -802,6 +834,23 @@ function portFlag(flags: Flags, name: string, min: number): number | undefined {
     );
   }
   return port;
+}
+
+/** A whole-number flag of at least `min`, or `undefined` when absent. */
+function numberFlag(
+  flags: Flags,
+  name: string,
+  min: number,
+): number | undefined {
+  const value = stringFlag(flags, name);
+  if (value === undefined) return undefined;
+  const number = Number(value);
+  if (!/^\d+$/.test(value) || !(number >= min)) {
+    throw new UsageError(
+      `Invalid --${name} "${value}": expected a whole number >= ${min}`,
+    );
+  }
+  return number;
 }
 
 function timeoutFlag(flags: Flags): number | undefined {

@@ -60,6 +60,12 @@ export interface DispatchContext<C = unknown> {
   local: Address;
   /** The subject CN of the peer's TLS certificate, when it sent one. */
   certificateName?: string;
+  /**
+   * Aborted when the dispatch is given up on: its time ran out (the sender
+   * got an `AE`), or the receiver stopped. A dispatcher doing slow work can
+   * pass it on (to `fetch`, say).
+   */
+  signal: AbortSignal;
   /** The value of the receiver's `context` option. */
   context: C;
   /** When the frame was received. */
@@ -214,6 +220,19 @@ export interface DispatchStreamOptions<C = unknown> {
   context?: C;
   /** Called after each frame with what happened. */
   onDispatched?: (outcome: DispatchOutcome) => void;
+  /**
+   * How long a dispatcher may take to answer, in milliseconds; past it,
+   * the sender gets `AE` (a NAK for non-HL7) and `ctx.signal` is aborted.
+   * `0` waits for ever.
+   *
+   * @default {0}
+   */
+  dispatchTimeout?: number;
+  /**
+   * When aborted, frames not yet dispatched are dropped: nothing is
+   * dispatched after it.
+   */
+  signal?: AbortSignal;
 }
 
 const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
@@ -246,6 +265,13 @@ const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
  */
 export class DispatchStream<C = unknown>
   extends TransformStream<Uint8Array, Uint8Array> {
+  #busy = false;
+
+  /** Whether a dispatch is running. */
+  get busy(): boolean {
+    return this.#busy;
+  }
+
   /**
    * Constructs a dispatch stream.
    *
@@ -261,16 +287,32 @@ export class DispatchStream<C = unknown>
       : (message, ctx) => dispatcher.dispatch(message, ctx);
     const peer = options.peer ?? UNKNOWN_ADDRESS;
     const label = formatAddress(peer);
+    const stop = options.signal;
+    const timeout = options.dispatchTimeout ?? 0;
     super({
-      async transform(frame, controller) {
+      transform: async (frame, controller) => {
+        if (stop?.aborted) return;
         const started = performance.now();
-        const outcome = await handleFrame(frame, dispatch, {
-          peer,
-          local: options.local ?? UNKNOWN_ADDRESS,
-          certificateName: options.certificateName,
-          context: options.context as C,
-          receivedAt: new Date(),
-        }, label);
+        this.#busy = true;
+        let outcome: HandledFrame;
+        try {
+          outcome = await handleFrame(
+            frame,
+            dispatch,
+            {
+              peer,
+              local: options.local ?? UNKNOWN_ADDRESS,
+              certificateName: options.certificateName,
+              context: options.context as C,
+              receivedAt: new Date(),
+            },
+            label,
+            timeout,
+            stop,
+          );
+        } finally {
+          this.#busy = false;
+        }
         if (outcome.reply !== undefined) controller.enqueue(outcome.reply);
         options.onDispatched?.({
           kind: outcome.kind,
@@ -293,11 +335,58 @@ interface HandledFrame {
   reply?: Uint8Array;
 }
 
+/** A dispatcher that did not answer within the dispatch timeout. */
+class DispatchTimeoutError extends Error {
+  constructor(ms: number) {
+    super(`Dispatcher did not answer within ${ms} ms`);
+    this.name = "DispatchTimeoutError";
+  }
+}
+
+/**
+ * Runs the dispatcher, bounded by `timeout` (0: unbounded); `ctx.signal`
+ * is aborted when the time runs out or `stop` fires.
+ */
+async function runDispatch<C>(
+  dispatch: DispatchFunction<C>,
+  message: Message,
+  ctx: Omit<DispatchContext<C>, "signal">,
+  timeout: number,
+  stop: AbortSignal | undefined,
+): Promise<DispatchReply> {
+  const controller = new AbortController();
+  const onStop = () => controller.abort(stop?.reason);
+  stop?.addEventListener("abort", onStop, { once: true });
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    const running = Promise.resolve(
+      dispatch(message, { ...ctx, signal: controller.signal }),
+    );
+    if (!(timeout > 0)) return await running;
+    running.catch(() => {});
+    return await Promise.race([
+      running,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => {
+          const error = new DispatchTimeoutError(timeout);
+          controller.abort(error);
+          reject(error);
+        }, timeout);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
+    stop?.removeEventListener("abort", onStop);
+  }
+}
+
 async function handleFrame<C>(
   frame: Uint8Array,
   dispatch: DispatchFunction<C>,
-  ctx: DispatchContext<C>,
+  ctx: Omit<DispatchContext<C>, "signal">,
   label: string,
+  timeout: number,
+  stop: AbortSignal | undefined,
 ): Promise<HandledFrame> {
   logger.debug("Receiver received data: {size} bytes from {peer}", {
     size: frame.length,
@@ -323,7 +412,7 @@ async function handleFrame<C>(
   const controlId = message.header?.controlId;
   const span = startDispatchSpan(label, controlId, message.header?.messageType);
   try {
-    const reply = await dispatch(message, ctx);
+    const reply = await runDispatch(dispatch, message, ctx, timeout, stop);
     const converted = toReply(reply, message);
     endSpan(span, converted.ackCode);
     return { kind: message.kind, controlId, failed: false, ...converted };

@@ -58,6 +58,17 @@ export interface MllpDecoderOptions {
   onResync?: (droppedBytes: number) => void;
   /** A label for log lines, such as the peer's address. */
   label?: string;
+  /**
+   * Called when a start block opens a frame (for frame timeouts).
+   */
+  onFrameStart?: () => void;
+  /**
+   * Do not log; the callbacks report what happened. For callers that log
+   * in their own way (a receiver rate-limits warnings per client).
+   *
+   * @default {false}
+   */
+  silent?: boolean;
 }
 
 /**
@@ -112,6 +123,8 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   #pending: number[] = [];
   #size = 0;
   #junkBytes = 0;
+  #onFrameStart?: () => void;
+  #silent: boolean;
   #frames = 0;
 
   /**
@@ -134,6 +147,8 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     this.#onJunk = options.onJunk;
     this.#onResync = options.onResync;
     this.#label = options.label ?? "stream";
+    this.#onFrameStart = options.onFrameStart;
+    this.#silent = options.silent ?? false;
   }
 
   /** The total number of bytes skipped outside frames so far. */
@@ -141,15 +156,24 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     return this.#junkBytes;
   }
 
+  /** Whether a frame has started and not yet ended. */
+  get inFrame(): boolean {
+    return this.#inFrame;
+  }
+
   /** The number of frames decoded so far. */
   get frames(): number {
     return this.#frames;
   }
 
+  #warn(message: string, properties: Record<string, unknown>) {
+    if (!this.#silent) logger.warn(message, properties);
+  }
+
   #junk(chunk: Uint8Array, start: number, end: number) {
     const bytes = end - start;
     this.#junkBytes += bytes;
-    logger.warn("Skipped {bytes} bytes outside a frame from {label}", {
+    this.#warn("Skipped {bytes} bytes outside a frame from {label}", {
       bytes,
       label: this.#label,
     });
@@ -268,7 +292,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
           i++;
           continue;
         }
-        logger.warn("End block without CR from {label}; frame ended at FS", {
+        this.#warn("End block without CR from {label}; frame ended at FS", {
           label: this.#label,
         });
         this.#emit(controller, chunk, i, i);
@@ -284,6 +308,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
         }
         if (nextStart > i) this.#junk(chunk, i, nextStart);
         this.#inFrame = true;
+        this.#onFrameStart?.();
         i = nextStart + 1;
         continue;
       }
@@ -305,20 +330,21 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
       this.#checkSize(stop - i);
       if (stop === nextStart) {
         const dropped = this.#size + (stop - i);
-        logger.warn(
+        this.#warn(
           "Start block inside an unfinished frame from {label}; dropped {dropped} bytes and started a new frame",
           { label: this.#label, dropped },
         );
         this.#reset();
         this.#onResync?.(dropped);
         this.#inFrame = true;
+        this.#onFrameStart?.();
         i = stop + 1;
         continue;
       }
       // FS found at `stop`.
       if (stop + 1 < length) {
         if (chunk[stop + 1] !== CARRIAGE_RETURN) {
-          logger.warn("End block without CR from {label}; frame ended at FS", {
+          this.#warn("End block without CR from {label}; frame ended at FS", {
             label: this.#label,
           });
           this.#emit(controller, chunk, i, stop);
@@ -338,7 +364,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
 
   #flush(controller: TransformStreamDefaultController<Uint8Array>) {
     if (this.#sawEndBlock) {
-      logger.warn("Stream from {label} ended after FS without CR", {
+      this.#warn("Stream from {label} ended after FS without CR", {
         label: this.#label,
       });
       // The payload is complete; deliver it rather than lose it.
@@ -348,7 +374,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
       return;
     }
     if (this.#inFrame) {
-      logger.warn(
+      this.#warn(
         "Stream from {label} ended inside a frame; dropped {dropped} bytes",
         { label: this.#label, dropped: this.#size },
       );

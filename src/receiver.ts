@@ -23,7 +23,9 @@
 
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
+import { ServedConnection } from "./_connection.ts";
 import { isTlsRecord } from "./_link.ts";
+import { WarningLimiter } from "./_ratelimit.ts";
 import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
 import {
   type ListenHooks,
@@ -37,7 +39,6 @@ import {
   type Address,
   type Dispatcher,
   type DispatchOutcome,
-  DispatchStream,
   formatAddress,
 } from "./dispatcher.ts";
 import { FrameSizeError, type TlsFailure } from "./errors.ts";
@@ -48,11 +49,7 @@ import {
   recordFramingError,
   recordRejection,
 } from "./_telemetry.ts";
-import {
-  DEFAULT_MAX_FRAME_BYTES,
-  MllpDecoderStream,
-  MllpEncoderStream,
-} from "./framer.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "./framer.ts";
 
 const logger = getLogger(["mllp", "receiver"]);
 
@@ -159,11 +156,73 @@ export interface ReceiverOptions<C = unknown> {
    * @default {10485760}
    */
   maxFrameBytes?: number;
-  /** Stops the receiver when aborted. */
+  /**
+   * The most connections open at once; one more is closed at once with a
+   * warning (nothing is read from it).
+   *
+   * @default {1024}
+   */
+  maxConnections?: number;
+  /**
+   * The most connections open at once from one IP address.
+   *
+   * @default {64}
+   */
+  maxConnectionsPerClient?: number;
+  /**
+   * How long a connection may stay silent between frames (while no
+   * message of its is being dispatched), in milliseconds; then it is
+   * closed. `0` never closes idle connections.
+   *
+   * @default {3600000}
+   */
+  idleTimeout?: number;
+  /**
+   * How long a frame may take to arrive once its start block has (a
+   * defence against slowloris senders), in milliseconds; then the
+   * connection is closed. `0` for no limit.
+   *
+   * @default {120000}
+   */
+  frameTimeout?: number;
+  /**
+   * How long the dispatcher may take to answer one message, in
+   * milliseconds; past it, the sender gets `AE` (a NAK for non-HL7), the
+   * dispatcher's `ctx.signal` is aborted, and the connection goes on.
+   * `0` waits for ever.
+   *
+   * @default {30000}
+   */
+  dispatchTimeout?: number;
+  /** Stops the receiver when aborted (as `stop()` with its default deadline). */
   signal?: AbortSignal;
   /** Called after each message with what the dispatch did. */
   onDispatched?: (outcome: DispatchOutcome, peer: Address) => void;
 }
+
+/** Options for {@linkcode Receiver.stop}. */
+export interface StopOptions {
+  /**
+   * How long in-flight messages get to be dispatched and answered, in
+   * milliseconds; then every connection still open is closed.
+   *
+   * @default {5000}
+   */
+  deadline?: number;
+}
+
+/** The default limit of open connections. */
+export const DEFAULT_MAX_CONNECTIONS = 1024;
+/** The default limit of open connections from one IP address. */
+export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 64;
+/** The default idle timeout: one hour. */
+export const DEFAULT_IDLE_TIMEOUT = 3_600_000;
+/** The default frame timeout: two minutes. */
+export const DEFAULT_FRAME_TIMEOUT = 120_000;
+/** The default dispatch timeout: 30 seconds. */
+export const DEFAULT_DISPATCH_TIMEOUT = 30_000;
+/** The default deadline of a graceful stop: 5 seconds. */
+export const DEFAULT_STOP_DEADLINE = 5_000;
 
 /** Detail of the `connectionopen` event. */
 export interface ConnectionDetail {
@@ -187,12 +246,21 @@ export interface ConnectionCloseDetail extends ConnectionDetail {
   reason: string;
 }
 
-/** Detail of the `clientreject` event: a client not in `allowedClients`. */
+/**
+ * Detail of the `clientreject` event: a client not in `allowedClients`, or
+ * over a connection limit.
+ */
 export interface ClientRejectDetail {
   /** The client's address. */
   peer: Address;
-  /** The seed's error atom, as a string. */
-  reason: "client_ip_not_allowed" | "fail_to_verify_client_cert";
+  /**
+   * The seed's error atom, as a string, or `too_many_connections` past
+   * `maxConnections` or `maxConnectionsPerClient`.
+   */
+  reason:
+    | "client_ip_not_allowed"
+    | "fail_to_verify_client_cert"
+    | "too_many_connections";
   /** The names the client's certificate carries, when it had one. */
   certificateNames?: string[];
 }
@@ -215,10 +283,11 @@ export interface FramingErrorDetail {
   peer: Address;
   /**
    * What went wrong: a frame over `maxFrameBytes` (the connection is
-   * closed), bytes outside a frame (skipped), or a start block inside an
-   * unfinished frame (the partial frame is dropped).
+   * closed), bytes outside a frame (skipped), a start block inside an
+   * unfinished frame (the partial frame is dropped), or a frame that did
+   * not arrive within `frameTimeout` (the connection is closed).
    */
-  kind: "frame_too_large" | "junk" | "resync";
+  kind: "frame_too_large" | "junk" | "resync" | "frame_timeout";
   /** The bytes concerned: skipped or dropped, or the limit exceeded. */
   bytes: number;
 }
@@ -235,7 +304,7 @@ export interface ReceiverEventMap {
   connectionopen: CustomEvent<ConnectionDetail>;
   /** A connection closed. */
   connectionclose: CustomEvent<ConnectionCloseDetail>;
-  /** A client was refused by `allowedClients`. */
+  /** A client was refused by `allowedClients` or a connection limit. */
   clientreject: CustomEvent<ClientRejectDetail>;
   /** A TLS handshake failed. */
   handshakeerror: CustomEvent<HandshakeErrorDetail>;
@@ -246,8 +315,10 @@ export interface ReceiverEventMap {
 }
 
 interface Connection {
-  conn: TransportConn;
+  served: ServedConnection<unknown>;
   done: Promise<void>;
+  /** Why the receiver closed it, when it did. */
+  closedBecause?: string;
 }
 
 /**
@@ -283,6 +354,20 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
   #options: ReceiverOptions<unknown>;
   #signal: AbortSignal | undefined;
   #onAbort = () => void this.stop();
+  /** Aborted at the stop deadline: nothing is dispatched after it. */
+  #hardStop = new AbortController();
+  #finished: Promise<void>;
+  #resolveFinished!: () => void;
+  /** Open connections, counted from admission (before a handshake). */
+  #open = 0;
+  #openByAddress = new Map<string, number>();
+  #maxConnections: number;
+  #maxPerClient: number;
+  #idleTimeout: number;
+  #frameTimeout: number;
+  #dispatchTimeout: number;
+  #sweeper: ReturnType<typeof setInterval> | undefined;
+  #warnings = new WarningLimiter(logger, { limit: 5, windowMs: 60_000 });
 
   private constructor(
     listener: TransportListener,
@@ -293,6 +378,23 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     this.#listener = listener;
     this.#allow = allow;
     this.#options = options;
+    this.#maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    this.#maxPerClient = options.maxConnectionsPerClient ??
+      DEFAULT_MAX_CONNECTIONS_PER_CLIENT;
+    this.#idleTimeout = options.idleTimeout ?? DEFAULT_IDLE_TIMEOUT;
+    this.#frameTimeout = options.frameTimeout ?? DEFAULT_FRAME_TIMEOUT;
+    this.#dispatchTimeout = options.dispatchTimeout ??
+      DEFAULT_DISPATCH_TIMEOUT;
+    this.#finished = new Promise((resolve) => this.#resolveFinished = resolve);
+    const timeouts = [this.#idleTimeout, this.#frameTimeout].filter((t) =>
+      t > 0
+    );
+    if (timeouts.length > 0) {
+      // One sweep for all connections, often enough to act within about a
+      // quarter of the shorter timeout.
+      const every = Math.max(10, Math.min(5_000, Math.min(...timeouts) / 4));
+      this.#sweeper = setInterval(() => this.#sweep(), every);
+    }
     this.#accepting = this.#accept();
     this.#signal = options.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -337,6 +439,26 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         `Cannot start receiver: maxFrameBytes must be a positive number, got "${maxFrameBytes}"`,
       );
     }
+    for (
+      const name of ["maxConnections", "maxConnectionsPerClient"] as const
+    ) {
+      const value = options[name];
+      if (value !== undefined && !(Number.isInteger(value) && value > 0)) {
+        throw new RangeError(
+          `Cannot start receiver: ${name} must be a positive integer, got "${value}"`,
+        );
+      }
+    }
+    for (
+      const name of ["idleTimeout", "frameTimeout", "dispatchTimeout"] as const
+    ) {
+      const value = options[name];
+      if (value !== undefined && !(value >= 0 && Number.isFinite(value))) {
+        throw new RangeError(
+          `Cannot start receiver: ${name} must be a number of milliseconds >= 0, got "${value}"`,
+        );
+      }
+    }
     const tls = options.tls;
     const verifyPeer = tls?.verifyPeer ?? false;
     const hostname = options.hostname ?? "0.0.0.0";
@@ -372,17 +494,14 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     let listener: TransportListener;
     let receiver: Receiver | undefined = undefined;
     const hooks: ListenHooks = {
-      // Address restrictions apply before anything is read, and before a
-      // TLS handshake.
-      screen: allow?.mode === "address"
-        ? (peer) => {
-          if (allow.allowsAddress(peer.hostname)) return true;
-          if (receiver) receiver.#reject(peer, "client_ip_not_allowed");
-          return false;
-        }
-        : undefined,
-      onHandshakeError: (peer, error) =>
-        receiver && receiver.#handshakeFailed(peer, error),
+      // Address restrictions and connection limits apply before anything
+      // is read, and before a TLS handshake.
+      screen: (peer) => receiver !== undefined && receiver.#admit(peer),
+      onHandshakeError: (peer, error) => {
+        if (!receiver) return;
+        receiver.#release(peer);
+        receiver.#handshakeFailed(peer, error);
+      },
     };
     try {
       listener = material
@@ -485,10 +604,14 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
   }
 
   /**
-   * Stops accepting connections, closes the open ones, and resolves when
-   * all is closed. Calling it again returns the same promise.
+   * Stops the receiver gracefully: stops accepting connections and reading
+   * from the open ones, lets the messages already received be dispatched
+   * and answered, and closes each connection once it has; at the deadline,
+   * closes what is still open (nothing is dispatched after it). Calling it
+   * again returns the same promise.
    *
-   * @returns A promise that resolves when the receiver has stopped.
+   * @param options The deadline.
+   * @returns A promise that resolves when every connection is closed.
    *
    * @example Stop a receiver
    * ```ts
@@ -500,24 +623,53 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    *   hostname: "127.0.0.1",
    *   dispatcher: EchoDispatcher,
    * });
-   * await receiver.stop();
+   * await receiver.stop({ deadline: 1000 });
    * assert(receiver.stopped);
    * ```
    */
-  stop(): Promise<void> {
-    return this.#stopping ??= this.#stop();
+  stop(options: StopOptions = {}): Promise<void> {
+    return this.#stopping ??= this.#stop(
+      options.deadline ?? DEFAULT_STOP_DEADLINE,
+    );
   }
 
-  async #stop(): Promise<void> {
+  /** Resolves when the receiver has stopped and every connection is closed. */
+  get finished(): Promise<void> {
+    return this.#finished;
+  }
+
+  async #stop(deadline: number): Promise<void> {
     const port = this.port;
     this.#signal?.removeEventListener("abort", this.#onAbort);
     if (Receiver.#byPort.get(port) === this) Receiver.#byPort.delete(port);
     this.#allow?.close();
+    clearInterval(this.#sweeper);
     await this.#listener.close();
     await this.#accepting;
-    for (const connection of this.#connections) connection.conn.close();
-    await Promise.all([...this.#connections].map((c) => c.done));
+    for (const connection of this.#connections) connection.served.drain();
+    const all = Promise.all([...this.#connections].map((c) => c.done));
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([
+      all.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), Math.max(0, deadline));
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) {
+      logger.warn(
+        "Receiver on port {port}: {count} connections still busy at the stop deadline ({deadline} ms); closing them",
+        { port, count: this.#connections.size, deadline },
+      );
+      this.#hardStop.abort(new Error("The receiver stopped"));
+      for (const connection of this.#connections) {
+        connection.closedBecause = "receiver stopped at its deadline";
+        connection.served.close();
+      }
+      await all;
+    }
     logger.info("Receiver on port {port} stopped", { port });
+    this.#resolveFinished();
   }
 
   /** Stops the receiver; for `await using`. */
@@ -529,14 +681,11 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     try {
       for await (const conn of this.#listener) {
         if (this.#stopping) {
+          this.#release(conn.peer);
           conn.close();
           continue;
         }
-        const connection: Connection = { conn, done: Promise.resolve() };
-        this.#connections.add(connection);
-        connection.done = this.#serve(conn).finally(() => {
-          this.#connections.delete(connection);
-        });
+        void this.#serve(conn);
       }
     } catch (error) {
       if (!this.#stopping) {
@@ -547,14 +696,90 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     }
   }
 
+  /** Decides whether a new connection may be served, and counts it. */
+  #admit(peer: Address): boolean {
+    if (this.#stopping) return false;
+    const allow = this.#allow;
+    if (allow?.mode === "address" && !allow.allowsAddress(peer.hostname)) {
+      this.#reject(peer, "client_ip_not_allowed");
+      return false;
+    }
+    const fromPeer = this.#openByAddress.get(peer.hostname) ?? 0;
+    if (this.#open >= this.#maxConnections || fromPeer >= this.#maxPerClient) {
+      const total = this.#open >= this.#maxConnections;
+      this.#warnings.warn(
+        peer.hostname,
+        "Refusing connection from {peer}: {open} connections open {scope} (limit {limit})",
+        {
+          peer: formatAddress(peer),
+          open: total ? this.#open : fromPeer,
+          scope: total ? "in all" : "from this address",
+          limit: total ? this.#maxConnections : this.#maxPerClient,
+        },
+      );
+      this.#emit("clientreject", { peer, reason: "too_many_connections" });
+      return false;
+    }
+    this.#open++;
+    this.#openByAddress.set(peer.hostname, fromPeer + 1);
+    return true;
+  }
+
+  /** Uncounts a connection admitted by {@linkcode Receiver.#admit}. */
+  #release(peer: Address) {
+    this.#open--;
+    const left = (this.#openByAddress.get(peer.hostname) ?? 1) - 1;
+    if (left > 0) this.#openByAddress.set(peer.hostname, left);
+    else this.#openByAddress.delete(peer.hostname);
+  }
+
+  /** Closes connections past their idle or frame timeout. */
+  #sweep() {
+    const now = performance.now();
+    for (const connection of this.#connections) {
+      const served = connection.served;
+      if (connection.closedBecause || served.draining) continue;
+      if (served.inFrame) {
+        const started = served.frameStartedAt ?? served.lastActivity;
+        if (this.#frameTimeout > 0 && now - started > this.#frameTimeout) {
+          connection.closedBecause =
+            `frame timeout: a frame was not finished within ${this.#frameTimeout} ms`;
+          this.#emit("framingerror", {
+            peer: served.conn.peer,
+            kind: "frame_timeout",
+            bytes: 0,
+          });
+        }
+      } else if (
+        this.#idleTimeout > 0 && !served.busy &&
+        now - served.lastActivity > this.#idleTimeout
+      ) {
+        connection.closedBecause =
+          `idle timeout: no data for ${this.#idleTimeout} ms`;
+      }
+      if (connection.closedBecause) {
+        this.#warnings.warn(
+          served.conn.peer.hostname,
+          "Closing connection from {peer}: {reason}",
+          {
+            peer: formatAddress(served.conn.peer),
+            reason: connection.closedBecause,
+          },
+        );
+        served.close();
+      }
+    }
+  }
+
   #handshakeFailed(peer: Address, error: unknown) {
     const info = describeTlsError(error, "server", {
       verifiesPeer: this.#options.tls?.verifyPeer,
     });
-    logger.warn("TLS handshake with {peer} failed: {detail}", {
-      peer: formatAddress(peer),
-      detail: info.detail,
-    });
+    this.#warnings.warn(
+      peer.hostname,
+      "TLS handshake with {peer} failed: {detail}",
+      { peer: formatAddress(peer), detail: info.detail },
+    );
     this.#emit("handshakeerror", {
       peer,
       failure: info.failure,
@@ -569,10 +794,11 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     certificateNames?: string[],
   ) {
     // The seed's wording, so existing log alerts keep matching.
-    logger.warn("Failed to verify client {client}, error: {reason}", {
-      client: `{${peer.hostname}, ${peer.port}}`,
-      reason,
-    });
+    this.#warnings.warn(
+      peer.hostname,
+      "Failed to verify client {client}, error: {reason}",
+      { client: `{${peer.hostname}, ${peer.port}}`, reason },
+    );
     this.#emit("clientreject", { peer, reason, certificateNames });
   }
 
@@ -589,6 +815,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     if (allow?.mode === "certificate" && !allow.allowsCertificate(names)) {
       this.#reject(peer, "fail_to_verify_client_cert", names);
       conn.close();
+      this.#release(peer);
       return;
     }
     const info: ConnectionDetail = {
@@ -597,6 +824,52 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       secure: conn.secure,
       certificateName: conn.certificate?.commonName,
     };
+    const options = this.#options;
+    const connection: Connection = {
+      done: Promise.resolve(),
+      served: new ServedConnection<unknown>(conn, {
+        dispatcher: options.dispatcher,
+        context: options.context,
+        maxFrameBytes: options.maxFrameBytes,
+        dispatchTimeout: this.#dispatchTimeout,
+        stop: this.#hardStop.signal,
+        label,
+        onJunk: (bytes, data) => {
+          this.#emit("framingerror", { peer, kind: "junk", bytes });
+          if (!conn.secure && served.messages === 0 && isTlsRecord(data)) {
+            // A TLS client on a plain port: tell it at once by closing,
+            // rather than leave it waiting for a handshake reply.
+            connection.closedBecause = "client speaks TLS";
+            this.#warnings.warn(
+              peer.hostname,
+              "Client {peer} started a TLS handshake, but this receiver speaks plain TCP; closing the connection",
+              { peer: label },
+            );
+            conn.close();
+          } else {
+            this.#warnings.warn(
+              peer.hostname,
+              "Skipped {bytes} bytes outside a frame from {peer}",
+              { bytes, peer: label },
+            );
+          }
+        },
+        onResync: (bytes) => {
+          this.#emit("framingerror", { peer, kind: "resync", bytes });
+          this.#warnings.warn(
+            peer.hostname,
+            "Start block inside an unfinished frame from {peer}; dropped {bytes} bytes and started a new frame",
+            { peer: label, bytes },
+          );
+        },
+        onDispatched: (outcome) => {
+          options.onDispatched?.(outcome, peer);
+          this.#emit("dispatch", { ...outcome, peer });
+        },
+      }),
+    };
+    const served = connection.served;
+    this.#connections.add(connection);
     const opened = performance.now();
     if (info.certificateName) {
       logger.info("Accepted connection from {peer} ({name})", {
@@ -607,91 +880,72 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       logger.info("Accepted connection from {peer}", { peer: label });
     }
     this.#emit("connectionopen", info);
-    const options = this.#options;
-    const decoder = new MllpDecoderStream({
-      maxFrameBytes: options.maxFrameBytes,
-      label,
-      onJunk: (bytes, data) => {
-        this.#emit("framingerror", { peer, kind: "junk", bytes });
-        if (!conn.secure && decoder.frames === 0 && isTlsRecord(data)) {
-          // A TLS client on a plain port: tell it at once by closing,
-          // rather than leave it waiting for a handshake reply.
-          logger.warn(
-            "Client {peer} started a TLS handshake, but this receiver speaks plain TCP; closing the connection",
-            { peer: label },
-          );
-          conn.close();
-        }
-      },
-      onResync: (bytes) =>
-        this.#emit("framingerror", { peer, kind: "resync", bytes }),
-    });
-    let messages = 0;
+    let finished!: () => void;
+    connection.done = new Promise((resolve) => finished = resolve);
     let reason = "peer closed the connection";
     try {
-      await conn.readable
-        .pipeThrough(decoder)
-        .pipeThrough(
-          new DispatchStream(options.dispatcher, {
-            peer,
-            local: conn.local,
-            certificateName: info.certificateName,
-            context: options.context,
-            onDispatched: (outcome) => {
-              messages++;
-              options.onDispatched?.(outcome, peer);
-              this.#emit("dispatch", { ...outcome, peer });
-            },
-          }),
-        )
-        .pipeThrough(new MllpEncoderStream())
-        .pipeTo(conn.writable);
+      await served.run();
+      if (served.draining) reason = "receiver stopped";
     } catch (error) {
-      if (error instanceof FrameSizeError) {
-        reason = "frame too large";
-        logger.warn("Closing connection from {peer}: {message}", {
-          peer: label,
-          message: error.message,
-        });
-        this.#emit("framingerror", {
-          peer,
-          kind: "frame_too_large",
-          bytes: error.limit,
-        });
-      } else if (this.#stopping) {
-        reason = "receiver stopped";
-      } else if (error instanceof Error && error.name === "AbortError") {
-        // node:tls streams end this way when the client closes.
-        reason = "peer closed the connection";
-      } else {
-        reason = error instanceof Error ? error.message : String(error);
-        const tlsError = conn.secure && error instanceof Error &&
-          /tls|ssl|alert|certificate|InvalidData|close_notify|decrypt/i.test(
-            `${error.name} ${
-              (error as { code?: string }).code ?? ""
-            } ${error.message}`,
-          );
-        if (tlsError) {
-          logger.warn("Connection from {peer} ended: {reason}", {
-            peer: label,
-            reason,
-          });
-        } else {
-          logger.info("Connection from {peer} ended: {reason}", {
-            peer: label,
-            reason,
-          });
-        }
-      }
+      reason = this.#closeReason(error, connection);
     } finally {
       conn.close();
+      this.#connections.delete(connection);
+      this.#release(peer);
     }
     const durationMs = performance.now() - opened;
+    const messages = served.messages;
     logger.info(
       "Closed connection from {peer} after {ms} ms, messages: {messages} ({reason})",
       { peer: label, ms: Math.round(durationMs), messages, reason },
     );
     this.#emit("connectionclose", { ...info, durationMs, messages, reason });
+    finished();
+  }
+
+  /** Names why a connection's pipeline failed, and logs it. */
+  #closeReason(error: unknown, connection: Connection): string {
+    const conn = connection.served.conn;
+    const label = formatAddress(conn.peer);
+    if (connection.closedBecause) return connection.closedBecause;
+    if (error instanceof FrameSizeError) {
+      this.#warnings.warn(
+        conn.peer.hostname,
+        "Closing connection from {peer}: {message}",
+        { peer: label, message: error.message },
+      );
+      this.#emit("framingerror", {
+        peer: conn.peer,
+        kind: "frame_too_large",
+        bytes: error.limit,
+      });
+      return "frame too large";
+    }
+    if (this.#stopping) return "receiver stopped";
+    if (error instanceof Error && error.name === "AbortError") {
+      // node:tls streams end this way when the client closes.
+      return "peer closed the connection";
+    }
+    const reason = error instanceof Error ? error.message : String(error);
+    const tlsError = conn.secure && error instanceof Error &&
+      /tls|ssl|alert|certificate|InvalidData|close_notify|decrypt/i.test(
+        `${error.name} ${
+          (error as { code?: string }).code ?? ""
+        } ${error.message}`,
+      );
+    if (tlsError) {
+      this.#warnings.warn(
+        conn.peer.hostname,
+        "Connection from {peer} ended: {reason}",
+        { peer: label, reason },
+      );
+    } else {
+      logger.info("Connection from {peer} ended: {reason}", {
+        peer: label,
+        reason,
+      });
+    }
+    return reason;
   }
 }
 
