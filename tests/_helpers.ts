@@ -62,3 +62,27 @@ export function replied(result: SendResult): ReplyResult {
   }
   return result;
 }
+
+/** The first of these commands that runs, or why none does. */
+export async function findTool(
+  candidates: string[],
+  args: string[],
+): Promise<{ command: string } | { missing: string }> {
+  const reasons: string[] = [];
+  for (const command of candidates) {
+    try {
+      const { success } = await new Deno.Command(command, {
+        args,
+        stdin: "null",
+        stdout: "null",
+        stderr: "null",
+      }).output();
+      if (success) return { command };
+      reasons.push(`${command} ${args.join(" ")} failed`);
+    } catch (error) {
+      if (!(error instanceof Deno.errors.NotFound)) throw error;
+      reasons.push(`${command} is missing`);
+    }
+  }
+  return { missing: reasons.join("; ") };
+}

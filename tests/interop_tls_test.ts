@@ -24,7 +24,7 @@ import {
   Receiver,
   type ReceiverTlsOptions,
 } from "../src/receiver.ts";
-import { bytes, fixtureText, text } from "./_helpers.ts";
+import { bytes, findTool, fixtureText, text } from "./_helpers.ts";
 
 const TLS_DIR = new URL("../tls/", import.meta.url);
 
@@ -43,30 +43,6 @@ const FRAMED_SAMPLE = bytes([0x0b], SAMPLE, [0x1c, 0x0d]);
 const IN_CI = Deno.env.get("CI") === "true";
 /** Bounds every child process. */
 const TIMEOUT = 10_000;
-
-/** The first of these commands that runs, or why none does. */
-async function findTool(
-  candidates: string[],
-  args: string[],
-): Promise<{ command: string } | { missing: string }> {
-  const reasons: string[] = [];
-  for (const command of candidates) {
-    try {
-      const { success } = await new Deno.Command(command, {
-        args,
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (success) return { command };
-      reasons.push(`${command} ${args.join(" ")} failed`);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-      reasons.push(`${command} is missing`);
-    }
-  }
-  return { missing: reasons.join("; ") };
-}
 
 const openssl = await findTool(["/usr/bin/openssl", "openssl"], ["version"]);
 const python = await findTool(["/usr/bin/python3", "python3"], [

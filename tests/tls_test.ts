@@ -57,7 +57,7 @@ import {
   type ReceiverOptions,
   type ReceiverTlsOptions,
 } from "../src/receiver.ts";
-import { accepted, bytes, fixtureText } from "./_helpers.ts";
+import { accepted, bytes, findTool, fixtureText } from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -531,30 +531,6 @@ async function pump(from: Deno.Conn, to: Deno.Conn): Promise<void> {
     // One side is gone: the other is closed by the relay.
     closeQuietly(to);
   }
-}
-
-/** The first of these commands that runs, or why none does. */
-async function findTool(
-  candidates: string[],
-  args: string[],
-): Promise<{ command: string } | { missing: string }> {
-  const reasons: string[] = [];
-  for (const command of candidates) {
-    try {
-      const { success } = await new Deno.Command(command, {
-        args,
-        stdin: "null",
-        stdout: "null",
-        stderr: "null",
-      }).output();
-      if (success) return { command };
-      reasons.push(`${command} ${args.join(" ")} failed`);
-    } catch (error) {
-      if (!(error instanceof Deno.errors.NotFound)) throw error;
-      reasons.push(`${command} is missing`);
-    }
-  }
-  return { missing: reasons.join("; ") };
 }
 
 const openssl = await findTool(["/usr/bin/openssl", "openssl"], ["version"]);
