@@ -60,6 +60,11 @@ export class Link {
   #reading: Promise<void>;
   #sentCertificate: boolean;
   #replies = 0;
+  #decoder: MllpDecoderStream;
+  /** Frames taken from the decoder by the read loop. */
+  #delivered = 0;
+  /** Data seen after a reply's trailer, before that reply was delivered. */
+  #trailing: InvalidReplyError | undefined;
   #closeError: Error | undefined;
   #resolveClosed!: (closed: LinkClosed) => void;
 
@@ -71,13 +76,12 @@ export class Link {
     const encoder = new MllpEncoderStream();
     const writing = encoder.readable.pipeTo(conn.writable).catch(() => {});
     this.#writer = encoder.writable.getWriter();
-    const frames = conn.readable.pipeThrough(
-      new MllpDecoderStream({
-        maxFrameBytes: options.maxFrameBytes,
-        label: options.label,
-        onJunk: (_bytes, data) => this.#junk(data),
-      }),
-    );
+    this.#decoder = new MllpDecoderStream({
+      maxFrameBytes: options.maxFrameBytes,
+      label: options.label,
+      onJunk: (_bytes, data) => this.#junk(data),
+    });
+    const frames = conn.readable.pipeThrough(this.#decoder);
     this.#reading = this.#read(frames);
     this.done = Promise.all([writing, this.#reading]).then(() => {});
   }
@@ -103,17 +107,27 @@ export class Link {
     // Line ends after a reply are harmless; anything else means the byte
     // stream is not what MLLP promised, so no later reply can be trusted.
     if (data.every((b) => b === 0x0d || b === 0x0a)) return;
+    // The decoder reports junk as it scans a chunk, but hands over the
+    // chunk's whole frames only after the scan: junk that follows a frame
+    // not yet delivered came after that frame's trailer.
+    const afterFrame = this.#decoder.frames > this.#delivered;
     const error = isTlsRecord(data)
       ? this.#problem(
         "no_start_block",
         "Reply is a TLS record, not MLLP (the receiver expects TLS)",
       )
-      : this.#pending
+      : this.#pending && !afterFrame
       ? this.#problem("no_start_block", "Reply without a start block")
       : this.#problem("data_after_trailer", "Data after a reply's trailer");
     logger.warn("{message}; closing the connection", {
       message: error.message,
     });
+    if (afterFrame && error.problem === "data_after_trailer") {
+      // Let the reply before it through (it is whole, and verified against
+      // its message), then close: see #read.
+      this.#trailing ??= error;
+      return;
+    }
     void this.shutdown(error, true);
   }
 
@@ -121,6 +135,7 @@ export class Link {
     let cause: unknown;
     try {
       for await (const frame of frames) {
+        this.#delivered++;
         const pending = this.#pending;
         if (!pending) {
           logger.warn(
@@ -133,6 +148,10 @@ export class Link {
         this.#pending = undefined;
         this.#replies++;
         pending.resolve(frame);
+        if (this.#trailing && this.#delivered >= this.#decoder.frames) {
+          cause = this.#trailing;
+          break;
+        }
       }
     } catch (error) {
       cause = error;

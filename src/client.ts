@@ -193,7 +193,9 @@ export interface ClientTlsOptions {
 export interface SendOptions {
   /**
    * The reply timeout for this send, in milliseconds; also the longest
-   * wait for a connection when there is none.
+   * wait for a connection when there is none (counted while the send has
+   * no connection, in the queue or at its head; time queued behind a send
+   * in flight on an open connection does not count).
    *
    * @default {the client's replyTimeout}
    */
@@ -348,6 +350,13 @@ interface Job {
   reject(error: unknown): void;
   tries: number;
   settled: boolean;
+  /**
+   * Since when (`performance.now()`) the send has been waiting with no
+   * connection, while queued; unset while there is one.
+   */
+  waitingSince?: number;
+  /** Fails the send if it is still queued when its wait runs out. */
+  timer?: ReturnType<typeof setTimeout>;
 }
 
 interface LinkWaiter {
@@ -360,8 +369,12 @@ interface LinkWaiter {
 /**
  * Computes the delay before a reconnection attempt.
  *
+ * The first wait after a failed attempt or a dropped connection is
+ * `initialDelay`; each further wait in a row is `factor` times longer, up
+ * to `maxDelay`. A successful connection starts the count over.
+ *
  * @param policy Backoff or a fixed interval.
- * @param attempt The attempt about to be made, from 1.
+ * @param wait Which wait in a row this is, from 1 (1 gets `initialDelay`).
  * @param random A source of numbers in [0, 1), for the jitter.
  * @returns The delay in milliseconds.
  *
@@ -379,7 +392,7 @@ interface LinkWaiter {
  */
 export function reconnectDelay(
   policy: BackoffOptions | FixedIntervalOptions,
-  attempt: number,
+  wait: number,
   random: () => number = Math.random,
 ): number {
   if ("interval" in policy) return policy.interval;
@@ -387,7 +400,7 @@ export function reconnectDelay(
   const max = policy.maxDelay ?? 180_000;
   const factor = policy.factor ?? 2;
   const jitter = policy.jitter ?? 0.1;
-  const base = Math.min(max, initial * factor ** Math.max(0, attempt - 1));
+  const base = Math.min(max, initial * factor ** Math.max(0, wait - 1));
   const spread = base * jitter * (2 * random() - 1);
   return Math.max(0, Math.min(max, Math.round(base + spread)));
 }
@@ -453,10 +466,17 @@ export class Client extends TypedEventTarget<ClientEventMap>
   #wake: (() => void) | undefined;
   #wakeRequested = false;
   #reconnectNow = false;
+  /**
+   * Backoff waits in a row since the last good connection (or since a
+   * reconnect at once): the next wait is number `#waits + 1`.
+   */
+  #waits = 0;
   /** A connection is wanted now (always true at creation). */
   #demand = true;
   #connectAbort: AbortController | undefined;
   #firstAttempt: Promise<void>;
+  /** Set by `Client.connect`: stop after a failed first attempt. */
+  #giveUpOnFirstFailure = false;
   #settleFirst!: (error?: ClientError) => void;
 
   /**
@@ -560,6 +580,8 @@ export class Client extends TypedEventTarget<ClientEventMap>
     options: ClientOptions = {},
   ): Promise<Client> {
     const client = new Client(hostname, port, options);
+    // The caller hears of a failed first attempt; no backoff behind it.
+    client.#giveUpOnFirstFailure = true;
     try {
       await client.#firstAttempt;
     } catch (error) {
@@ -641,6 +663,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
           error: named,
         });
         this.#failWaiters(named);
+        if (this.#giveUpOnFirstFailure) break;
         attempt = await this.#backoff(attempt + 1);
         continue;
       }
@@ -649,11 +672,17 @@ export class Client extends TypedEventTarget<ClientEventMap>
         break;
       }
       this.#lastError = undefined;
+      // A reconnect() or a wake-up asked for during the attempt is served
+      // by this connection; left set, it would skip a later backoff wait.
+      this.#reconnectNow = false;
+      this.#wakeRequested = false;
       this.#link = link;
+      for (const job of this.#queue) this.#stopWaiting(job);
       this.#links.add(link);
       void link.done.finally(() => this.#links.delete(link));
       this.#state = "connected";
       this.#settleFirst();
+      this.#giveUpOnFirstFailure = false;
       logger.info("Connected to {address}{tls}", {
         address: this.address,
         tls: link.conn.secure ? " with TLS" : "",
@@ -667,6 +696,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
       this.#waiters.clear();
       const closed = await link.closed;
       this.#link = undefined;
+      for (const job of this.#queue) this.#startWaiting(job);
       this.#onClosed(closed);
       if (this.#closing) break;
       const refused = closed.error instanceof TlsHandshakeError;
@@ -685,23 +715,35 @@ export class Client extends TypedEventTarget<ClientEventMap>
         // This side closed it (a timeout, a bad reply, reconnect()): the
         // receiver is likely up, so reconnect at once.
         this.#reconnectNow = false;
+        this.#waits = 0;
         attempt = 1;
         continue;
       }
-      attempt = await this.#backoff(refused ? attempt + 1 : 1);
+      if (refused) {
+        // A refused handshake is a failed attempt: the waits keep growing.
+        attempt = await this.#backoff(attempt + 1);
+      } else {
+        // A good connection that dropped: the waits start over.
+        this.#waits = 0;
+        attempt = await this.#backoff(1);
+      }
     }
     this.#state = "closed";
   }
 
-  /** Waits before attempt `next`; returns the attempt to make. */
+  /**
+   * Waits before attempt `next` (the next wait in a row, see
+   * {@linkcode reconnectDelay}); returns the attempt to make.
+   */
   async #backoff(next: number): Promise<number> {
     if (this.#closing) return next;
     if (this.#policy === false) return next;
     if (this.#reconnectNow) {
       this.#reconnectNow = false;
+      this.#waits = 0;
       return 1;
     }
-    const delayMs = reconnectDelay(this.#policy, next);
+    const delayMs = reconnectDelay(this.#policy, ++this.#waits);
     this.#state = "waiting";
     recordReconnect();
     logger.info("Reconnecting to {address} in {delay} ms (attempt {attempt})", {
@@ -716,7 +758,9 @@ export class Client extends TypedEventTarget<ClientEventMap>
     });
     const woken = await this.#sleep(delayMs);
     if (woken && this.#reconnectNow) {
+      // reconnect(): try at once, and the backoff starts over.
       this.#reconnectNow = false;
+      this.#waits = 0;
       return 1;
     }
     return next;
@@ -878,8 +922,15 @@ export class Client extends TypedEventTarget<ClientEventMap>
     if (lazy) this.#demand = false;
   }
 
-  /** Resolves with an open link, waiting for one up to `timeout` ms. */
-  #awaitLink(timeout: number, signal?: AbortSignal): Promise<Link> {
+  /**
+   * Resolves with an open link, waiting for one until `deadline`; `timeout`
+   * is the send's timeout, for messages.
+   */
+  #awaitLink(
+    timeout: number,
+    deadline: number,
+    signal?: AbortSignal,
+  ): Promise<Link> {
     const link = this.#link;
     if (link && !link.isClosed) return Promise.resolve(link);
     if (this.#whenDisconnected === "fail" && this.#lastError) {
@@ -906,7 +957,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
       };
       const timer = setTimeout(
         () => waiter.reject(this.#notConnected(timeout)),
-        timeout,
+        Math.max(0, deadline - performance.now()),
       );
       const onAbort = () => waiter.reject(abortError(signal));
       signal?.addEventListener("abort", onAbort, { once: true });
@@ -1057,6 +1108,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
         tries: 0,
         settled: false,
       };
+      if (!this.isConnected) this.#startWaiting(job);
       const signal = options.signal;
       if (signal) {
         signal.addEventListener("abort", () => {
@@ -1075,7 +1127,34 @@ export class Client extends TypedEventTarget<ClientEventMap>
     });
   }
 
+  /**
+   * Starts the clock of a queued send waiting for a connection: it fails
+   * when its timeout passes with no connection, however many sends are
+   * queued ahead of it. Time queued behind a send in flight on an open
+   * connection does not count.
+   */
+  #startWaiting(job: Job) {
+    if (job.waitingSince !== undefined) return;
+    job.waitingSince = performance.now();
+    job.timer = setTimeout(() => {
+      job.timer = undefined;
+      const index = this.#queue.indexOf(job);
+      if (index === -1) return; // started: #awaitLink bounds its wait
+      this.#queue.splice(index, 1);
+      this.#fail(job, this.#notConnected(job.timeout), false);
+    }, job.timeout);
+  }
+
+  /** Stops the clock of a queued send: a connection is up. */
+  #stopWaiting(job: Job) {
+    clearTimeout(job.timer);
+    job.timer = undefined;
+    job.waitingSince = undefined;
+  }
+
   #settle(job: Job, result: SendResult | undefined, error?: unknown) {
+    clearTimeout(job.timer);
+    job.timer = undefined;
     if (job.settled) return;
     job.settled = true;
     if (error !== undefined) job.reject(error);
@@ -1121,18 +1200,24 @@ export class Client extends TypedEventTarget<ClientEventMap>
     );
     let written = false;
     let started = 0;
+    // Out of the queue: from here #awaitLink bounds the wait, counting the
+    // time already waited with no connection.
+    const deadline = (job.waitingSince ?? performance.now()) + job.timeout;
+    this.#stopWaiting(job);
     try {
-      const link = await this.#awaitLink(job.timeout, job.signal);
+      const link = await this.#awaitLink(job.timeout, deadline, job.signal);
       job.tries++;
-      logger.debug(
-        "Sending {kind} message {controlId} ({size} bytes) to {address}",
-        {
-          kind: message.kind,
-          controlId: controlId ?? "",
+      if (controlId === undefined) {
+        logger.debug("Sending {size} byte non-HL7 payload to {address}", {
           size: message.size,
           address: this.address,
-        },
-      );
+        });
+      } else {
+        logger.debug(
+          "Sending HL7 message {controlId} ({size} bytes) to {address}",
+          { controlId, size: message.size, address: this.address },
+        );
+      }
       const frame = await link.request(
         message.raw,
         job.timeout,
@@ -1183,7 +1268,6 @@ export class Client extends TypedEventTarget<ClientEventMap>
       }
       const named = error instanceof Error ? error : new Error(String(error));
       endSpan(span, undefined, named);
-      recordClientError(named.name);
       if (named instanceof ReplyTimeoutError) {
         this.#emit("replytimeout", {
           address: this.address,
@@ -1198,12 +1282,6 @@ export class Client extends TypedEventTarget<ClientEventMap>
           detail: named.message,
         });
       }
-      this.#emit("senderror", {
-        address: this.address,
-        controlId,
-        error: named,
-        written,
-      });
       if (job.detached && written) {
         logger.warn(
           "Reply to {controlId} (sent without waiting) from {address}: {message}",
@@ -1214,8 +1292,20 @@ export class Client extends TypedEventTarget<ClientEventMap>
           },
         );
       }
-      this.#settle(job, undefined, named);
+      this.#fail(job, named, written);
     }
+  }
+
+  /** Fails a send: counts it, emits `senderror`, rejects it. */
+  #fail(job: Job, error: Error, written: boolean) {
+    recordClientError(error.name);
+    this.#emit("senderror", {
+      address: this.address,
+      controlId: job.message.header?.controlId,
+      error,
+      written,
+    });
+    this.#settle(job, undefined, error);
   }
 
   #verify(message: Message, frame: Uint8Array, link: Link): SendResult {
