@@ -5,6 +5,10 @@
  * `conn.writable`. Backpressure is the streams' own: while the dispatcher
  * works on one message, at most one chunk more is read from the socket.
  *
+ * Once the receiver closes a connection (or its stop deadline passes),
+ * nothing more from it is dispatched, and a dispatch in progress has its
+ * `ctx.signal` aborted and its reply dropped.
+ *
  * @module
  */
 
@@ -14,6 +18,7 @@ import {
   type DispatchOutcome,
   DispatchStream,
 } from "./dispatcher.ts";
+import { FrameSizeError } from "./errors.ts";
 import { MllpDecoderStream, MllpEncoderStream } from "./framer.ts";
 
 /** What a connection needs from its receiver. */
@@ -44,9 +49,22 @@ export class ServedConnection<C> {
   #source: ReadableStream<Uint8Array>;
   #sourceController!: ReadableStreamDefaultController<Uint8Array>;
   #draining = false;
+  /**
+   * Aborted when the receiver closes the connection or its stop deadline
+   * passes: nothing more is dispatched, and a dispatch in progress is
+   * given up on.
+   */
+  #closed = new AbortController();
+  #stop: AbortSignal;
+  #onStop = () => this.#closed.abort(this.#stop.reason);
+  /** The decoder's size error, when a frame was too large. */
+  #frameError: FrameSizeError | undefined;
 
   constructor(conn: TransportConn, settings: ConnectionSettings<C>) {
     this.conn = conn;
+    this.#stop = settings.stop;
+    if (this.#stop.aborted) this.#onStop();
+    else this.#stop.addEventListener("abort", this.#onStop, { once: true });
     this.#decoder = new MllpDecoderStream({
       maxFrameBytes: settings.maxFrameBytes,
       label: settings.label,
@@ -61,34 +79,47 @@ export class ServedConnection<C> {
       certificateName: conn.certificate?.commonName,
       context: settings.context,
       dispatchTimeout: settings.dispatchTimeout,
-      signal: settings.stop,
+      signal: this.#closed.signal,
       onDispatched: (outcome) => {
         this.messages++;
+        // The receiver was busy, not the peer: idle and frame time count
+        // from now, not from before the dispatch (a pipelined frame that
+        // waited for it is no slowloris).
+        const now = performance.now();
+        this.lastActivity = now;
+        if (this.inFrame) this.frameStartedAt = now;
         settings.onDispatched(outcome);
       },
     });
-    const reader = conn.readable.getReader();
+    const read = socketReader(conn.readable);
+    const reader = read.reader;
     this.#source = new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#sourceController = controller;
       },
       pull: async (controller) => {
-        let result: ReadableStreamReadResult<Uint8Array>;
+        let chunk: Uint8Array | null;
         try {
-          result = await reader.read();
+          chunk = await read.next();
         } catch (error) {
           if (!this.#draining) controller.error(error);
           return;
         }
         if (this.#draining) return;
-        if (result.done) {
+        if (chunk === null) {
           controller.close();
           return;
         }
         this.lastActivity = performance.now();
-        controller.enqueue(result.value);
+        controller.enqueue(chunk);
       },
-      cancel: (reason) => reader.cancel(reason),
+      cancel: (reason) => {
+        // The pipeline cancels its source with the first error downstream:
+        // keep a frame size error, which other errors (a write to the
+        // socket that this cancel closes) could otherwise hide.
+        if (reason instanceof FrameSizeError) this.#frameError ??= reason;
+        return reader.cancel(reason);
+      },
     }, { highWaterMark: 0 });
   }
 
@@ -107,13 +138,24 @@ export class ServedConnection<C> {
     return this.#draining;
   }
 
-  /** Serves until the peer or the receiver ends the connection. */
-  run(): Promise<void> {
-    return this.#source
-      .pipeThrough(this.#decoder)
-      .pipeThrough(this.#dispatch)
-      .pipeThrough(new MllpEncoderStream())
-      .pipeTo(this.conn.writable);
+  /**
+   * Serves until the peer or the receiver ends the connection.
+   *
+   * @throws {FrameSizeError} If the peer sent a frame over the limit.
+   * @throws {Error} The stream error that ended the connection otherwise.
+   */
+  async run(): Promise<void> {
+    try {
+      await this.#source
+        .pipeThrough(this.#decoder)
+        .pipeThrough(this.#dispatch)
+        .pipeThrough(new MllpEncoderStream())
+        .pipeTo(this.conn.writable);
+    } catch (error) {
+      throw this.#frameError ?? error;
+    } finally {
+      this.#stop.removeEventListener("abort", this.#onStop);
+    }
   }
 
   /**
@@ -130,8 +172,60 @@ export class ServedConnection<C> {
     }
   }
 
-  /** Closes the connection now. */
+  /**
+   * Closes the connection now. Nothing more from it is dispatched; a
+   * dispatch in progress has its `ctx.signal` aborted and its reply
+   * dropped.
+   */
   close() {
+    this.#closed.abort(new Error("The receiver closed the connection"));
     this.conn.close();
   }
+}
+
+/** The size of a connection's read buffer. */
+const READ_BUFFER_BYTES = 64 * 1024;
+
+/**
+ * Reads a socket's byte stream into one buffer per connection, reused for
+ * every read, and hands out right-sized copies. (A default reader gets a
+ * fresh 64 KiB buffer per read, which a short message then keeps alive
+ * until the next garbage collection: under load from many connections,
+ * hundreds of MiB.) Streams that are not byte streams (`node:tls` sockets)
+ * are read as they come.
+ */
+function socketReader(readable: ReadableStream<Uint8Array>): {
+  reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
+  next(): Promise<Uint8Array | null>;
+} {
+  let byob: ReadableStreamBYOBReader | undefined;
+  try {
+    byob = readable.getReader({ mode: "byob" });
+  } catch {
+    // Not a byte stream.
+  }
+  if (!byob) {
+    const reader = readable.getReader();
+    return {
+      reader,
+      next: async () => {
+        const result = await reader.read();
+        return result.done ? null : result.value;
+      },
+    };
+  }
+  const reader = byob;
+  let buffer: ArrayBuffer = new ArrayBuffer(READ_BUFFER_BYTES);
+  return {
+    reader,
+    next: async () => {
+      for (;;) {
+        const result = await reader.read(new Uint8Array(buffer));
+        if (result.done) return null;
+        const view = result.value;
+        buffer = view.buffer as ArrayBuffer;
+        if (view.byteLength > 0) return view.slice();
+      }
+    },
+  };
 }

@@ -62,8 +62,9 @@ export interface DispatchContext<C = unknown> {
   certificateName?: string;
   /**
    * Aborted when the dispatch is given up on: its time ran out (the sender
-   * got an `AE`), or the receiver stopped. A dispatcher doing slow work can
-   * pass it on (to `fetch`, say).
+   * got an `AE`), the receiver closed the connection, or the receiver's
+   * stop deadline passed. A dispatcher doing slow work can pass it on (to
+   * `fetch`, say).
    */
   signal: AbortSignal;
   /** The value of the receiver's `context` option. */
@@ -229,8 +230,9 @@ export interface DispatchStreamOptions<C = unknown> {
    */
   dispatchTimeout?: number;
   /**
-   * When aborted, frames not yet dispatched are dropped: nothing is
-   * dispatched after it.
+   * When aborted, nothing more is dispatched: frames not yet dispatched
+   * are dropped, and a dispatch in progress has its `ctx.signal` aborted
+   * and is no longer waited for (its reply, if it comes, is dropped).
    */
   signal?: AbortSignal;
 }
@@ -313,7 +315,9 @@ export class DispatchStream<C = unknown>
         } finally {
           this.#busy = false;
         }
-        if (outcome.reply !== undefined) controller.enqueue(outcome.reply);
+        if (outcome.reply !== undefined && !stop?.aborted) {
+          controller.enqueue(outcome.reply);
+        }
         options.onDispatched?.({
           kind: outcome.kind,
           controlId: outcome.controlId,
@@ -343,9 +347,21 @@ class DispatchTimeoutError extends Error {
   }
 }
 
+/** A dispatch given up on because the stream's `signal` was aborted. */
+class DispatchStoppedError extends Error {
+  constructor(options?: ErrorOptions) {
+    super(
+      "Dispatch given up on: the connection or the receiver stopped",
+      options,
+    );
+    this.name = "DispatchStoppedError";
+  }
+}
+
 /**
- * Runs the dispatcher, bounded by `timeout` (0: unbounded); `ctx.signal`
- * is aborted when the time runs out or `stop` fires.
+ * Runs the dispatcher, bounded by `timeout` (0: unbounded) and by `stop`;
+ * `ctx.signal` is aborted when the time runs out or `stop` fires. A
+ * dispatcher that ignores its signal is not waited for past either.
  */
 async function runDispatch<C>(
   dispatch: DispatchFunction<C>,
@@ -355,28 +371,42 @@ async function runDispatch<C>(
   stop: AbortSignal | undefined,
 ): Promise<DispatchReply> {
   const controller = new AbortController();
-  const onStop = () => controller.abort(stop?.reason);
-  stop?.addEventListener("abort", onStop, { once: true });
   let timer: ReturnType<typeof setTimeout> | undefined;
+  let onStop: (() => void) | undefined;
   try {
     const running = Promise.resolve(
       dispatch(message, { ...ctx, signal: controller.signal }),
     );
-    if (!(timeout > 0)) return await running;
+    if (!(timeout > 0) && !stop) return await running;
     running.catch(() => {});
-    return await Promise.race([
-      running,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => {
-          const error = new DispatchTimeoutError(timeout);
-          controller.abort(error);
-          reject(error);
-        }, timeout);
-      }),
-    ]);
+    const limits: Promise<never>[] = [];
+    if (timeout > 0) {
+      limits.push(
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => {
+            const error = new DispatchTimeoutError(timeout);
+            controller.abort(error);
+            reject(error);
+          }, timeout);
+        }),
+      );
+    }
+    if (stop) {
+      limits.push(
+        new Promise<never>((_, reject) => {
+          onStop = () => {
+            controller.abort(stop.reason);
+            reject(new DispatchStoppedError({ cause: stop.reason }));
+          };
+          if (stop.aborted) onStop();
+          else stop.addEventListener("abort", onStop, { once: true });
+        }),
+      );
+    }
+    return await Promise.race([running, ...limits]);
   } finally {
     clearTimeout(timer);
-    stop?.removeEventListener("abort", onStop);
+    if (onStop) stop?.removeEventListener("abort", onStop);
   }
 }
 
@@ -417,6 +447,15 @@ async function handleFrame<C>(
     endSpan(span, converted.ackCode);
     return { kind: message.kind, controlId, failed: false, ...converted };
   } catch (error) {
+    if (error instanceof DispatchStoppedError) {
+      // No reply can be sent any more; the sender will resend.
+      endSpan(span, undefined, error);
+      logger.warn(
+        "Gave up on {kind} message {controlId} from {peer}: the connection or the receiver stopped before the dispatcher answered",
+        { kind: message.kind, controlId: controlId ?? "", peer: label },
+      );
+      return { kind: message.kind, controlId, failed: true };
+    }
     endSpan(span, message.kind === "hl7" ? "AE" : undefined, error);
     logger.error(
       "Dispatcher failed on {kind} message {controlId} from {peer}: {error}",

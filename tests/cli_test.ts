@@ -674,3 +674,78 @@ Deno.test("cli listen exits 2 when a security setting cannot be enforced", async
     assertNotMatch(output.stderr, /listening on/);
   }
 });
+
+// --- listen: limits and timeouts ---------------------------------------------
+
+Deno.test("cli listen exits 2 on bad limit and timeout values", async () => {
+  const cases: [string[], string][] = [
+    [["--max-frame-bytes", "0"], 'Invalid --max-frame-bytes "0"'],
+    [["--max-frame-bytes", "10MB"], 'Invalid --max-frame-bytes "10MB"'],
+    [["--max-connections", "0"], 'Invalid --max-connections "0"'],
+    [["--max-connections", "many"], 'Invalid --max-connections "many"'],
+    [["--idle-timeout", "soon"], 'Invalid --idle-timeout "soon"'],
+    [["--idle-timeout=-200"], 'Invalid --idle-timeout "-200"'],
+    [["--frame-timeout", "1.5"], 'Invalid --frame-timeout "1.5"'],
+    [["--frame-timeout=1e3"], 'Invalid --frame-timeout "1e3"'],
+    [["--stop-deadline", "later"], 'Invalid --stop-deadline "later"'],
+    [["--stop-deadline"], "Missing value for --stop-deadline"],
+  ];
+  const outputs = await Promise.all(
+    cases.map(([args]) =>
+      runCli(["listen", "--port", "0", "--hostname", "127.0.0.1", ...args])
+    ),
+  );
+  for (const [i, output] of outputs.entries()) {
+    assertCleanError(output, 2, cases[i][1]);
+    assertNotMatch(output.stderr, /listening on/);
+  }
+});
+
+Deno.test("cli listen --idle-timeout 200 closes an idle connection and says why", async () => {
+  await using listening = await startListen([
+    "--idle-timeout",
+    "200",
+    "--frame-timeout",
+    "0",
+    "--max-connections",
+    "10",
+    "--max-frame-bytes",
+    "4096",
+  ]);
+  const conn = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: listening.port,
+  });
+  const port = conn.localAddr.port;
+  // The receiver closes the silent connection: the read ends (bounded, so
+  // a receiver that never closes fails the test instead of hanging it).
+  const timer = setTimeout(() => conn.close(), RUN_LIMIT);
+  let ended: number | null | "error";
+  try {
+    ended = await conn.read(new Uint8Array(16));
+  } catch {
+    ended = "error";
+  } finally {
+    clearTimeout(timer);
+    try {
+      conn.close();
+    } catch {
+      // Closed already.
+    }
+  }
+  assertEquals(ended, null, "the receiver closed the connection");
+  // The flags took effect and still serve a well-behaved sender.
+  assertAccepted(await sendFixture(listening.port, []));
+  const stopped = await listening.stop();
+  assertEquals(stopped.code, 0, stopped.stderr);
+  assertStringIncludes(
+    stopped.stderr,
+    `Closing connection from 127.0.0.1:${port}: idle timeout: no data for 200 ms`,
+  );
+  assertMatch(
+    stopped.stderr,
+    new RegExp(
+      `Closed connection from 127\\.0\\.0\\.1:${port} after \\d+ ms, messages: 0 \\(idle timeout: no data for 200 ms\\)`,
+    ),
+  );
+});
