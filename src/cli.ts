@@ -7,6 +7,13 @@
  * deno run -A jsr:@x/mllp/cli send --host 127.0.0.1 --port 2575 adt_a01.hl7
  * ```
  *
+ * `bench` measures receivers (messages/s, round trips, against a bare TCP
+ * baseline; see `mllp bench --help` and `@x/mllp/bench`):
+ *
+ * ```sh
+ * deno run -A jsr:@x/mllp/cli bench --target raw,self --connections 64
+ * ```
+ *
  * `send` prints one line per message on stdout, such as
  * `01052901 AA 3.2 ms`, and exits with 0 when every message was accepted,
  * 1 when one was not, and 2 on bad flags, unreadable files, a transport
@@ -62,7 +69,18 @@ import {
   TlsHandshakeError,
 } from "./errors.ts";
 import { isHl7, readHeader } from "./hl7.ts";
-import { Receiver, type ReceiverTlsOptions } from "./receiver.ts";
+import {
+  type MessageStore,
+  Receiver,
+  type ReceiverTlsOptions,
+} from "./receiver.ts";
+import {
+  type BenchReport,
+  compare,
+  formatReport,
+  makeAdtMessage,
+  type TargetSpec,
+} from "./bench.ts";
 
 const logger = getLogger(["mllp", "cli"]);
 
@@ -114,6 +132,8 @@ const USAGE = `mllp: send and receive HL7 v2 messages over MLLP
 Usage:
   mllp listen [options]               Run a receiver that ACKs every message
   mllp send [options] FILE... | -     Send messages and print their ACKs
+  mllp bench [options]                Measure a receiver: messages/s and
+                                      round trips, against a raw baseline
 
 Options:
   -h, --help   Show this help; "mllp <command> --help" shows a command's
@@ -168,6 +188,12 @@ Limits and timeouts (a connection past one is closed with a log line):
                        to be answered before connections are closed
                                                            [default: 5000]
 
+Durable delivery (needs Deno KV: run Deno with --unstable-kv):
+  --store PATH         Store each HL7 message, with its ACK, in a Deno KV
+                       file (or a KV Connect URL) before acknowledging it;
+                       a resend gets the stored ACK and is not dispatched
+                       again; the EchoDispatcher then runs from the store
+
 Without --cert and --key the receiver speaks plain TCP and logs a warning.
 It never starts weaker than asked: a setting it cannot enforce is exit 2.
 
@@ -205,6 +231,14 @@ certificate is always verified, and must name --servername or --host:
                      it is not --host (say --host is an IP address and the
                      certificate names "localhost")     [default: --host]
 
+Durable delivery (needs Deno KV: run Deno with --unstable-kv):
+  --queue PATH     Queue the messages in a Deno KV file (or a KV Connect
+                   URL) first, then deliver the queue in order, retrying
+                   while the receiver cannot be reached; what is left is
+                   sent by the next run (FILEs may then be omitted).
+                   Messages that get AE/AR or no reply in time are
+                   parked, not resent: "CONTROL_ID parked REASON"
+
 Output: one line per message on stdout:
   CONTROL_ID CODE TIME ms ["MSA-3 text"]     01052901 AA 3.2 ms
   CONTROL_ID mismatch TIME ms ACK CODE names control id "ID"
@@ -219,6 +253,64 @@ Exit status:
   2  bad flags, an unreadable file or header, or a transport error,
      timeout or TLS handshake failure, with the reason on stderr (sending
      stops at the first one)
+`;
+
+const BENCH_USAGE = `Usage: mllp bench --target raw,self | --port PORT [options]
+
+Measure MLLP receivers with this library's client: open --connections
+connections, send --warmup messages on each (not counted), then --messages
+more on each, stop-and-wait (one message in flight per connection), and
+print messages/s and round-trip times (p50, p90, p99, max) per target.
+With --idle N, open N idle connections instead and print what they cost
+the receiver in RSS.
+
+Targets (give one or more; they are measured in turn, in one run):
+  --target LIST    Start receivers in child processes and measure them; a
+                   comma-separated list, or repeat the flag:
+                     raw   a bare TCP responder that answers a fixed ACK
+                           for each FS CR it reads (no framing library, no
+                           HL7): the baseline
+                     self  this library's receiver with the EchoDispatcher
+  --host HOST      A running receiver to measure      [default: 127.0.0.1]
+  --port PORT      Its port (measures it as a target)
+  --pid PID        Its process id, to read its RSS for --idle (Linux)
+With raw among the targets, each line also gives its ratio to raw's msg/s.
+
+Load:
+  --connections N  Connections sending at once               [default: 1]
+  --messages N     Measured messages per connection       [default: 1000]
+  --warmup N       Warm-up messages per connection         [default: 100]
+  --size BYTES     Send an ADT^A01 padded to BYTES (at least 986)
+                                                          [default: 1024]
+  --file FILE      Send the message in FILE instead (as "send" reads it)
+  --rounds N       Measure each target N times, alternating; print the
+                   medians                                    [default: 1]
+  --timeout MS     Reply timeout of each message         [default: 60000]
+  --idle N         Measure N idle connections instead of load
+  --in-process     Start raw and self in this process, not in children
+                   (for "deno run --cpu-prof"); they then share a thread
+                   with the load
+  --json           Print the report as JSON on stdout
+  -v, --verbose    Log at info level to stderr (warnings only otherwise)
+  -h, --help       Show this help
+
+TLS (as for "send"; on when any of these is given):
+  --ca FILE, --cert FILE, --key FILE, --servername NAME
+  --server-cert FILE, --server-key FILE
+                   Serve raw and self with TLS, with this certificate
+                   chain and key (PEM); needs --ca
+
+Output: the machine, the load, and one line per target: messages/s;
+round-trip p50, p90, p99 and max in ms; the CPU time the server used per
+message in microseconds (Linux, servers in a child process or with
+--pid; steadier than messages/s on a busy machine); errors; and the
+ratio to raw's messages/s. Progress lines go to stderr.
+
+Exit status:
+  0  every measured message was accepted (or, if not HL7, answered)
+  1  some were not: an error reply, a mismatched ACK, a timeout, ...
+  2  bad flags, an unreadable file, or a target that cannot be started or
+     connected to
 `;
 
 /** A command-line mistake: reported with a hint to `--help`, exit 2. */
@@ -278,6 +370,8 @@ export async function main(
         return await listen(rest, io, options);
       case "send":
         return await send(rest, io, options);
+      case "bench":
+        return await bench(rest, io, options);
       case "-h":
       case "--help":
         write(io.stdout, USAGE);
@@ -324,6 +418,7 @@ async function listen(
       "idle-timeout",
       "frame-timeout",
       "stop-deadline",
+      "store",
     ],
     collect: ["ca", "allowed-clients"],
   });
@@ -343,7 +438,17 @@ async function listen(
   const idleTimeout = numberFlag(flags, "idle-timeout", 0);
   const frameTimeout = numberFlag(flags, "frame-timeout", 0);
   const deadline = numberFlag(flags, "stop-deadline", 0);
+  const storePath = stringFlag(flags, "store");
   using _logging = setupLogging(io.stderr, flags.verbose === true, options);
+  let store: MessageStore & { close(): Promise<void> } | undefined;
+  if (storePath !== undefined) {
+    try {
+      store = await (await import("./_cli_durable.ts")).openStore(storePath);
+    } catch (error) {
+      write(io.stderr, `error: ${describeError(error)}\n`);
+      return 2;
+    }
+  }
   let receiver: Receiver;
   try {
     receiver = await Receiver.start({
@@ -356,8 +461,10 @@ async function listen(
       maxConnections,
       idleTimeout,
       frameTimeout,
+      store,
     });
   } catch (error) {
+    await store?.close();
     // The library's start-up errors say what is wrong ("Cannot read the
     // TLS certificate ...", "Cannot use allowed clients ..."); a socket
     // error needs the address.
@@ -379,6 +486,7 @@ async function listen(
   } finally {
     // In-flight messages get their replies, up to the deadline.
     await receiver.stop({ deadline });
+    await store?.close();
   }
   return 0;
 }
@@ -462,7 +570,7 @@ async function send(
 ): Promise<number> {
   const flags = parseFlags(args, {
     boolean: ["help", "verbose"],
-    string: ["host", "port", "timeout", "cert", "key", "servername"],
+    string: ["host", "port", "timeout", "cert", "key", "servername", "queue"],
     collect: ["ca"],
   });
   if (flags.help) {
@@ -475,7 +583,8 @@ async function send(
   const timeout = timeoutFlag(flags) ?? DEFAULT_REPLY_TIMEOUT;
   const tls = sendTlsFlags(flags);
   const files = flags._;
-  if (files.length === 0) {
+  const queue = stringFlag(flags, "queue");
+  if (files.length === 0 && queue === undefined) {
     throw new UsageError('No message files given (use "-" for stdin)');
   }
   if (files.filter((file) => file === "-").length > 1) {
@@ -516,6 +625,19 @@ async function send(
   }
 
   using _logging = setupLogging(io.stderr, flags.verbose === true, options);
+  if (queue !== undefined) {
+    return await (await import("./_cli_durable.ts")).sendQueued({
+      path: queue,
+      host,
+      port,
+      timeout,
+      connectTimeout: Math.min(timeout, DEFAULT_CONNECT_TIMEOUT),
+      tls,
+      messages,
+      stdout: io.stdout,
+      stderr: io.stderr,
+    });
+  }
   let client: Client;
   try {
     client = await Client.connect(host, port, {
@@ -645,6 +767,154 @@ function sendHint(
   return undefined;
 }
 
+async function bench(
+  args: string[],
+  io: Io,
+  options: MainOptions,
+): Promise<number> {
+  const flags = parseFlags(args, {
+    boolean: ["help", "verbose", "json", "in-process"],
+    string: [
+      "host",
+      "port",
+      "pid",
+      "connections",
+      "messages",
+      "warmup",
+      "size",
+      "file",
+      "rounds",
+      "timeout",
+      "idle",
+      "cert",
+      "key",
+      "servername",
+      "server-cert",
+      "server-key",
+    ],
+    collect: ["ca", "target"],
+  });
+  if (flags.help) {
+    write(io.stdout, BENCH_USAGE);
+    return 0;
+  }
+  if (flags._.length > 0) {
+    throw new UsageError(`Unexpected argument "${flags._[0]}"`);
+  }
+  const targets: TargetSpec[] = [];
+  for (const name of listFlag(flags, "target").flatMap((v) => v.split(","))) {
+    const target = name.trim();
+    if (target !== "raw" && target !== "self") {
+      throw new UsageError(
+        `Invalid --target "${target}": expected raw or self`,
+      );
+    }
+    targets.push(target);
+  }
+  const host = stringFlag(flags, "host");
+  const port = portFlag(flags, "port", 1);
+  const pid = numberFlag(flags, "pid", 1);
+  if (port !== undefined) {
+    targets.push({ hostname: host ?? "127.0.0.1", port, pid });
+  } else if (host !== undefined || pid !== undefined) {
+    throw new UsageError(
+      `--${host !== undefined ? "host" : "pid"} needs --port`,
+    );
+  }
+  if (targets.length === 0) {
+    throw new UsageError("Missing --target or --port: what to measure");
+  }
+  const idle = numberFlag(flags, "idle", 1);
+  if (idle !== undefined && port !== undefined && pid === undefined) {
+    throw new UsageError(
+      "--idle needs --pid to read the RSS of the receiver at --port",
+    );
+  }
+  const size = numberFlag(flags, "size", 1);
+  const file = stringFlag(flags, "file");
+  if (size !== undefined && file !== undefined) {
+    throw new UsageError("Give --size or --file, not both");
+  }
+  const serverCert = stringFlag(flags, "server-cert");
+  const serverKey = stringFlag(flags, "server-key");
+  if ((serverCert === undefined) !== (serverKey === undefined)) {
+    throw new UsageError(
+      serverCert === undefined
+        ? "--server-key needs --server-cert"
+        : "--server-cert needs --server-key",
+    );
+  }
+  const tls = sendTlsFlags(flags);
+  if (serverCert !== undefined && tls?.caCerts === undefined) {
+    throw new UsageError(
+      "--server-cert needs --ca, the CA that signed it, for the client",
+    );
+  }
+  let payload: Uint8Array | string = makeAdtMessage(size);
+  if (file !== undefined) {
+    let bytes: Uint8Array;
+    try {
+      bytes = await Deno.readFile(file);
+    } catch (error) {
+      write(
+        io.stderr,
+        `error: ${file}: Cannot read file: ${describeError(error)}\n`,
+      );
+      return 2;
+    }
+    payload = normalize(bytes);
+    if (payload.length === 0) {
+      write(io.stderr, `error: ${file}: Message is empty\n`);
+      return 2;
+    }
+    if (isHl7(payload)) {
+      try {
+        readHeader(payload);
+      } catch (error) {
+        if (!(error instanceof HeaderError)) throw error;
+        write(io.stderr, `error: ${file}: ${error.message}\n`);
+        return 2;
+      }
+    }
+  }
+  const settings = {
+    connections: numberFlag(flags, "connections", 1),
+    messages: numberFlag(flags, "messages", 1),
+    warmup: numberFlag(flags, "warmup", 0),
+    rounds: numberFlag(flags, "rounds", 1),
+    replyTimeout: timeoutFlag(flags),
+  };
+  using _logging = setupLogging(
+    io.stderr,
+    flags.verbose === true,
+    options,
+    flags.verbose === true ? "info" : "warning",
+  );
+  let report: BenchReport;
+  try {
+    report = await compare({
+      ...settings,
+      targets,
+      payload,
+      idle,
+      tls,
+      inProcess: flags["in-process"] === true,
+      serverTls: serverCert !== undefined && serverKey !== undefined
+        ? { cert: serverCert, key: serverKey }
+        : undefined,
+      onProgress: (line) => write(io.stderr, line + "\n"),
+    });
+  } catch (error) {
+    write(io.stderr, `error: ${describeError(error)}\n`);
+    return 2;
+  }
+  write(
+    io.stdout,
+    flags.json ? JSON.stringify(report, null, 2) + "\n" : formatReport(report),
+  );
+  return report.targets.some((target) => target.summary.errors > 0) ? 1 : 0;
+}
+
 /** The result line for one message, and its exit status (0 or 1). */
 function describeResult(
   message: Outgoing,
@@ -722,11 +992,15 @@ function isBlank(line: Uint8Array): boolean {
   return line.every((byte) => byte === 0x20 || byte === 0x09);
 }
 
-/** Configures LogTape to write to stderr until the result is disposed. */
+/**
+ * Configures LogTape to write to stderr until the result is disposed, at
+ * `level` when given (else debug when verbose, info otherwise).
+ */
 function setupLogging(
   stderr: SyncWriter,
   verbose: boolean,
   options: MainOptions,
+  level?: "info" | "warning",
 ): Disposable {
   if (options.configureLogging === false) return { [Symbol.dispose]() {} };
   const format = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
@@ -744,7 +1018,7 @@ function setupLogging(
     loggers: [
       {
         category: ["mllp"],
-        lowestLevel: verbose ? "debug" : "info",
+        lowestLevel: level ?? (verbose ? "debug" : "info"),
         sinks: ["stderr"],
       },
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },

@@ -42,6 +42,12 @@ import {
   formatAddress,
 } from "./dispatcher.ts";
 import { FrameSizeError, type TlsFailure } from "./errors.ts";
+import {
+  type MessageStore,
+  startStoredDispatch,
+  type StoreConsumer,
+  storingDispatcher,
+} from "./_stored.ts";
 import { TypedEventTarget } from "./events.ts";
 import {
   recordConnection,
@@ -52,6 +58,17 @@ import {
 import { DEFAULT_MAX_FRAME_BYTES } from "./framer.ts";
 
 const logger = getLogger(["mllp", "receiver"]);
+
+export type {
+  MessageStore,
+  StoreConsumer,
+  StoredDispatchContext,
+  StoredMessage,
+  StoredMessageHandler,
+  StoredOutcome,
+  StoreEntry,
+  StorePutResult,
+} from "./_stored.ts";
 
 /** Records a receiver event's numbers with OpenTelemetry. */
 function record<K extends keyof ReceiverEventMap>(
@@ -170,9 +187,10 @@ export interface ReceiverOptions<C = unknown> {
    */
   maxConnectionsPerClient?: number;
   /**
-   * How long a connection may stay silent between frames (while no
-   * message of its is being dispatched), in milliseconds; then it is
-   * closed. `0` never closes idle connections.
+   * How long a connection may stay silent between frames, in
+   * milliseconds; then it is closed. Time spent dispatching its messages
+   * does not count: the clock starts at its last bytes or its last
+   * dispatch's end, whichever is later. `0` never closes idle connections.
    *
    * @default {3600000}
    */
@@ -180,7 +198,9 @@ export interface ReceiverOptions<C = unknown> {
   /**
    * How long a frame may take to arrive once its start block has (a
    * defence against slowloris senders), in milliseconds; then the
-   * connection is closed. `0` for no limit.
+   * connection is closed. While the connection's earlier messages are
+   * dispatched nothing is read from it, so that time does not count: the
+   * clock starts anew when a dispatch ends. `0` for no limit.
    *
    * @default {120000}
    */
@@ -198,6 +218,19 @@ export interface ReceiverOptions<C = unknown> {
   signal?: AbortSignal;
   /** Called after each message with what the dispatch did. */
   onDispatched?: (outcome: DispatchOutcome, peer: Address) => void;
+  /**
+   * Store each HL7 message before acknowledging it (store-and-forward),
+   * such as a `KvMessageStore` from `@x/mllp/store`. Each HL7 message is
+   * committed to the store with its `AA` (MSA-3 "Stored") before the `AA`
+   * is sent; if the commit fails the sender gets `AE` and nothing is
+   * stored. A resend (same MSH-3, MSH-4 and MSH-10) gets the ACK stored
+   * the first time and is not dispatched again. The `dispatcher` then runs
+   * from the store's consumer loop, apart from the connections (its reply
+   * is not sent: see the README's "Durable delivery"). Payloads that are
+   * not HL7 are not stored: they go to the dispatcher at once, as without
+   * a store.
+   */
+  store?: MessageStore;
 }
 
 /** Options for {@linkcode Receiver.stop}. */
@@ -368,6 +401,10 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
   #dispatchTimeout: number;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #warnings = new WarningLimiter(logger, { limit: 5, windowMs: 60_000 });
+  /** What connections dispatch to: the store's wrapper, with a store. */
+  #dispatcher: Dispatcher<unknown>;
+  /** With a store: the loop running the dispatcher over stored messages. */
+  #consumer: StoreConsumer | undefined;
 
   private constructor(
     listener: TransportListener,
@@ -394,6 +431,14 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       // quarter of the shorter timeout.
       const every = Math.max(10, Math.min(5_000, Math.min(...timeouts) / 4));
       this.#sweeper = setInterval(() => this.#sweep(), every);
+    }
+    this.#dispatcher = options.dispatcher;
+    if (options.store) {
+      this.#dispatcher = storingDispatcher(options.store, options.dispatcher);
+      this.#consumer = startStoredDispatch(options.store, options.dispatcher, {
+        context: options.context,
+        dispatchTimeout: this.#dispatchTimeout,
+      });
     }
     this.#accepting = this.#accept();
     this.#signal = options.signal;
@@ -658,7 +703,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     clearTimeout(timer);
     if (late) {
       logger.warn(
-        "Receiver on port {port}: {count} connections still busy at the stop deadline ({deadline} ms); closing them",
+        "Receiver on port {port}: connections still busy at the stop deadline ({deadline} ms): {count}; closing them",
         { port, count: this.#connections.size, deadline },
       );
       this.#hardStop.abort(new Error("The receiver stopped"));
@@ -668,6 +713,8 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       }
       await all;
     }
+    // With a store: the dispatch in hand gets the same deadline.
+    await this.#consumer?.stop(deadline);
     logger.info("Receiver on port {port} stopped", { port });
     this.#resolveFinished();
   }
@@ -738,7 +785,9 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     const now = performance.now();
     for (const connection of this.#connections) {
       const served = connection.served;
-      if (connection.closedBecause || served.draining) continue;
+      // While a message is dispatched the receiver, not the peer, is
+      // busy (and reads nothing more from it): neither timeout runs.
+      if (connection.closedBecause || served.draining || served.busy) continue;
       if (served.inFrame) {
         const started = served.frameStartedAt ?? served.lastActivity;
         if (this.#frameTimeout > 0 && now - started > this.#frameTimeout) {
@@ -751,8 +800,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
           });
         }
       } else if (
-        this.#idleTimeout > 0 && !served.busy &&
-        now - served.lastActivity > this.#idleTimeout
+        this.#idleTimeout > 0 && now - served.lastActivity > this.#idleTimeout
       ) {
         connection.closedBecause =
           `idle timeout: no data for ${this.#idleTimeout} ms`;
@@ -828,7 +876,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     const connection: Connection = {
       done: Promise.resolve(),
       served: new ServedConnection<unknown>(conn, {
-        dispatcher: options.dispatcher,
+        dispatcher: this.#dispatcher,
         context: options.context,
         maxFrameBytes: options.maxFrameBytes,
         dispatchTimeout: this.#dispatchTimeout,
@@ -845,7 +893,9 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
               "Client {peer} started a TLS handshake, but this receiver speaks plain TCP; closing the connection",
               { peer: label },
             );
-            conn.close();
+            // Through the connection, so that nothing in the rest of the
+            // record (bytes that happen to look like a frame) is dispatched.
+            connection.served.close();
           } else {
             this.#warnings.warn(
               peer.hostname,
@@ -885,7 +935,9 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     let reason = "peer closed the connection";
     try {
       await served.run();
-      if (served.draining) reason = "receiver stopped";
+      // The receiver may have ended it (a timeout, the stop deadline).
+      reason = connection.closedBecause ??
+        (served.draining ? "receiver stopped" : reason);
     } catch (error) {
       reason = this.#closeReason(error, connection);
     } finally {

@@ -1,0 +1,340 @@
+/**
+ * Store-and-forward for the receiver, independent of any database: the
+ * {@linkcode MessageStore} interface the receiver's `store` option takes,
+ * the dispatcher wrapper that persists each HL7 message before its ACK
+ * goes out, and the consumer handler that runs the application's
+ * dispatcher over stored messages. `KvMessageStore` (`@x/mllp/store`)
+ * implements the interface on Deno KV; this module needs no `Deno.Kv`
+ * types, so the receiver does not either.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Ack } from "./ack.ts";
+import {
+  type Address,
+  type DispatchContext,
+  type Dispatcher,
+  type DispatchFunction,
+  type DispatchReply,
+  formatAddress,
+} from "./dispatcher.ts";
+import { type Hl7Message, type Message, readMessage } from "./hl7.ts";
+
+const logger = getLogger(["mllp", "store"]);
+
+/** The MSA-3 text of the `AA` a receiver with a store sends once a message is stored. */
+export const STORED_TEXT = "Stored";
+
+/** One HL7 message for {@linkcode MessageStore.put}, with the ACK it gets. */
+export interface StoreEntry {
+  /** The message as received. */
+  message: Hl7Message;
+  /** The ACK to send now, and again to any resend of the message. */
+  ack: Uint8Array;
+  /** The sender's address. */
+  peer: Address;
+  /** The receiver's address the sender connected to. */
+  local: Address;
+  /** The subject CN of the sender's TLS certificate, when it sent one. */
+  certificateName?: string;
+  /** When the frame was received. */
+  receivedAt: Date;
+}
+
+/**
+ * What {@linkcode MessageStore.put} did: stored the message, or found that
+ * the same sender (MSH-3, MSH-4) had sent the same control id (MSH-10)
+ * before, and returns the ACK that message got.
+ */
+export type StorePutResult =
+  | { duplicate: false; id: string }
+  | { duplicate: true; id: string; ack: Uint8Array };
+
+/** A stored message handed to the consumer. */
+export interface StoredMessage {
+  /** The store's id of the message. */
+  id: string;
+  /** The message's bytes, exactly as received. */
+  raw: Uint8Array;
+  /** When it was received. */
+  receivedAt: Date;
+  /** The sender's address. */
+  peer: Address;
+  /** The receiver's address it came in on. */
+  local: Address;
+  /** The subject CN of the sender's TLS certificate, when it sent one. */
+  certificateName?: string;
+  /**
+   * Which attempt at dispatching it this is, from 1. More than 1 after a
+   * failed attempt, or after a process died while dispatching it.
+   */
+  attempt: number;
+}
+
+/**
+ * What became of one dispatch from the store: done (never dispatched
+ * again), to be retried (after a backoff, up to the store's limit), or
+ * parked for review.
+ */
+export type StoredOutcome =
+  | { outcome: "done" }
+  | { outcome: "retry" | "park"; reason: string };
+
+/**
+ * Handles one stored message. Its `signal` is aborted when the consumer
+ * gives up on it (the store is stopping past its deadline).
+ */
+export type StoredMessageHandler = (
+  message: StoredMessage,
+  signal: AbortSignal,
+) => Promise<StoredOutcome>;
+
+/** A running consumer of a {@linkcode MessageStore}. */
+export interface StoreConsumer {
+  /**
+   * Stops taking messages; waits for the one being handled for at most
+   * `deadline` ms, then aborts its signal and stops waiting.
+   *
+   * @param deadline How long the message in hand may take, in ms.
+   * @returns A promise that resolves when the consumer has stopped.
+   */
+  stop(deadline?: number): Promise<void>;
+}
+
+/**
+ * A durable store of received HL7 messages, for the receiver's `store`
+ * option. `KvMessageStore` from `@x/mllp/store` implements it on Deno KV;
+ * any object of this shape will do (a test can inject one that fails).
+ */
+export interface MessageStore {
+  /**
+   * Stores one message with its ACK and queues it for dispatch, in one
+   * atomic step, unless the same sender (MSH-3, MSH-4) sent the same
+   * control id (MSH-10) before.
+   *
+   * @param entry The message, its ACK and where it came from.
+   * @returns Whether it was stored, or the earlier message's ACK.
+   * @throws {Error} If it cannot be stored: nothing was stored.
+   */
+  put(entry: StoreEntry): Promise<StorePutResult>;
+  /**
+   * Starts handing stored messages, in order, to `handler` until stopped.
+   *
+   * @param handler Dispatches one message and says what became of it.
+   * @returns The running consumer.
+   */
+  consume(handler: StoredMessageHandler): StoreConsumer;
+}
+
+/**
+ * The context of a dispatch from a store: the usual
+ * {@linkcode DispatchContext}, plus the message's id and attempt.
+ *
+ * @typeParam C The type of the receiver's `context` option.
+ */
+export interface StoredDispatchContext<C = unknown> extends DispatchContext<C> {
+  /**
+   * The store's id of the message: stable across attempts and restarts,
+   * so it can serve as an idempotency key downstream.
+   */
+  messageId: string;
+  /** Which attempt this is, from 1 (see {@linkcode StoredMessage.attempt}). */
+  attempt: number;
+}
+
+function asFunction<C>(dispatcher: Dispatcher<C>): DispatchFunction<C> {
+  return typeof dispatcher === "function"
+    ? dispatcher
+    : (message, ctx) => dispatcher.dispatch(message, ctx);
+}
+
+/** Replaces control characters, which an ACK text must not carry. */
+function plain(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
+}
+
+/**
+ * Wraps a receiver's dispatcher for a store: each HL7 message is stored
+ * with its `AA` before the `AA` is returned (a resend gets the ACK stored
+ * the first time; a failed store gets `AE`); other payloads go to the
+ * dispatcher at once, unstored.
+ */
+export function storingDispatcher<C>(
+  store: MessageStore,
+  dispatcher: Dispatcher<C>,
+): DispatchFunction<C> {
+  const inline = asFunction(dispatcher);
+  return async (message, ctx) => {
+    if (message.kind !== "hl7") return inline(message, ctx);
+    const ack = Ack.forMessage(message, "AA", { text: STORED_TEXT });
+    let result: StorePutResult;
+    try {
+      result = await store.put({
+        message,
+        ack: ack.toBytes(),
+        peer: ctx.peer,
+        local: ctx.local,
+        certificateName: ctx.certificateName,
+        receivedAt: ctx.receivedAt,
+      });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      logger.error(
+        "Cannot store message {controlId} from {peer}: {reason}; replying AE",
+        {
+          controlId: message.header.controlId,
+          peer: formatAddress(ctx.peer),
+          reason,
+        },
+      );
+      return Ack.forMessage(message, "AE", {
+        text: plain(`Cannot store message: ${reason}`),
+      });
+    }
+    if (!result.duplicate) return ack;
+    logger.info(
+      "Message {controlId} from {peer} is a resend of stored message {id}; replying its ACK again",
+      {
+        controlId: message.header.controlId,
+        peer: formatAddress(ctx.peer),
+        id: result.id,
+      },
+    );
+    return sameAck(result.ack);
+  };
+}
+
+/**
+ * The stored ACK as an {@linkcode Ack} when it reads back to the same
+ * bytes (so the receiver's events carry its code), else the bytes.
+ */
+function sameAck(bytes: Uint8Array): Ack | Uint8Array {
+  try {
+    const ack = Ack.parse(bytes);
+    const again = ack.toBytes();
+    if (
+      again.length === bytes.length && again.every((b, i) => b === bytes[i])
+    ) return ack;
+  } catch {
+    // Not readable as an ACK: send the bytes as they are.
+  }
+  return bytes;
+}
+
+/** Options for {@linkcode startStoredDispatch}. */
+export interface StoredDispatchOptions<C> {
+  /** The receiver's `context` option. */
+  context: C | undefined;
+  /** How long one dispatch may take, in ms; 0 for no limit. */
+  dispatchTimeout: number;
+}
+
+/**
+ * Starts the consumer that runs the receiver's dispatcher over stored
+ * messages. A dispatcher that returns normally (or an accepting ACK) is
+ * done; one that throws, times out or returns `AE`/`CE` is retried; one
+ * that returns `AR`/`CR` parks the message. Its other replies are
+ * dropped: the sender had its ACK when the message was stored.
+ */
+export function startStoredDispatch<C>(
+  store: MessageStore,
+  dispatcher: Dispatcher<C>,
+  options: StoredDispatchOptions<C>,
+): StoreConsumer {
+  const dispatch = asFunction(dispatcher);
+  return store.consume(async (stored, signal) => {
+    let message: Message;
+    try {
+      message = readMessage(stored.raw);
+    } catch (error) {
+      return {
+        outcome: "park",
+        reason: `Cannot read message: ${
+          error instanceof Error ? error.message : String(error)
+        }`,
+      };
+    }
+    let reply: DispatchReply;
+    try {
+      reply = await bounded(
+        dispatch,
+        message,
+        {
+          peer: stored.peer,
+          local: stored.local,
+          certificateName: stored.certificateName,
+          receivedAt: stored.receivedAt,
+          context: options.context as C,
+          messageId: stored.id,
+          attempt: stored.attempt,
+        },
+        options.dispatchTimeout,
+        signal,
+      );
+    } catch (error) {
+      return {
+        outcome: "retry",
+        reason: error instanceof Error ? error.message : String(error),
+      };
+    }
+    if (reply instanceof Ack && !reply.accepted) {
+      const reason = `Dispatcher answered ${reply.code}${
+        reply.text ? `: ${reply.text}` : ""
+      }`;
+      return reply.code === "AR" || reply.code === "CR"
+        ? { outcome: "park", reason }
+        : { outcome: "retry", reason };
+    }
+    return { outcome: "done" };
+  });
+}
+
+/**
+ * Runs a dispatch with its own signal, aborted when `timeout` passes (0:
+ * never) or `outer` aborts; a dispatcher that ignores its signal is not
+ * waited for past either.
+ */
+async function bounded<C>(
+  dispatch: DispatchFunction<C>,
+  message: Message,
+  ctx: Omit<StoredDispatchContext<C>, "signal">,
+  timeout: number,
+  outer: AbortSignal,
+): Promise<DispatchReply> {
+  const controller = new AbortController();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let onAbort: (() => void) | undefined;
+  try {
+    const running = Promise.resolve(
+      dispatch(message, { ...ctx, signal: controller.signal }),
+    );
+    running.catch(() => {});
+    const limit = new Promise<never>((_, reject) => {
+      const give = (reason: Error) => {
+        controller.abort(reason);
+        reject(reason);
+      };
+      if (timeout > 0) {
+        timer = setTimeout(
+          () =>
+            give(new Error(`Dispatcher did not answer within ${timeout} ms`)),
+          timeout,
+        );
+      }
+      onAbort = () =>
+        give(new Error("Dispatch given up on: the store stopped"));
+      if (outer.aborted) onAbort();
+      else outer.addEventListener("abort", onAbort, { once: true });
+    });
+    const reply = await Promise.race([running, limit]);
+    // Given up on (it may have answered in the same turn): not done.
+    if (controller.signal.aborted) throw controller.signal.reason;
+    return reply;
+  } finally {
+    clearTimeout(timer);
+    if (onAbort) outer.removeEventListener("abort", onAbort);
+  }
+}
