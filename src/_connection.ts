@@ -1,9 +1,12 @@
 /**
- * One receiver connection: `conn.readable` → a source that notes activity
- * and can be drained → {@linkcode MllpDecoderStream} →
+ * One receiver connection: the connection's bytes → a source stream that
+ * notes activity and can be drained → {@linkcode MllpDecoderStream} →
  * {@linkcode DispatchStream} → {@linkcode MllpEncoderStream} →
  * `conn.writable`. Backpressure is the streams' own: while the dispatcher
- * works on one message, at most one chunk more is read from the socket.
+ * works on one message, at most three chunks more are read from the socket
+ * (two of them decoded, waiting in the decoder and the dispatch stream).
+ * The pipeline is built when the first bytes arrive, so that a connection
+ * that sends nothing costs little more than its pending read.
  *
  * Once the receiver closes a connection (or its stop deadline passes),
  * nothing more from it is dispatched, and a dispatch in progress has its
@@ -12,7 +15,7 @@
  * @module
  */
 
-import type { TransportConn } from "./_transport.ts";
+import type { ChunkReader, TransportConn } from "./_transport.ts";
 import {
   type Dispatcher,
   type DispatchOutcome,
@@ -44,11 +47,15 @@ export class ServedConnection<C> {
   frameStartedAt: number | undefined;
   /** How many messages were dispatched. */
   messages = 0;
-  #decoder: MllpDecoderStream;
-  #dispatch: DispatchStream<C>;
-  #source: ReadableStream<Uint8Array>;
-  #sourceController!: ReadableStreamDefaultController<Uint8Array>;
+  #settings: ConnectionSettings<C>;
+  #reader: ChunkReader;
+  /** The pipeline's parts, once the first bytes have arrived. */
+  #decoder: MllpDecoderStream | undefined;
+  #dispatch: DispatchStream<C> | undefined;
+  #sourceController: ReadableStreamDefaultController<Uint8Array> | undefined;
   #draining = false;
+  /** Resolves when draining starts before the first bytes arrived. */
+  #drained = Promise.withResolvers<null>();
   /**
    * Aborted when the receiver closes the connection or its stop deadline
    * passes: nothing more is dispatched, and a dispatch in progress is
@@ -62,18 +69,70 @@ export class ServedConnection<C> {
 
   constructor(conn: TransportConn, settings: ConnectionSettings<C>) {
     this.conn = conn;
+    this.#settings = settings;
     this.#stop = settings.stop;
     if (this.#stop.aborted) this.#onStop();
     else this.#stop.addEventListener("abort", this.#onStop, { once: true });
-    this.#decoder = new MllpDecoderStream({
+    this.#reader = conn.reader();
+  }
+
+  /** Whether a frame has started and not ended. */
+  get inFrame(): boolean {
+    return this.#decoder?.inFrame ?? false;
+  }
+
+  /** Whether the dispatcher is working on a message. */
+  get busy(): boolean {
+    return this.#dispatch?.busy ?? false;
+  }
+
+  /** Whether the connection is draining (no more reading). */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Serves until the peer or the receiver ends the connection.
+   *
+   * @throws {FrameSizeError} If the peer sent a frame over the limit.
+   * @throws {Error} The stream error that ended the connection otherwise.
+   */
+  async run(): Promise<void> {
+    try {
+      // The pipeline is built when the first bytes arrive: until then an
+      // idle connection costs its pending read, and none of the streams.
+      const reading = this.#reader.next();
+      // A read given up on (by draining) fails when the connection closes.
+      reading.catch(() => {});
+      const first = await Promise.race([reading, this.#drained.promise]);
+      if (first === null || this.#draining) return;
+      this.lastActivity = performance.now();
+      await this.#pipeline(first).pipeTo(this.conn.writable);
+    } catch (error) {
+      throw this.#frameError ?? error;
+    } finally {
+      this.#stop.removeEventListener("abort", this.#onStop);
+    }
+  }
+
+  /**
+   * The connection's bytes, starting with `first` → decoder → dispatch →
+   * encoder: the stream of framed replies.
+   */
+  #pipeline(first: Uint8Array): ReadableStream<Uint8Array> {
+    const settings = this.#settings;
+    const conn = this.conn;
+    const reader = this.#reader;
+    const decoder = this.#decoder = new MllpDecoderStream({
       maxFrameBytes: settings.maxFrameBytes,
       label: settings.label,
       silent: true,
       onJunk: settings.onJunk,
       onResync: settings.onResync,
-      onFrameStart: () => this.frameStartedAt = performance.now(),
+      // The frame's first bytes came with the chunk being decoded.
+      onFrameStart: () => this.frameStartedAt = this.lastActivity,
     });
-    this.#dispatch = new DispatchStream(settings.dispatcher, {
+    const dispatch = this.#dispatch = new DispatchStream(settings.dispatcher, {
       peer: conn.peer,
       local: conn.local,
       certificateName: conn.certificate?.commonName,
@@ -91,27 +150,34 @@ export class ServedConnection<C> {
         settings.onDispatched(outcome);
       },
     });
-    const read = socketReader(conn.readable);
-    const reader = read.reader;
-    this.#source = new ReadableStream<Uint8Array>({
+    let held: Uint8Array | undefined = first;
+    const source = new ReadableStream<Uint8Array>({
       start: (controller) => {
         this.#sourceController = controller;
       },
-      pull: async (controller) => {
-        let chunk: Uint8Array | null;
-        try {
-          chunk = await read.next();
-        } catch (error) {
+      pull: (controller) => {
+        if (held) {
+          controller.enqueue(held);
+          held = undefined;
+          return;
+        }
+        return reader.next().then((chunk) => {
+          if (this.#draining) return;
+          if (chunk === null) {
+            controller.close();
+            return;
+          }
+          this.lastActivity = performance.now();
+          // A view of the connection's read buffer, which the next read
+          // reuses: no copy is needed, because this stream reads only when
+          // the pipe asks (its high-water mark is 0), and the pipe asks
+          // only once the decoder's writable has room again, that is, once
+          // the decoder has finished with this chunk (it copies what it
+          // keeps).
+          controller.enqueue(chunk);
+        }, (error) => {
           if (!this.#draining) controller.error(error);
-          return;
-        }
-        if (this.#draining) return;
-        if (chunk === null) {
-          controller.close();
-          return;
-        }
-        this.lastActivity = performance.now();
-        controller.enqueue(chunk);
+        });
       },
       cancel: (reason) => {
         // The pipeline cancels its source with the first error downstream:
@@ -121,41 +187,10 @@ export class ServedConnection<C> {
         return reader.cancel(reason);
       },
     }, { highWaterMark: 0 });
-  }
-
-  /** Whether a frame has started and not ended. */
-  get inFrame(): boolean {
-    return this.#decoder.inFrame;
-  }
-
-  /** Whether the dispatcher is working on a message. */
-  get busy(): boolean {
-    return this.#dispatch.busy;
-  }
-
-  /** Whether the connection is draining (no more reading). */
-  get draining(): boolean {
-    return this.#draining;
-  }
-
-  /**
-   * Serves until the peer or the receiver ends the connection.
-   *
-   * @throws {FrameSizeError} If the peer sent a frame over the limit.
-   * @throws {Error} The stream error that ended the connection otherwise.
-   */
-  async run(): Promise<void> {
-    try {
-      await this.#source
-        .pipeThrough(this.#decoder)
-        .pipeThrough(this.#dispatch)
-        .pipeThrough(new MllpEncoderStream())
-        .pipeTo(this.conn.writable);
-    } catch (error) {
-      throw this.#frameError ?? error;
-    } finally {
-      this.#stop.removeEventListener("abort", this.#onStop);
-    }
+    return source
+      .pipeThrough(decoder)
+      .pipeThrough(dispatch)
+      .pipeThrough(new MllpEncoderStream({ validate: false }));
   }
 
   /**
@@ -165,8 +200,9 @@ export class ServedConnection<C> {
   drain() {
     if (this.#draining) return;
     this.#draining = true;
+    this.#drained.resolve(null);
     try {
-      this.#sourceController.close();
+      this.#sourceController?.close();
     } catch {
       // Already closed or errored.
     }
@@ -181,51 +217,4 @@ export class ServedConnection<C> {
     this.#closed.abort(new Error("The receiver closed the connection"));
     this.conn.close();
   }
-}
-
-/** The size of a connection's read buffer. */
-const READ_BUFFER_BYTES = 64 * 1024;
-
-/**
- * Reads a socket's byte stream into one buffer per connection, reused for
- * every read, and hands out right-sized copies. (A default reader gets a
- * fresh 64 KiB buffer per read, which a short message then keeps alive
- * until the next garbage collection: under load from many connections,
- * hundreds of MiB.) Streams that are not byte streams (`node:tls` sockets)
- * are read as they come.
- */
-function socketReader(readable: ReadableStream<Uint8Array>): {
-  reader: ReadableStreamBYOBReader | ReadableStreamDefaultReader<Uint8Array>;
-  next(): Promise<Uint8Array | null>;
-} {
-  let byob: ReadableStreamBYOBReader | undefined;
-  try {
-    byob = readable.getReader({ mode: "byob" });
-  } catch {
-    // Not a byte stream.
-  }
-  if (!byob) {
-    const reader = readable.getReader();
-    return {
-      reader,
-      next: async () => {
-        const result = await reader.read();
-        return result.done ? null : result.value;
-      },
-    };
-  }
-  const reader = byob;
-  let buffer: ArrayBuffer = new ArrayBuffer(READ_BUFFER_BYTES);
-  return {
-    reader,
-    next: async () => {
-      for (;;) {
-        const result = await reader.read(new Uint8Array(buffer));
-        if (result.done) return null;
-        const view = result.value;
-        buffer = view.buffer as ArrayBuffer;
-        if (view.byteLength > 0) return view.slice();
-      }
-    },
-  };
 }

@@ -67,13 +67,27 @@ export class Link {
   #trailing: InvalidReplyError | undefined;
   #closeError: Error | undefined;
   #resolveClosed!: (closed: LinkClosed) => void;
+  /**
+   * The reply timer: one per link, not one per request. It is left running
+   * when a reply arrives; when it fires it checks the request in flight,
+   * if any, against its deadline, and sets itself again for what is left.
+   */
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  /** When the timer fires (`performance.now()`), while it is set. */
+  #timerAt = 0;
+  /** When the request in flight times out (`performance.now()`). */
+  #deadline = 0;
+  /** The reply timeout of the request in flight, in milliseconds. */
+  #timeout = 0;
 
   constructor(conn: TransportConn, options: LinkOptions) {
     this.conn = conn;
     this.#label = options.label;
     this.#sentCertificate = options.sentCertificate;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    const encoder = new MllpEncoderStream();
+    // The client checks every payload for VT and FS before it gets here
+    // (see prepare in client.ts): no need to scan it twice.
+    const encoder = new MllpEncoderStream({ validate: false });
     const writing = encoder.readable.pipeTo(conn.writable).catch(() => {});
     this.#writer = encoder.writable.getWriter();
     this.#decoder = new MllpDecoderStream({
@@ -81,10 +95,52 @@ export class Link {
       label: options.label,
       onJunk: (_bytes, data) => this.#junk(data),
     });
-    const frames = conn.readable.pipeThrough(this.#decoder);
+    const reader = conn.reader();
+    const source = new ReadableStream<Uint8Array>({
+      // A chunk is a view of the connection's read buffer, which the next
+      // read reuses: safe, because this stream reads only when the pipe
+      // asks (its high-water mark is 0), and the pipe asks only once the
+      // decoder has finished with the chunk before (it copies what it
+      // keeps).
+      pull: (controller) =>
+        reader.next().then((chunk) => {
+          if (chunk === null) controller.close();
+          else controller.enqueue(chunk);
+        }),
+      cancel: (reason) => reader.cancel(reason),
+    }, { highWaterMark: 0 });
+    const frames = source.pipeThrough(this.#decoder);
     this.#reading = this.#read(frames);
     this.done = Promise.all([writing, this.#reading]).then(() => {});
   }
+
+  /** Sets the reply timer to fire at `at`, unless it fires by then anyway. */
+  #arm(at: number, now: number) {
+    if (this.#timer !== undefined) {
+      if (this.#timerAt <= at) return;
+      clearTimeout(this.#timer);
+    }
+    this.#timerAt = at;
+    this.#timer = setTimeout(this.#onTimer, Math.max(0, at - now));
+  }
+
+  #onTimer = () => {
+    this.#timer = undefined;
+    if (this.#pending === undefined || this.#isClosed) return;
+    const now = performance.now();
+    if (now < this.#deadline) {
+      this.#arm(this.#deadline, now);
+      return;
+    }
+    const timeout = this.#timeout;
+    void this.shutdown(
+      new ReplyTimeoutError(
+        `No reply from ${this.#label} within ${timeout} ms; the message was sent and its outcome is unknown`,
+        { timeout, address: this.#label },
+      ),
+      true,
+    );
+  };
 
   /** Whether the link is closed. */
   get isClosed(): boolean {
@@ -168,6 +224,8 @@ export class Link {
   shutdown(cause?: unknown, byClient = true): Promise<void> {
     if (!this.#isClosed) {
       this.#isClosed = true;
+      clearTimeout(this.#timer);
+      this.#timer = undefined;
       this.conn.close();
       this.#writer.abort(cause).catch(() => {});
       const error = cause === undefined ? undefined : this.#explain(cause);
@@ -239,13 +297,10 @@ export class Link {
       if (this.#pending?.reject !== reject) return;
       void this.shutdown(error, true);
     };
-    const timer = setTimeout(() =>
-      fail(
-        new ReplyTimeoutError(
-          `No reply from ${this.#label} within ${timeout} ms; the message was sent and its outcome is unknown`,
-          { timeout, address: this.#label },
-        ),
-      ), timeout);
+    const now = performance.now();
+    this.#timeout = timeout;
+    this.#deadline = now + timeout;
+    this.#arm(this.#deadline, now);
     const onAbort = () =>
       fail(
         new ConnectionClosedError(
@@ -271,7 +326,6 @@ export class Link {
       }
       return await promise;
     } finally {
-      clearTimeout(timer);
       signal?.removeEventListener("abort", onAbort);
     }
   }

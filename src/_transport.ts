@@ -25,10 +25,39 @@ export interface PeerCertificate {
   dnsNames: string[];
 }
 
+/**
+ * A connection's incoming bytes, one chunk per call: what the framer's
+ * source stream pulls from.
+ */
+export interface ChunkReader {
+  /**
+   * Reads the next chunk; `null` once the peer has ended the stream.
+   *
+   * The chunk may be a view of a buffer that the next call reads into
+   * again: the caller must be done with it (and have copied what it keeps)
+   * before it calls again. The decoder always is, since it copies every
+   * payload out of its input before it asks for more.
+   */
+  next(): Promise<Uint8Array | null>;
+  /** Stops reading; the connection is closed. */
+  cancel(reason?: unknown): Promise<void>;
+}
+
+/** The size a connection's read buffer starts at, and shrinks back to. */
+export const MIN_READ_BUFFER_BYTES = 4 * 1024;
+/** The size a connection's read buffer grows to at most. */
+export const MAX_READ_BUFFER_BYTES = 64 * 1024;
+
 /** One accepted or opened connection, whatever the transport. */
 export interface TransportConn {
+  /** The incoming bytes, as a stream (for callers other than the framer). */
   readonly readable: ReadableStream<Uint8Array>;
   readonly writable: WritableStream<Uint8Array>;
+  /**
+   * Opens the reader of the incoming bytes. Call it once, and do not use
+   * {@linkcode TransportConn.readable} as well.
+   */
+  reader(): ChunkReader;
   readonly peer: Address;
   readonly local: Address;
   /** Whether the connection is encrypted. */
@@ -66,8 +95,6 @@ export interface ListenHooks {
 }
 
 class DenoConn implements TransportConn {
-  readonly readable: ReadableStream<Uint8Array>;
-  readonly writable: WritableStream<Uint8Array>;
   readonly peer: Address;
   readonly local: Address;
   readonly secure: boolean;
@@ -76,8 +103,6 @@ class DenoConn implements TransportConn {
   constructor(conn: Deno.TcpConn | Deno.TlsConn, secure: boolean) {
     this.#conn = conn;
     this.secure = secure;
-    this.readable = conn.readable;
-    this.writable = conn.writable;
     this.peer = address(conn.remoteAddr);
     this.local = address(conn.localAddr);
     try {
@@ -85,6 +110,52 @@ class DenoConn implements TransportConn {
     } catch {
       // The peer may be gone already.
     }
+  }
+
+  // Deno makes these streams when first asked for: a connection served
+  // through reader() never has the readable one.
+  get readable(): ReadableStream<Uint8Array> {
+    return this.#conn.readable;
+  }
+
+  get writable(): WritableStream<Uint8Array> {
+    return this.#conn.writable;
+  }
+
+  /**
+   * Reads with `conn.read` into one buffer per connection, reused for
+   * every read. (`conn.readable` would go through a byte stream's BYOB
+   * machinery for each read, and its default reader allocates a fresh
+   * 64 KiB buffer per read, which a short message then keeps alive until
+   * the next garbage collection.)
+   *
+   * The buffer adapts to the traffic: it starts at 4 KiB, so that an idle
+   * connection's pending read holds no more than that; it doubles after
+   * each read that fills it, up to 64 KiB, so that bulk data is read in
+   * few large reads; and it halves after each read that fills less than a
+   * quarter of it.
+   */
+  reader(): ChunkReader {
+    const conn = this.#conn;
+    let buffer = new Uint8Array(MIN_READ_BUFFER_BYTES);
+    const took = (length: number | null): Uint8Array | null => {
+      if (length === null) return null;
+      const chunk = buffer.subarray(0, length);
+      const size = buffer.length;
+      if (length === size && size < MAX_READ_BUFFER_BYTES) {
+        buffer = new Uint8Array(size * 2);
+      } else if (length < size / 4 && size > MIN_READ_BUFFER_BYTES) {
+        buffer = new Uint8Array(size / 2);
+      }
+      return chunk;
+    };
+    return {
+      next: () => conn.read(buffer).then(took),
+      cancel: () => {
+        this.close();
+        return Promise.resolve();
+      },
+    };
   }
 
   close() {
@@ -127,6 +198,18 @@ class NodeConn implements TransportConn {
       port: socket.localPort ?? 0,
     };
     this.certificate = peerCertificate(socket);
+  }
+
+  /** Reads the socket's stream as it comes: a fresh chunk each time. */
+  reader(): ChunkReader {
+    const reader = this.readable.getReader();
+    return {
+      next: async () => {
+        const result = await reader.read();
+        return result.done ? null : result.value;
+      },
+      cancel: (reason) => reader.cancel(reason),
+    };
   }
 
   close() {

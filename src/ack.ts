@@ -27,9 +27,9 @@ import {
   charsetEncoding,
   encodeText,
   type Hl7Header,
-  type Hl7Message,
   type Hl7Separators,
   type Message,
+  readHeader,
   readMessage,
 } from "./hl7.ts";
 
@@ -118,11 +118,39 @@ let idCounter = 0;
  */
 export function newControlId(): string {
   idCounter = (idCounter + 1) % 1679616; // 36^4
-  const random = Math.floor(Math.random() * 1679616);
-  return "M" + Date.now().toString(36).toUpperCase() +
-    idCounter.toString(36).toUpperCase().padStart(4, "0") +
-    random.toString(36).toUpperCase().padStart(4, "0");
+  const now = Date.now();
+  if (now !== idTime) {
+    idTime = now;
+    idPrefix = "M" + now.toString(36).toUpperCase();
+  }
+  return idPrefix + base36x4(idCounter) +
+    base36x4(Math.floor(Math.random() * 1679616));
 }
+
+let idTime = -1;
+/** `"M"` and the time of {@linkcode idTime} in base 36. */
+let idPrefix = "";
+const BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/** Four base-36 digits (upper case) for a number below 36^4. */
+function base36x4(n: number): string {
+  return BASE36[Math.floor(n / 46656)] + BASE36[Math.floor(n / 1296) % 36] +
+    BASE36[Math.floor(n / 36) % 36] + BASE36[n % 36];
+}
+
+/** The current time as an HL7 timestamp, formatted once per second. */
+function timestampNow(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== stampSecond) {
+    stampSecond = second;
+    stamp = formatTimestamp(new Date(now));
+  }
+  return stamp;
+}
+
+let stampSecond = NaN;
+let stamp = "";
 
 /**
  * Formats a date as an HL7 timestamp with its UTC offset, such as
@@ -172,6 +200,16 @@ export function formatTimestamp(date: Date): string {
  */
 export function escapeText(text: string, separators: Hl7Separators): string {
   const e = separators.escape;
+  // Most texts (the EchoDispatcher's, for one) need no escaping: return
+  // them as they are, without building the map.
+  if (
+    !text.includes(e) && !text.includes(separators.field) &&
+    !text.includes(separators.component) &&
+    !text.includes(separators.subcomponent) &&
+    !text.includes(separators.repetition) &&
+    !(separators.truncation && text.includes(separators.truncation)) &&
+    !text.includes("\r") && !text.includes("\n")
+  ) return text;
   const map = new Map<string, string>([
     [e, `${e}E${e}`],
     [separators.field, `${e}F${e}`],
@@ -236,7 +274,10 @@ interface AckParts {
   code: AckCode;
   messageControlId: string;
   text: string;
-  header: Hl7Header;
+  /** The header, or how to make it when first asked for. */
+  header: Hl7Header | (() => Hl7Header);
+  /** MSH-18 (its first repetition): what {@linkcode Ack.toBytes} encodes in. */
+  characterSet: string;
   hl7: string;
 }
 
@@ -267,16 +308,23 @@ export class Ack {
   readonly messageControlId: string;
   /** MSA-3, the text message, unescaped; `""` when absent. */
   readonly text: string;
-  /** The ACK's own MSH header. */
-  readonly header: Hl7Header;
+  #header: Hl7Header | (() => Hl7Header);
+  #characterSet: string;
   #hl7: string;
 
   private constructor(parts: AckParts) {
     this.code = parts.code;
     this.messageControlId = parts.messageControlId;
     this.text = parts.text;
-    this.header = parts.header;
+    this.#header = parts.header;
+    this.#characterSet = parts.characterSet;
     this.#hl7 = parts.hl7;
+  }
+
+  /** The ACK's own MSH header (read when first asked for). */
+  get header(): Hl7Header {
+    if (typeof this.#header === "function") this.#header = this.#header();
+    return this.#header;
   }
 
   /** Whether the code accepts the message (`AA` or `CA`). */
@@ -299,10 +347,16 @@ export class Ack {
    * @returns The encoded payload, without MLLP framing.
    */
   toBytes(): Uint8Array {
-    return encodeText(
-      this.#hl7,
-      charsetEncoding(this.header.characterSet) ?? "utf-8",
-    );
+    return encodeText(this.#hl7, this.encoding);
+  }
+
+  /**
+   * The encoding {@linkcode Ack.toBytes} uses: the one its MSH-18 names
+   * (see {@linkcode charsetEncoding}), or UTF-8 when it names none or one
+   * this library does not know.
+   */
+  get encoding(): string {
+    return charsetEncoding(this.#characterSet) ?? "utf-8";
   }
 
   /**
@@ -353,7 +407,7 @@ export class Ack {
       h.receivingFacility,
       h.sendingApplication,
       h.sendingFacility,
-      formatTimestamp(options.dateTime ?? new Date()),
+      options.dateTime ? formatTimestamp(options.dateTime) : timestampNow(),
       "",
       h.triggerEvent ? `ACK${c}${h.triggerEvent}${c}ACK` : "ACK",
       options.controlId ?? newControlId(),
@@ -376,7 +430,7 @@ export class Ack {
       "",
       "",
       "",
-      formatTimestamp(options.dateTime ?? new Date()),
+      options.dateTime ? formatTimestamp(options.dateTime) : timestampNow(),
       "",
       "ACK",
       options.controlId ?? newControlId(),
@@ -398,12 +452,24 @@ export class Ack {
     const msa = ["MSA", code, messageControlId];
     if (text) msa.push(escapeText(text, separators));
     const hl7 = `${msh.join(f)}\r${msa.join(f)}\r`;
+    // The fields are the header, unless a control id given in the options
+    // breaks the segment apart: then the header is what the text reads as.
+    const controlId = msh[9];
+    const header = controlId.includes(f) || controlId.includes("\r") ||
+        controlId.includes("\n")
+      ? readHeader(hl7)
+      : () => headerOf(msh, separators);
     return new Ack({
       code,
       messageControlId,
       // As Ack.parse would read MSA-3 back: line breaks became spaces.
-      text: text.replace(/[\r\n]/g, " "),
-      header: readMessageHeader(hl7),
+      text: text.includes("\r") || text.includes("\n")
+        ? text.replace(/[\r\n]/g, " ")
+        : text,
+      header,
+      characterSet: typeof header === "function"
+        ? msh[17] ?? ""
+        : header.characterSet,
       hl7,
     });
   }
@@ -457,13 +523,39 @@ export class Ack {
       messageControlId: fields[2] ?? "",
       text: unescapeText(fields[3] ?? "", separators),
       header: message.header,
+      characterSet: message.header.characterSet,
       hl7,
     });
   }
 }
 
-function readMessageHeader(hl7: string): Hl7Header {
-  return (readMessage(hl7) as Hl7Message).header;
+/**
+ * The header of an ACK being built, from its MSH fields (`msh[n - 1]` is
+ * MSH-n): what reading its text back would give, without reading it.
+ */
+function headerOf(msh: string[], separators: Hl7Separators): Hl7Header {
+  const get = (n: number) => msh[n - 1] ?? "";
+  const messageType = get(9).split(separators.component);
+  return {
+    separators,
+    encodingCharacters: get(2),
+    sendingApplication: get(3),
+    sendingFacility: get(4),
+    receivingApplication: get(5),
+    receivingFacility: get(6),
+    dateTime: get(7),
+    security: get(8),
+    messageType: get(9),
+    messageCode: messageType[0] ?? "",
+    triggerEvent: messageType[1] ?? "",
+    messageStructure: messageType[2] ?? "",
+    controlId: get(10),
+    processingId: get(11),
+    versionId: get(12),
+    acceptAckType: get(15),
+    applicationAckType: get(16),
+    characterSet: get(18).split(separators.repetition)[0],
+  };
 }
 
 /** A reply that accepts the message: `AA` or `CA`. */

@@ -45,7 +45,8 @@ import {
   TlsHandshakeError,
 } from "./errors.ts";
 import { TypedEventTarget } from "./events.ts";
-import { DEFAULT_MAX_FRAME_BYTES, END_BLOCK, START_BLOCK } from "./framer.ts";
+import { DEFAULT_MAX_FRAME_BYTES } from "./framer.ts";
+import { framingProblem } from "./_scan.ts";
 import { decodeText, type Message, readMessage } from "./hl7.ts";
 import {
   endSpan,
@@ -1410,15 +1411,11 @@ function prepare(payload: string | Uint8Array | Message): Message {
   const message = typeof payload === "string" || payload instanceof Uint8Array
     ? readMessage(unwrap(payload))
     : payload;
-  for (
-    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
-  ) {
-    const at = message.raw.indexOf(byte);
-    if (at !== -1) {
-      throw new TypeError(
-        `Cannot send: payload contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
-      );
-    }
+  const problem = framingProblem(message.raw);
+  if (problem) {
+    throw new TypeError(
+      `Cannot send: payload contains ${problem}, which would break the MLLP framing`,
+    );
   }
   return message;
 }

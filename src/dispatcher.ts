@@ -27,8 +27,10 @@ import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
+import { BytePool } from "./_pool.ts";
+import { framingProblem } from "./_scan.ts";
 import { endSpan, startDispatchSpan } from "./_telemetry.ts";
-import { END_BLOCK, START_BLOCK } from "./framer.ts";
+import type { Span } from "@opentelemetry/api";
 import {
   charsetEncoding,
   encodeText,
@@ -139,6 +141,12 @@ export const UNKNOWN_REPLY = "mllp_unknown";
  */
 export const EchoDispatcher: DispatcherObject = {
   dispatch(message: Message, ctx: DispatchContext): DispatchReply {
+    if (!logger.isEnabledFor("info")) {
+      // Nothing to log: skip building the log lines' properties.
+      return message.kind === "hl7"
+        ? Ack.forMessage(message, "AA", { text: ECHO_TEXT })
+        : UNKNOWN_REPLY;
+    }
     const peer = formatAddress(ctx.peer);
     if (message.kind === "hl7") {
       logger.info(
@@ -240,6 +248,13 @@ export interface DispatchStreamOptions<C = unknown> {
 const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
 
 /**
+ * The block size of a dispatch stream's reply payloads: replies encode
+ * into shared blocks (see `_pool.ts`), which the encoder copies into its
+ * frames at once.
+ */
+const REPLY_BLOCK_BYTES = 8 * 1024;
+
+/**
  * A transform stream from frame payloads to reply payloads: it reads each
  * frame as a message, runs the dispatcher, and turns its return value into
  * the reply bytes (not yet framed). One frame at a time, so replies keep
@@ -250,6 +265,10 @@ const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
  * and an unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
  * A reply that cannot be framed (it holds a VT or FS byte) or is of the
  * wrong type counts as such a failure, so the sender always hears back.
+ *
+ * Replies the stream encodes (from an `Ack` or text) of up to 2 KiB are
+ * views of 8 KiB blocks that it allocates as it goes, one allocation per
+ * block rather than per reply; use `reply.slice()` to own the bytes alone.
  *
  * @typeParam C The type of the `context` value.
  *
@@ -288,47 +307,78 @@ export class DispatchStream<C = unknown>
       ? dispatcher
       : (message, ctx) => dispatcher.dispatch(message, ctx);
     const peer = options.peer ?? UNKNOWN_ADDRESS;
-    const label = formatAddress(peer);
+    const site: DispatchSite<C> = {
+      dispatch,
+      peer,
+      local: options.local ?? UNKNOWN_ADDRESS,
+      certificateName: options.certificateName,
+      context: options.context as C,
+      label: formatAddress(peer),
+      timeout: options.dispatchTimeout ?? 0,
+      stop: options.signal,
+      pool: new BytePool(REPLY_BLOCK_BYTES),
+    };
     const stop = options.signal;
-    const timeout = options.dispatchTimeout ?? 0;
-    super({
-      transform: async (frame, controller) => {
-        if (stop?.aborted) return;
-        const started = performance.now();
-        this.#busy = true;
-        let outcome: HandledFrame;
-        try {
-          outcome = await handleFrame(
-            frame,
-            dispatch,
-            {
-              peer,
-              local: options.local ?? UNKNOWN_ADDRESS,
-              certificateName: options.certificateName,
-              context: options.context as C,
-              receivedAt: new Date(),
-            },
-            label,
-            timeout,
-            stop,
-          );
-        } finally {
-          this.#busy = false;
-        }
-        if (outcome.reply !== undefined && !stop?.aborted) {
-          controller.enqueue(outcome.reply);
-        }
-        options.onDispatched?.({
-          kind: outcome.kind,
-          controlId: outcome.controlId,
-          ackCode: outcome.ackCode,
-          failed: outcome.failed,
-          ms: performance.now() - started,
-          bytes: frame.length,
-        });
+    const onDispatched = options.onDispatched;
+    super(
+      {
+        transform: (frame, controller) => {
+          if (stop?.aborted) return;
+          const started = performance.now();
+          const finish = (outcome: HandledFrame) => {
+            this.#busy = false;
+            if (outcome.reply !== undefined && !stop?.aborted) {
+              controller.enqueue(outcome.reply);
+            }
+            onDispatched?.({
+              kind: outcome.kind,
+              controlId: outcome.controlId,
+              ackCode: outcome.ackCode,
+              failed: outcome.failed,
+              ms: performance.now() - started,
+              bytes: frame.length,
+            });
+          };
+          this.#busy = true;
+          let handled: HandledFrame | Promise<HandledFrame>;
+          try {
+            handled = handleFrame(frame, site);
+          } catch (error) {
+            this.#busy = false;
+            throw error;
+          }
+          // A dispatcher that answered at once is finished in this turn, with
+          // no promise to wait for.
+          if (!(handled instanceof Promise)) return finish(handled);
+          return handled.then(finish, (error) => {
+            this.#busy = false;
+            throw error;
+          });
+        },
+        // One frame may wait while another is dispatched, and one reply
+        // while the encoder is busy: fewer backpressure round trips per
+        // message than with the defaults (1 and 0).
       },
-    });
+      { highWaterMark: 2 },
+      { highWaterMark: 1 },
+    );
   }
+}
+
+/** What every dispatch of one {@linkcode DispatchStream} shares. */
+interface DispatchSite<C> {
+  dispatch: DispatchFunction<C>;
+  peer: Address;
+  local: Address;
+  certificateName: string | undefined;
+  context: C;
+  /** The peer as text, for log lines. */
+  label: string;
+  /** The dispatch timeout in milliseconds (0: none). */
+  timeout: number;
+  stop: AbortSignal | undefined;
+  /** Where reply payloads are encoded into. */
+  pool: BytePool;
 }
 
 interface HandledFrame {
@@ -359,26 +409,23 @@ class DispatchStoppedError extends Error {
 }
 
 /**
- * Runs the dispatcher, bounded by `timeout` (0: unbounded) and by `stop`;
- * `ctx.signal` is aborted when the time runs out or `stop` fires. A
+ * Waits for a dispatcher that answered with a promise, bounded by
+ * `timeout` (0: unbounded) and by `stop`; `controller` (the dispatcher's
+ * `ctx.signal`) is aborted when the time runs out or `stop` fires. A
  * dispatcher that ignores its signal is not waited for past either.
  */
-async function runDispatch<C>(
-  dispatch: DispatchFunction<C>,
-  message: Message,
-  ctx: Omit<DispatchContext<C>, "signal">,
+async function awaitDispatch(
+  returned: PromiseLike<DispatchReply>,
+  controller: AbortController,
   timeout: number,
   stop: AbortSignal | undefined,
 ): Promise<DispatchReply> {
-  const controller = new AbortController();
+  const running = Promise.resolve(returned);
+  if (!(timeout > 0) && !stop) return await running;
+  running.catch(() => {});
   let timer: ReturnType<typeof setTimeout> | undefined;
   let onStop: (() => void) | undefined;
   try {
-    const running = Promise.resolve(
-      dispatch(message, { ...ctx, signal: controller.signal }),
-    );
-    if (!(timeout > 0) && !stop) return await running;
-    running.catch(() => {});
     const limits: Promise<never>[] = [];
     if (timeout > 0) {
       limits.push(
@@ -410,18 +457,30 @@ async function runDispatch<C>(
   }
 }
 
-async function handleFrame<C>(
+/** Whether a dispatcher's return value is a promise (or another thenable). */
+function isThenable(
+  value: DispatchReply | PromiseLike<DispatchReply>,
+): value is PromiseLike<DispatchReply> {
+  return typeof value === "object" && value !== null &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
+/**
+ * Reads a frame, runs the dispatcher and turns its answer into the reply.
+ * The result comes at once when the dispatcher answered at once (no timer,
+ * no race: nothing is left to bound), and as a promise otherwise.
+ */
+function handleFrame<C>(
   frame: Uint8Array,
-  dispatch: DispatchFunction<C>,
-  ctx: Omit<DispatchContext<C>, "signal">,
-  label: string,
-  timeout: number,
-  stop: AbortSignal | undefined,
-): Promise<HandledFrame> {
-  logger.debug("Receiver received data: {size} bytes from {peer}", {
-    size: frame.length,
-    peer: label,
-  });
+  site: DispatchSite<C>,
+): HandledFrame | Promise<HandledFrame> {
+  const label = site.label;
+  if (logger.isEnabledFor("debug")) {
+    logger.debug("Receiver received data: {size} bytes from {peer}", {
+      size: frame.length,
+      peer: label,
+    });
+  }
   let message: Message;
   try {
     message = readMessage(frame);
@@ -441,54 +500,113 @@ async function handleFrame<C>(
   }
   const controlId = message.header?.controlId;
   const span = startDispatchSpan(label, controlId, message.header?.messageType);
+  const controller = new AbortController();
+  let returned: DispatchReply | PromiseLike<DispatchReply>;
   try {
-    const reply = await runDispatch(dispatch, message, ctx, timeout, stop);
-    const converted = toReply(reply, message);
-    endSpan(span, converted.ackCode);
-    return { kind: message.kind, controlId, failed: false, ...converted };
-  } catch (error) {
-    if (error instanceof DispatchStoppedError) {
-      // No reply can be sent any more; the sender will resend.
-      endSpan(span, undefined, error);
-      logger.warn(
-        "Gave up on {kind} message {controlId} from {peer}: the connection or the receiver stopped before the dispatcher answered",
-        { kind: message.kind, controlId: controlId ?? "", peer: label },
-      );
-      return { kind: message.kind, controlId, failed: true };
-    }
-    endSpan(span, message.kind === "hl7" ? "AE" : undefined, error);
-    logger.error(
-      "Dispatcher failed on {kind} message {controlId} from {peer}: {error}",
-      { kind: message.kind, controlId: controlId ?? "", peer: label, error },
-    );
-    if (message.kind === "unknown") {
-      return {
-        kind: message.kind,
-        failed: true,
-        reply: new Uint8Array([NAK]),
-      };
-    }
-    const reason = error instanceof Error ? error.message : String(error);
-    const ack = Ack.forMessage(message, "AE", {
-      text: withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200)),
+    returned = site.dispatch(message, {
+      peer: site.peer,
+      local: site.local,
+      certificateName: site.certificateName,
+      context: site.context,
+      receivedAt: new Date(),
+      signal: controller.signal,
     });
+  } catch (error) {
+    return failedDispatch(error, message, span, label);
+  }
+  const settle = (reply: DispatchReply): HandledFrame => {
+    const outcome = answered(reply, message, span, site.pool);
+    // A reply that cannot be sent fails like a dispatcher that threw.
+    return outcome instanceof Error
+      ? failedDispatch(outcome, message, span, label)
+      : outcome;
+  };
+  if (!isThenable(returned)) return settle(returned);
+  return awaitDispatch(returned, controller, site.timeout, site.stop).then(
+    settle,
+    (error) => failedDispatch(error, message, span, label),
+  );
+}
+
+/**
+ * The outcome of a dispatcher's answer, or the error that makes it
+ * unsendable (a reply that would break the framing, or of the wrong type).
+ */
+function answered(
+  reply: DispatchReply,
+  message: Message,
+  span: Span,
+  pool: BytePool,
+): HandledFrame | Error {
+  let converted: { reply?: Uint8Array; ackCode?: string };
+  try {
+    converted = toReply(reply, message, pool);
+  } catch (error) {
+    return error instanceof Error ? error : new Error(String(error));
+  }
+  endSpan(span, converted.ackCode);
+  return {
+    kind: message.kind,
+    controlId: message.header?.controlId,
+    failed: false,
+    reply: converted.reply,
+    ackCode: converted.ackCode,
+  };
+}
+
+/** The outcome of a dispatch that threw, rejected, timed out or stopped. */
+function failedDispatch(
+  error: unknown,
+  message: Message,
+  span: Span,
+  label: string,
+): HandledFrame {
+  const controlId = message.header?.controlId;
+  if (error instanceof DispatchStoppedError) {
+    // No reply can be sent any more; the sender will resend.
+    endSpan(span, undefined, error);
+    logger.warn(
+      "Gave up on {kind} message {controlId} from {peer}: the connection or the receiver stopped before the dispatcher answered",
+      { kind: message.kind, controlId: controlId ?? "", peer: label },
+    );
+    return { kind: message.kind, controlId, failed: true };
+  }
+  endSpan(span, message.kind === "hl7" ? "AE" : undefined, error);
+  logger.error(
+    "Dispatcher failed on {kind} message {controlId} from {peer}: {error}",
+    { kind: message.kind, controlId: controlId ?? "", peer: label, error },
+  );
+  if (message.kind === "unknown") {
     return {
       kind: message.kind,
-      controlId,
-      ackCode: ack.code,
       failed: true,
-      reply: ack.toBytes(),
+      reply: new Uint8Array([NAK]),
     };
   }
+  const reason = error instanceof Error ? error.message : String(error);
+  const ack = Ack.forMessage(message, "AE", {
+    text: withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200)),
+  });
+  return {
+    kind: message.kind,
+    controlId,
+    ackCode: ack.code,
+    failed: true,
+    reply: ack.toBytes(),
+  };
 }
 
 function toReply(
   reply: DispatchReply,
   message: Message,
+  pool: BytePool,
 ): { reply?: Uint8Array; ackCode?: string } {
   if (reply === undefined || reply === null) return {};
   if (reply instanceof Ack) {
-    return { reply: framable(reply.toBytes()), ackCode: reply.code };
+    return {
+      reply: framable(encodeReply(reply.toString(), reply.encoding, pool)),
+      ackCode: reply.code,
+    };
   }
   if (reply instanceof Uint8Array) {
     return { reply: framable(isWrapped(reply) ? unwrap(reply) : reply) };
@@ -503,24 +621,31 @@ function toReply(
         // Not a readable header: keep the message's charset.
       }
     }
-    return { reply: framable(encodeText(text, encoding)) };
+    return { reply: framable(encodeReply(text, encoding, pool)) };
   }
   throw new TypeError(
     `Cannot send reply: a dispatcher must return an Ack, string, Uint8Array or nothing, got ${typeof reply}`,
   );
 }
 
+/** Encodes a reply's text, into the pool when it is UTF-8. */
+function encodeReply(
+  text: string,
+  encoding: string,
+  pool: BytePool,
+): Uint8Array {
+  return encoding === "utf-8"
+    ? pool.encodeUtf8(text)
+    : encodeText(text, encoding);
+}
+
 /** Returns a reply payload, or throws if it would break the MLLP framing. */
 function framable(reply: Uint8Array): Uint8Array {
-  for (
-    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
-  ) {
-    const at = reply.indexOf(byte);
-    if (at !== -1) {
-      throw new TypeError(
-        `Cannot send reply: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
-      );
-    }
+  const problem = framingProblem(reply);
+  if (problem) {
+    throw new TypeError(
+      `Cannot send reply: it contains ${problem}, which would break the MLLP framing`,
+    );
   }
   return reply;
 }

@@ -22,6 +22,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { BytePool } from "./_pool.ts";
+import { findFramingByte, framingProblem } from "./_scan.ts";
 import { FrameSizeError } from "./errors.ts";
 
 /** The MLLP start block byte, VT (`0x0b`). */
@@ -34,6 +36,14 @@ export const CARRIAGE_RETURN = 0x0d;
 export const DEFAULT_MAX_FRAME_BYTES = 10 * 1024 * 1024;
 
 const logger = getLogger(["mllp", "framer"]);
+
+/**
+ * The block size of a decoder's payload copies: payloads up to a quarter
+ * of it (2 KiB) share blocks.
+ */
+const DECODER_BLOCK_BYTES = 8 * 1024;
+/** The block size of an encoder's frames: frames up to 2 KiB share blocks. */
+const ENCODER_BLOCK_BYTES = 8 * 1024;
 
 /** Options for {@linkcode MllpDecoderStream}. */
 export interface MllpDecoderOptions {
@@ -82,11 +92,15 @@ export interface MllpDecoderOptions {
  * twice and copied at most twice.
  *
  * Payloads are always copies, never views of the input chunks, so the
- * caller may reuse its read buffer. Payloads of frames that lie whole in one
- * input chunk share one copy: each is a view of its own range of that
- * `ArrayBuffer`, so a kept payload can hold up to one chunk in memory, and
- * transferring a payload's `buffer` also takes its siblings' bytes. Use
- * `payload.slice()` to own the bytes alone.
+ * caller may reuse its read buffer (the decoder is done with a chunk once
+ * its write has resolved). To keep allocations few, payloads share
+ * buffers: the payloads of frames that lie whole in one input chunk are
+ * views of one copy, and small copies (up to 2 KiB) are carved out of
+ * 8 KiB blocks that the decoder allocates as it goes. Each payload is a
+ * view of its own range, so a kept payload can hold up to one chunk or one
+ * block in memory, and transferring a payload's `buffer` also takes the
+ * bytes of other payloads from the same decoder. Use `payload.slice()` to
+ * own the bytes alone.
  *
  * An end block whose FS is followed by anything but CR still ends the frame
  * (with a warning); the byte after it is then read as if between frames.
@@ -126,6 +140,8 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   #onFrameStart?: () => void;
   #silent: boolean;
   #frames = 0;
+  /** Where the copies of small payloads come from. */
+  #pool = new BytePool(DECODER_BLOCK_BYTES);
 
   /**
    * Constructs a new decoder.
@@ -133,10 +149,19 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
    * @param options Limits and callbacks.
    */
   constructor(options: MllpDecoderOptions = {}) {
-    super({
-      transform: (chunk, controller) => this.#transform(chunk, controller),
-      flush: (controller) => this.#flush(controller),
-    });
+    super(
+      {
+        transform: (chunk, controller) => this.#transform(chunk, controller),
+        flush: (controller) => this.#flush(controller),
+        // The writable side keeps its default high-water mark of one chunk,
+        // so that a pipe into the decoder takes a chunk only once the one
+        // before has been decoded: its source may reuse its read buffer.
+        // A high-water mark of one on the readable side (not zero) saves a
+        // backpressure round trip per chunk.
+      },
+      undefined,
+      { highWaterMark: 1 },
+    );
     const max = options.maxFrameBytes ?? DEFAULT_MAX_FRAME_BYTES;
     if (!(max >= 0) || !Number.isFinite(max)) {
       throw new RangeError(
@@ -193,7 +218,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     } else {
       // Only the first frame ended in a chunk can have parts, so no
       // pending frame comes before it.
-      const payload = new Uint8Array(this.#size + (end - start));
+      const payload = this.#pool.alloc(this.#size + (end - start));
       let offset = 0;
       for (const part of this.#parts) {
         payload.set(part, offset);
@@ -218,7 +243,9 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   ) {
     const pending = this.#pending;
     const base = pending[0];
-    const copy = chunk.slice(base, pending[pending.length - 1]);
+    const copy = this.#pool.copy(
+      chunk.subarray(base, pending[pending.length - 1]),
+    );
     if (pending.length === 2) {
       controller.enqueue(copy);
     } else {
@@ -234,13 +261,13 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   #reset() {
     this.#inFrame = false;
     this.#sawEndBlock = false;
-    this.#parts = [];
+    if (this.#parts.length > 0) this.#parts = [];
     this.#size = 0;
   }
 
   #keep(chunk: Uint8Array, start: number, end: number) {
     if (end > start) {
-      this.#parts.push(chunk.slice(start, end));
+      this.#parts.push(this.#pool.copy(chunk.subarray(start, end)));
       this.#size += end - start;
     }
   }
@@ -278,11 +305,6 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   ) {
     const length = chunk.length;
     let i = 0;
-    // Cached positions of the next start and end bytes at or after `i`
-    // (-1: none left in this chunk, -2: not searched yet). Caching keeps the
-    // scan linear when many small frames share one chunk.
-    let nextStart = -2;
-    let nextEnd = -2;
     while (i < length) {
       if (this.#sawEndBlock) {
         // The previous byte was FS inside a frame.
@@ -299,36 +321,27 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
         continue;
       }
       if (!this.#inFrame) {
-        if (nextStart < i && nextStart !== -1) {
-          nextStart = chunk.indexOf(START_BLOCK, i);
-        }
-        if (nextStart === -1) {
+        const start = chunk.indexOf(START_BLOCK, i);
+        if (start === -1) {
           this.#junk(chunk, i, length);
           return;
         }
-        if (nextStart > i) this.#junk(chunk, i, nextStart);
+        if (start > i) this.#junk(chunk, i, start);
         this.#inFrame = true;
         this.#onFrameStart?.();
-        i = nextStart + 1;
+        i = start + 1;
         continue;
       }
-      // Inside a frame: look for FS (end) or VT (a new frame: resync).
-      if (nextEnd < i && nextEnd !== -1) nextEnd = chunk.indexOf(END_BLOCK, i);
-      if (nextStart < i && nextStart !== -1) {
-        nextStart = chunk.indexOf(START_BLOCK, i);
-      }
-      const stop = nextEnd === -1
-        ? nextStart
-        : nextStart === -1
-        ? nextEnd
-        : Math.min(nextEnd, nextStart);
+      // Inside a frame: look for FS (end) or VT (a new frame: resync). Each
+      // search ends at the first of them, so every byte is searched once.
+      const stop = findFramingByte(chunk, i);
       if (stop === -1) {
         this.#checkSize(length - i);
         this.#keep(chunk, i, length);
         return;
       }
       this.#checkSize(stop - i);
-      if (stop === nextStart) {
+      if (chunk[stop] === START_BLOCK) {
         const dropped = this.#size + (stop - i);
         this.#warn(
           "Start block inside an unfinished frame from {label}; dropped {dropped} bytes and started a new frame",
@@ -398,7 +411,10 @@ export interface MllpEncoderOptions {
 /**
  * A transform stream that wraps each payload in an MLLP frame: `0x0b`,
  * the payload, `0x1c 0x0d`. Each frame is enqueued as one chunk, so a
- * reply goes to the socket in one write.
+ * reply goes to the socket in one write. Small frames (up to 2 KiB) are
+ * views of 8 KiB blocks that the encoder allocates as it goes, one
+ * allocation per block rather than per frame; use `frame.slice()` to own
+ * the bytes alone.
  *
  * @example Encode a payload
  * ```ts
@@ -420,11 +436,21 @@ export class MllpEncoderStream extends TransformStream<Uint8Array, Uint8Array> {
    */
   constructor(options: MllpEncoderOptions = {}) {
     const validate = options.validate ?? true;
-    super({
-      transform(payload, controller) {
-        controller.enqueue(encodeFrame(payload, validate));
+    const pool = new BytePool(ENCODER_BLOCK_BYTES);
+    super(
+      {
+        transform(payload, controller) {
+          if (validate) checkPayload(payload);
+          controller.enqueue(
+            writeFrame(payload, pool.alloc(payload.length + 3)),
+          );
+        },
+        // As DispatchStream: one payload may wait while one is framed, and
+        // one frame for the socket, which saves backpressure round trips.
       },
-    });
+      { highWaterMark: 2 },
+      { highWaterMark: 1 },
+    );
   }
 }
 
@@ -445,19 +471,20 @@ export class MllpEncoderStream extends TransformStream<Uint8Array, Uint8Array> {
  * ```
  */
 export function encodeFrame(payload: Uint8Array, validate = true): Uint8Array {
-  if (validate) {
-    for (
-      const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
-    ) {
-      const at = payload.indexOf(byte);
-      if (at !== -1) {
-        throw new TypeError(
-          `Cannot encode frame: payload contains a ${name} byte at offset ${at}`,
-        );
-      }
-    }
+  if (validate) checkPayload(payload);
+  return writeFrame(payload, new Uint8Array(payload.length + 3));
+}
+
+/** Throws if a payload holds VT or FS, which would break the framing. */
+function checkPayload(payload: Uint8Array) {
+  const problem = framingProblem(payload);
+  if (problem) {
+    throw new TypeError(`Cannot encode frame: payload contains ${problem}`);
   }
-  const frame = new Uint8Array(payload.length + 3);
+}
+
+/** Writes VT, the payload, FS and CR into `frame` (3 bytes longer). */
+function writeFrame(payload: Uint8Array, frame: Uint8Array): Uint8Array {
   frame[0] = START_BLOCK;
   frame.set(payload, 1);
   frame[payload.length + 1] = END_BLOCK;

@@ -379,6 +379,33 @@ Deno.test("Ack.forMessage() honours controlId and dateTime options", () => {
   assertEquals(ack.code, "CE");
 });
 
+Deno.test("Ack.forMessage() gives the header that reading its text back gives", async () => {
+  const messages = [
+    WIKI_MSH,
+    "MSH*:~\\&#*A*B*C*D*20240101**ADT:A08*X1*P*2.7",
+    "MSH|^~\\&|A|B|C|D|1||ORU^R01|9|T|2.3|||AL|NE||8859/1~UNICODE UTF-8",
+    await fixtureText("adt_a01_wikipedia.hl7"),
+    await fixtureBytes("adt_a04_latin1.hl7"),
+  ];
+  for (const message of messages) {
+    for (
+      const options of [
+        {},
+        { text: "a|b^c\r\nd" },
+        { controlId: "WITH|BAR" },
+        { controlId: "WITH\rCR" },
+      ]
+    ) {
+      const ack = Ack.forMessage(message, "AE", options);
+      assertEquals(ack.header, readHeader(ack.toString()));
+      assertEquals(ack.header, Ack.parse(ack.toBytes()).header);
+      assertEquals(ack.encoding, Ack.parse(ack.toString()).encoding);
+    }
+  }
+  const rejected = Ack.forMessage("MSH|", "AA");
+  assertEquals(rejected.header, readHeader(rejected.toString()));
+});
+
 Deno.test("Ack.forMessage() answers unreadable input with AR whatever the code", () => {
   const date = new Date(2024, 0, 2, 3, 4, 5);
   for (const code of ACK_CODES) {

@@ -347,6 +347,39 @@ Deno.test("reply timeout: the client-wide replyTimeout option applies too", asyn
   await late.promise;
 });
 
+Deno.test("reply timeout: a short timeout after sends with a long one still fires on time", async () => {
+  // The link keeps one reply timer across sends: one set for a long
+  // timeout must not delay a shorter one that follows.
+  const late = Promise.withResolvers<void>();
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: async (message) => {
+      if (message.text === "slow") {
+        await sleep(300);
+        late.resolve();
+      }
+      return message.text;
+    },
+  });
+  await using client = await Client.connect("127.0.0.1", receiver.port, {
+    replyTimeout: 60_000,
+  });
+  for (let i = 0; i < 3; i++) {
+    assertEquals(replied(await client.send("fast")).text, "fast");
+  }
+  // The reply comes after 300 ms: were the timer still set for 60 s, the
+  // send would get it instead of timing out.
+  const error: ReplyTimeoutError = await assertRejects(
+    () => client.send("slow", { timeout: 50 }),
+    ReplyTimeoutError,
+  );
+  assertEquals(error.timeout, 50);
+  await late.promise;
+  // The next send, on a new connection, gets its reply.
+  assertEquals(replied(await client.send("fast")).text, "fast");
+});
+
 Deno.test("reply timeout: a raw server's late ACK on the same socket is never returned", async () => {
   const lateWritten = Promise.withResolvers<void>();
   const seen: string[][] = [];

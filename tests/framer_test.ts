@@ -620,6 +620,43 @@ Deno.test("MllpDecoderStream payloads do not change when a reused read buffer is
   assertEquals(decoder.junkBytes, 1);
 });
 
+Deno.test("MllpDecoderStream keeps decoding when a payload's buffer is transferred away", async () => {
+  // Small payloads share blocks: transferring one's buffer takes the
+  // block, and the decoder must start a new one for the next payloads.
+  const decoder = new MllpDecoderStream();
+  const writer = decoder.writable.getWriter();
+  const reader = decoder.readable.getReader();
+  // Reads first: the decoder transforms a chunk once its frames are asked
+  // for.
+  const decode = async (chunk: Uint8Array) =>
+    (await Promise.all([reader.read(), writer.write(chunk)]))[0].value!;
+  const first = await decode(bytes(frame("MSH|one")));
+  assertEquals(text(first), "MSH|one");
+  (first.buffer as ArrayBuffer).transfer();
+  assertEquals(first.length, 0, "the payload went with its buffer");
+  for (let i = 0; i < 50; i++) {
+    const payload = await decode(bytes(frame(`MSH|${i}`), "\r\n"));
+    assertEquals(text(payload), `MSH|${i}`);
+  }
+  await writer.close();
+  assertEquals((await reader.read()).done, true);
+});
+
+Deno.test("MllpEncoderStream frames never overlap, however many share a block", async () => {
+  const payloads = Array.from(
+    { length: 200 },
+    (_, i) => bytes(`MSH|${i}|${"x".repeat(i % 97)}`),
+  );
+  const frames = await collect(payloads, new MllpEncoderStream());
+  assertEquals(frames.length, payloads.length);
+  frames.forEach((f, i) => assertEquals(f, encodeFrame(payloads[i])));
+  // Writing into one frame leaves the others as they were.
+  frames[0].fill(0x21);
+  frames.slice(1).forEach((f, i) =>
+    assertEquals(f, encodeFrame(payloads[i + 1]))
+  );
+});
+
 Deno.test("MllpDecoderStream decodes chunks that are views into a larger buffer", async () => {
   // Chunks with non-zero offsets into one buffer, the frames' edges inside
   // them, and junk just outside them that must not be read.

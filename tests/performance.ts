@@ -154,7 +154,7 @@ const LOADS = quick
     { connections: 64, messages: 50, warmup: 5, rounds: 1 },
   ]
   : [
-    { connections: 1, messages: 5000, warmup: 500, rounds: 5 },
+    { connections: 1, messages: 20000, warmup: 2000, rounds: 5 },
     { connections: 64, messages: 500, warmup: 50, rounds: 3 },
   ];
 const IDLE = 1000;
