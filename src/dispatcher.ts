@@ -25,6 +25,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
+import { buildBatchResponse } from "./batch.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
 import { BytePool } from "./_pool.ts";
@@ -199,8 +200,11 @@ export function formatAddress(address: Address): string {
 
 /** What happened to one frame in a {@linkcode DispatchStream}. */
 export interface DispatchOutcome {
-  /** `"hl7"`, `"unknown"`, or `"unreadable"` (MSH that cannot be read). */
-  kind: "hl7" | "unknown" | "unreadable";
+  /**
+   * `"hl7"`, `"batch"` (an FHS/BHS batch, one frame), `"unknown"`, or
+   * `"unreadable"` (MSH, FHS or BHS that cannot be read).
+   */
+  kind: "hl7" | "batch" | "unknown" | "unreadable";
   /** MSH-10 of the message, when it is HL7. */
   controlId?: string;
   /** The code of the ACK replied, when the reply was an ACK. */
@@ -584,9 +588,16 @@ function failedDispatch(
     };
   }
   const reason = error instanceof Error ? error.message : String(error);
-  const ack = Ack.forMessage(message, "AE", {
-    text: withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200)),
-  });
+  const text = withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200));
+  if (message.kind === "batch") {
+    // Every message of the batch gets AE, in a response batch.
+    return {
+      kind: message.kind,
+      failed: true,
+      reply: buildBatchResponse(message, "AE", { text }).raw,
+    };
+  }
+  const ack = Ack.forMessage(message, "AE", { text });
   return {
     kind: message.kind,
     controlId,
