@@ -26,7 +26,7 @@ import {
 import { Client } from "../src/client.ts";
 import type { Dispatcher } from "../src/dispatcher.ts";
 import { HeaderError } from "../src/errors.ts";
-import { type Hl7Message, readMessage } from "../src/hl7.ts";
+import { readMessage } from "../src/hl7.ts";
 import { Receiver, type ReceiverOptions } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
 import { bytes, fixtureBytes, replied } from "./_helpers.ts";
@@ -583,7 +583,7 @@ Deno.test({
       assertEquals(code, 0, stderr);
       assertEquals(seen, ["B-0001", "B-0002"]);
       const response = batchOf(
-        stdout.replace(/^\x0b/, "").replace(/\x1c\r?\n?$/, ""),
+        stdout.slice(stdout.indexOf("FHS"), stdout.lastIndexOf("\x1c")),
       );
       assertEquals(acksIn(response), [["AE", "B-0002"]]);
       assertEquals(response.batches[0].header.referenceControlId, "BATCH-0001");
