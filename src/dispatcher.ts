@@ -265,8 +265,9 @@ const REPLY_BLOCK_BYTES = 8 * 1024;
  * the order of the messages.
  *
  * A dispatcher that throws or rejects never ends the stream: HL7 gets an
- * `AE` ACK, an unreadable MSH gets `AR` (without calling the dispatcher),
- * and an unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
+ * `AE` ACK, a batch a response batch with `AE` for each of its messages,
+ * an unreadable MSH gets `AR` (without calling the dispatcher), and an
+ * unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
  * A reply that cannot be framed (it holds a VT or FS byte) or is of the
  * wrong type counts as such a failure, so the sender always hears back.
  *
