@@ -31,6 +31,7 @@
 
 export * from "./src/ack.ts";
 export * from "./src/allow.ts";
+export * from "./src/batch.ts";
 export * from "./src/client.ts";
 export * from "./src/dispatcher.ts";
 export * from "./src/envelope.ts";

@@ -31,6 +31,13 @@ import {
 import { loadPem, loadPems } from "./_tls.ts";
 import { type ClientTlsMaterial, connect } from "./_transport.ts";
 import { type AckCode, type AckResult, verifyAck } from "./ack.ts";
+import {
+  type BatchMessage,
+  type BatchResult,
+  batchResults,
+  buildBatch,
+  type BuildBatchOptions,
+} from "./batch.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
 import {
@@ -207,6 +214,9 @@ export interface SendOptions {
    */
   signal?: AbortSignal;
 }
+
+/** Options for {@linkcode Client.sendBatch}: how to build it, and the send's. */
+export interface SendBatchOptions extends SendOptions, BuildBatchOptions {}
 
 /** The reply to a payload that is not HL7 (the seed's `{:ok, reply}`). */
 export interface ReplyResult {
@@ -1068,6 +1078,56 @@ export class Client extends TypedEventTarget<ClientEventMap>
     await this.#enqueue(payload, options, true);
   }
 
+  /**
+   * Sends messages as one HL7 batch (BHS, the messages, BTS; with
+   * `file: true` also FHS and FTS) in one frame, and reads the reply into
+   * one result per message, in order: a response batch names the messages
+   * not accepted (those it does not name were accepted), and a single ACK
+   * for the batch applies to every message.
+   *
+   * @param messages The messages, or a batch already built (see
+   *   `buildBatch` in `@x/mllp/batch`).
+   * @param options How to build the batch, and the send's timeout and
+   *   signal.
+   * @returns The per-message results and the reply.
+   * @throws {HeaderError} If a message's MSH cannot be read (nothing is
+   *   sent).
+   * @throws {TypeError} If a message is not HL7, or would break the
+   *   framing (nothing is sent).
+   * @throws {ClientError} As {@linkcode Client.send} does.
+   *
+   * @example Send a batch of two
+   * ```ts
+   * import { Ack, Client, Receiver } from "@x/mllp";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using receiver = await Receiver.start({
+   *   port: 0,
+   *   dispatcher: (message) =>
+   *     message.kind === "hl7" && message.header.controlId === "2"
+   *       ? Ack.forMessage(message, "AE", { text: "Unknown patient" })
+   *       : Ack.forMessage(message, "AA"),
+   * });
+   * await using client = await Client.connect("127.0.0.1", receiver.port);
+   * const { ok, results } = await client.sendBatch([
+   *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|1|P|2.5\r",
+   *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|2|P|2.5\r",
+   * ]);
+   * assertEquals(ok, false);
+   * assertEquals(results.map((r) => r.outcome), ["accept", "error"]);
+   * assertEquals(results[1].ack?.text, "Unknown patient");
+   * ```
+   */
+  async sendBatch(
+    messages: BatchMessage | readonly (string | Uint8Array | Message)[],
+    options: SendBatchOptions = {},
+  ): Promise<BatchResult> {
+    const batch = "kind" in messages ? messages : buildBatch(messages, options);
+    const result = await this.send(batch, options);
+    // A batch's reply always comes back as a plain reply (see #verify).
+    return batchResults(batch, result.outcome === "reply" ? result.reply : "");
+  }
+
   #enqueue(
     payload: string | Uint8Array | Message,
     options: SendOptions,
@@ -1310,7 +1370,8 @@ export class Client extends TypedEventTarget<ClientEventMap>
   }
 
   #verify(message: Message, frame: Uint8Array, link: Link): SendResult {
-    if (message.kind === "unknown") {
+    // A batch's reply is a response batch (or one ACK): see sendBatch.
+    if (message.kind !== "hl7") {
       return {
         ok: true,
         outcome: "reply",

@@ -25,6 +25,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
+import { buildBatchResponse } from "./batch.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
 import { BytePool } from "./_pool.ts";
@@ -199,8 +200,11 @@ export function formatAddress(address: Address): string {
 
 /** What happened to one frame in a {@linkcode DispatchStream}. */
 export interface DispatchOutcome {
-  /** `"hl7"`, `"unknown"`, or `"unreadable"` (MSH that cannot be read). */
-  kind: "hl7" | "unknown" | "unreadable";
+  /**
+   * `"hl7"`, `"batch"` (an FHS/BHS batch, one frame), `"unknown"`, or
+   * `"unreadable"` (MSH, FHS or BHS that cannot be read).
+   */
+  kind: "hl7" | "batch" | "unknown" | "unreadable";
   /** MSH-10 of the message, when it is HL7. */
   controlId?: string;
   /** The code of the ACK replied, when the reply was an ACK. */
@@ -261,8 +265,9 @@ const REPLY_BLOCK_BYTES = 8 * 1024;
  * the order of the messages.
  *
  * A dispatcher that throws or rejects never ends the stream: HL7 gets an
- * `AE` ACK, an unreadable MSH gets `AR` (without calling the dispatcher),
- * and an unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
+ * `AE` ACK, a batch a response batch with `AE` for each of its messages,
+ * an unreadable MSH gets `AR` (without calling the dispatcher), and an
+ * unknown payload gets the one-byte NAK (`0x15`) of MLLP release 2.
  * A reply that cannot be framed (it holds a VT or FS byte) or is of the
  * wrong type counts as such a failure, so the sender always hears back.
  *
@@ -584,9 +589,16 @@ function failedDispatch(
     };
   }
   const reason = error instanceof Error ? error.message : String(error);
-  const ack = Ack.forMessage(message, "AE", {
-    text: withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200)),
-  });
+  const text = withoutControls(`Dispatcher failed: ${reason}`.slice(0, 200));
+  if (message.kind === "batch") {
+    // Every message of the batch gets AE, in a response batch.
+    return {
+      kind: message.kind,
+      failed: true,
+      reply: buildBatchResponse(message, "AE", { text }).raw,
+    };
+  }
+  const ack = Ack.forMessage(message, "AE", { text });
   return {
     kind: message.kind,
     controlId,

@@ -22,6 +22,7 @@
  */
 
 import { HeaderError } from "./errors.ts";
+import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 
 /** The separators a message declares in MSH-1 and MSH-2. */
 export interface Hl7Separators {
@@ -79,8 +80,11 @@ export interface Hl7Header {
   characterSet: string;
 }
 
-/** The kind of a framed payload: HL7 (starts with `MSH`) or anything else. */
-export type MessageKind = "hl7" | "unknown";
+/**
+ * The kind of a framed payload: HL7 (starts with `MSH`), an HL7 batch
+ * (starts with `FHS` or `BHS`, see `@x/mllp/batch`) or anything else.
+ */
+export type MessageKind = "hl7" | "batch" | "unknown";
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -501,8 +505,8 @@ export class UnknownMessage {
   }
 }
 
-/** A framed payload: HL7 or unknown. Tell them apart by `kind`. */
-export type Message = Hl7Message | UnknownMessage;
+/** A framed payload: HL7, a batch, or unknown. Tell them apart by `kind`. */
+export type Message = Hl7Message | BatchMessage | UnknownMessage;
 
 /**
  * Reads a payload as a message. Text is encoded with the charset its
@@ -510,9 +514,10 @@ export type Message = Hl7Message | UnknownMessage;
  *
  * @param payload The payload, without MLLP framing.
  * @returns An {@linkcode Hl7Message} when the payload starts with `MSH`,
- *   an {@linkcode UnknownMessage} otherwise.
+ *   a `BatchMessage` when it starts with `FHS` or `BHS`, an
+ *   {@linkcode UnknownMessage} otherwise.
  * @throws {HeaderError} If the payload starts with `MSH` but its header
- *   cannot be read.
+ *   cannot be read, or with `FHS`/`BHS` but a batch header cannot be read.
  *
  * @example Unknown payloads are not errors
  * ```ts
@@ -525,12 +530,15 @@ export type Message = Hl7Message | UnknownMessage;
 export function readMessage(payload: Uint8Array | string): Message {
   if (typeof payload === "string") {
     if (!isHl7(payload)) {
+      if (isBatch(payload)) return readBatch(payload);
       return new UnknownMessage(utf8Encoder.encode(payload), payload);
     }
     const header = readHeader(payload);
     const encoding = charsetEncoding(header.characterSet) ?? "utf-8";
     return new Hl7Message(encodeText(payload, encoding), header, payload);
   }
-  if (!isHl7(payload)) return new UnknownMessage(payload);
+  if (!isHl7(payload)) {
+    return isBatch(payload) ? readBatch(payload) : new UnknownMessage(payload);
+  }
   return new Hl7Message(payload, readHeader(payload));
 }

@@ -35,6 +35,8 @@ import {
   type TransportListener,
 } from "./_transport.ts";
 import { AllowList } from "./allow.ts";
+import { batchDispatcher } from "./_batch_dispatch.ts";
+import type { BatchAcks } from "./batch.ts";
 import {
   type Address,
   type Dispatcher,
@@ -231,6 +233,27 @@ export interface ReceiverOptions<C = unknown> {
    * a store.
    */
   store?: MessageStore;
+  /**
+   * How a batch (a frame that starts with `FHS` or `BHS`) reaches the
+   * dispatcher: `"each"` runs it once per message of the batch, in order
+   * (a message it fails on gets `AE`; one whose MSH cannot be read gets
+   * `AR` and is not dispatched); `"whole"` hands it the `BatchMessage`
+   * once, and sends its reply as it is (nothing: every message accepted).
+   * Either way the sender gets one response batch (see `batchAcks`). With
+   * a `store`, only `"each"`: each message of a batch is stored as its own
+   * message before the response batch goes out.
+   *
+   * @default {"each"}
+   */
+  batches?: "each" | "whole";
+  /**
+   * Which ACKs a response batch carries: `"errors"` only those of messages
+   * not accepted (HL7's exception mode: a message without an ACK was
+   * accepted), `"all"` one per message.
+   *
+   * @default {"errors"}
+   */
+  batchAcks?: BatchAcks;
 }
 
 /** Options for {@linkcode Receiver.stop}. */
@@ -440,6 +463,10 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         dispatchTimeout: this.#dispatchTimeout,
       });
     }
+    this.#dispatcher = batchDispatcher(this.#dispatcher, {
+      mode: options.batches ?? "each",
+      acks: options.batchAcks ?? "errors",
+    });
     this.#accepting = this.#accept();
     this.#signal = options.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -504,6 +531,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         );
       }
     }
+    checkBatchOptions(options);
     const tls = options.tls;
     const verifyPeer = tls?.verifyPeer ?? false;
     const hostname = options.hostname ?? "0.0.0.0";
@@ -998,6 +1026,30 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       });
     }
     return reason;
+  }
+}
+
+/** Fails on batch options that are unknown or do not go together. */
+function checkBatchOptions(
+  options: Pick<ReceiverOptions, "batches" | "batchAcks" | "store">,
+) {
+  const { batches, batchAcks } = options;
+  if (batches !== undefined && batches !== "each" && batches !== "whole") {
+    throw new TypeError(
+      `Cannot start receiver: batches must be "each" or "whole", got "${batches}"`,
+    );
+  }
+  if (
+    batchAcks !== undefined && batchAcks !== "errors" && batchAcks !== "all"
+  ) {
+    throw new TypeError(
+      `Cannot start receiver: batchAcks must be "errors" or "all", got "${batchAcks}"`,
+    );
+  }
+  if (options.store && batches === "whole") {
+    throw new TypeError(
+      'Cannot start receiver: batches "whole" cannot be used with a store, which stores each message of a batch as its own',
+    );
   }
 }
 

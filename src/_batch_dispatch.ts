@@ -1,0 +1,155 @@
+/**
+ * The receiver's handling of batches: a dispatcher wrapper that runs the
+ * application's dispatcher once per message of a batch (`"each"`) or once
+ * for the whole batch (`"whole"`), and answers the batch with one response
+ * batch. Other payloads pass straight through, unchanged and in the same
+ * turn.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { Ack } from "./ack.ts";
+import {
+  type BatchAcks,
+  type BatchMessage,
+  buildBatchResponse,
+} from "./batch.ts";
+import {
+  type DispatchContext,
+  type Dispatcher,
+  type DispatchFunction,
+  type DispatchReply,
+  formatAddress,
+} from "./dispatcher.ts";
+import type { Hl7Message } from "./hl7.ts";
+
+const logger = getLogger(["mllp", "batch"]);
+
+/** How a receiver hands a batch to its dispatcher. */
+export type BatchMode = "each" | "whole";
+
+/** How the receiver handles batches. */
+export interface BatchSettings {
+  /** Once per message, or the whole batch once. */
+  mode: BatchMode;
+  /** Which ACKs the response batch carries. */
+  acks: BatchAcks;
+}
+
+/**
+ * Wraps a dispatcher for batches; anything that is not a batch goes to the
+ * dispatcher as it is.
+ */
+export function batchDispatcher<C>(
+  dispatcher: Dispatcher<C>,
+  settings: BatchSettings,
+): DispatchFunction<C> {
+  const inner: DispatchFunction<C> = typeof dispatcher === "function"
+    ? dispatcher
+    : (message, ctx) => dispatcher.dispatch(message, ctx);
+  return (message, ctx) => {
+    if (message.kind !== "batch") return inner(message, ctx);
+    logBatch(message, ctx);
+    if (settings.mode === "each") {
+      return dispatchEach(message, ctx, inner, settings);
+    }
+    const reply = inner(message, ctx);
+    const whole = (answer: DispatchReply): DispatchReply =>
+      answer === undefined || answer === null
+        ? buildBatchResponse(message, "AA", { acks: settings.acks }).raw
+        : answer;
+    return isThenable(reply)
+      ? Promise.resolve(reply).then(whole)
+      : whole(reply);
+  };
+}
+
+function isThenable(
+  value: DispatchReply | PromiseLike<DispatchReply>,
+): value is PromiseLike<DispatchReply> {
+  return typeof value === "object" && value !== null &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
+function logBatch(batch: BatchMessage, ctx: DispatchContext<unknown>) {
+  const peer = formatAddress(ctx.peer);
+  logger.info(
+    "Batch {controlId} from {peer}: {messages} messages in {batches} batches",
+    {
+      controlId: batch.controlId,
+      peer,
+      messages: batch.entries.length,
+      batches: batch.batches.length,
+    },
+  );
+  for (const problem of batch.problems) {
+    logger.warn("Batch {controlId} from {peer}: {problem}", {
+      controlId: batch.controlId,
+      peer,
+      problem,
+    });
+  }
+}
+
+/**
+ * Runs the dispatcher over each readable message of a batch, in order,
+ * and builds the response batch: the dispatcher's ACK for a message, `AA`
+ * when it returns something else (or nothing), `AE` when it throws, `AR`
+ * for a message whose MSH cannot be read (not dispatched).
+ */
+async function dispatchEach<C>(
+  batch: BatchMessage,
+  ctx: DispatchContext<C>,
+  dispatch: DispatchFunction<C>,
+  settings: BatchSettings,
+): Promise<Uint8Array> {
+  const acks: (Ack | undefined)[] = [];
+  for (const entry of batch.entries) {
+    // Given up on (timeout, stop): dispatch nothing more.
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    acks.push(
+      entry.message ? await ackFor(entry.message, ctx, dispatch) : undefined,
+    );
+  }
+  return buildBatchResponse(batch, acks, { acks: settings.acks }).raw;
+}
+
+async function ackFor<C>(
+  message: Hl7Message,
+  ctx: DispatchContext<C>,
+  dispatch: DispatchFunction<C>,
+): Promise<Ack | undefined> {
+  let reply: DispatchReply;
+  try {
+    reply = await dispatch(message, ctx);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    logger.error(
+      "Dispatcher failed on message {controlId} of a batch from {peer}: {error}",
+      {
+        controlId: message.header.controlId,
+        peer: formatAddress(ctx.peer),
+        error,
+      },
+    );
+    return Ack.forMessage(message, "AE", {
+      text: plain(`Dispatcher failed: ${reason}`),
+    });
+  }
+  if (reply instanceof Ack) return reply;
+  if (typeof reply === "string" || reply instanceof Uint8Array) {
+    try {
+      return Ack.parse(reply);
+    } catch {
+      // Not an ACK: the message was handled; it gets the AA built for it.
+    }
+  }
+  return undefined;
+}
+
+/** Replaces control characters, which an ACK text must not carry. */
+function plain(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
+}
