@@ -34,9 +34,15 @@ const logger = getLogger(["mllp", "store"]);
  * import { assertEquals } from "@std/assert";
  *
  * await using store = await KvMessageStore.open(":memory:");
- * await using receiver = await Receiver.start({ port: 0, store, dispatcher: () => {} });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   store,
+ *   dispatcher: () => {},
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
- * const result = await client.send("MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r");
+ * const result = await client.send(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * );
  * assertEquals(result.outcome === "accept" && result.ack.text, STORED_TEXT);
  * ```
  */
@@ -98,7 +104,13 @@ export interface StoreEntry {
  * ) as Hl7Message;
  * const address = { hostname: "127.0.0.1", port: 2575 };
  * const ack = Ack.forMessage(message, "AA").toBytes();
- * const entry = { message, ack, peer: address, local: address, receivedAt: new Date() };
+ * const entry = {
+ *   message,
+ *   ack,
+ *   peer: address,
+ *   local: address,
+ *   receivedAt: new Date(),
+ * };
  * const first: StorePutResult = await store.put(entry);
  * const again: StorePutResult = await store.put(entry);
  * assertEquals(first.duplicate, false);
@@ -247,7 +259,9 @@ export type StoredMessageHandler = (
  * import { assertEquals } from "@std/assert";
  *
  * await using store = await KvMessageStore.open(":memory:");
- * const consumer: StoreConsumer = store.consume(() => Promise.resolve({ outcome: "done" }));
+ * const consumer: StoreConsumer = store.consume(() =>
+ *   Promise.resolve({ outcome: "done" })
+ * );
  * await consumer.stop(1_000); // a message in hand gets at most one second
  * assertEquals((await store.stats()).dispatched, 0);
  * ```
@@ -278,10 +292,19 @@ export interface StoreConsumer {
  *   put: () => Promise.reject(new Error("disk full")),
  *   consume: () => ({ stop: () => Promise.resolve() }),
  * };
- * await using receiver = await Receiver.start({ port: 0, store: failing, dispatcher: () => {} });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   store: failing,
+ *   dispatcher: () => {},
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
- * const result = await client.send("MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r");
- * assertEquals(result.outcome === "error" && result.ack.text, "Cannot store message: disk full");
+ * const result = await client.send(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * );
+ * assertEquals(
+ *   result.outcome === "error" && result.ack.text,
+ *   "Cannot store message: disk full",
+ * );
  * ```
  */
 export interface MessageStore {
@@ -329,7 +352,10 @@ export interface MessageStore {
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * await client.send("MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r");
  * const [messageId, attempt] = await seen.promise;
- * assertEquals([await store.lookup("LAB", "HOSP", "L1"), attempt], [messageId, 1]);
+ * assertEquals([await store.lookup("LAB", "HOSP", "L1"), attempt], [
+ *   messageId,
+ *   1,
+ * ]);
  * ```
  */
 export interface StoredDispatchContext<C = unknown> extends DispatchContext<C> {

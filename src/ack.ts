@@ -58,7 +58,11 @@ export type AckCode = "AA" | "AE" | "AR" | "CA" | "CE" | "CR";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(ACK_CODES.length, 6);
- * assertEquals(ACK_CODES.filter((code) => code.startsWith("C")), ["CA", "CE", "CR"]);
+ * assertEquals(ACK_CODES.filter((code) => code.startsWith("C")), [
+ *   "CA",
+ *   "CE",
+ *   "CR",
+ * ]);
  * ```
  */
 export const ACK_CODES: readonly AckCode[] = [
@@ -102,7 +106,11 @@ export function isAckCode(code: string): code is AckCode {
  *   controlId: "ACK0001",
  *   dateTime: new Date(Date.UTC(2024, 0, 1)),
  * };
- * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AA", options);
+ * const ack = Ack.forMessage(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ *   "AA",
+ *   options,
+ * );
  * assertEquals(ack.text, "Stored");
  * assertEquals(ack.header.controlId, "ACK0001");
  * ```

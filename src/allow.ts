@@ -98,7 +98,8 @@ export type AllowMode = "address" | "certificate";
  *
  * const options: AllowListOptions = {
  *   mode: "address",
- *   resolve: (hostname) => Promise.resolve(hostname === "lab.example" ? ["192.0.2.7"] : []),
+ *   resolve: (hostname) =>
+ *     Promise.resolve(hostname === "lab.example" ? ["192.0.2.7"] : []),
  * };
  * using allowed = await AllowList.create(["lab.example"], options);
  * assert(allowed.allowsAddress("192.0.2.7"));

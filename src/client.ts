@@ -63,11 +63,19 @@ const logger = getLogger(["mllp", "client"]);
  *
  * @example Wait less than the default for replies
  * ```ts
- * import { Client, DEFAULT_REPLY_TIMEOUT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import {
+ *   Client,
+ *   DEFAULT_REPLY_TIMEOUT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_REPLY_TIMEOUT, 60_000);
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port, {
  *   replyTimeout: DEFAULT_REPLY_TIMEOUT / 4,
  * });
@@ -80,11 +88,19 @@ export const DEFAULT_REPLY_TIMEOUT = 60_000;
  *
  * @example Give up on a connection attempt sooner
  * ```ts
- * import { Client, DEFAULT_CONNECT_TIMEOUT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import {
+ *   Client,
+ *   DEFAULT_CONNECT_TIMEOUT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_CONNECT_TIMEOUT, 10_000);
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port, {
  *   connectTimeout: DEFAULT_CONNECT_TIMEOUT / 5,
  * });
@@ -101,7 +117,10 @@ export const DEFAULT_CONNECT_TIMEOUT = 10_000;
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_MAX_QUEUED, 1000);
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port, {
  *   maxQueued: 10 * DEFAULT_MAX_QUEUED,
  * });
@@ -120,10 +139,19 @@ export const DEFAULT_MAX_QUEUED = 1000;
  * import { type BackoffOptions, reconnectDelay } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * const backoff: BackoffOptions = { initialDelay: 200, maxDelay: 5_000, factor: 3, jitter: 0 };
+ * const backoff: BackoffOptions = {
+ *   initialDelay: 200,
+ *   maxDelay: 5_000,
+ *   factor: 3,
+ *   jitter: 0,
+ * };
  * // Pass it as `reconnect: backoff` to Client.connect or new Client.
  * assertEquals([1, 2, 3, 4, 5].map((wait) => reconnectDelay(backoff, wait)), [
- *   200, 600, 1800, 5000, 5000,
+ *   200,
+ *   600,
+ *   1800,
+ *   5000,
+ *   5000,
  * ]);
  * ```
  */
@@ -164,7 +192,11 @@ export interface BackoffOptions {
  *
  * const fixed: FixedIntervalOptions = { interval: 5_000 };
  * // Pass it as `reconnect: fixed` to Client.connect or new Client.
- * assertEquals([1, 2, 10].map((wait) => reconnectDelay(fixed, wait)), [5000, 5000, 5000]);
+ * assertEquals([1, 2, 10].map((wait) => reconnectDelay(fixed, wait)), [
+ *   5000,
+ *   5000,
+ *   5000,
+ * ]);
  * ```
  */
 export interface FixedIntervalOptions {
@@ -187,7 +219,10 @@ export interface FixedIntervalOptions {
  *   whenDisconnected: "fail",
  *   maxQueued: 100,
  * };
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port, options);
  * const result = await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
  * assertEquals(result.ok, true);
@@ -317,11 +352,17 @@ export interface ClientTlsOptions {
  * import type { SendOptions } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const cancel = new AbortController();
  * const options: SendOptions = { timeout: 5_000, signal: cancel.signal };
- * const result = await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", options);
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ *   options,
+ * );
  * assertEquals(result.outcome, "accept");
  * ```
  */
@@ -351,7 +392,10 @@ export interface SendOptions {
  * import type { ReplyResult } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: () => "PONG" });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => "PONG",
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const result = await client.send("PING");
  * if (result.outcome !== "reply") throw new Error("expected a reply");
@@ -390,9 +434,15 @@ export interface ReplyResult {
  *       return `failed: ${result.outcome}`;
  *   }
  * }
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
- * assertEquals(summary(await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")), "accepted 7");
+ * assertEquals(
+ *   summary(await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")),
+ *   "accepted 7",
+ * );
  * ```
  */
 export type SendResult = AckResult | ReplyResult;
@@ -406,7 +456,10 @@ export type SendResult = AckResult | ReplyResult;
  * import type { ClientState } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const before: ClientState = client.state;
  * await client.close();
@@ -424,12 +477,21 @@ export type ClientState = "connecting" | "connected" | "waiting" | "closed";
  * import type { ConnectedDetail } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = new Client("127.0.0.1", receiver.port);
  * const detail = await new Promise<ConnectedDetail>((resolve) =>
- *   client.addEventListener("connected", (event) => resolve(event.detail), { once: true })
+ *   client.addEventListener("connected", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
  * );
- * assertEquals([detail.address, detail.secure, detail.attempt], [`127.0.0.1:${receiver.port}`, false, 1]);
+ * assertEquals([detail.address, detail.secure, detail.attempt], [
+ *   `127.0.0.1:${receiver.port}`,
+ *   false,
+ *   1,
+ * ]);
  * ```
  */
 export interface ConnectedDetail {
@@ -453,9 +515,13 @@ export interface ConnectedDetail {
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const { port } = listener.addr;
  * listener.close(); // nothing listens on this port now
- * await using client = new Client("127.0.0.1", port, { reconnect: { interval: 60_000 } });
+ * await using client = new Client("127.0.0.1", port, {
+ *   reconnect: { interval: 60_000 },
+ * });
  * const detail = await new Promise<ConnectFailedDetail>((resolve) =>
- *   client.addEventListener("connectfailed", (event) => resolve(event.detail), { once: true })
+ *   client.addEventListener("connectfailed", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
  * );
  * assertEquals(detail.attempt, 1);
  * assert(detail.error instanceof ConnectionRefusedError);
@@ -479,7 +545,10 @@ export interface ConnectFailedDetail {
  * import type { ClosedDetail } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const closed: ClosedDetail[] = [];
  * client.addEventListener("closed", (event) => closed.push(event.detail));
@@ -511,9 +580,13 @@ export interface ClosedDetail {
  * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
  * const { port } = listener.addr;
  * listener.close(); // nothing listens on this port now
- * await using client = new Client("127.0.0.1", port, { reconnect: { interval: 60_000 } });
+ * await using client = new Client("127.0.0.1", port, {
+ *   reconnect: { interval: 60_000 },
+ * });
  * const detail = await new Promise<ReconnectingDetail>((resolve) =>
- *   client.addEventListener("reconnecting", (event) => resolve(event.detail), { once: true })
+ *   client.addEventListener("reconnecting", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
  * );
  * assertEquals([detail.attempt, detail.delayMs], [2, 60_000]);
  * ```
@@ -537,12 +610,18 @@ export interface ReconnectingDetail {
  * import { assertEquals, assertRejects } from "@std/assert";
  *
  * // A receiver whose dispatcher never replies
- * await using receiver = await Receiver.start({ port: 0, dispatcher: () => undefined });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => undefined,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const errors: SendErrorDetail[] = [];
  * client.addEventListener("senderror", (event) => errors.push(event.detail));
  * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
- * await assertRejects(() => client.send(message, { timeout: 50 }), ReplyTimeoutError);
+ * await assertRejects(
+ *   () => client.send(message, { timeout: 50 }),
+ *   ReplyTimeoutError,
+ * );
  * assertEquals(errors.map((e) => [e.controlId, e.written]), [["7", true]]);
  * ```
  */
@@ -567,12 +646,18 @@ export interface SendErrorDetail {
  * import { assertEquals, assertRejects } from "@std/assert";
  *
  * // A receiver whose dispatcher never replies
- * await using receiver = await Receiver.start({ port: 0, dispatcher: () => undefined });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => undefined,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const timeouts: ReplyTimeoutDetail[] = [];
  * client.addEventListener("replytimeout", (event) => timeouts.push(event.detail));
  * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
- * await assertRejects(() => client.send(message, { timeout: 50 }), ReplyTimeoutError);
+ * await assertRejects(
+ *   () => client.send(message, { timeout: 50 }),
+ *   ReplyTimeoutError,
+ * );
  * assertEquals(timeouts.map((t) => [t.controlId, t.timeoutMs]), [["7", 50]]);
  * ```
  */
@@ -594,7 +679,10 @@ export interface ReplyTimeoutDetail {
  * import type { InvalidReplyDetail } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: () => "OK" });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => "OK",
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const problems: InvalidReplyDetail[] = [];
  * client.addEventListener("invalidreply", (event) => problems.push(event.detail));
@@ -623,12 +711,19 @@ export interface InvalidReplyDetail {
  * import type { ReplyDetail } from "@x/mllp/client";
  * import { assert, assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * const replies: ReplyDetail[] = [];
  * client.addEventListener("reply", (event) => replies.push(event.detail));
  * await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
- * assertEquals(replies.map((r) => [r.controlId, r.outcome, r.ackCode]), [["7", "accept", "AA"]]);
+ * assertEquals(replies.map((r) => [r.controlId, r.outcome, r.ackCode]), [[
+ *   "7",
+ *   "accept",
+ *   "AA",
+ * ]]);
  * assert(replies[0].roundTripMs >= 0 && replies[0].bytes > 0);
  * ```
  */
@@ -656,7 +751,10 @@ export interface ReplyDetail {
  * import type { ClientEventMap } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const client = new Client("127.0.0.1", receiver.port);
  * const seen: (keyof ClientEventMap)[] = [];
  * for (const type of ["connected", "reply", "closed"] as const) {

@@ -47,13 +47,21 @@ const logger = getLogger(["mllp", "dispatcher"]);
  *
  * @example Log where a message came from
  * ```ts
- * import { type Address, DispatchStream, formatAddress } from "@x/mllp/dispatcher";
+ * import {
+ *   type Address,
+ *   DispatchStream,
+ *   formatAddress,
+ * } from "@x/mllp/dispatcher";
  * import { assertEquals } from "@std/assert";
  *
  * const peer: Address = { hostname: "192.0.2.7", port: 40_001 };
  * const [reply] = await Array.fromAsync(
  *   ReadableStream.from([new TextEncoder().encode("PING")])
- *     .pipeThrough(new DispatchStream((_message, ctx) => `from ${formatAddress(ctx.peer)}`, { peer })),
+ *     .pipeThrough(
+ *       new DispatchStream((_message, ctx) => `from ${formatAddress(ctx.peer)}`, {
+ *         peer,
+ *       }),
+ *     ),
  * );
  * assertEquals(new TextDecoder().decode(reply), "from 192.0.2.7:40001");
  * ```
@@ -76,7 +84,10 @@ export interface Address {
  * import type { Message } from "@x/mllp/hl7";
  * import { assertEquals } from "@std/assert";
  *
- * function dispatch(_message: Message, ctx: DispatchContext<{ site: string }>): string {
+ * function dispatch(
+ *   _message: Message,
+ *   ctx: DispatchContext<{ site: string }>,
+ * ): string {
  *   return `${ctx.context.site} via ${ctx.local.port}, aborted: ${ctx.signal.aborted}`;
  * }
  * const stream = new DispatchStream(dispatch, {
@@ -127,7 +138,9 @@ export interface DispatchContext<C = unknown> {
  *   return message.text === "PING" ? "PONG" : undefined; // no reply
  * }
  * const replies = await Array.fromAsync(
- *   ReadableStream.from(["PING", "NOISE"].map((text) => new TextEncoder().encode(text)))
+ *   ReadableStream.from(
+ *     ["PING", "NOISE"].map((text) => new TextEncoder().encode(text)),
+ *   )
  *     .pipeThrough(new DispatchStream(reply)),
  * );
  * assertEquals(replies.map((bytes) => new TextDecoder().decode(bytes)), ["PONG"]);
@@ -209,9 +222,17 @@ export interface DispatcherObject<C = unknown> {
  * import { assertEquals } from "@std/assert";
  *
  * const asFunction: Dispatcher = (message) => Ack.forMessage(message, "AA");
- * const asObject: Dispatcher = { dispatch: (message) => Ack.forMessage(message, "AA") };
- * await using receiver = await Receiver.start({ port: 0, dispatcher: asFunction });
- * assertEquals(typeof asObject === "object" && typeof asObject.dispatch, "function");
+ * const asObject: Dispatcher = {
+ *   dispatch: (message) => Ack.forMessage(message, "AA"),
+ * };
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: asFunction,
+ * });
+ * assertEquals(
+ *   typeof asObject === "object" && typeof asObject.dispatch,
+ *   "function",
+ * );
  * assertEquals(receiver.port > 0, true);
  * ```
  */
@@ -241,7 +262,11 @@ export const ECHO_TEXT = "A real MLLP message dispatcher was not provided";
  *
  * @example The EchoDispatcher's reply to non-HL7
  * ```ts
- * import { DispatchStream, EchoDispatcher, UNKNOWN_REPLY } from "@x/mllp/dispatcher";
+ * import {
+ *   DispatchStream,
+ *   EchoDispatcher,
+ *   UNKNOWN_REPLY,
+ * } from "@x/mllp/dispatcher";
  * import { assertEquals } from "@std/assert";
  *
  * const [reply] = await Array.fromAsync(
@@ -345,14 +370,24 @@ export function formatAddress(address: Address): string {
  *
  * @example Collect what happened to each frame
  * ```ts
- * import { type DispatchOutcome, DispatchStream, EchoDispatcher } from "@x/mllp/dispatcher";
+ * import {
+ *   type DispatchOutcome,
+ *   DispatchStream,
+ *   EchoDispatcher,
+ * } from "@x/mllp/dispatcher";
  * import { assertEquals } from "@std/assert";
  *
  * const outcomes: DispatchOutcome[] = [];
  * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
  * await Array.fromAsync(
- *   ReadableStream.from([message, "PING"].map((text) => new TextEncoder().encode(text)))
- *     .pipeThrough(new DispatchStream(EchoDispatcher, { onDispatched: (o) => outcomes.push(o) })),
+ *   ReadableStream.from(
+ *     [message, "PING"].map((text) => new TextEncoder().encode(text)),
+ *   )
+ *     .pipeThrough(
+ *       new DispatchStream(EchoDispatcher, {
+ *         onDispatched: (o) => outcomes.push(o),
+ *       }),
+ *     ),
  * );
  * assertEquals(outcomes.map((o) => [o.kind, o.controlId, o.ackCode, o.failed]), [
  *   ["hl7", "7", "AA", false],
@@ -393,7 +428,9 @@ export interface DispatchOutcome {
  *   });
  * const options: DispatchStreamOptions = { dispatchTimeout: 10 };
  * const [reply] = await Array.fromAsync(
- *   ReadableStream.from([new TextEncoder().encode("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")])
+ *   ReadableStream.from([
+ *     new TextEncoder().encode("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r"),
+ *   ])
  *     .pipeThrough(new DispatchStream(slow, options)),
  * );
  * assertEquals([Ack.parse(reply).code, aborted], ["AE", true]);

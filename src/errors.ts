@@ -101,8 +101,14 @@ export class HeaderError extends Error {
  *   const context: ClientErrorContext | undefined = error.context;
  *   return context === "connecting" ? "before sending" : "after sending began";
  * }
- * assertEquals(phase(new ClientError("Down", { context: "connecting" })), "before sending");
- * assertEquals(phase(new ClientError("Reset", { context: "receiving" })), "after sending began");
+ * assertEquals(
+ *   phase(new ClientError("Down", { context: "connecting" })),
+ *   "before sending",
+ * );
+ * assertEquals(
+ *   phase(new ClientError("Reset", { context: "receiving" })),
+ *   "after sending began",
+ * );
  * ```
  */
 export type ClientErrorContext = "connecting" | "sending" | "receiving";
@@ -112,13 +118,21 @@ export type ClientErrorContext = "connecting" | "sending" | "receiving";
  *
  * @example Construct an error with its address and cause
  * ```ts
- * import { ConnectionClosedError, type ClientErrorOptions } from "@x/mllp/errors";
+ * import { type ClientErrorOptions, ConnectionClosedError } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
  * const cause = new Error("ECONNRESET");
- * const options: ClientErrorOptions = { context: "receiving", address: "127.0.0.1:2575", cause };
+ * const options: ClientErrorOptions = {
+ *   context: "receiving",
+ *   address: "127.0.0.1:2575",
+ *   cause,
+ * };
  * const error = new ConnectionClosedError("Connection reset", options);
- * assertEquals([error.context, error.address, error.cause], ["receiving", "127.0.0.1:2575", cause]);
+ * assertEquals([error.context, error.address, error.cause], [
+ *   "receiving",
+ *   "127.0.0.1:2575",
+ *   cause,
+ * ]);
  * ```
  */
 export interface ClientErrorOptions extends ErrorOptions {
@@ -200,12 +214,22 @@ export class ConnectionRefusedError extends ClientError {
  *
  * @example Construct the error
  * ```ts
- * import { ConnectTimeoutError, type ConnectTimeoutErrorOptions } from "@x/mllp/errors";
+ * import {
+ *   ConnectTimeoutError,
+ *   type ConnectTimeoutErrorOptions,
+ * } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
- * const options: ConnectTimeoutErrorOptions = { timeout: 10_000, address: "192.0.2.1:2575" };
+ * const options: ConnectTimeoutErrorOptions = {
+ *   timeout: 10_000,
+ *   address: "192.0.2.1:2575",
+ * };
  * const error = new ConnectTimeoutError("No connection in 10 s", options);
- * assertEquals([error.timeout, error.address, error.context], [10_000, "192.0.2.1:2575", "connecting"]);
+ * assertEquals([error.timeout, error.address, error.context], [
+ *   10_000,
+ *   "192.0.2.1:2575",
+ *   "connecting",
+ * ]);
  * ```
  */
 export interface ConnectTimeoutErrorOptions extends ClientErrorOptions {
@@ -281,10 +305,16 @@ export class ConnectionClosedError extends ClientError {
  *
  * @example Construct the error
  * ```ts
- * import { ReplyTimeoutError, type ReplyTimeoutErrorOptions } from "@x/mllp/errors";
+ * import {
+ *   ReplyTimeoutError,
+ *   type ReplyTimeoutErrorOptions,
+ * } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
- * const options: ReplyTimeoutErrorOptions = { timeout: 30_000, address: "127.0.0.1:2575" };
+ * const options: ReplyTimeoutErrorOptions = {
+ *   timeout: 30_000,
+ *   address: "127.0.0.1:2575",
+ * };
  * const error = new ReplyTimeoutError("No reply in 30 s", options);
  * assertEquals([error.timeout, error.context], [30_000, "receiving"]);
  * ```
@@ -343,8 +373,14 @@ export class ReplyTimeoutError extends ClientError {
  * import { InvalidReplyError, type ReplyProblem } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
- * const peerBug: ReplyProblem[] = ["no_start_block", "data_after_trailer", "unsolicited"];
- * const error = new InvalidReplyError("Bad reply", { problem: "frame_too_large" });
+ * const peerBug: ReplyProblem[] = [
+ *   "no_start_block",
+ *   "data_after_trailer",
+ *   "unsolicited",
+ * ];
+ * const error = new InvalidReplyError("Bad reply", {
+ *   problem: "frame_too_large",
+ * });
  * assertEquals(peerBug.includes(error.problem), false);
  * ```
  */
@@ -360,10 +396,16 @@ export type ReplyProblem =
  *
  * @example Construct the error
  * ```ts
- * import { InvalidReplyError, type InvalidReplyErrorOptions } from "@x/mllp/errors";
+ * import {
+ *   InvalidReplyError,
+ *   type InvalidReplyErrorOptions,
+ * } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
- * const options: InvalidReplyErrorOptions = { problem: "unsolicited", address: "127.0.0.1:2575" };
+ * const options: InvalidReplyErrorOptions = {
+ *   problem: "unsolicited",
+ *   address: "127.0.0.1:2575",
+ * };
  * const error = new InvalidReplyError("Reply with no send in flight", options);
  * assertEquals([error.problem, error.context], ["unsolicited", "receiving"]);
  * ```
@@ -459,8 +501,14 @@ export class QueueFullError extends ClientError {
  *   client: "check the receiver's certificate and our CA",
  *   server: "check the certificate we present",
  * };
- * const error = new TlsHandshakeError("Refused", { refusedBy: "client", failure: "unknown_ca" });
- * assertEquals(fix[error.refusedBy], "check the receiver's certificate and our CA");
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "client",
+ *   failure: "unknown_ca",
+ * });
+ * assertEquals(
+ *   fix[error.refusedBy],
+ *   "check the receiver's certificate and our CA",
+ * );
  * ```
  */
 export type TlsSide = "client" | "server";
@@ -474,13 +522,18 @@ export type TlsSide = "client" | "server";
  *
  * @example Explain a failure
  * ```ts
- * import { TlsHandshakeError, type TlsFailure } from "@x/mllp/errors";
+ * import { type TlsFailure, TlsHandshakeError } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
  * function explain(failure: TlsFailure): string {
- *   return failure === "expired" ? "a certificate has expired" : `handshake failed: ${failure}`;
+ *   return failure === "expired"
+ *     ? "a certificate has expired"
+ *     : `handshake failed: ${failure}`;
  * }
- * const error = new TlsHandshakeError("Refused", { refusedBy: "client", failure: "expired" });
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "client",
+ *   failure: "expired",
+ * });
  * assertEquals(explain(error.failure), "a certificate has expired");
  * ```
  */
@@ -502,7 +555,10 @@ export type TlsFailure =
  *
  * @example Construct the error
  * ```ts
- * import { TlsHandshakeError, type TlsHandshakeErrorOptions } from "@x/mllp/errors";
+ * import {
+ *   TlsHandshakeError,
+ *   type TlsHandshakeErrorOptions,
+ * } from "@x/mllp/errors";
  * import { assertEquals } from "@std/assert";
  *
  * const options: TlsHandshakeErrorOptions = {
@@ -510,8 +566,15 @@ export type TlsFailure =
  *   failure: "certificate_required",
  *   address: "127.0.0.1:2575",
  * };
- * const error = new TlsHandshakeError("The receiver wants a client certificate", options);
- * assertEquals([error.refusedBy, error.failure, error.context], ["server", "certificate_required", "connecting"]);
+ * const error = new TlsHandshakeError(
+ *   "The receiver wants a client certificate",
+ *   options,
+ * );
+ * assertEquals([error.refusedBy, error.failure, error.context], [
+ *   "server",
+ *   "certificate_required",
+ *   "connecting",
+ * ]);
  * ```
  */
 export interface TlsHandshakeErrorOptions extends ClientErrorOptions {

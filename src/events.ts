@@ -37,7 +37,9 @@
  * class Counter extends TypedEventTarget<CounterEvents> {
  *   #count = 0;
  *   tick() {
- *     this.dispatchEvent(new CustomEvent("tick", { detail: { count: ++this.#count } }));
+ *     this.dispatchEvent(
+ *       new CustomEvent("tick", { detail: { count: ++this.#count } }),
+ *     );
  *   }
  * }
  * const counter = new Counter();

@@ -31,7 +31,12 @@ import { FrameSizeError } from "./errors.ts";
  *
  * @example Build a frame by hand
  * ```ts
- * import { CARRIAGE_RETURN, encodeFrame, END_BLOCK, START_BLOCK } from "@x/mllp/framer";
+ * import {
+ *   CARRIAGE_RETURN,
+ *   encodeFrame,
+ *   END_BLOCK,
+ *   START_BLOCK,
+ * } from "@x/mllp/framer";
  * import { assertEquals } from "@std/assert";
  *
  * const frame = new Uint8Array([START_BLOCK, 0x41, END_BLOCK, CARRIAGE_RETURN]);
@@ -78,9 +83,13 @@ export const CARRIAGE_RETURN = 0x0d;
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_MAX_FRAME_BYTES, 10 * 1024 * 1024);
- * const decoder = new MllpDecoderStream({ maxFrameBytes: 4 * DEFAULT_MAX_FRAME_BYTES });
+ * const decoder = new MllpDecoderStream({
+ *   maxFrameBytes: 4 * DEFAULT_MAX_FRAME_BYTES,
+ * });
  * const frames = await Array.fromAsync(
- *   ReadableStream.from([new Uint8Array([0x0b, 0x41, 0x1c, 0x0d])]).pipeThrough(decoder),
+ *   ReadableStream.from([new Uint8Array([0x0b, 0x41, 0x1c, 0x0d])]).pipeThrough(
+ *     decoder,
+ *   ),
  * );
  * assertEquals(frames.length, 1);
  * ```
@@ -102,7 +111,7 @@ const ENCODER_BLOCK_BYTES = 8 * 1024;
  *
  * @example Limit frame size and count junk
  * ```ts
- * import { MllpDecoderStream, type MllpDecoderOptions } from "@x/mllp/framer";
+ * import { type MllpDecoderOptions, MllpDecoderStream } from "@x/mllp/framer";
  * import { FrameSizeError } from "@x/mllp/errors";
  * import { assertEquals, assertRejects } from "@std/assert";
  *
@@ -114,9 +123,23 @@ const ENCODER_BLOCK_BYTES = 8 * 1024;
  *   },
  *   silent: true,
  * };
- * const input = new Uint8Array([0x0d, 0x0a, 0x0b, 0x31, 0x32, 0x33, 0x34, 0x35, 0x1c, 0x0d]);
+ * const input = new Uint8Array([
+ *   0x0d,
+ *   0x0a,
+ *   0x0b,
+ *   0x31,
+ *   0x32,
+ *   0x33,
+ *   0x34,
+ *   0x35,
+ *   0x1c,
+ *   0x0d,
+ * ]);
  * await assertRejects(
- *   () => Array.fromAsync(ReadableStream.from([input]).pipeThrough(new MllpDecoderStream(options))),
+ *   () =>
+ *     Array.fromAsync(
+ *       ReadableStream.from([input]).pipeThrough(new MllpDecoderStream(options)),
+ *     ),
  *   FrameSizeError,
  * );
  * assertEquals(junk, 2);
@@ -477,13 +500,18 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
  *
  * @example Validation rejects a payload that would break the framing
  * ```ts
- * import { MllpEncoderStream, type MllpEncoderOptions } from "@x/mllp/framer";
+ * import { type MllpEncoderOptions, MllpEncoderStream } from "@x/mllp/framer";
  * import { assertRejects } from "@std/assert";
  *
  * const options: MllpEncoderOptions = { validate: true };
  * const payload = new Uint8Array([0x41, 0x1c, 0x42]); // holds FS
  * await assertRejects(
- *   () => Array.fromAsync(ReadableStream.from([payload]).pipeThrough(new MllpEncoderStream(options))),
+ *   () =>
+ *     Array.fromAsync(
+ *       ReadableStream.from([payload]).pipeThrough(
+ *         new MllpEncoderStream(options),
+ *       ),
+ *     ),
  *   TypeError,
  * );
  * ```

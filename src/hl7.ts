@@ -31,7 +31,9 @@ import { HeaderError } from "./errors.ts";
  * import { type Hl7Separators, readHeader } from "@x/mllp/hl7";
  * import { assertEquals } from "@std/assert";
  *
- * const header = readHeader("MSH|^~\\&|App|Fac|Rcv|RFac|20240101||ADT^A01|1|P|2.5\r");
+ * const header = readHeader(
+ *   "MSH|^~\\&|App|Fac|Rcv|RFac|20240101||ADT^A01|1|P|2.5\r",
+ * );
  * const separators: Hl7Separators = header.separators;
  * assertEquals(separators.field, "|");
  * assertEquals("Smith^John".split(separators.component), ["Smith", "John"]);
@@ -556,7 +558,10 @@ export class UnknownMessage {
  *     ? `${message.header.messageType} ${message.header.controlId}`
  *     : `${message.size} bytes of something else`;
  * }
- * assertEquals(describe(readMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")), "ADT^A01 7");
+ * assertEquals(
+ *   describe(readMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")),
+ *   "ADT^A01 7",
+ * );
  * assertEquals(describe(readMessage("PING")), "4 bytes of something else");
  * ```
  */

@@ -79,7 +79,10 @@ import { type Message, readMessage } from "./hl7.ts";
  * import { KvOutbox, type OutboxDestination } from "@x/mllp/outbox";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const destination: OutboxDestination = {
  *   hostname: "127.0.0.1",
  *   port: receiver.port,
@@ -292,7 +295,9 @@ export interface OutboxStats {
  * await using outbox = await KvOutbox.open(":memory:", {
  *   destination: { hostname: "127.0.0.1", port: 2575 },
  * });
- * const hl7: Enqueued = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * const hl7: Enqueued = await outbox.enqueue(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r",
+ * );
  * const other: Enqueued = await outbox.enqueue("not HL7");
  * assertEquals(hl7, { seq: 1, controlId: "Q1" });
  * assertEquals([other.seq, other.controlId], [2, undefined]);
@@ -322,7 +327,9 @@ export interface Enqueued {
  *   retry: { initialDelay: 60_000, jitter: 0 },
  * });
  * const retrying = new Promise<OutboxRetryDetail>((resolve) =>
- *   outbox.addEventListener("retrying", (event) => resolve(event.detail), { once: true })
+ *   outbox.addEventListener("retrying", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
  * );
  * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
  * outbox.start();
@@ -352,7 +359,10 @@ export interface OutboxRetryDetail {
  * import { KvOutbox, type OutboxEventMap } from "@x/mllp/outbox";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * await using outbox = await KvOutbox.open(":memory:", {
  *   destination: { hostname: "127.0.0.1", port: receiver.port },
  * });
@@ -361,7 +371,10 @@ export interface OutboxRetryDetail {
  * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
  * outbox.start();
  * await outbox.waitFor(seq);
- * assertEquals(acked.map((record) => [record.controlId, record.ackCode]), [["Q1", "AA"]]);
+ * assertEquals(acked.map((record) => [record.controlId, record.ackCode]), [[
+ *   "Q1",
+ *   "AA",
+ * ]]);
  * ```
  */
 export interface OutboxEventMap {

@@ -131,11 +131,18 @@ export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
  *   cert: "tls/server/server_certificate.pem", // paths or PEM text
  *   key: "tls/server/private_key.pem",
  * };
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher, tls });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   tls,
+ * });
  * await using client = await Client.connect("127.0.0.1", receiver.port, {
  *   tls: { caCerts: "tls/root-ca/ca_certificate.pem" },
  * });
- * assertEquals((await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")).ok, true);
+ * assertEquals(
+ *   (await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")).ok,
+ *   true,
+ * );
  * ```
  */
 export interface ReceiverTlsOptions {
@@ -340,7 +347,11 @@ export const DEFAULT_MAX_CONNECTIONS = 1024;
  *
  * @example Allow one busy sender more connections
  * ```ts
- * import { DEFAULT_MAX_CONNECTIONS_PER_CLIENT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import {
+ *   DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_MAX_CONNECTIONS_PER_CLIENT, 64);
@@ -432,9 +443,16 @@ export const DEFAULT_STOP_DEADLINE = 5_000;
  * import type { ConnectionDetail } from "@x/mllp/receiver";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const opened = new Promise<ConnectionDetail>((resolve) =>
- *   receiver.addEventListener("connectionopen", (event) => resolve(event.detail), { once: true })
+ *   receiver.addEventListener(
+ *     "connectionopen",
+ *     (event) => resolve(event.detail),
+ *     { once: true },
+ *   )
  * );
  * await using _client = await Client.connect("127.0.0.1", receiver.port);
  * const detail = await opened;
@@ -462,9 +480,16 @@ export interface ConnectionDetail {
  * import type { ConnectionCloseDetail } from "@x/mllp/receiver";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const closed = new Promise<ConnectionCloseDetail>((resolve) =>
- *   receiver.addEventListener("connectionclose", (event) => resolve(event.detail), { once: true })
+ *   receiver.addEventListener(
+ *     "connectionclose",
+ *     (event) => resolve(event.detail),
+ *     { once: true },
+ *   )
  * );
  * const client = await Client.connect("127.0.0.1", receiver.port);
  * await client.send("PING");
@@ -498,11 +523,19 @@ export interface ConnectionCloseDetail extends ConnectionDetail {
  *   allowedClients: ["192.0.2.0/24"],
  * });
  * const rejected = new Promise<ClientRejectDetail>((resolve) =>
- *   receiver.addEventListener("clientreject", (event) => resolve(event.detail), { once: true })
+ *   receiver.addEventListener("clientreject", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
  * );
- * using _conn = await Deno.connect({ hostname: "127.0.0.1", port: receiver.port });
+ * using _conn = await Deno.connect({
+ *   hostname: "127.0.0.1",
+ *   port: receiver.port,
+ * });
  * const detail = await rejected;
- * assertEquals([detail.peer.hostname, detail.reason], ["127.0.0.1", "client_ip_not_allowed"]);
+ * assertEquals([detail.peer.hostname, detail.reason], [
+ *   "127.0.0.1",
+ *   "client_ip_not_allowed",
+ * ]);
  * ```
  */
 export interface ClientRejectDetail {
@@ -532,10 +565,17 @@ export interface ClientRejectDetail {
  * await using receiver = await Receiver.start({
  *   port: 0,
  *   dispatcher: EchoDispatcher,
- *   tls: { cert: "tls/server/server_certificate.pem", key: "tls/server/private_key.pem" },
+ *   tls: {
+ *     cert: "tls/server/server_certificate.pem",
+ *     key: "tls/server/private_key.pem",
+ *   },
  * });
  * const failed = new Promise<HandshakeErrorDetail>((resolve) =>
- *   receiver.addEventListener("handshakeerror", (event) => resolve(event.detail), { once: true })
+ *   receiver.addEventListener(
+ *     "handshakeerror",
+ *     (event) => resolve(event.detail),
+ *     { once: true },
+ *   )
  * );
  * using conn = await Deno.connect({ hostname: "127.0.0.1", port: receiver.port });
  * await conn.write(new TextEncoder().encode("\x0bMSH|^~\\&|plain text\x1c\r"));
@@ -563,9 +603,14 @@ export interface HandshakeErrorDetail {
  * import type { FramingErrorDetail } from "@x/mllp/receiver";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const framing = new Promise<FramingErrorDetail>((resolve) =>
- *   receiver.addEventListener("framingerror", (event) => resolve(event.detail), { once: true })
+ *   receiver.addEventListener("framingerror", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
  * );
  * using conn = await Deno.connect({ hostname: "127.0.0.1", port: receiver.port });
  * await conn.write(new TextEncoder().encode("\r\n\x0bPING\x1c\r"));
@@ -596,14 +641,21 @@ export interface FramingErrorDetail {
  * import type { DispatchDetail } from "@x/mllp/receiver";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const dispatched: DispatchDetail[] = [];
  * receiver.addEventListener("dispatch", (event) => dispatched.push(event.detail));
  * await using client = await Client.connect("127.0.0.1", receiver.port);
  * await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
  * const [detail] = dispatched;
  * assertEquals(detail.peer.hostname, "127.0.0.1");
- * assertEquals([detail.kind, detail.controlId, detail.ackCode], ["hl7", "7", "AA"]);
+ * assertEquals([detail.kind, detail.controlId, detail.ackCode], [
+ *   "hl7",
+ *   "7",
+ *   "AA",
+ * ]);
  * ```
  */
 export interface DispatchDetail extends DispatchOutcome {
@@ -620,9 +672,14 @@ export interface DispatchDetail extends DispatchOutcome {
  * import type { ReceiverEventMap } from "@x/mllp/receiver";
  * import { assertEquals } from "@std/assert";
  *
- * await using receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
  * const seen: (keyof ReceiverEventMap)[] = [];
- * const closed = new Promise((resolve) => receiver.addEventListener("connectionclose", resolve));
+ * const closed = new Promise((resolve) =>
+ *   receiver.addEventListener("connectionclose", resolve)
+ * );
  * for (const type of ["connectionopen", "dispatch", "connectionclose"] as const) {
  *   receiver.addEventListener(type, () => seen.push(type));
  * }

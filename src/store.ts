@@ -198,8 +198,16 @@ export type StoredState = "pending" | "dispatched" | "parked";
  *   receivedAt: new Date(),
  * });
  * const record: StoredRecord | undefined = await store.get(id);
- * assertEquals([record?.sendingApplication, record?.controlId, record?.messageType], ["LAB", "L1", "ORU^R01"]);
- * assertEquals([record?.state, record?.attempts, record?.size], ["pending", 0, message.size]);
+ * assertEquals([
+ *   record?.sendingApplication,
+ *   record?.controlId,
+ *   record?.messageType,
+ * ], ["LAB", "L1", "ORU^R01"]);
+ * assertEquals([record?.state, record?.attempts, record?.size], [
+ *   "pending",
+ *   0,
+ *   message.size,
+ * ]);
  * ```
  */
 export interface StoredRecord {
@@ -254,7 +262,9 @@ export interface StoredRecord {
  *
  * await using store = await KvMessageStore.open(":memory:");
  * const stats: StoreStats = await store.stats();
- * const backlog = stats.pending > 0 ? `${stats.pending} waiting, oldest ${stats.oldestAgeMs} ms` : "empty";
+ * const backlog = stats.pending > 0
+ *   ? `${stats.pending} waiting, oldest ${stats.oldestAgeMs} ms`
+ *   : "empty";
  * assertEquals(backlog, "empty");
  * assertEquals([stats.stored, stats.duplicates, stats.parked], [0, 0, 0]);
  * ```
