@@ -134,14 +134,10 @@ export type StorePutResult =
  * const message = readMessage(
  *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
  * ) as Hl7Message;
- * const address = { hostname: "127.0.0.1", port: 2575 };
- * await store.put({
- *   message,
- *   ack: Ack.forMessage(message, "AA").toBytes(),
- *   peer: address,
- *   local: address,
- *   receivedAt: new Date(),
- * });
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
  * const handed = Promise.withResolvers<StoredMessage>();
  * const consumer = store.consume((stored) => {
  *   handed.resolve(stored);
@@ -187,14 +183,10 @@ export interface StoredMessage {
  * const message = readMessage(
  *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
  * ) as Hl7Message;
- * const address = { hostname: "127.0.0.1", port: 2575 };
- * await store.put({
- *   message,
- *   ack: Ack.forMessage(message, "AA").toBytes(),
- *   peer: address,
- *   local: address,
- *   receivedAt: new Date(),
- * });
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
  * const parked = Promise.withResolvers<void>();
  * const consumer = store.consume(() => {
  *   const outcome: StoredOutcome = { outcome: "park", reason: "Unknown patient" };
@@ -231,14 +223,10 @@ export type StoredOutcome =
  * const message = readMessage(
  *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
  * ) as Hl7Message;
- * const address = { hostname: "127.0.0.1", port: 2575 };
- * const { id } = await store.put({
- *   message,
- *   ack: Ack.forMessage(message, "AA").toBytes(),
- *   peer: address,
- *   local: address,
- *   receivedAt: new Date(),
- * });
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * const { id } = await store.put(entry);
  * const consumer = store.consume(handler);
  * await done.promise;
  * await consumer.stop();

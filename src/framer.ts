@@ -112,37 +112,19 @@ const ENCODER_BLOCK_BYTES = 8 * 1024;
  * @example Limit frame size and count junk
  * ```ts
  * import { type MllpDecoderOptions, MllpDecoderStream } from "@x/mllp/framer";
- * import { FrameSizeError } from "@x/mllp/errors";
- * import { assertEquals, assertRejects } from "@std/assert";
+ * import { assertEquals } from "@std/assert";
  *
- * let junk = 0;
+ * const skipped: number[] = [];
  * const options: MllpDecoderOptions = {
- *   maxFrameBytes: 4,
- *   onJunk: (bytes) => {
- *     junk += bytes;
- *   },
+ *   maxFrameBytes: 1024, // a larger frame errors the stream with FrameSizeError
+ *   onJunk: (bytes) => skipped.push(bytes),
  *   silent: true,
  * };
- * const input = new Uint8Array([
- *   0x0d,
- *   0x0a,
- *   0x0b,
- *   0x31,
- *   0x32,
- *   0x33,
- *   0x34,
- *   0x35,
- *   0x1c,
- *   0x0d,
- * ]);
- * await assertRejects(
- *   () =>
- *     Array.fromAsync(
- *       ReadableStream.from([input]).pipeThrough(new MllpDecoderStream(options)),
- *     ),
- *   FrameSizeError,
+ * const input = new Uint8Array([0x0d, 0x0a, 0x0b, 0x41, 0x1c, 0x0d]);
+ * const frames = await Array.fromAsync(
+ *   ReadableStream.from([input]).pipeThrough(new MllpDecoderStream(options)),
  * );
- * assertEquals(junk, 2);
+ * assertEquals([frames.length, skipped], [1, [2]]);
  * ```
  */
 export interface MllpDecoderOptions {

@@ -160,14 +160,10 @@ export interface KvMessageStoreOptions {
  * const message = readMessage(
  *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
  * ) as Hl7Message;
- * const address = { hostname: "127.0.0.1", port: 2575 };
- * await store.put({
- *   message,
- *   ack: Ack.forMessage(message, "AA").toBytes(),
- *   peer: address,
- *   local: address,
- *   receivedAt: new Date(),
- * });
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
  * const state: StoredState = "pending";
  * const pending = await Array.fromAsync(store.list({ state }));
  * assertEquals(pending.map((record) => record.controlId), ["L1"]);
@@ -189,14 +185,10 @@ export type StoredState = "pending" | "dispatched" | "parked";
  * const message = readMessage(
  *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
  * ) as Hl7Message;
- * const address = { hostname: "127.0.0.1", port: 2575 };
- * const { id } = await store.put({
- *   message,
- *   ack: Ack.forMessage(message, "AA").toBytes(),
- *   peer: address,
- *   local: address,
- *   receivedAt: new Date(),
- * });
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * const { id } = await store.put(entry);
  * const record: StoredRecord | undefined = await store.get(id);
  * assertEquals([
  *   record?.sendingApplication,
