@@ -11,13 +11,91 @@ import { makeAdtMessage } from "./_bench_raw.ts";
 
 const encoder = new TextEncoder();
 
-/** The default number of connections of {@linkcode runBench}. */
+/**
+ * The default number of connections of {@linkcode runBench}.
+ *
+ * @example Use more connections than the default
+ * ```ts
+ * import {
+ *   DEFAULT_CONNECTIONS,
+ *   runBench,
+ *   startRawResponder,
+ * } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_CONNECTIONS, 1);
+ * await using responder = startRawResponder();
+ * const result = await runBench({
+ *   port: responder.port,
+ *   connections: 4 * DEFAULT_CONNECTIONS,
+ *   messages: 5,
+ *   warmup: 1,
+ * });
+ * assertEquals([result.connections, result.sent], [4, 20]);
+ * ```
+ */
 export const DEFAULT_CONNECTIONS = 1;
-/** The default number of measured messages per connection. */
+/**
+ * The default number of measured messages per connection.
+ *
+ * @example A quick run with a tenth of the default messages
+ * ```ts
+ * import { DEFAULT_MESSAGES, runBench, startRawResponder } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_MESSAGES, 1000);
+ * await using responder = startRawResponder();
+ * const result = await runBench({
+ *   port: responder.port,
+ *   messages: DEFAULT_MESSAGES / 10,
+ *   warmup: 5,
+ * });
+ * assertEquals(result.sent, 100);
+ * ```
+ */
 export const DEFAULT_MESSAGES = 1000;
-/** The default number of warm-up messages per connection (not counted). */
+/**
+ * The default number of warm-up messages per connection (not counted).
+ *
+ * @example Skip most of the warm-up
+ * ```ts
+ * import { DEFAULT_WARMUP, runBench, startRawResponder } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_WARMUP, 100);
+ * await using responder = startRawResponder();
+ * const result = await runBench({
+ *   port: responder.port,
+ *   messages: 20,
+ *   warmup: DEFAULT_WARMUP / 20,
+ * });
+ * assertEquals([result.warmup, result.messagesPerConnection], [5, 20]);
+ * ```
+ */
 export const DEFAULT_WARMUP = 100;
-/** Options for {@linkcode runBench}. */
+/**
+ * Options for {@linkcode runBench}.
+ *
+ * @example Two connections sending a 2 KiB message
+ * ```ts
+ * import { type BenchOptions, makeAdtMessage, runBench, startTarget } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const payload = makeAdtMessage(2048);
+ * await using responder = await startTarget("raw", { inProcess: true, payload }); // answers its ACK
+ * const options: BenchOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: responder.port,
+ *   connections: 2,
+ *   messages: 10,
+ *   warmup: 2,
+ *   payload,
+ *   replyTimeout: 5_000,
+ * };
+ * const result = await runBench(options);
+ * assertEquals([result.sent, result.payloadBytes], [20, 2048]);
+ * ```
+ */
 export interface BenchOptions {
   /**
    * The receiver's host name or IP address.
@@ -64,7 +142,19 @@ export interface BenchOptions {
   signal?: AbortSignal;
 }
 
-/** Round-trip times of the measured messages that got a reply, in ms. */
+/**
+ * Round-trip times of the measured messages that got a reply, in ms.
+ *
+ * @example Read percentiles
+ * ```ts
+ * import { type LatencySummary, summarizeLatency } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const roundTrips = Float64Array.from([4, 1, 3, 2]);
+ * const latency: LatencySummary = summarizeLatency(roundTrips);
+ * assertEquals([latency.p50, latency.max, latency.mean], [2, 4, 2.5]);
+ * ```
+ */
 export interface LatencySummary {
   /** The median. */
   p50: number;
@@ -78,7 +168,26 @@ export interface LatencySummary {
   mean: number;
 }
 
-/** What one {@linkcode runBench} measured. */
+/**
+ * What one {@linkcode runBench} measured.
+ *
+ * @example Check a run for failures
+ * ```ts
+ * import { type BenchResult, runBench, startRawResponder } from "@x/mllp/bench";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * await using responder = startRawResponder();
+ * const result: BenchResult = await runBench({
+ *   port: responder.port,
+ *   messages: 20,
+ *   warmup: 2,
+ * });
+ * assertEquals([result.ok, result.errors, result.failures], [20, 0, {}]);
+ * assert(
+ *   result.messagesPerSecond > 0 && result.latency.p99 >= result.latency.p50,
+ * );
+ * ```
+ */
 export interface BenchResult {
   /** The number of connections. */
   connections: number;
@@ -278,7 +387,30 @@ export function summarizeLatency(times: Float64Array): LatencySummary {
   };
 }
 
-/** Options for {@linkcode measureIdle}. */
+/**
+ * Options for {@linkcode measureIdle}.
+ *
+ * @example Measure idle connections to a receiver in this process
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import { type IdleOptions, measureIdle } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const options: IdleOptions = {
+ *   port: receiver.port,
+ *   connections: 5,
+ *   rss: () => Promise.resolve(Deno.memoryUsage().rss), // includes this process's clients
+ *   settle: 10,
+ * };
+ * const result = await measureIdle(options);
+ * assertEquals(result.connections, 5);
+ * ```
+ */
 export interface IdleOptions {
   /**
    * The receiver's host name or IP address.
@@ -303,7 +435,28 @@ export interface IdleOptions {
   tls?: ClientTlsOptions;
 }
 
-/** What {@linkcode measureIdle} measured. */
+/**
+ * What {@linkcode measureIdle} measured.
+ *
+ * @example Report the cost per connection
+ * ```ts
+ * import type { IdleResult } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function describe(result: IdleResult): string {
+ *   const kib = (result.bytesPerConnection / 1024).toFixed(1);
+ *   return `${result.connections} idle connections: +${kib} KiB each`;
+ * }
+ * const result: IdleResult = {
+ *   connections: 100,
+ *   rssBefore: 40_000_000,
+ *   rssAfter: 42_048_000,
+ *   rssGrowth: 2_048_000,
+ *   bytesPerConnection: 20_480,
+ * };
+ * assertEquals(describe(result), "100 idle connections: +20.0 KiB each");
+ * ```
+ */
 export interface IdleResult {
   /** The number of idle connections held open. */
   connections: number;

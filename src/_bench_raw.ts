@@ -16,9 +16,33 @@ const FS = 0x1c;
 const CR = 0x0d;
 const encoder = new TextEncoder();
 
-/** The default payload size of {@linkcode makeAdtMessage}, in bytes. */
+/**
+ * The default payload size of {@linkcode makeAdtMessage}, in bytes.
+ *
+ * @example The default message is 1 KiB
+ * ```ts
+ * import { DEFAULT_MESSAGE_SIZE, makeAdtMessage } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_MESSAGE_SIZE, 1024);
+ * assertEquals(makeAdtMessage().length, DEFAULT_MESSAGE_SIZE);
+ * assertEquals(makeAdtMessage(4 * DEFAULT_MESSAGE_SIZE).length, 4096);
+ * ```
+ */
 export const DEFAULT_MESSAGE_SIZE = 1024;
-/** The control id (MSH-10) of the messages {@linkcode makeAdtMessage} makes. */
+/**
+ * The control id (MSH-10) of the messages {@linkcode makeAdtMessage} makes.
+ *
+ * @example Every bench message has the same control id
+ * ```ts
+ * import { BENCH_CONTROL_ID, makeAdtMessage } from "@x/mllp/bench";
+ * import { readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(readHeader(makeAdtMessage()).controlId, BENCH_CONTROL_ID);
+ * assertEquals(readHeader(makeAdtMessage(4096)).controlId, "BENCH00001");
+ * ```
+ */
 export const BENCH_CONTROL_ID = "BENCH00001";
 
 // A realistic ADT^A01 (admit), ASCII only; NTE segments pad it to size.
@@ -64,7 +88,26 @@ export function makeAdtMessage(size: number = DEFAULT_MESSAGE_SIZE): string {
   return `${base}${nte}${filler.slice(0, room)}\r`;
 }
 
-/** Options for {@linkcode startRawResponder}. */
+/**
+ * Options for {@linkcode startRawResponder}.
+ *
+ * @example A responder with a fixed reply
+ * ```ts
+ * import { type RawResponderOptions, startRawResponder } from "@x/mllp/bench";
+ * import { Client } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: RawResponderOptions = {
+ *   hostname: "127.0.0.1",
+ *   port: 0,
+ *   reply: "PONG",
+ * };
+ * await using raw = startRawResponder(options);
+ * await using client = await Client.connect(raw.hostname, raw.port);
+ * const result = await client.send("PING");
+ * assertEquals(result.outcome === "reply" && result.text, "PONG");
+ * ```
+ */
 export interface RawResponderOptions {
   /**
    * The port to listen on; `0` picks a free one.
@@ -88,7 +131,23 @@ export interface RawResponderOptions {
   tls?: { cert: string; key: string };
 }
 
-/** A running {@linkcode startRawResponder}. */
+/**
+ * A running {@linkcode startRawResponder}.
+ *
+ * @example Count its connections
+ * ```ts
+ * import { type RawResponder, startRawResponder } from "@x/mllp/bench";
+ * import { Client } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const raw: RawResponder = startRawResponder();
+ * const client = await Client.connect(raw.hostname, raw.port);
+ * await client.send("PING");
+ * assertEquals(raw.connections, 1);
+ * await client.close();
+ * await raw.close();
+ * ```
+ */
 export interface RawResponder extends AsyncDisposable {
   /** The address it listens on. */
   readonly hostname: string;

@@ -27,7 +27,28 @@ import {
 
 const encoder = new TextEncoder();
 
-/** Options for {@linkcode compare}. */
+/**
+ * Options for {@linkcode compare}.
+ *
+ * @example Three short rounds against the raw responder
+ * ```ts
+ * import { compare, type CompareOptions } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const progress: string[] = [];
+ * const options: CompareOptions = {
+ *   targets: ["raw"],
+ *   connections: 1,
+ *   messages: 10,
+ *   warmup: 1,
+ *   rounds: 3,
+ *   inProcess: true,
+ *   onProgress: (line) => progress.push(line),
+ * };
+ * const report = await compare(options);
+ * assertEquals([report.targets[0].runs.length, progress.length], [3, 3]);
+ * ```
+ */
 export interface CompareOptions
   extends Omit<BenchOptions, "hostname" | "port" | "signal"> {
   /** The targets, measured in this order in each round. */
@@ -52,7 +73,19 @@ export interface CompareOptions
   onProgress?: (line: string) => void;
 }
 
-/** The machine a report was made on. */
+/**
+ * The machine a report was made on.
+ *
+ * @example Describe this machine
+ * ```ts
+ * import { type MachineInfo, machineInfo } from "@x/mllp/bench";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const machine: MachineInfo = await machineInfo();
+ * assertEquals(machine.deno, Deno.version.deno);
+ * assert(machine.cpus > 0 && machine.arch.length > 0);
+ * ```
+ */
 export interface MachineInfo {
   /** The operating system and kernel release. */
   os: string;
@@ -68,7 +101,25 @@ export interface MachineInfo {
   deno: string;
 }
 
-/** The medians of a target's runs. */
+/**
+ * The medians of a target's runs.
+ *
+ * @example Read a target's medians
+ * ```ts
+ * import { type BenchSummary, compare } from "@x/mllp/bench";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const report = await compare({
+ *   targets: ["raw"],
+ *   messages: 10,
+ *   warmup: 1,
+ *   inProcess: true,
+ * });
+ * const summary: BenchSummary = report.targets[0].summary;
+ * assertEquals([summary.sent, summary.errors, summary.failures], [10, 0, {}]);
+ * assert(summary.messagesPerSecond > 0);
+ * ```
+ */
 export interface BenchSummary {
   /** Median messages per second. */
   messagesPerSecond: number;
@@ -88,7 +139,26 @@ export interface BenchSummary {
   serverCpuMicros?: number;
 }
 
-/** One target's part of a {@linkcode BenchReport}. */
+/**
+ * One target's part of a {@linkcode BenchReport}.
+ *
+ * @example Compare this library's receiver with the raw responder
+ * ```ts
+ * import { compare, type TargetReport } from "@x/mllp/bench";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const report = await compare({
+ *   targets: ["raw", "self"],
+ *   messages: 10,
+ *   warmup: 1,
+ *   inProcess: true,
+ * });
+ * const self: TargetReport = report.targets[1];
+ * assertEquals([self.name, self.runs.length], ["self", 1]);
+ * assert(self.address.startsWith("127.0.0.1:"));
+ * assert(self.ratioToRaw !== undefined && self.ratioToRaw > 0);
+ * ```
+ */
 export interface TargetReport {
   /** The target's name. */
   name: string;
@@ -109,7 +179,26 @@ export interface TargetReport {
   idle?: IdleResult;
 }
 
-/** What {@linkcode compare} measured. */
+/**
+ * What {@linkcode compare} measured.
+ *
+ * @example Save a report as JSON
+ * ```ts
+ * import { type BenchReport, compare, formatReport } from "@x/mllp/bench";
+ * import { assertEquals, assertStringIncludes } from "@std/assert";
+ *
+ * const report: BenchReport = await compare({
+ *   targets: ["raw"],
+ *   messages: 10,
+ *   warmup: 1,
+ *   inProcess: true,
+ * });
+ * const saved: BenchReport = JSON.parse(JSON.stringify(report));
+ * assertEquals(saved.settings.messages, 10);
+ * assertEquals(saved.targets.map((target) => target.name), ["raw"]);
+ * assertStringIncludes(formatReport(saved), "raw");
+ * ```
+ */
 export interface BenchReport {
   /** The machine. */
   machine: MachineInfo;

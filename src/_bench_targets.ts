@@ -22,6 +22,26 @@ const BENCH_MODULE = new URL("./bench.ts", import.meta.url).href;
  * What to measure: `"raw"` (the raw responder), `"self"` (this library's
  * receiver with the EchoDispatcher), a server command that speaks the
  * child protocol (see the module doc), or a receiver already running.
+ *
+ * @example Read a target from a command-line argument
+ * ```ts
+ * import { startTarget, type TargetSpec } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function parseTarget(arg: string): TargetSpec {
+ *   if (arg === "raw" || arg === "self") return arg;
+ *   const [hostname, port] = arg.split(":");
+ *   return { hostname, port: Number(port) };
+ * }
+ * assertEquals(parseTarget("127.0.0.1:2575"), {
+ *   hostname: "127.0.0.1",
+ *   port: 2575,
+ * });
+ * await using target = await startTarget(parseTarget("self"), {
+ *   inProcess: true,
+ * });
+ * assertEquals(target.name, "self");
+ * ```
  */
 export type TargetSpec =
   | "raw"
@@ -29,7 +49,24 @@ export type TargetSpec =
   | CommandTarget
   | AddressTarget;
 
-/** A server started as a child process that speaks the child protocol. */
+/**
+ * A server started as a child process that speaks the child protocol.
+ *
+ * @example Start a server command that speaks the child protocol
+ * ```ts
+ * import { type CommandTarget, startTarget } from "@x/mllp/bench";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * // Any program will do if it prints its address as one JSON line once it listens.
+ * const command: CommandTarget = {
+ *   name: "deno-raw",
+ *   command: [Deno.execPath(), "run", "-A", "src/bench.ts", "serve", "raw"],
+ * };
+ * await using target = await startTarget(command);
+ * assertEquals(target.name, "deno-raw");
+ * assert(target.port > 0 && target.pid !== undefined);
+ * ```
+ */
 export interface CommandTarget {
   /** The name reported. */
   name: string;
@@ -39,7 +76,35 @@ export interface CommandTarget {
   cwd?: string | URL;
 }
 
-/** A receiver already running. */
+/**
+ * A receiver already running.
+ *
+ * @example Measure a receiver that is already running
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import { type AddressTarget, runBench, startTarget } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const running: AddressTarget = {
+ *   name: "mine",
+ *   hostname: "127.0.0.1",
+ *   port: receiver.port,
+ * };
+ * await using target = await startTarget(running); // only describes it
+ * const result = await runBench({
+ *   hostname: target.hostname,
+ *   port: target.port,
+ *   messages: 10,
+ *   warmup: 1,
+ * });
+ * assertEquals([target.name, result.errors], ["mine", 0]);
+ * ```
+ */
 export interface AddressTarget {
   /**
    * The name reported.
@@ -55,7 +120,21 @@ export interface AddressTarget {
   pid?: number;
 }
 
-/** Options for {@linkcode startTarget}. */
+/**
+ * Options for {@linkcode startTarget}.
+ *
+ * @example The raw responder in this process, answering a 2 KiB message
+ * ```ts
+ * import { makeAdtMessage, runBench, startTarget, type StartTargetOptions } from "@x/mllp/bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const payload = makeAdtMessage(2048);
+ * const options: StartTargetOptions = { inProcess: true, payload };
+ * await using target = await startTarget("raw", options);
+ * const result = await runBench({ port: target.port, payload, messages: 10, warmup: 1 });
+ * assertEquals([result.ok, result.payloadBytes], [10, 2048]);
+ * ```
+ */
 export interface StartTargetOptions {
   /**
    * Start `"raw"` and `"self"` in this process rather than in a child.
@@ -82,7 +161,20 @@ export interface StartTargetOptions {
   startTimeout?: number;
 }
 
-/** A target ready to be measured. */
+/**
+ * A target ready to be measured.
+ *
+ * @example Read a target's memory
+ * ```ts
+ * import { type RunningTarget, startTarget } from "@x/mllp/bench";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const target: RunningTarget = await startTarget("self", { inProcess: true });
+ * assert((await target.rss() ?? 0) > 0);
+ * assertEquals(await target.cpuTime(), undefined); // not known for a server in this process
+ * await target.close();
+ * ```
+ */
 export interface RunningTarget extends AsyncDisposable {
   /** The name reported: `raw`, `self`, the command's name, or the address. */
   readonly name: string;

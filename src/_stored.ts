@@ -24,10 +24,54 @@ import { type Hl7Message, type Message, readMessage } from "./hl7.ts";
 
 const logger = getLogger(["mllp", "store"]);
 
-/** The MSA-3 text of the `AA` a receiver with a store sends once a message is stored. */
+/**
+ * The MSA-3 text of the `AA` a receiver with a store sends once a message is stored.
+ *
+ * @example The text of the ACK for a stored message
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import { KvMessageStore, STORED_TEXT } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   store,
+ *   dispatcher: () => {},
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * );
+ * assertEquals(result.outcome === "accept" && result.ack.text, STORED_TEXT);
+ * ```
+ */
 export const STORED_TEXT = "Stored";
 
-/** One HL7 message for {@linkcode MessageStore.put}, with the ACK it gets. */
+/**
+ * One HL7 message for {@linkcode MessageStore.put}, with the ACK it gets.
+ *
+ * @example Store a message by hand
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoreEntry } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const entry: StoreEntry = {
+ *   message,
+ *   ack: Ack.forMessage(message, "AA").toBytes(),
+ *   peer: { hostname: "192.0.2.7", port: 40_001 },
+ *   local: { hostname: "0.0.0.0", port: 2575 },
+ *   receivedAt: new Date(),
+ * };
+ * const { id } = await store.put(entry);
+ * assertEquals((await store.get(id))?.peer.hostname, "192.0.2.7");
+ * ```
+ */
 export interface StoreEntry {
   /** The message as received. */
   message: Hl7Message;
@@ -47,12 +91,63 @@ export interface StoreEntry {
  * What {@linkcode MessageStore.put} did: stored the message, or found that
  * the same sender (MSH-3, MSH-4) had sent the same control id (MSH-10)
  * before, and returns the ACK that message got.
+ *
+ * @example A resend gets the first ACK back
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StorePutResult } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const address = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = {
+ *   message,
+ *   ack,
+ *   peer: address,
+ *   local: address,
+ *   receivedAt: new Date(),
+ * };
+ * const first: StorePutResult = await store.put(entry);
+ * const again: StorePutResult = await store.put(entry);
+ * assertEquals(first.duplicate, false);
+ * assertEquals(again.duplicate && [again.id, again.ack], [first.id, ack]);
+ * ```
  */
 export type StorePutResult =
   | { duplicate: false; id: string }
   | { duplicate: true; id: string; ack: Uint8Array };
 
-/** A stored message handed to the consumer. */
+/**
+ * A stored message handed to the consumer.
+ *
+ * @example Read a stored message in a consumer
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredMessage } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
+ * const handed = Promise.withResolvers<StoredMessage>();
+ * const consumer = store.consume((stored) => {
+ *   handed.resolve(stored);
+ *   return Promise.resolve({ outcome: "done" });
+ * });
+ * const stored = await handed.promise;
+ * await consumer.stop();
+ * assertEquals([stored.attempt, stored.raw], [1, message.raw]);
+ * ```
+ */
 export interface StoredMessage {
   /** The store's id of the message. */
   id: string;
@@ -77,6 +172,31 @@ export interface StoredMessage {
  * What became of one dispatch from the store: done (never dispatched
  * again), to be retried (after a backoff, up to the store's limit), or
  * parked for review.
+ *
+ * @example Retry, park or finish a stored message
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredOutcome } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
+ * const parked = Promise.withResolvers<void>();
+ * const consumer = store.consume(() => {
+ *   const outcome: StoredOutcome = { outcome: "park", reason: "Unknown patient" };
+ *   queueMicrotask(parked.resolve);
+ *   return Promise.resolve(outcome);
+ * });
+ * await parked.promise;
+ * await consumer.stop();
+ * assertEquals((await store.stats()).parked, 1);
+ * ```
  */
 export type StoredOutcome =
   | { outcome: "done" }
@@ -85,13 +205,55 @@ export type StoredOutcome =
 /**
  * Handles one stored message. Its `signal` is aborted when the consumer
  * gives up on it (the store is stopping past its deadline).
+ *
+ * @example A handler that forwards each message
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredMessageHandler } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const forwarded: string[] = [];
+ * const done = Promise.withResolvers<void>();
+ * const handler: StoredMessageHandler = (message, _signal) => {
+ *   forwarded.push(message.id); // pass `_signal` on to slow work, such as fetch
+ *   done.resolve();
+ *   return Promise.resolve({ outcome: "done" });
+ * };
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * const { id } = await store.put(entry);
+ * const consumer = store.consume(handler);
+ * await done.promise;
+ * await consumer.stop();
+ * assertEquals(forwarded, [id]);
+ * ```
  */
 export type StoredMessageHandler = (
   message: StoredMessage,
   signal: AbortSignal,
 ) => Promise<StoredOutcome>;
 
-/** A running consumer of a {@linkcode MessageStore}. */
+/**
+ * A running consumer of a {@linkcode MessageStore}.
+ *
+ * @example Stop a consumer
+ * ```ts
+ * import { KvMessageStore, type StoreConsumer } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const consumer: StoreConsumer = store.consume(() =>
+ *   Promise.resolve({ outcome: "done" })
+ * );
+ * await consumer.stop(1_000); // a message in hand gets at most one second
+ * assertEquals((await store.stats()).dispatched, 0);
+ * ```
+ */
 export interface StoreConsumer {
   /**
    * Stops taking messages; waits for the one being handled for at most
@@ -107,6 +269,31 @@ export interface StoreConsumer {
  * A durable store of received HL7 messages, for the receiver's `store`
  * option. `KvMessageStore` from `@x/mllp/store` implements it on Deno KV;
  * any object of this shape will do (a test can inject one that fails).
+ *
+ * @example A store that always fails makes the receiver answer AE
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import type { MessageStore } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const failing: MessageStore = {
+ *   put: () => Promise.reject(new Error("disk full")),
+ *   consume: () => ({ stop: () => Promise.resolve() }),
+ * };
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   store: failing,
+ *   dispatcher: () => {},
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * );
+ * assertEquals(
+ *   result.outcome === "error" && result.ack.text,
+ *   "Cannot store message: disk full",
+ * );
+ * ```
  */
 export interface MessageStore {
   /**
@@ -133,6 +320,31 @@ export interface MessageStore {
  * {@linkcode DispatchContext}, plus the message's id and attempt.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example Use the message id as an idempotency key
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import { KvMessageStore, type StoredDispatchContext } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const seen = Promise.withResolvers<[string, number]>();
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   store,
+ *   dispatcher: (_message, ctx) => {
+ *     const { messageId, attempt } = ctx as StoredDispatchContext;
+ *     seen.resolve([messageId, attempt]);
+ *   },
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * await client.send("MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r");
+ * const [messageId, attempt] = await seen.promise;
+ * assertEquals([await store.lookup("LAB", "HOSP", "L1"), attempt], [
+ *   messageId,
+ *   1,
+ * ]);
+ * ```
  */
 export interface StoredDispatchContext<C = unknown> extends DispatchContext<C> {
   /**

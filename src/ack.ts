@@ -36,10 +36,35 @@ import {
 /**
  * An acknowledgment code (MSA-1): application accept / error / reject
  * (`AA`, `AE`, `AR`) or commit accept / error / reject (`CA`, `CE`, `CR`).
+ *
+ * @example Pick a code for an ACK
+ * ```ts
+ * import { Ack, type AckCode } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const code: AckCode = "AE";
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", code);
+ * assertEquals(ack.code, "AE");
+ * ```
  */
 export type AckCode = "AA" | "AE" | "AR" | "CA" | "CE" | "CR";
 
-/** Every {@linkcode AckCode}, in table order. */
+/**
+ * Every {@linkcode AckCode}, in table order.
+ *
+ * @example List the codes
+ * ```ts
+ * import { ACK_CODES } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(ACK_CODES.length, 6);
+ * assertEquals(ACK_CODES.filter((code) => code.startsWith("C")), [
+ *   "CA",
+ *   "CE",
+ *   "CR",
+ * ]);
+ * ```
+ */
 export const ACK_CODES: readonly AckCode[] = [
   "AA",
   "AE",
@@ -68,7 +93,28 @@ export function isAckCode(code: string): code is AckCode {
   return (ACK_CODES as readonly string[]).includes(code);
 }
 
-/** Options for {@linkcode Ack.forMessage}. */
+/**
+ * Options for {@linkcode Ack.forMessage}.
+ *
+ * @example Fix the text, control id and time of an ACK
+ * ```ts
+ * import { Ack, type AckOptions } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: AckOptions = {
+ *   text: "Stored",
+ *   controlId: "ACK0001",
+ *   dateTime: new Date(Date.UTC(2024, 0, 1)),
+ * };
+ * const ack = Ack.forMessage(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ *   "AA",
+ *   options,
+ * );
+ * assertEquals(ack.text, "Stored");
+ * assertEquals(ack.header.controlId, "ACK0001");
+ * ```
+ */
 export interface AckOptions {
   /**
    * MSA-3, a human-readable text. It is escaped with the message's
@@ -558,7 +604,20 @@ function headerOf(msh: string[], separators: Hl7Separators): Hl7Header {
   };
 }
 
-/** A reply that accepts the message: `AA` or `CA`. */
+/**
+ * A reply that accepts the message: `AA` or `CA`.
+ *
+ * @example An accepting reply
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "CA");
+ * const result = verifyAck("7", ack.toString());
+ * assertEquals(result.ok, true);
+ * if (result.ok) assertEquals(result.code, "CA"); // narrowed to AckAccepted
+ * ```
+ */
 export interface AckAccepted {
   /** Always `true`. */
   ok: true;
@@ -570,7 +629,23 @@ export interface AckAccepted {
   ack: Ack;
 }
 
-/** A reply that reports an error processing the message: `AE` or `CE`. */
+/**
+ * A reply that reports an error processing the message: `AE` or `CE`.
+ *
+ * @example An erroring reply
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AE", {
+ *   text: "Unknown patient",
+ * });
+ * const result = verifyAck("7", ack.toString());
+ * if (result.outcome !== "error") throw new Error("expected an error outcome");
+ * assertEquals(result.code, "AE");
+ * assertEquals(result.ack.text, "Unknown patient");
+ * ```
+ */
 export interface AckErrored {
   /** Always `false`. */
   ok: false;
@@ -582,7 +657,21 @@ export interface AckErrored {
   ack: Ack;
 }
 
-/** A reply that rejects the message: `AR` or `CR`. */
+/**
+ * A reply that rejects the message: `AR` or `CR`.
+ *
+ * @example A rejecting reply
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AR");
+ * const result = verifyAck("7", ack.toString());
+ * if (result.outcome !== "reject") throw new Error("expected a reject outcome");
+ * assertEquals(result.ok, false);
+ * assertEquals(result.code, "AR");
+ * ```
+ */
 export interface AckRejected {
   /** Always `false`. */
   ok: false;
@@ -597,6 +686,18 @@ export interface AckRejected {
 /**
  * An ACK whose MSA-2 is not the sent message's MSH-10: it answers some
  * other message, so it proves nothing about this one.
+ *
+ * @example An ACK for another message
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|8|P|2.5\r", "AA");
+ * const result = verifyAck("7", ack.toString());
+ * if (result.outcome !== "mismatch") throw new Error("expected a mismatch");
+ * assertEquals(result.expected, "7");
+ * assertEquals(result.ack.messageControlId, "8");
+ * ```
  */
 export interface AckMismatch {
   /** Always `false`. */
@@ -611,7 +712,20 @@ export interface AckMismatch {
   expected: string;
 }
 
-/** A reply that cannot be read as an ACK. */
+/**
+ * A reply that cannot be read as an ACK.
+ *
+ * @example A reply that is not an ACK
+ * ```ts
+ * import { verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const result = verifyAck("7", "hello");
+ * if (result.outcome !== "not_ack") throw new Error("expected not_ack");
+ * assertEquals(new TextDecoder().decode(result.reply), "hello");
+ * assertEquals(result.reason.length > 0, true);
+ * ```
+ */
 export interface NotAnAck {
   /** Always `false`. */
   ok: false;
@@ -626,6 +740,27 @@ export interface NotAnAck {
 /**
  * The verified outcome of a reply to an HL7 message. `ok` is true only for
  * an accept whose MSA-2 matches; `outcome` tells the cases apart.
+ *
+ * @example Tell the outcomes apart
+ * ```ts
+ * import { Ack, type AckResult, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function describe(result: AckResult): string {
+ *   switch (result.outcome) {
+ *     case "accept":
+ *       return `accepted (${result.code})`;
+ *     case "mismatch":
+ *       return `answers ${result.ack.messageControlId}, not ${result.expected}`;
+ *     case "not_ack":
+ *       return `not an ACK: ${result.reason}`;
+ *     default: // "error" or "reject"
+ *       return `refused (${result.code})`;
+ *   }
+ * }
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AA");
+ * assertEquals(describe(verifyAck("7", ack.toString())), "accepted (AA)");
+ * ```
  */
 export type AckResult =
   | AckAccepted

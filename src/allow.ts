@@ -32,7 +32,23 @@ import { getLogger } from "@logtape/logtape";
 
 const logger = getLogger(["mllp", "allow"]);
 
-/** How often host names are resolved again by default, in milliseconds. */
+/**
+ * How often host names are resolved again by default, in milliseconds.
+ *
+ * @example Resolve host names less often than the default
+ * ```ts
+ * import { AllowList, DEFAULT_REFRESH_INTERVAL } from "@x/mllp/allow";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_REFRESH_INTERVAL, 60_000);
+ * using allowed = await AllowList.create(["lab.example"], {
+ *   mode: "address",
+ *   refreshInterval: 5 * DEFAULT_REFRESH_INTERVAL,
+ *   resolve: () => Promise.resolve(["192.0.2.7"]),
+ * });
+ * assert(allowed.allowsAddress("192.0.2.7"));
+ * ```
+ */
 export const DEFAULT_REFRESH_INTERVAL = 60_000;
 
 /** The longest interval a timer accepts, in milliseconds. */
@@ -58,10 +74,38 @@ const IPV6_ALL = (1n << 128n) - 1n;
  *   without peer verification.
  * - `"certificate"`: entries are certificate names, matched against the
  *   subject CN and SAN DNS names of a verified client certificate.
+ *
+ * @example Choose the mode from the transport
+ * ```ts
+ * import { AllowList, type AllowMode } from "@x/mllp/allow";
+ * import { assert } from "@std/assert";
+ *
+ * const verifiesClients = true; // TLS with client certificates
+ * const mode: AllowMode = verifiesClients ? "certificate" : "address";
+ * using allowed = await AllowList.create(["lab-client"], { mode });
+ * assert(allowed.allowsCertificate(["lab-client"]));
+ * ```
  */
 export type AllowMode = "address" | "certificate";
 
-/** Options for {@linkcode AllowList.create}. */
+/**
+ * Options for {@linkcode AllowList.create}.
+ *
+ * @example Inject a resolver
+ * ```ts
+ * import { AllowList, type AllowListOptions } from "@x/mllp/allow";
+ * import { assert } from "@std/assert";
+ *
+ * const options: AllowListOptions = {
+ *   mode: "address",
+ *   resolve: (hostname) =>
+ *     Promise.resolve(hostname === "lab.example" ? ["192.0.2.7"] : []),
+ * };
+ * using allowed = await AllowList.create(["lab.example"], options);
+ * assert(allowed.allowsAddress("192.0.2.7"));
+ * assert(!allowed.allowsAddress("192.0.2.8"));
+ * ```
+ */
 export interface AllowListOptions {
   /**
    * `"address"`: entries are IP addresses, CIDR ranges or host names (no
@@ -86,7 +130,21 @@ export interface AllowListOptions {
   resolve?: (hostname: string) => Promise<string[]>;
 }
 
-/** Options for {@linkcode AllowListError}. */
+/**
+ * Options for {@linkcode AllowListError}.
+ *
+ * @example Keep the resolver error as the cause
+ * ```ts
+ * import { AllowListError, type AllowListErrorOptions } from "@x/mllp/allow";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const cause = new Error("ENOTFOUND lab.example");
+ * const options: AllowListErrorOptions = { entries: ["lab.example"], cause };
+ * const error = new AllowListError("No usable entry", options);
+ * assertEquals(error.entries, ["lab.example"]);
+ * assertEquals(error.cause, cause);
+ * ```
+ */
 export interface AllowListErrorOptions extends ErrorOptions {
   /** The host names that did not resolve, lower-cased, without a final dot. */
   entries: readonly string[];

@@ -65,17 +65,102 @@ import {
 
 const logger = getLogger(["mllp", "client"]);
 
-/** The default reply timeout: 60 seconds, as the seed's. */
+/**
+ * The default reply timeout: 60 seconds, as the seed's.
+ *
+ * @example Wait less than the default for replies
+ * ```ts
+ * import {
+ *   Client,
+ *   DEFAULT_REPLY_TIMEOUT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_REPLY_TIMEOUT, 60_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   replyTimeout: DEFAULT_REPLY_TIMEOUT / 4,
+ * });
+ * assertEquals((await client.send("PING")).outcome, "reply");
+ * ```
+ */
 export const DEFAULT_REPLY_TIMEOUT = 60_000;
-/** The default connect timeout: 10 seconds. */
+/**
+ * The default connect timeout: 10 seconds.
+ *
+ * @example Give up on a connection attempt sooner
+ * ```ts
+ * import {
+ *   Client,
+ *   DEFAULT_CONNECT_TIMEOUT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_CONNECT_TIMEOUT, 10_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   connectTimeout: DEFAULT_CONNECT_TIMEOUT / 5,
+ * });
+ * assertEquals(client.state, "connected");
+ * ```
+ */
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
-/** The default limit of queued sends. */
+/**
+ * The default limit of queued sends.
+ *
+ * @example Allow a longer queue for bursts
+ * ```ts
+ * import { Client, DEFAULT_MAX_QUEUED, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_MAX_QUEUED, 1000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   maxQueued: 10 * DEFAULT_MAX_QUEUED,
+ * });
+ * assertEquals(client.queued, 0);
+ * ```
+ */
 export const DEFAULT_MAX_QUEUED = 1000;
 
 /**
  * Exponential backoff between reconnection attempts: `initialDelay`,
  * multiplied by `factor` after each failed attempt up to `maxDelay`, each
  * delay moved by up to ±`jitter` of itself at random.
+ *
+ * @example Faster backoff for a local receiver
+ * ```ts
+ * import { type BackoffOptions, reconnectDelay } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const backoff: BackoffOptions = {
+ *   initialDelay: 200,
+ *   maxDelay: 5_000,
+ *   factor: 3,
+ *   jitter: 0,
+ * };
+ * // Pass it as `reconnect: backoff` to Client.connect or new Client.
+ * assertEquals([1, 2, 3, 4, 5].map((wait) => reconnectDelay(backoff, wait)), [
+ *   200,
+ *   600,
+ *   1800,
+ *   5000,
+ *   5000,
+ * ]);
+ * ```
  */
 export interface BackoffOptions {
   /**
@@ -104,13 +189,52 @@ export interface BackoffOptions {
   jitter?: number;
 }
 
-/** A fixed delay between reconnection attempts. */
+/**
+ * A fixed delay between reconnection attempts.
+ *
+ * @example Retry every 5 seconds
+ * ```ts
+ * import { type FixedIntervalOptions, reconnectDelay } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const fixed: FixedIntervalOptions = { interval: 5_000 };
+ * // Pass it as `reconnect: fixed` to Client.connect or new Client.
+ * assertEquals([1, 2, 10].map((wait) => reconnectDelay(fixed, wait)), [
+ *   5000,
+ *   5000,
+ *   5000,
+ * ]);
+ * ```
+ */
 export interface FixedIntervalOptions {
   /** The delay, in milliseconds. */
   interval: number;
 }
 
-/** Options for {@linkcode Client.connect} and `new Client()`. */
+/**
+ * Options for {@linkcode Client.connect} and `new Client()`.
+ *
+ * @example Tune a client
+ * ```ts
+ * import { Client, type ClientOptions, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: ClientOptions = {
+ *   replyTimeout: 5_000,
+ *   connectTimeout: 2_000,
+ *   reconnect: { initialDelay: 500, maxDelay: 30_000 },
+ *   whenDisconnected: "fail",
+ *   maxQueued: 100,
+ * };
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, options);
+ * const result = await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
+ * assertEquals(result.ok, true);
+ * ```
+ */
 export interface ClientOptions {
   /**
    * How long {@linkcode Client.send} waits for a reply, in milliseconds.
@@ -171,7 +295,36 @@ export interface ClientOptions {
   retryUnwritten?: number;
 }
 
-/** TLS settings for a {@linkcode Client}. */
+/**
+ * TLS settings for a {@linkcode Client}.
+ *
+ * @example Mutual TLS with the repository's test PKI
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import type { ClientTlsOptions } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: (_message, ctx) => `Hello, ${ctx.certificateName}`,
+ *   tls: {
+ *     cert: "tls/server/server_certificate.pem",
+ *     key: "tls/server/private_key.pem",
+ *     ca: "tls/root-ca/ca_certificate.pem",
+ *     verifyPeer: true,
+ *   },
+ * });
+ * const tls: ClientTlsOptions = {
+ *   caCerts: "tls/root-ca/ca_certificate.pem",
+ *   cert: "tls/client/client_certificate.pem",
+ *   key: "tls/client/private_key.pem",
+ *   serverName: "localhost",
+ * };
+ * await using client = await Client.connect("127.0.0.1", receiver.port, { tls });
+ * const result = await client.send("PING");
+ * assertEquals(result.outcome === "reply" && result.text, "Hello, client-1");
+ * ```
+ */
 export interface ClientTlsOptions {
   /**
    * The CA certificates the receiver's certificate must chain to: PEM text
@@ -197,7 +350,29 @@ export interface ClientTlsOptions {
   serverName?: string;
 }
 
-/** Options for one {@linkcode Client.send}. */
+/**
+ * Options for one {@linkcode Client.send}.
+ *
+ * @example A shorter timeout and a way to cancel one send
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { SendOptions } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const cancel = new AbortController();
+ * const options: SendOptions = { timeout: 5_000, signal: cancel.signal };
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ *   options,
+ * );
+ * assertEquals(result.outcome, "accept");
+ * ```
+ */
 export interface SendOptions {
   /**
    * The reply timeout for this send, in milliseconds; also the longest
@@ -218,7 +393,26 @@ export interface SendOptions {
 /** Options for {@linkcode Client.sendBatch}: how to build it, and the send's. */
 export interface SendBatchOptions extends SendOptions, BuildBatchOptions {}
 
-/** The reply to a payload that is not HL7 (the seed's `{:ok, reply}`). */
+/**
+ * The reply to a payload that is not HL7 (the seed's `{:ok, reply}`).
+ *
+ * @example Read the reply to a non-HL7 payload
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import type { ReplyResult } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => "PONG",
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send("PING");
+ * if (result.outcome !== "reply") throw new Error("expected a reply");
+ * const reply: ReplyResult = result;
+ * assertEquals([reply.text, reply.reply.length], ["PONG", 4]);
+ * ```
+ */
 export interface ReplyResult {
   /** Always `true`. */
   ok: true;
@@ -233,13 +427,83 @@ export interface ReplyResult {
 /**
  * The result of {@linkcode Client.send}: the verified ACK outcome for an
  * HL7 message, the reply for any other payload.
+ *
+ * @example Handle every outcome of a send
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { SendResult } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function summary(result: SendResult): string {
+ *   switch (result.outcome) {
+ *     case "accept":
+ *       return `accepted ${result.ack.messageControlId}`;
+ *     case "reply":
+ *       return `replied ${result.text}`;
+ *     default:
+ *       return `failed: ${result.outcome}`;
+ *   }
+ * }
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * assertEquals(
+ *   summary(await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")),
+ *   "accepted 7",
+ * );
+ * ```
  */
 export type SendResult = AckResult | ReplyResult;
 
-/** The state of a {@linkcode Client}'s connection. */
+/**
+ * The state of a {@linkcode Client}'s connection.
+ *
+ * @example Follow the connection state
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ClientState } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const before: ClientState = client.state;
+ * await client.close();
+ * assertEquals([before, client.state], ["connected", "closed"]);
+ * ```
+ */
 export type ClientState = "connecting" | "connected" | "waiting" | "closed";
 
-/** Detail of the `connected` event. */
+/**
+ * Detail of the `connected` event.
+ *
+ * @example Log each connection
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ConnectedDetail } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = new Client("127.0.0.1", receiver.port);
+ * const detail = await new Promise<ConnectedDetail>((resolve) =>
+ *   client.addEventListener("connected", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
+ * );
+ * assertEquals([detail.address, detail.secure, detail.attempt], [
+ *   `127.0.0.1:${receiver.port}`,
+ *   false,
+ *   1,
+ * ]);
+ * ```
+ */
 export interface ConnectedDetail {
   /** The receiver's address. */
   address: string;
@@ -249,7 +513,30 @@ export interface ConnectedDetail {
   attempt: number;
 }
 
-/** Detail of the `connectfailed` event. */
+/**
+ * Detail of the `connectfailed` event.
+ *
+ * @example See why a connection attempt failed
+ * ```ts
+ * import { Client, ConnectionRefusedError } from "@x/mllp";
+ * import type { ConnectFailedDetail } from "@x/mllp/client";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr;
+ * listener.close(); // nothing listens on this port now
+ * await using client = new Client("127.0.0.1", port, {
+ *   reconnect: { interval: 60_000 },
+ * });
+ * const detail = await new Promise<ConnectFailedDetail>((resolve) =>
+ *   client.addEventListener("connectfailed", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
+ * );
+ * assertEquals(detail.attempt, 1);
+ * assert(detail.error instanceof ConnectionRefusedError);
+ * ```
+ */
 export interface ConnectFailedDetail {
   /** The receiver's address. */
   address: string;
@@ -259,7 +546,27 @@ export interface ConnectFailedDetail {
   error: ClientError;
 }
 
-/** Detail of the `closed` event: a connection ended. */
+/**
+ * Detail of the `closed` event: a connection ended.
+ *
+ * @example Count the replies a connection carried
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ClosedDetail } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const closed: ClosedDetail[] = [];
+ * client.addEventListener("closed", (event) => closed.push(event.detail));
+ * await client.send("PING");
+ * await client.close();
+ * assertEquals(closed.map((d) => [d.byClient, d.replies]), [[true, 1]]);
+ * ```
+ */
 export interface ClosedDetail {
   /** The receiver's address. */
   address: string;
@@ -271,7 +578,29 @@ export interface ClosedDetail {
   error?: Error;
 }
 
-/** Detail of the `reconnecting` event. */
+/**
+ * Detail of the `reconnecting` event.
+ *
+ * @example See when the next attempt comes
+ * ```ts
+ * import { Client } from "@x/mllp";
+ * import type { ReconnectingDetail } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr;
+ * listener.close(); // nothing listens on this port now
+ * await using client = new Client("127.0.0.1", port, {
+ *   reconnect: { interval: 60_000 },
+ * });
+ * const detail = await new Promise<ReconnectingDetail>((resolve) =>
+ *   client.addEventListener("reconnecting", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
+ * );
+ * assertEquals([detail.attempt, detail.delayMs], [2, 60_000]);
+ * ```
+ */
 export interface ReconnectingDetail {
   /** The receiver's address. */
   address: string;
@@ -281,7 +610,31 @@ export interface ReconnectingDetail {
   delayMs: number;
 }
 
-/** Detail of the `senderror` event. */
+/**
+ * Detail of the `senderror` event.
+ *
+ * @example Learn whether a failed message was written
+ * ```ts
+ * import { Client, Receiver, ReplyTimeoutError } from "@x/mllp";
+ * import type { SendErrorDetail } from "@x/mllp/client";
+ * import { assertEquals, assertRejects } from "@std/assert";
+ *
+ * // A receiver whose dispatcher never replies
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => undefined,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const errors: SendErrorDetail[] = [];
+ * client.addEventListener("senderror", (event) => errors.push(event.detail));
+ * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
+ * await assertRejects(
+ *   () => client.send(message, { timeout: 50 }),
+ *   ReplyTimeoutError,
+ * );
+ * assertEquals(errors.map((e) => [e.controlId, e.written]), [["7", true]]);
+ * ```
+ */
 export interface SendErrorDetail {
   /** The receiver's address. */
   address: string;
@@ -293,7 +646,31 @@ export interface SendErrorDetail {
   written: boolean;
 }
 
-/** Detail of the `replytimeout` event. */
+/**
+ * Detail of the `replytimeout` event.
+ *
+ * @example Count reply timeouts
+ * ```ts
+ * import { Client, Receiver, ReplyTimeoutError } from "@x/mllp";
+ * import type { ReplyTimeoutDetail } from "@x/mllp/client";
+ * import { assertEquals, assertRejects } from "@std/assert";
+ *
+ * // A receiver whose dispatcher never replies
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => undefined,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const timeouts: ReplyTimeoutDetail[] = [];
+ * client.addEventListener("replytimeout", (event) => timeouts.push(event.detail));
+ * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
+ * await assertRejects(
+ *   () => client.send(message, { timeout: 50 }),
+ *   ReplyTimeoutError,
+ * );
+ * assertEquals(timeouts.map((t) => [t.controlId, t.timeoutMs]), [["7", 50]]);
+ * ```
+ */
 export interface ReplyTimeoutDetail {
   /** The receiver's address. */
   address: string;
@@ -303,7 +680,27 @@ export interface ReplyTimeoutDetail {
   timeoutMs: number;
 }
 
-/** Detail of the `invalidreply` event. */
+/**
+ * Detail of the `invalidreply` event.
+ *
+ * @example Notice a receiver that does not answer with an ACK
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import type { InvalidReplyDetail } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: () => "OK",
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const problems: InvalidReplyDetail[] = [];
+ * client.addEventListener("invalidreply", (event) => problems.push(event.detail));
+ * const result = await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
+ * assertEquals(result.outcome, "not_ack");
+ * assertEquals(problems.map((p) => [p.controlId, p.problem]), [["7", "not_ack"]]);
+ * ```
+ */
 export interface InvalidReplyDetail {
   /** The receiver's address. */
   address: string;
@@ -315,7 +712,31 @@ export interface InvalidReplyDetail {
   detail: string;
 }
 
-/** Detail of the `reply` event: a reply arrived for a send. */
+/**
+ * Detail of the `reply` event: a reply arrived for a send.
+ *
+ * @example Measure round trips
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ReplyDetail } from "@x/mllp/client";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const replies: ReplyDetail[] = [];
+ * client.addEventListener("reply", (event) => replies.push(event.detail));
+ * await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
+ * assertEquals(replies.map((r) => [r.controlId, r.outcome, r.ackCode]), [[
+ *   "7",
+ *   "accept",
+ *   "AA",
+ * ]]);
+ * assert(replies[0].roundTripMs >= 0 && replies[0].bytes > 0);
+ * ```
+ */
 export interface ReplyDetail {
   /** The receiver's address. */
   address: string;
@@ -331,7 +752,29 @@ export interface ReplyDetail {
   bytes: number;
 }
 
-/** The events a {@linkcode Client} emits, each a `CustomEvent`. */
+/**
+ * The events a {@linkcode Client} emits, each a `CustomEvent`.
+ *
+ * @example Trace a client's life
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ClientEventMap } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const client = new Client("127.0.0.1", receiver.port);
+ * const seen: (keyof ClientEventMap)[] = [];
+ * for (const type of ["connected", "reply", "closed"] as const) {
+ *   client.addEventListener(type, () => seen.push(type));
+ * }
+ * await client.send("PING");
+ * await client.close();
+ * assertEquals(seen, ["connected", "reply", "closed"]);
+ * ```
+ */
 export interface ClientEventMap {
   /** A connection was opened. */
   connected: CustomEvent<ConnectedDetail>;

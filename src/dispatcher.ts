@@ -43,7 +43,30 @@ import {
 
 const logger = getLogger(["mllp", "dispatcher"]);
 
-/** A network address: host name or IP address, and port. */
+/**
+ * A network address: host name or IP address, and port.
+ *
+ * @example Log where a message came from
+ * ```ts
+ * import {
+ *   type Address,
+ *   DispatchStream,
+ *   formatAddress,
+ * } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const peer: Address = { hostname: "192.0.2.7", port: 40_001 };
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("PING")])
+ *     .pipeThrough(
+ *       new DispatchStream((_message, ctx) => `from ${formatAddress(ctx.peer)}`, {
+ *         peer,
+ *       }),
+ *     ),
+ * );
+ * assertEquals(new TextDecoder().decode(reply), "from 192.0.2.7:40001");
+ * ```
+ */
 export interface Address {
   /** The IP address or host name. */
   hostname: string;
@@ -55,6 +78,28 @@ export interface Address {
  * What a dispatcher knows about where a message came from.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example Read the context in a dispatcher
+ * ```ts
+ * import { type DispatchContext, DispatchStream } from "@x/mllp/dispatcher";
+ * import type { Message } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function dispatch(
+ *   _message: Message,
+ *   ctx: DispatchContext<{ site: string }>,
+ * ): string {
+ *   return `${ctx.context.site} via ${ctx.local.port}, aborted: ${ctx.signal.aborted}`;
+ * }
+ * const stream = new DispatchStream(dispatch, {
+ *   context: { site: "lab" },
+ *   local: { hostname: "127.0.0.1", port: 2575 },
+ * });
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("PING")]).pipeThrough(stream),
+ * );
+ * assertEquals(new TextDecoder().decode(reply), "lab via 2575, aborted: false");
+ * ```
  */
 export interface DispatchContext<C = unknown> {
   /** The sender's address. */
@@ -82,6 +127,25 @@ export interface DispatchContext<C = unknown> {
  * already wrapped in an MLLP frame is unwrapped first, so it is never
  * framed twice. A reply that still holds a VT (`0x0b`) or FS (`0x1c`)
  * byte would break the framing: it is treated as a dispatcher failure.
+ *
+ * @example Reply with an ACK, text or nothing
+ * ```ts
+ * import { Ack, type DispatchReply, DispatchStream } from "@x/mllp";
+ * import type { Message } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function reply(message: Message): DispatchReply {
+ *   if (message.kind === "hl7") return Ack.forMessage(message, "AA");
+ *   return message.text === "PING" ? "PONG" : undefined; // no reply
+ * }
+ * const replies = await Array.fromAsync(
+ *   ReadableStream.from(
+ *     ["PING", "NOISE"].map((text) => new TextEncoder().encode(text)),
+ *   )
+ *     .pipeThrough(new DispatchStream(reply)),
+ * );
+ * assertEquals(replies.map((bytes) => new TextDecoder().decode(bytes)), ["PONG"]);
+ * ```
  */
 export type DispatchReply = Ack | string | Uint8Array | null | undefined | void;
 
@@ -89,6 +153,19 @@ export type DispatchReply = Ack | string | Uint8Array | null | undefined | void;
  * A dispatcher as a function of the message and its context.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example A function dispatcher
+ * ```ts
+ * import { type DispatchFunction, DispatchStream } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const upper: DispatchFunction = (message) => message.text.toUpperCase();
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("hello")])
+ *     .pipeThrough(new DispatchStream(upper)),
+ * );
+ * assertEquals(new TextDecoder().decode(reply), "HELLO");
+ * ```
  */
 export type DispatchFunction<C = unknown> = (
   message: Message,
@@ -100,6 +177,26 @@ export type DispatchFunction<C = unknown> = (
  * `MLLP.Dispatcher` behaviour.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example An object dispatcher with state
+ * ```ts
+ * import { type DispatcherObject, DispatchStream } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * class Counter implements DispatcherObject {
+ *   count = 0;
+ *   dispatch(): string {
+ *     return `message ${++this.count}`;
+ *   }
+ * }
+ * const counter = new Counter();
+ * const replies = await Array.fromAsync(
+ *   ReadableStream.from([new Uint8Array([0x41]), new Uint8Array([0x42])])
+ *     .pipeThrough(new DispatchStream(counter)),
+ * );
+ * assertEquals(counter.count, 2);
+ * assertEquals(new TextDecoder().decode(replies[1]), "message 2");
+ * ```
  */
 export interface DispatcherObject<C = unknown> {
   /**
@@ -119,13 +216,67 @@ export interface DispatcherObject<C = unknown> {
  * A dispatcher: a function or an object with `dispatch`.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example Accept either form
+ * ```ts
+ * import { Ack, type Dispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const asFunction: Dispatcher = (message) => Ack.forMessage(message, "AA");
+ * const asObject: Dispatcher = {
+ *   dispatch: (message) => Ack.forMessage(message, "AA"),
+ * };
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: asFunction,
+ * });
+ * assertEquals(
+ *   typeof asObject === "object" && typeof asObject.dispatch,
+ *   "function",
+ * );
+ * assertEquals(receiver.port > 0, true);
+ * ```
  */
 export type Dispatcher<C = unknown> = DispatchFunction<C> | DispatcherObject<C>;
 
-/** The MSA-3 text the {@linkcode EchoDispatcher} answers with. */
+/**
+ * The MSA-3 text the {@linkcode EchoDispatcher} answers with.
+ *
+ * @example The EchoDispatcher's ACK text
+ * ```ts
+ * import { DispatchStream, ECHO_TEXT, EchoDispatcher } from "@x/mllp/dispatcher";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode(message)])
+ *     .pipeThrough(new DispatchStream(EchoDispatcher)),
+ * );
+ * assertEquals(Ack.parse(reply).text, ECHO_TEXT);
+ * ```
+ */
 export const ECHO_TEXT = "A real MLLP message dispatcher was not provided";
 
-/** The reply the {@linkcode EchoDispatcher} gives to non-HL7 payloads. */
+/**
+ * The reply the {@linkcode EchoDispatcher} gives to non-HL7 payloads.
+ *
+ * @example The EchoDispatcher's reply to non-HL7
+ * ```ts
+ * import {
+ *   DispatchStream,
+ *   EchoDispatcher,
+ *   UNKNOWN_REPLY,
+ * } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("PING")])
+ *     .pipeThrough(new DispatchStream(EchoDispatcher)),
+ * );
+ * assertEquals(new TextDecoder().decode(reply), UNKNOWN_REPLY);
+ * ```
+ */
 export const UNKNOWN_REPLY = "mllp_unknown";
 
 /**
@@ -175,7 +326,24 @@ export const EchoDispatcher: DispatcherObject = {
   },
 };
 
-/** The one-byte MLLP release 2 negative commit reply (NAK). */
+/**
+ * The one-byte MLLP release 2 negative commit reply (NAK).
+ *
+ * @example A failing dispatcher's reply to non-HL7
+ * ```ts
+ * import { DispatchStream, NAK } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const failing = () => {
+ *   throw new Error("database down");
+ * };
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([new TextEncoder().encode("PING")])
+ *     .pipeThrough(new DispatchStream(failing)),
+ * );
+ * assertEquals(reply, new Uint8Array([NAK]));
+ * ```
+ */
 export const NAK = 0x15;
 
 /**
@@ -198,7 +366,36 @@ export function formatAddress(address: Address): string {
     : `${address.hostname}:${address.port}`;
 }
 
-/** What happened to one frame in a {@linkcode DispatchStream}. */
+/**
+ * What happened to one frame in a {@linkcode DispatchStream}.
+ *
+ * @example Collect what happened to each frame
+ * ```ts
+ * import {
+ *   type DispatchOutcome,
+ *   DispatchStream,
+ *   EchoDispatcher,
+ * } from "@x/mllp/dispatcher";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const outcomes: DispatchOutcome[] = [];
+ * const message = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
+ * await Array.fromAsync(
+ *   ReadableStream.from(
+ *     [message, "PING"].map((text) => new TextEncoder().encode(text)),
+ *   )
+ *     .pipeThrough(
+ *       new DispatchStream(EchoDispatcher, {
+ *         onDispatched: (o) => outcomes.push(o),
+ *       }),
+ *     ),
+ * );
+ * assertEquals(outcomes.map((o) => [o.kind, o.controlId, o.ackCode, o.failed]), [
+ *   ["hl7", "7", "AA", false],
+ *   ["unknown", undefined, undefined, false],
+ * ]);
+ * ```
+ */
 export interface DispatchOutcome {
   /**
    * `"hl7"`, `"batch"` (an FHS/BHS batch, one frame), `"unknown"`, or
@@ -221,6 +418,27 @@ export interface DispatchOutcome {
  * Options for {@linkcode DispatchStream}.
  *
  * @typeParam C The type of the `context` value.
+ *
+ * @example Time out a slow dispatcher
+ * ```ts
+ * import { DispatchStream, type DispatchStreamOptions } from "@x/mllp/dispatcher";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * let aborted = false;
+ * const slow = (_message: unknown, ctx: { signal: AbortSignal }) =>
+ *   new Promise<undefined>(() => {
+ *     ctx.signal.addEventListener("abort", () => aborted = true); // never answers
+ *   });
+ * const options: DispatchStreamOptions = { dispatchTimeout: 10 };
+ * const [reply] = await Array.fromAsync(
+ *   ReadableStream.from([
+ *     new TextEncoder().encode("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r"),
+ *   ])
+ *     .pipeThrough(new DispatchStream(slow, options)),
+ * );
+ * assertEquals([Ack.parse(reply).code, aborted], ["AE", true]);
+ * ```
  */
 export interface DispatchStreamOptions<C = unknown> {
   /** The sender's address, passed to the dispatcher. */

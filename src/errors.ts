@@ -16,7 +16,19 @@
  * @module
  */
 
-/** Options for {@linkcode FrameSizeError}. */
+/**
+ * Options for {@linkcode FrameSizeError}.
+ *
+ * @example Construct the error
+ * ```ts
+ * import { FrameSizeError, type FrameSizeErrorOptions } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: FrameSizeErrorOptions = { limit: 1024 };
+ * const error = new FrameSizeError("Frame over 1024 bytes", options);
+ * assertEquals([error.name, error.limit], ["FrameSizeError", 1024]);
+ * ```
+ */
 export interface FrameSizeErrorOptions extends ErrorOptions {
   /** The limit that was exceeded, in bytes. */
   limit: number;
@@ -77,10 +89,52 @@ export class HeaderError extends Error {
   }
 }
 
-/** Where a client error happened, as the seed's error context says. */
+/**
+ * Where a client error happened, as the seed's error context says.
+ *
+ * @example Say what was going on
+ * ```ts
+ * import { ClientError, type ClientErrorContext } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function phase(error: ClientError): string {
+ *   const context: ClientErrorContext | undefined = error.context;
+ *   return context === "connecting" ? "before sending" : "after sending began";
+ * }
+ * assertEquals(
+ *   phase(new ClientError("Down", { context: "connecting" })),
+ *   "before sending",
+ * );
+ * assertEquals(
+ *   phase(new ClientError("Reset", { context: "receiving" })),
+ *   "after sending began",
+ * );
+ * ```
+ */
 export type ClientErrorContext = "connecting" | "sending" | "receiving";
 
-/** Options for {@linkcode ClientError} and its subclasses. */
+/**
+ * Options for {@linkcode ClientError} and its subclasses.
+ *
+ * @example Construct an error with its address and cause
+ * ```ts
+ * import { type ClientErrorOptions, ConnectionClosedError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const cause = new Error("ECONNRESET");
+ * const options: ClientErrorOptions = {
+ *   context: "receiving",
+ *   address: "127.0.0.1:2575",
+ *   cause,
+ * };
+ * const error = new ConnectionClosedError("Connection reset", options);
+ * assertEquals([error.context, error.address, error.cause], [
+ *   "receiving",
+ *   "127.0.0.1:2575",
+ *   cause,
+ * ]);
+ * ```
+ */
 export interface ClientErrorOptions extends ErrorOptions {
   /** Where the error happened. */
   context?: ClientErrorContext;
@@ -155,7 +209,29 @@ export class ConnectionRefusedError extends ClientError {
   }
 }
 
-/** Options for {@linkcode ConnectTimeoutError}. */
+/**
+ * Options for {@linkcode ConnectTimeoutError}.
+ *
+ * @example Construct the error
+ * ```ts
+ * import {
+ *   ConnectTimeoutError,
+ *   type ConnectTimeoutErrorOptions,
+ * } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: ConnectTimeoutErrorOptions = {
+ *   timeout: 10_000,
+ *   address: "192.0.2.1:2575",
+ * };
+ * const error = new ConnectTimeoutError("No connection in 10 s", options);
+ * assertEquals([error.timeout, error.address, error.context], [
+ *   10_000,
+ *   "192.0.2.1:2575",
+ *   "connecting",
+ * ]);
+ * ```
+ */
 export interface ConnectTimeoutErrorOptions extends ClientErrorOptions {
   /** The connect timeout that passed, in milliseconds. */
   timeout: number;
@@ -224,7 +300,25 @@ export class ConnectionClosedError extends ClientError {
   }
 }
 
-/** Options for {@linkcode ReplyTimeoutError}. */
+/**
+ * Options for {@linkcode ReplyTimeoutError}.
+ *
+ * @example Construct the error
+ * ```ts
+ * import {
+ *   ReplyTimeoutError,
+ *   type ReplyTimeoutErrorOptions,
+ * } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: ReplyTimeoutErrorOptions = {
+ *   timeout: 30_000,
+ *   address: "127.0.0.1:2575",
+ * };
+ * const error = new ReplyTimeoutError("No reply in 30 s", options);
+ * assertEquals([error.timeout, error.context], [30_000, "receiving"]);
+ * ```
+ */
 export interface ReplyTimeoutErrorOptions extends ClientErrorOptions {
   /** The timeout that passed, in milliseconds. */
   timeout: number;
@@ -273,6 +367,22 @@ export class ReplyTimeoutError extends ClientError {
  * `frame_too_large` (a reply over the client's `maxFrameBytes`),
  * `unsolicited` (a frame with no send in flight), or `control_id_mismatch`
  * (an ACK for another message, which means the connection is out of step).
+ *
+ * @example Decide whether a retry can help
+ * ```ts
+ * import { InvalidReplyError, type ReplyProblem } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const peerBug: ReplyProblem[] = [
+ *   "no_start_block",
+ *   "data_after_trailer",
+ *   "unsolicited",
+ * ];
+ * const error = new InvalidReplyError("Bad reply", {
+ *   problem: "frame_too_large",
+ * });
+ * assertEquals(peerBug.includes(error.problem), false);
+ * ```
  */
 export type ReplyProblem =
   | "no_start_block"
@@ -281,7 +391,25 @@ export type ReplyProblem =
   | "unsolicited"
   | "control_id_mismatch";
 
-/** Options for {@linkcode InvalidReplyError}. */
+/**
+ * Options for {@linkcode InvalidReplyError}.
+ *
+ * @example Construct the error
+ * ```ts
+ * import {
+ *   InvalidReplyError,
+ *   type InvalidReplyErrorOptions,
+ * } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: InvalidReplyErrorOptions = {
+ *   problem: "unsolicited",
+ *   address: "127.0.0.1:2575",
+ * };
+ * const error = new InvalidReplyError("Reply with no send in flight", options);
+ * assertEquals([error.problem, error.context], ["unsolicited", "receiving"]);
+ * ```
+ */
 export interface InvalidReplyErrorOptions extends ClientErrorOptions {
   /** What was wrong. */
   problem: ReplyProblem;
@@ -361,7 +489,28 @@ export class QueueFullError extends ClientError {
   }
 }
 
-/** A side of a TLS connection. */
+/**
+ * A side of a TLS connection.
+ *
+ * @example Blame the right side
+ * ```ts
+ * import { TlsHandshakeError, type TlsSide } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const fix: Record<TlsSide, string> = {
+ *   client: "check the receiver's certificate and our CA",
+ *   server: "check the certificate we present",
+ * };
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "client",
+ *   failure: "unknown_ca",
+ * });
+ * assertEquals(
+ *   fix[error.refusedBy],
+ *   "check the receiver's certificate and our CA",
+ * );
+ * ```
+ */
 export type TlsSide = "client" | "server";
 
 /**
@@ -370,6 +519,23 @@ export type TlsSide = "client" | "server";
  * `bad_certificate`, `certificate_required`, `protocol_version`,
  * `handshake_failure`, `refused` (the peer closed the connection without
  * saying why), `not_tls` or `other`.
+ *
+ * @example Explain a failure
+ * ```ts
+ * import { type TlsFailure, TlsHandshakeError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function explain(failure: TlsFailure): string {
+ *   return failure === "expired"
+ *     ? "a certificate has expired"
+ *     : `handshake failed: ${failure}`;
+ * }
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "client",
+ *   failure: "expired",
+ * });
+ * assertEquals(explain(error.failure), "a certificate has expired");
+ * ```
  */
 export type TlsFailure =
   | "expired"
@@ -384,7 +550,33 @@ export type TlsFailure =
   | "not_tls"
   | "other";
 
-/** Options for {@linkcode TlsHandshakeError}. */
+/**
+ * Options for {@linkcode TlsHandshakeError}.
+ *
+ * @example Construct the error
+ * ```ts
+ * import {
+ *   TlsHandshakeError,
+ *   type TlsHandshakeErrorOptions,
+ * } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: TlsHandshakeErrorOptions = {
+ *   refusedBy: "server",
+ *   failure: "certificate_required",
+ *   address: "127.0.0.1:2575",
+ * };
+ * const error = new TlsHandshakeError(
+ *   "The receiver wants a client certificate",
+ *   options,
+ * );
+ * assertEquals([error.refusedBy, error.failure, error.context], [
+ *   "server",
+ *   "certificate_required",
+ *   "connecting",
+ * ]);
+ * ```
+ */
 export interface TlsHandshakeErrorOptions extends ClientErrorOptions {
   /** The side that refused the handshake. */
   refusedBy: TlsSide;

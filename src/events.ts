@@ -25,6 +25,30 @@
  * the type of each event by its name.
  *
  * @typeParam M A map from event names to event types.
+ *
+ * @example Give a class typed events
+ * ```ts
+ * import { TypedEventTarget } from "@x/mllp/events";
+ * import { assertEquals } from "@std/assert";
+ *
+ * interface CounterEvents {
+ *   tick: CustomEvent<{ count: number }>;
+ * }
+ * class Counter extends TypedEventTarget<CounterEvents> {
+ *   #count = 0;
+ *   tick() {
+ *     this.dispatchEvent(
+ *       new CustomEvent("tick", { detail: { count: ++this.#count } }),
+ *     );
+ *   }
+ * }
+ * const counter = new Counter();
+ * const seen: number[] = [];
+ * counter.addEventListener("tick", (event) => seen.push(event.detail.count));
+ * counter.tick();
+ * counter.tick();
+ * assertEquals(seen, [1, 2]);
+ * ```
  */
 export class TypedEventTarget<M extends { [K in keyof M]: Event }>
   extends EventTarget {

@@ -26,13 +26,74 @@ import { BytePool } from "./_pool.ts";
 import { findFramingByte, framingProblem } from "./_scan.ts";
 import { FrameSizeError } from "./errors.ts";
 
-/** The MLLP start block byte, VT (`0x0b`). */
+/**
+ * The MLLP start block byte, VT (`0x0b`).
+ *
+ * @example Build a frame by hand
+ * ```ts
+ * import {
+ *   CARRIAGE_RETURN,
+ *   encodeFrame,
+ *   END_BLOCK,
+ *   START_BLOCK,
+ * } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const frame = new Uint8Array([START_BLOCK, 0x41, END_BLOCK, CARRIAGE_RETURN]);
+ * assertEquals(START_BLOCK, 0x0b);
+ * assertEquals(encodeFrame(new Uint8Array([0x41])), frame);
+ * ```
+ */
 export const START_BLOCK = 0x0b;
-/** The first byte of the MLLP end block, FS (`0x1c`). */
+/**
+ * The first byte of the MLLP end block, FS (`0x1c`).
+ *
+ * @example Find the end of a frame
+ * ```ts
+ * import { END_BLOCK, START_BLOCK } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const bytes = new Uint8Array([START_BLOCK, 0x48, 0x69, END_BLOCK, 0x0d]);
+ * const payload = bytes.subarray(1, bytes.indexOf(END_BLOCK));
+ * assertEquals(END_BLOCK, 0x1c);
+ * assertEquals(new TextDecoder().decode(payload), "Hi");
+ * ```
+ */
 export const END_BLOCK = 0x1c;
-/** The second byte of the MLLP end block, CR (`0x0d`). */
+/**
+ * The second byte of the MLLP end block, CR (`0x0d`).
+ *
+ * @example Check the end block
+ * ```ts
+ * import { CARRIAGE_RETURN, encodeFrame, END_BLOCK } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const frame = encodeFrame(new TextEncoder().encode("MSH|"));
+ * assertEquals(CARRIAGE_RETURN, 0x0d);
+ * assertEquals([...frame.slice(-2)], [END_BLOCK, CARRIAGE_RETURN]);
+ * ```
+ */
 export const CARRIAGE_RETURN = 0x0d;
-/** The default largest payload a decoder accepts: 10 MiB. */
+/**
+ * The default largest payload a decoder accepts: 10 MiB.
+ *
+ * @example Raise the limit for large documents
+ * ```ts
+ * import { DEFAULT_MAX_FRAME_BYTES, MllpDecoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_MAX_FRAME_BYTES, 10 * 1024 * 1024);
+ * const decoder = new MllpDecoderStream({
+ *   maxFrameBytes: 4 * DEFAULT_MAX_FRAME_BYTES,
+ * });
+ * const frames = await Array.fromAsync(
+ *   ReadableStream.from([new Uint8Array([0x0b, 0x41, 0x1c, 0x0d])]).pipeThrough(
+ *     decoder,
+ *   ),
+ * );
+ * assertEquals(frames.length, 1);
+ * ```
+ */
 export const DEFAULT_MAX_FRAME_BYTES = 10 * 1024 * 1024;
 
 const logger = getLogger(["mllp", "framer"]);
@@ -45,7 +106,27 @@ const DECODER_BLOCK_BYTES = 8 * 1024;
 /** The block size of an encoder's frames: frames up to 2 KiB share blocks. */
 const ENCODER_BLOCK_BYTES = 8 * 1024;
 
-/** Options for {@linkcode MllpDecoderStream}. */
+/**
+ * Options for {@linkcode MllpDecoderStream}.
+ *
+ * @example Limit frame size and count junk
+ * ```ts
+ * import { type MllpDecoderOptions, MllpDecoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const skipped: number[] = [];
+ * const options: MllpDecoderOptions = {
+ *   maxFrameBytes: 1024, // a larger frame errors the stream with FrameSizeError
+ *   onJunk: (bytes) => skipped.push(bytes),
+ *   silent: true,
+ * };
+ * const input = new Uint8Array([0x0d, 0x0a, 0x0b, 0x41, 0x1c, 0x0d]);
+ * const frames = await Array.fromAsync(
+ *   ReadableStream.from([input]).pipeThrough(new MllpDecoderStream(options)),
+ * );
+ * assertEquals([frames.length, skipped], [1, [2]]);
+ * ```
+ */
 export interface MllpDecoderOptions {
   /**
    * The largest payload accepted, in bytes. A frame that grows past it
@@ -396,7 +477,27 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   }
 }
 
-/** Options for {@linkcode MllpEncoderStream}. */
+/**
+ * Options for {@linkcode MllpEncoderStream}.
+ *
+ * @example Validation rejects a payload that would break the framing
+ * ```ts
+ * import { type MllpEncoderOptions, MllpEncoderStream } from "@x/mllp/framer";
+ * import { assertRejects } from "@std/assert";
+ *
+ * const options: MllpEncoderOptions = { validate: true };
+ * const payload = new Uint8Array([0x41, 0x1c, 0x42]); // holds FS
+ * await assertRejects(
+ *   () =>
+ *     Array.fromAsync(
+ *       ReadableStream.from([payload]).pipeThrough(
+ *         new MllpEncoderStream(options),
+ *       ),
+ *     ),
+ *   TypeError,
+ * );
+ * ```
+ */
 export interface MllpEncoderOptions {
   /**
    * Reject payloads that contain a start block (VT) or end block (FS)

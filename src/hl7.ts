@@ -24,7 +24,22 @@
 import { HeaderError } from "./errors.ts";
 import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 
-/** The separators a message declares in MSH-1 and MSH-2. */
+/**
+ * The separators a message declares in MSH-1 and MSH-2.
+ *
+ * @example Split a field with the message's own separators
+ * ```ts
+ * import { type Hl7Separators, readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const header = readHeader(
+ *   "MSH|^~\\&|App|Fac|Rcv|RFac|20240101||ADT^A01|1|P|2.5\r",
+ * );
+ * const separators: Hl7Separators = header.separators;
+ * assertEquals(separators.field, "|");
+ * assertEquals("Smith^John".split(separators.component), ["Smith", "John"]);
+ * ```
+ */
 export interface Hl7Separators {
   /** MSH-1, usually `|`. */
   field: string;
@@ -40,7 +55,22 @@ export interface Hl7Separators {
   truncation: string;
 }
 
-/** The fields of an MSH segment this library reads. Absent fields are `""`. */
+/**
+ * The fields of an MSH segment this library reads. Absent fields are `""`.
+ *
+ * @example Route by message type
+ * ```ts
+ * import { type Hl7Header, readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const header: Hl7Header = readHeader(
+ *   "MSH|^~\\&|Lab|Fac|Rcv|RFac|20240101||ORU^R01^ORU_R01|42|P|2.5.1\r",
+ * );
+ * assertEquals([header.messageCode, header.triggerEvent], ["ORU", "R01"]);
+ * assertEquals([header.controlId, header.versionId], ["42", "2.5.1"]);
+ * assertEquals(header.characterSet, ""); // absent fields are ""
+ * ```
+ */
 export interface Hl7Header {
   /** MSH-1 and MSH-2, split into named characters. */
   separators: Hl7Separators;
@@ -83,6 +113,18 @@ export interface Hl7Header {
 /**
  * The kind of a framed payload: HL7 (starts with `MSH`), an HL7 batch
  * (starts with `FHS` or `BHS`, see `@x/mllp/batch`) or anything else.
+ *
+ * @example Count payloads by kind
+ * ```ts
+ * import { type MessageKind, readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const counts: Record<MessageKind, number> = { hl7: 0, batch: 0, unknown: 0 };
+ * for (const payload of ["MSH|^~\\&|A|B|C|D|1||ADT^A01|1|P|2.5\r", "PING"]) {
+ *   counts[readMessage(payload).kind]++;
+ * }
+ * assertEquals(counts, { hl7: 1, batch: 0, unknown: 1 });
+ * ```
  */
 export type MessageKind = "hl7" | "batch" | "unknown";
 
@@ -505,7 +547,26 @@ export class UnknownMessage {
   }
 }
 
-/** A framed payload: HL7, a batch, or unknown. Tell them apart by `kind`. */
+/**
+ * A framed payload: HL7, a batch, or unknown. Tell them apart by `kind`.
+ *
+ * @example Narrow a message by kind
+ * ```ts
+ * import { type Message, readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function describe(message: Message): string {
+ *   return message.kind === "hl7"
+ *     ? `${message.header.messageType} ${message.header.controlId}`
+ *     : `${message.size} bytes of ${message.kind}`;
+ * }
+ * assertEquals(
+ *   describe(readMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")),
+ *   "ADT^A01 7",
+ * );
+ * assertEquals(describe(readMessage("PING")), "4 bytes of unknown");
+ * ```
+ */
 export type Message = Hl7Message | BatchMessage | UnknownMessage;
 
 /**

@@ -97,10 +97,56 @@ function record<K extends keyof ReceiverEventMap>(
   }
 }
 
-/** The default time a TLS handshake may take: 10 seconds. */
+/**
+ * The default time a TLS handshake may take: 10 seconds.
+ *
+ * @example Allow less time for TLS handshakes
+ * ```ts
+ * import { DEFAULT_HANDSHAKE_TIMEOUT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_HANDSHAKE_TIMEOUT, 10_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   tls: {
+ *     cert: "tls/server/server_certificate.pem",
+ *     key: "tls/server/private_key.pem",
+ *     handshakeTimeout: DEFAULT_HANDSHAKE_TIMEOUT / 2,
+ *   },
+ * });
+ * assertEquals(receiver.secure, true);
+ * ```
+ */
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 
-/** TLS settings for a receiver (the seed's `transport_opts: %{tls: [...]}`). */
+/**
+ * TLS settings for a receiver (the seed's `transport_opts: %{tls: [...]}`).
+ *
+ * @example Serve MLLP over TLS
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ReceiverTlsOptions } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const tls: ReceiverTlsOptions = {
+ *   cert: "tls/server/server_certificate.pem", // paths or PEM text
+ *   key: "tls/server/private_key.pem",
+ * };
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   tls,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   tls: { caCerts: "tls/root-ca/ca_certificate.pem" },
+ * });
+ * assertEquals(
+ *   (await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r")).ok,
+ *   true,
+ * );
+ * ```
+ */
 export interface ReceiverTlsOptions {
   /** The server certificate chain: PEM text, or the path of a PEM file. */
   cert: string;
@@ -131,6 +177,26 @@ export interface ReceiverTlsOptions {
  * Options for {@linkcode Receiver.start}.
  *
  * @typeParam C The type of the `context` value handed to the dispatcher.
+ *
+ * @example A receiver with a context value and tighter limits
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import type { ReceiverOptions } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: ReceiverOptions<{ site: string }> = {
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: (message, ctx) => `${ctx.context.site} got ${message.size} bytes`,
+ *   context: { site: "lab" },
+ *   maxFrameBytes: 1024 * 1024,
+ *   idleTimeout: 5 * 60_000,
+ * };
+ * await using receiver = await Receiver.start(options);
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send("PING");
+ * assertEquals(result.outcome === "reply" && result.text, "lab got 4 bytes");
+ * ```
  */
 export interface ReceiverOptions<C = unknown> {
   /** The port to listen on; `0` picks a free one (see {@linkcode Receiver.port}). */
@@ -256,7 +322,21 @@ export interface ReceiverOptions<C = unknown> {
   batchAcks?: BatchAcks;
 }
 
-/** Options for {@linkcode Receiver.stop}. */
+/**
+ * Options for {@linkcode Receiver.stop}.
+ *
+ * @example Stop with a short deadline
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { StopOptions } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * const options: StopOptions = { deadline: 1_000 };
+ * await receiver.stop(options);
+ * assertEquals(receiver.stopped, true);
+ * ```
+ */
 export interface StopOptions {
   /**
    * How long in-flight messages get to be dispatched and answered, in
@@ -267,20 +347,142 @@ export interface StopOptions {
   deadline?: number;
 }
 
-/** The default limit of open connections. */
+/**
+ * The default limit of open connections.
+ *
+ * @example Accept fewer connections
+ * ```ts
+ * import { DEFAULT_MAX_CONNECTIONS, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_MAX_CONNECTIONS, 1024);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   maxConnections: DEFAULT_MAX_CONNECTIONS / 4,
+ * });
+ * assertEquals(receiver.connections, 0);
+ * ```
+ */
 export const DEFAULT_MAX_CONNECTIONS = 1024;
-/** The default limit of open connections from one IP address. */
+/**
+ * The default limit of open connections from one IP address.
+ *
+ * @example Allow one busy sender more connections
+ * ```ts
+ * import {
+ *   DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_MAX_CONNECTIONS_PER_CLIENT, 64);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   maxConnectionsPerClient: 2 * DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
+ * });
+ * assertEquals(receiver.connections, 0);
+ * ```
+ */
 export const DEFAULT_MAX_CONNECTIONS_PER_CLIENT = 64;
-/** The default idle timeout: one hour. */
+/**
+ * The default idle timeout: one hour.
+ *
+ * @example Close silent connections sooner
+ * ```ts
+ * import { DEFAULT_IDLE_TIMEOUT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_IDLE_TIMEOUT, 60 * 60_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   idleTimeout: DEFAULT_IDLE_TIMEOUT / 6, // ten minutes
+ * });
+ * assertEquals(receiver.stopped, false);
+ * ```
+ */
 export const DEFAULT_IDLE_TIMEOUT = 3_600_000;
-/** The default frame timeout: two minutes. */
+/**
+ * The default frame timeout: two minutes.
+ *
+ * @example Expect frames to arrive faster
+ * ```ts
+ * import { DEFAULT_FRAME_TIMEOUT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_FRAME_TIMEOUT, 2 * 60_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   frameTimeout: DEFAULT_FRAME_TIMEOUT / 4, // thirty seconds
+ * });
+ * assertEquals(receiver.stopped, false);
+ * ```
+ */
 export const DEFAULT_FRAME_TIMEOUT = 120_000;
-/** The default dispatch timeout: 30 seconds. */
+/**
+ * The default dispatch timeout: 30 seconds.
+ *
+ * @example Give a slow dispatcher more time
+ * ```ts
+ * import { DEFAULT_DISPATCH_TIMEOUT, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_DISPATCH_TIMEOUT, 30_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   dispatchTimeout: 2 * DEFAULT_DISPATCH_TIMEOUT,
+ * });
+ * assertEquals(receiver.stopped, false);
+ * ```
+ */
 export const DEFAULT_DISPATCH_TIMEOUT = 30_000;
-/** The default deadline of a graceful stop: 5 seconds. */
+/**
+ * The default deadline of a graceful stop: 5 seconds.
+ *
+ * @example Stop faster than the default
+ * ```ts
+ * import { DEFAULT_STOP_DEADLINE, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_STOP_DEADLINE, 5_000);
+ * const receiver = await Receiver.start({ port: 0, dispatcher: EchoDispatcher });
+ * await receiver.stop({ deadline: DEFAULT_STOP_DEADLINE / 5 });
+ * assertEquals(receiver.stopped, true);
+ * ```
+ */
 export const DEFAULT_STOP_DEADLINE = 5_000;
 
-/** Detail of the `connectionopen` event. */
+/**
+ * Detail of the `connectionopen` event.
+ *
+ * @example Log who connects
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ConnectionDetail } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const opened = new Promise<ConnectionDetail>((resolve) =>
+ *   receiver.addEventListener(
+ *     "connectionopen",
+ *     (event) => resolve(event.detail),
+ *     { once: true },
+ *   )
+ * );
+ * await using _client = await Client.connect("127.0.0.1", receiver.port);
+ * const detail = await opened;
+ * assertEquals(detail.peer.hostname, "127.0.0.1");
+ * assertEquals([detail.local.port, detail.secure], [receiver.port, false]);
+ * ```
+ */
 export interface ConnectionDetail {
   /** The client's address. */
   peer: Address;
@@ -292,7 +494,33 @@ export interface ConnectionDetail {
   certificateName?: string;
 }
 
-/** Detail of the `connectionclose` event. */
+/**
+ * Detail of the `connectionclose` event.
+ *
+ * @example Count the messages a connection carried
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ConnectionCloseDetail } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const closed = new Promise<ConnectionCloseDetail>((resolve) =>
+ *   receiver.addEventListener(
+ *     "connectionclose",
+ *     (event) => resolve(event.detail),
+ *     { once: true },
+ *   )
+ * );
+ * const client = await Client.connect("127.0.0.1", receiver.port);
+ * await client.send("PING");
+ * await client.close();
+ * const detail = await closed;
+ * assertEquals([detail.messages, detail.durationMs >= 0], [1, true]);
+ * ```
+ */
 export interface ConnectionCloseDetail extends ConnectionDetail {
   /** How long the connection was open, in milliseconds. */
   durationMs: number;
@@ -305,6 +533,33 @@ export interface ConnectionCloseDetail extends ConnectionDetail {
 /**
  * Detail of the `clientreject` event: a client not in `allowedClients`, or
  * over a connection limit.
+ *
+ * @example See who was turned away
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ClientRejectDetail } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   allowedClients: ["192.0.2.0/24"],
+ * });
+ * const rejected = new Promise<ClientRejectDetail>((resolve) =>
+ *   receiver.addEventListener("clientreject", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
+ * );
+ * using _conn = await Deno.connect({
+ *   hostname: "127.0.0.1",
+ *   port: receiver.port,
+ * });
+ * const detail = await rejected;
+ * assertEquals([detail.peer.hostname, detail.reason], [
+ *   "127.0.0.1",
+ *   "client_ip_not_allowed",
+ * ]);
+ * ```
  */
 export interface ClientRejectDetail {
   /** The client's address. */
@@ -321,7 +576,36 @@ export interface ClientRejectDetail {
   certificateNames?: string[];
 }
 
-/** Detail of the `handshakeerror` event. */
+/**
+ * Detail of the `handshakeerror` event.
+ *
+ * @example Spot a client that does not speak TLS
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { HandshakeErrorDetail } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   tls: {
+ *     cert: "tls/server/server_certificate.pem",
+ *     key: "tls/server/private_key.pem",
+ *   },
+ * });
+ * const failed = new Promise<HandshakeErrorDetail>((resolve) =>
+ *   receiver.addEventListener(
+ *     "handshakeerror",
+ *     (event) => resolve(event.detail),
+ *     { once: true },
+ *   )
+ * );
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: receiver.port });
+ * await conn.write(new TextEncoder().encode("\x0bMSH|^~\\&|plain text\x1c\r"));
+ * const detail = await failed;
+ * assertEquals([detail.peer.hostname, detail.failure], ["127.0.0.1", "not_tls"]);
+ * ```
+ */
 export interface HandshakeErrorDetail {
   /** The client's address. */
   peer: Address;
@@ -333,7 +617,30 @@ export interface HandshakeErrorDetail {
   error: unknown;
 }
 
-/** Detail of the `framingerror` event. */
+/**
+ * Detail of the `framingerror` event.
+ *
+ * @example Count junk between frames
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { FramingErrorDetail } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const framing = new Promise<FramingErrorDetail>((resolve) =>
+ *   receiver.addEventListener("framingerror", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
+ * );
+ * using conn = await Deno.connect({ hostname: "127.0.0.1", port: receiver.port });
+ * await conn.write(new TextEncoder().encode("\r\n\x0bPING\x1c\r"));
+ * const detail = await framing;
+ * assertEquals([detail.kind, detail.bytes], ["junk", 2]);
+ * ```
+ */
 export interface FramingErrorDetail {
   /** The client's address. */
   peer: Address;
@@ -348,13 +655,64 @@ export interface FramingErrorDetail {
   bytes: number;
 }
 
-/** Detail of the `dispatch` event, one per message. */
+/**
+ * Detail of the `dispatch` event, one per message.
+ *
+ * @example Log each message with its sender
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { DispatchDetail } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const dispatched: DispatchDetail[] = [];
+ * receiver.addEventListener("dispatch", (event) => dispatched.push(event.detail));
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * await client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r");
+ * const [detail] = dispatched;
+ * assertEquals(detail.peer.hostname, "127.0.0.1");
+ * assertEquals([detail.kind, detail.controlId, detail.ackCode], [
+ *   "hl7",
+ *   "7",
+ *   "AA",
+ * ]);
+ * ```
+ */
 export interface DispatchDetail extends DispatchOutcome {
   /** The client's address. */
   peer: Address;
 }
 
-/** The events a {@linkcode Receiver} emits, each a `CustomEvent`. */
+/**
+ * The events a {@linkcode Receiver} emits, each a `CustomEvent`.
+ *
+ * @example Trace a connection's life
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import type { ReceiverEventMap } from "@x/mllp/receiver";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const seen: (keyof ReceiverEventMap)[] = [];
+ * const closed = new Promise((resolve) =>
+ *   receiver.addEventListener("connectionclose", resolve)
+ * );
+ * for (const type of ["connectionopen", "dispatch", "connectionclose"] as const) {
+ *   receiver.addEventListener(type, () => seen.push(type));
+ * }
+ * const client = await Client.connect("127.0.0.1", receiver.port);
+ * await client.send("PING");
+ * await client.close();
+ * await closed;
+ * assertEquals(seen, ["connectionopen", "dispatch", "connectionclose"]);
+ * ```
+ */
 export interface ReceiverEventMap {
   /** A client connected (after the handshake and the allow-list). */
   connectionopen: CustomEvent<ConnectionDetail>;

@@ -81,7 +81,24 @@ export { STORED_TEXT } from "./_stored.ts";
 
 const logger = getLogger(["mllp", "store"]);
 
-/** Options for {@linkcode KvMessageStore.open}. */
+/**
+ * Options for {@linkcode KvMessageStore.open}.
+ *
+ * @example Fewer attempts, a faster retry and a prefix of its own
+ * ```ts
+ * import { KvMessageStore, type KvMessageStoreOptions } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: KvMessageStoreOptions = {
+ *   prefix: ["mllp", "adt-inbound"],
+ *   maxAttempts: 3,
+ *   retry: { initialDelay: 200, maxDelay: 5_000 },
+ *   pollInterval: 1_000,
+ * };
+ * await using store = await KvMessageStore.open(":memory:", options);
+ * assertEquals((await store.stats()).stored, 0);
+ * ```
+ */
 export interface KvMessageStoreOptions {
   /**
    * The key prefix under which everything is kept, so that one KV can
@@ -130,10 +147,61 @@ export interface KvMessageStoreOptions {
   partialTtl?: number;
 }
 
-/** Where a stored message is: waiting for (or in) dispatch, done, or parked. */
+/**
+ * Where a stored message is: waiting for (or in) dispatch, done, or parked.
+ *
+ * @example List the parked messages
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredState } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
+ * const state: StoredState = "pending";
+ * const pending = await Array.fromAsync(store.list({ state }));
+ * assertEquals(pending.map((record) => record.controlId), ["L1"]);
+ * assertEquals(await Array.fromAsync(store.list({ state: "parked" })), []);
+ * ```
+ */
 export type StoredState = "pending" | "dispatched" | "parked";
 
-/** What the store keeps about one message (its bytes are kept apart). */
+/**
+ * What the store keeps about one message (its bytes are kept apart).
+ *
+ * @example Inspect a stored message
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredRecord } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * const { id } = await store.put(entry);
+ * const record: StoredRecord | undefined = await store.get(id);
+ * assertEquals([
+ *   record?.sendingApplication,
+ *   record?.controlId,
+ *   record?.messageType,
+ * ], ["LAB", "L1", "ORU^R01"]);
+ * assertEquals([record?.state, record?.attempts, record?.size], [
+ *   "pending",
+ *   0,
+ *   message.size,
+ * ]);
+ * ```
+ */
 export interface StoredRecord {
   /** The store's id: sortable by arrival. */
   id: string;
@@ -176,7 +244,23 @@ export interface StoredRecord {
   parkedAt?: number;
 }
 
-/** Counts from {@linkcode KvMessageStore.stats}. */
+/**
+ * Counts from {@linkcode KvMessageStore.stats}.
+ *
+ * @example Watch the backlog
+ * ```ts
+ * import { KvMessageStore, type StoreStats } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const stats: StoreStats = await store.stats();
+ * const backlog = stats.pending > 0
+ *   ? `${stats.pending} waiting, oldest ${stats.oldestAgeMs} ms`
+ *   : "empty";
+ * assertEquals(backlog, "empty");
+ * assertEquals([stats.stored, stats.duplicates, stats.parked], [0, 0, 0]);
+ * ```
+ */
 export interface StoreStats {
   /** Messages stored in all (resends not counted). */
   stored: number;
