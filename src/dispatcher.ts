@@ -655,8 +655,10 @@ async function awaitDispatch(
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => {
             const error = new DispatchTimeoutError(timeout);
-            controller.abort(error);
+            // Reject before aborting: a dispatcher that answers from its
+            // abort listener must not win the race.
             reject(error);
+            controller.abort(error);
           }, timeout);
         }),
       );
@@ -665,8 +667,8 @@ async function awaitDispatch(
       limits.push(
         new Promise<never>((_, reject) => {
           onStop = () => {
-            controller.abort(stop.reason);
             reject(new DispatchStoppedError({ cause: stop.reason }));
+            controller.abort(stop.reason);
           };
           if (stop.aborted) onStop();
           else stop.addEventListener("abort", onStop, { once: true });

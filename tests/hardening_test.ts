@@ -956,6 +956,34 @@ hardeningTest(
 // Dispatch timeout
 
 hardeningTest(
+  "dispatchTimeout: a dispatcher that answers the moment its signal aborts still gets AE (the timeout wins)",
+  async () => {
+    await using receiver = await start({
+      dispatchTimeout: 100,
+      dispatcher: (message, ctx) =>
+        new Promise((resolve) => {
+          // Answers at once when told to stop: with nothing for one
+          // message, with an AA for the other. Neither may be sent.
+          ctx.signal.addEventListener("abort", () => {
+            const id = message.kind === "hl7" ? controlIdOf(message) : "";
+            resolve(
+              id.startsWith("NOTHING") || message.kind !== "hl7"
+                ? undefined
+                : Ack.forMessage(message, "AA"),
+            );
+          });
+        }),
+    });
+    using wire = await Wire.open(receiver.port);
+    const nothing = await wire.ask("NOTHING-1");
+    assertEquals(nothing.slice(1, 3), ["AE", "NOTHING-1"]);
+    assertStringIncludes(nothing[3], "did not answer within 100 ms");
+    const late = await wire.ask("LATE-2");
+    assertEquals(late.slice(1, 3), ["AE", "LATE-2"]);
+  },
+);
+
+hardeningTest(
   "dispatchTimeout: a hung dispatcher gets AE (NAK for non-HL7), its signal is aborted, and the connection goes on",
   async () => {
     const store = new Store();
