@@ -35,6 +35,7 @@ import {
   type TransportListener,
 } from "./_transport.ts";
 import { AllowList } from "./allow.ts";
+import { type CharsetOptions, checkCharsetOptions } from "./charset.ts";
 import {
   type Address,
   type Dispatcher,
@@ -231,6 +232,17 @@ export interface ReceiverOptions<C = unknown> {
    * a store.
    */
   store?: MessageStore;
+  /**
+   * How HL7 messages' charsets are picked and applied: `default` for an
+   * empty MSH-18, `override` whatever MSH-18 says, `invalid: "strict"` to
+   * refuse bytes that do not decode, `allowWide` to accept UTF-16 and
+   * UTF-32 (see `CharsetOptions` in `@x/mllp/charset`). A message refused
+   * for its charset gets `AR` with MSA-3 saying why (the charset, and the
+   * byte offset for bytes that do not decode).
+   *
+   * @default {{}}
+   */
+  charset?: CharsetOptions;
 }
 
 /** Options for {@linkcode Receiver.stop}. */
@@ -457,7 +469,9 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
    * @throws {RangeError} If `maxFrameBytes` is not a positive number.
-   * @throws {TypeError} If a TLS setting cannot be enforced.
+   * @throws {TypeError} If a TLS setting cannot be enforced, or a
+   *   `charset` option names a charset that is not in HL7 table 0211 or
+   *   not supported by this runtime.
    * @throws {Error} If the `signal` option is already aborted, a
    *   certificate cannot be read, or `allowedClients` has no usable entry.
    *
@@ -501,6 +515,15 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       if (value !== undefined && !(value >= 0 && Number.isFinite(value))) {
         throw new RangeError(
           `Cannot start receiver: ${name} must be a number of milliseconds >= 0, got "${value}"`,
+        );
+      }
+    }
+    if (options.charset !== undefined) {
+      try {
+        checkCharsetOptions(options.charset);
+      } catch (error) {
+        throw new TypeError(
+          `Cannot start receiver: ${(error as Error).message}`,
         );
       }
     }
@@ -880,6 +903,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         context: options.context,
         maxFrameBytes: options.maxFrameBytes,
         dispatchTimeout: this.#dispatchTimeout,
+        charset: options.charset,
         stop: this.#hardStop.signal,
         label,
         onJunk: (bytes, data) => {
