@@ -1,13 +1,14 @@
 /**
  * Byte codecs behind the HL7 charsets, by encoding label: the WHATWG
  * labels `TextDecoder` knows, plus a few exact ones of this library's own
- * (`latin1`, `ascii`, `iso-8859-9`, `jis-x0201`, `utf-32le`, `utf-32be`).
+ * (`latin1`, `ascii`, `iso-8859-9`, `jis-x0201`, `iso-2022-jp-1`,
+ * `utf-32le`, `utf-32be`).
  *
  * Decoding uses `TextDecoder` wherever it is exact. Encoding (which
  * `TextEncoder` only does for UTF-8) uses reverse tables built from the
  * decoder, once per label and only when first needed: 256 entries for a
  * single-byte set, the whole two-byte code space for GB 18030, BIG-5,
- * EUC-KR and JIS X 0208. A character the target cannot hold becomes `?`.
+ * EUC-KR, JIS X 0208 and JIS X 0212. A character the target cannot hold becomes `?`.
  *
  * @module
  */
@@ -113,8 +114,16 @@ function nativeDecoder(label: string, fatal: boolean): TextDecoder {
 
 /** Whether this module can decode a label (without asking `TextDecoder`). */
 export function isOwnLabel(label: string): boolean {
-  return OWN_SINGLE_BYTE.has(label) || label.startsWith("utf-32");
+  return OWN_SINGLE_BYTE.has(label) || label.startsWith("utf-32") ||
+    label === ISO_2022_JP_1;
 }
+
+/**
+ * ISO-2022-JP-1 (RFC 2237): ISO-2022-JP plus JIS X 0212 (`ESC $ ( D`),
+ * which `TextDecoder`'s ISO-2022-JP lacks; decoded by rewriting it as
+ * EUC-JP, whose decoder has both JIS X 0208 and JIS X 0212.
+ */
+export const ISO_2022_JP_1 = "iso-2022-jp-1";
 
 /**
  * Decodes bytes with a label. Replace mode turns bytes that do not decode
@@ -133,6 +142,7 @@ export function decodeLabel(
   if (label === "utf-32le" || label === "utf-32be") {
     return decodeUtf32(bytes, label === "utf-32be", fatal);
   }
+  if (label === ISO_2022_JP_1) return decodeIso2022Jp1(bytes, fatal);
   if (!fatal) return nativeDecoder(label, false).decode(bytes);
   try {
     return nativeDecoder(label, true).decode(bytes);
@@ -164,6 +174,73 @@ function failureOffset(bytes: Uint8Array, label: string): number {
     }
   }
   return bad - 1;
+}
+
+const ESC = 0x1b;
+/** A byte EUC-JP never decodes: stands for bytes that are not valid. */
+const INVALID = 0xff;
+
+function decodeIso2022Jp1(bytes: Uint8Array, fatal: boolean): string {
+  // The EUC-JP bytes, and for each the offset of the byte it came from.
+  const euc = new Uint8Array(bytes.length * 3);
+  const origin = new Uint32Array(bytes.length * 3);
+  let length = 0;
+  const put = (byte: number, from: number) => {
+    euc[length] = byte;
+    origin[length++] = from;
+  };
+  let mode: "ascii" | "katakana" | "jis0208" | "jis0212" = "ascii";
+  for (let i = 0; i < bytes.length; i++) {
+    const byte = bytes[i];
+    if (byte === ESC) {
+      const a = bytes[i + 1], b = bytes[i + 2], c = bytes[i + 3];
+      if (a === 0x28 && (b === 0x42 || b === 0x4a)) mode = "ascii";
+      else if (a === 0x28 && b === 0x49) mode = "katakana";
+      else if (a === 0x24 && (b === 0x40 || b === 0x42)) mode = "jis0208";
+      else if (a === 0x24 && b === 0x28 && c === 0x44) mode = "jis0212";
+      else {
+        if (fatal) throw new InvalidBytesError(i);
+        put(INVALID, i);
+        continue;
+      }
+      i += a === 0x24 && b === 0x28 ? 3 : 2;
+      continue;
+    }
+    if (byte < 0x21 || byte > 0x7e || mode === "ascii") {
+      // Controls (CR ends segments in any mode) and ASCII; bytes above
+      // 0x7e have no place in a 7-bit code.
+      if (byte > 0x7f) {
+        if (fatal) throw new InvalidBytesError(i);
+        put(INVALID, i);
+      } else put(byte, i);
+    } else if (mode === "katakana") {
+      if (byte <= 0x5f) {
+        put(0x8e, i);
+        put(byte | 0x80, i);
+      } else {
+        if (fatal) throw new InvalidBytesError(i);
+        put(INVALID, i);
+      }
+    } else {
+      const trail = bytes[i + 1];
+      if (trail === undefined || trail < 0x21 || trail > 0x7e) {
+        if (fatal) throw new InvalidBytesError(i);
+        put(INVALID, i);
+        continue;
+      }
+      if (mode === "jis0212") put(0x8f, i);
+      put(byte | 0x80, i);
+      put(trail | 0x80, i++);
+    }
+  }
+  const converted = euc.subarray(0, length);
+  if (!fatal) return nativeDecoder("euc-jp", false).decode(converted);
+  try {
+    return nativeDecoder("euc-jp", true).decode(converted);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    throw new InvalidBytesError(origin[failureOffset(converted, "euc-jp")]);
+  }
 }
 
 /**
@@ -277,7 +354,9 @@ export function encodeLabel(text: string, label: string): Uint8Array {
     case "utf-32be":
       return encodeUtf32(text, label === "utf-32be");
     case "iso-2022-jp":
-      return encodeIso2022Jp(text);
+      return encodeIso2022Jp(text, false);
+    case ISO_2022_JP_1:
+      return encodeIso2022Jp(text, true);
     case "gb18030":
     case "big5":
     case "euc-kr":
@@ -440,35 +519,66 @@ function encodeMultiByte(text: string, reverse: ReverseMap): Uint8Array {
   return new Uint8Array(out);
 }
 
-/** JIS X 0208 (through EUC-JP, which shares its index with ISO-2022-JP). */
+/**
+ * JIS X 0208 and JIS X 0212, from EUC-JP (whose JIS X 0208 index is the
+ * one ISO-2022-JP uses): code point to the 7-bit pair.
+ */
 let jis0208: ReverseMap | undefined;
+let jis0212: ReverseMap | undefined;
 
-function encodeIso2022Jp(text: string): Uint8Array {
-  if (!jis0208) {
-    const sequences: number[] = [];
-    for (let lead = 0xa1; lead <= 0xfe; lead++) {
-      for (let trail = 0xa1; trail <= 0xfe; trail++) {
-        sequences.push((lead << 8) | trail);
-      }
+/**
+ * JIS X 0212 (EUC-JP 0x8f lead trail) or JIS X 0208 (lead trail). For
+ * JIS X 0208 only its own rows (1 to 84, less the NEC row 13) are used:
+ * the decoder also reads the NEC and IBM extension rows, which a JIS X
+ * 0208 peer would not, and most of their characters are in JIS X 0212.
+ */
+function jisMap(supplementary: boolean): ReverseMap {
+  const sequences: number[] = [];
+  const lastLead = supplementary ? 0xfe : 0xf4; // row 84
+  for (let lead = 0xa1; lead <= lastLead; lead++) {
+    if (!supplementary && lead === 0xad) continue; // row 13
+    for (let trail = 0xa1; trail <= 0xfe; trail++) {
+      sequences.push((lead << 8) | trail);
     }
-    jis0208 = new Map();
-    addDecoded(jis0208, "euc-jp", sequences, 2);
   }
+  const map: ReverseMap = new Map();
+  if (supplementary) {
+    addDecoded(map, "euc-jp", sequences.map((s) => 0x8f0000 | s), 3);
+  } else addDecoded(map, "euc-jp", sequences, 2);
+  // The 7-bit pair (0x8f a1 a1 and a1 a1 both become 21 21).
+  for (const [point, sequence] of map) map.set(point, sequence & 0x7f7f);
+  return map;
+}
+
+function encodeIso2022Jp(text: string, withJis0212: boolean): Uint8Array {
+  jis0208 ??= jisMap(false);
+  if (withJis0212) jis0212 ??= jisMap(true);
+  type Mode = "ascii" | "jis0208" | "jis0212";
   const out: number[] = [];
-  let kanji = false;
+  let mode: Mode = "ascii";
+  const switchTo = (to: Mode) => {
+    if (mode === to) return;
+    mode = to;
+    if (to === "ascii") out.push(0x1b, 0x28, 0x42); // ESC ( B
+    else if (to === "jis0208") out.push(0x1b, 0x24, 0x42); // ESC $ B
+    else out.push(0x1b, 0x24, 0x28, 0x44); // ESC $ ( D
+  };
   for (const char of text) {
     const point = char.codePointAt(0)!;
-    const sequence = point < 0x80 ? undefined : jis0208.get(point);
+    let sequence = point < 0x80 ? undefined : jis0208.get(point);
+    let to: Mode = "jis0208";
+    if (sequence === undefined && point >= 0x80 && withJis0212) {
+      sequence = jis0212!.get(point);
+      to = "jis0212";
+    }
     if (sequence === undefined) {
-      if (kanji) out.push(0x1b, 0x28, 0x42); // ESC ( B: back to ASCII
-      kanji = false;
+      switchTo("ascii");
       out.push(point < 0x80 ? point : QUESTION);
     } else {
-      if (!kanji) out.push(0x1b, 0x24, 0x42); // ESC $ B: JIS X 0208
-      kanji = true;
-      out.push((sequence >> 8) & 0x7f, sequence & 0x7f);
+      switchTo(to);
+      out.push(sequence >> 8, sequence & 0xff);
     }
   }
-  if (kanji) out.push(0x1b, 0x28, 0x42);
+  switchTo("ascii");
   return new Uint8Array(out);
 }

@@ -7,7 +7,8 @@
  * Every entry this runtime can decode can also be encoded, so replies and
  * ACKs go back in the message's own charset: single-byte sets through a
  * 256-entry reverse table, GB 18030, BIG-5, KS X 1001 (EUC-KR) and
- * ISO IR87 (ISO-2022-JP, JIS X 0208) through a reverse map of their whole
+ * ISO IR87 / ISO IR159 (ISO-2022-JP with JIS X 0208 / JIS X 0212) through
+ * a reverse map of their whole
  * two-byte code space, each built once from `TextDecoder` when first
  * needed. A character the charset cannot hold is encoded as `?`.
  *
@@ -45,7 +46,8 @@ export interface CharsetEntry {
   /**
    * The encoding label it is decoded and encoded with: a WHATWG label
    * `TextDecoder` knows, or one of this library's exact ones (`latin1`,
-   * `ascii`, `iso-8859-9`, `jis-x0201`, `utf-32le`). `undefined` when this
+   * `ascii`, `iso-8859-9`, `jis-x0201`, `iso-2022-jp-1`, `utf-32le`).
+   * `undefined` when this
    * runtime cannot decode it: messages naming it are refused.
    */
   readonly encoding: string | undefined;
@@ -135,7 +137,7 @@ const TABLE: readonly CharsetEntry[] = Object.freeze([
   entry(
     "ISO IR159",
     "Code of the supplementary Japanese Graphic Character set for information interchange (JIS X 0212-1990)",
-    undefined,
+    "iso-2022-jp-1",
   ),
   entry(
     "GB 18030",
@@ -205,7 +207,7 @@ for (const charset of TABLE) {
  * const unsupported = listCharsets()
  *   .filter((entry) => entry.encoding === undefined)
  *   .map((entry) => entry.name);
- * assertEquals(unsupported, ["ISO IR159", "CNS 11643-1992"]);
+ * assertEquals(unsupported, ["CNS 11643-1992"]);
  * ```
  */
 export function listCharsets(): CharsetEntry[] {

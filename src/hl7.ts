@@ -130,7 +130,8 @@ export function isHl7(payload: Uint8Array | string): boolean {
  *
  * @param characterSet MSH-18, such as `8859/1` or `UNICODE UTF-8`.
  * @returns A WHATWG encoding label, or one of this library's exact ones
- *   (`"latin1"`, `"ascii"`, `"iso-8859-9"`, `"jis-x0201"`, `"utf-32le"`),
+ *   (`"latin1"`, `"ascii"`, `"iso-8859-9"`, `"jis-x0201"`,
+ *   `"iso-2022-jp-1"`, `"utf-32le"`),
  *   or `undefined` when the name is not in HL7 table 0211 or this runtime
  *   cannot decode it (see `listCharsets` in `@x/mllp/charset`).
  *
@@ -585,7 +586,11 @@ export function readMessage(
       return new UnknownMessage(utf8Encoder.encode(payload), payload);
     }
     const header = readHeader(payload);
-    const { encoding } = resolveFor(header, charset);
+    // Text that is not ASCII, for an ISO 2022 code extension.
+    const extension = /[\u0080-\uffff]/.test(payload)
+      ? codeExtension(payload, header, charset)
+      : undefined;
+    const { encoding } = resolveFor(header, charset, extension);
     return new Hl7Message(
       encodeText(payload, encoding),
       header,
@@ -597,7 +602,10 @@ export function readMessage(
   if (wide) return readWide(payload, wide, charset);
   if (!isHl7(payload)) return new UnknownMessage(payload);
   let header = readHeader(payload);
-  const { name, encoding } = resolveFor(header, charset);
+  const extension = payload.indexOf(0x1b) === -1
+    ? undefined
+    : codeExtension(payload, header, charset);
+  const { name, encoding } = resolveFor(header, charset, extension);
   if (isWide(encoding)) {
     throw new CharsetError(
       `Cannot decode message: MSH-18 names "${name}", but the payload is not in it (its MSH segment is single-byte)`,
@@ -605,10 +613,12 @@ export function readMessage(
     );
   }
   if (
-    (charset.override || (charset.default && !header.characterSet)) &&
+    (extension || charset.override ||
+      (charset.default && !header.characterSet)) &&
     encoding !== (charsetEncoding(header.characterSet) ?? "utf-8")
   ) {
-    // A default or override: the header's own bytes are in that charset.
+    // A default, override or code extension: the header's own bytes are in
+    // that charset.
     let end = 0;
     while (
       end < payload.length && payload[end] !== CR && payload[end] !== LF
@@ -621,13 +631,55 @@ export function readMessage(
   return new Hl7Message(payload, header, text, encoding);
 }
 
+/**
+ * The Japanese set an ISO 2022 code extension brings in: MSH-18 such as
+ * `~ISO IR87` or `ISO IR6~ISO IR87~ISO IR159` (ASCII by default, the later
+ * repetitions switched to by escape sequences, as JAHIS peers send);
+ * `undefined` otherwise. Called only for payloads holding an escape byte
+ * (text holding other than ASCII).
+ */
+function codeExtension(
+  payload: Uint8Array | string,
+  header: Hl7Header,
+  options: CharsetOptions,
+): string | undefined {
+  const first = header.characterSet;
+  if (options.override || (first && findCharset(first)?.name !== "ASCII")) {
+    return undefined;
+  }
+  let segment: string;
+  if (typeof payload === "string") {
+    segment = payload.slice(0, segmentEnd(payload));
+  } else {
+    let end = 0;
+    while (
+      end < payload.length && payload[end] !== CR && payload[end] !== LF
+    ) end++;
+    segment = latin1(payload, 0, end);
+  }
+  const { field, repetition } = header.separators;
+  const msh18 = segment.split(field, 18)[17] ?? "";
+  const names = msh18.split(repetition).slice(1).map((name) =>
+    findCharset(name)?.name
+  );
+  return names.includes("ISO IR159")
+    ? "ISO IR159"
+    : names.includes("ISO IR87")
+    ? "ISO IR87"
+    : undefined;
+}
+
 /** {@linkcode resolveCharset}, with the header in any error it throws. */
-function resolveFor(header: Hl7Header, options: CharsetOptions) {
-  if (!header.characterSet && !options.override && !options.default) {
+function resolveFor(
+  header: Hl7Header,
+  options: CharsetOptions,
+  characterSet = header.characterSet,
+) {
+  if (!characterSet && !options.override && !options.default) {
     return { name: "", encoding: "utf-8" }; // the usual case, at once
   }
   try {
-    return resolveCharset(header.characterSet, options);
+    return resolveCharset(characterSet, options);
   } catch (error) {
     if (!(error instanceof CharsetError)) throw error;
     throw new CharsetError(error.message, { ...error, header });

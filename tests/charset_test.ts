@@ -272,10 +272,23 @@ Deno.test("every charset this runtime decodes round-trips through a receiver, an
       assertEquals(message.raw, payloads[i], slug);
 
       const reply = replies[i];
-      const ack = msa(reply, { allowWide: true });
+      // Ack.forMessage copies MSH-18's first repetition only: the ACK to a
+      // code extension names none, and is read here with ISO IR87 as the
+      // default (a JAHIS peer reads escape sequences whatever MSH-18 says).
+      const ack = msa(
+        reply,
+        sample.charset.startsWith("~")
+          ? { default: "ISO IR87" }
+          : { allowWide: true },
+      );
       assertEquals(ack.code, "AA", slug);
       assertEquals(ack.messageControlId, `CS-${String(i).padStart(2, "0")}`);
-      assertEquals(ack.header.characterSet, sample.charset, slug);
+      // MSH-18 copied (its first repetition, for a code extension).
+      assertEquals(
+        ack.header.characterSet,
+        sample.charset.split("~")[0],
+        slug,
+      );
       const family = sample.patient.split("^")[0];
       assertEquals(ack.text, family, slug);
       // The family name's bytes, as the independent encoder wrote them in
@@ -502,7 +515,6 @@ Deno.test("entries this runtime cannot decode get AR naming them; unknown names 
     );
   const payloads = [
     message("U-1", "CNS 11643-1992"),
-    message("U-2", "ISO IR159"),
     message("U-3", "KLINGON"),
   ];
   {
@@ -512,11 +524,8 @@ Deno.test("entries this runtime cannot decode get AR naming them; unknown names 
       const cns = msa(replies[0]);
       assertEquals([cns.code, cns.messageControlId], ["AR", "U-1"]);
       assertStringIncludes(cns.text, `"CNS 11643-1992" is not supported`);
-      const jis = msa(replies[1]);
-      assertEquals([jis.code, jis.messageControlId], ["AR", "U-2"]);
-      assertStringIncludes(jis.text, `"ISO IR159" is not supported`);
       // Not in table 0211: read as UTF-8, as before.
-      assertEquals(msa(replies[2]).code, "AA");
+      assertEquals(msa(replies[1]).code, "AA");
       assertEquals(seen.map((m) => m.encoding), ["utf-8"]);
     } finally {
       await receiver.stop();
@@ -525,7 +534,7 @@ Deno.test("entries this runtime cannot decode get AR naming them; unknown names 
   {
     const { receiver, seen } = await recordingReceiver({ invalid: "strict" });
     try {
-      const [reply] = await exchange(receiver.port, [payloads[2]]);
+      const [reply] = await exchange(receiver.port, [payloads[1]]);
       const ack = msa(reply);
       assertEquals([ack.code, ack.messageControlId], ["AR", "U-3"]);
       assertStringIncludes(ack.text, `"KLINGON" is not in HL7 table 0211`);
@@ -581,4 +590,34 @@ Deno.test("Receiver.start() rejects charset options it cannot honour", async () 
     assertStringIncludes(error.message, message);
   }
   checkCharsetOptions({ override: "UNICODE UTF-16", allowWide: true });
+});
+
+// --- Japanese: JIS X 0212 and ISO 2022 code extensions ----------------------
+
+Deno.test("ISO IR159 and code extensions: ISO-2022-JP with JIS X 0212, switched by escape sequences", () => {
+  // MSH-18 ASCII by default, ISO IR87 and ISO IR159 by escape sequences:
+  // text is encoded with them, and read back.
+  const text =
+    "MSH|^~\\&|A|B|C|D|1||ADT^A01|J-1|P|2.5|||||JPN|~ISO IR87~ISO IR159||ISO 2022-1994\rPID|1||7||丂^山田\r";
+  const message = readMessage(text);
+  assertEquals(message.encoding, "iso-2022-jp-1");
+  assert(message.raw.every((b) => b < 0x80));
+  assert(includesBytes(message.raw, bytes([0x1b, 0x24, 0x28, 0x44])));
+  assert(includesBytes(message.raw, bytes([0x1b, 0x24, 0x42])));
+  assertEquals(readMessage(message.raw).text, text);
+  // Only the second repetition: plain ISO-2022-JP.
+  const jp = readMessage(text.replace("~ISO IR159", ""));
+  assertEquals(jp.encoding, "iso-2022-jp");
+  assertEquals(readMessage(jp.raw).text.endsWith("||?^山田\r"), true);
+  // Strict: an escape sequence that is not one of them names its offset.
+  const bad = bytes(
+    "MSH|^~\\&|A|B|C|D|1||ADT^A01|J-2|P|2.5|||||JPN|ISO IR159\rPID|",
+    [0x1b, 0x24, 0x29, 0x43],
+  );
+  const error = assertThrows(
+    () => readMessage(bad, { charset: { invalid: "strict" } }),
+    CharsetError,
+  );
+  assertEquals([error.charset, error.offset], ["ISO IR159", bad.length - 4]);
+  assertEquals(readMessage(bad).text.endsWith("PID|\ufffd$)C"), true);
 });
