@@ -270,6 +270,8 @@ Deno.test("every charset this runtime decodes round-trips through a receiver, an
       assertEquals(message.text, sample.text, slug);
       assert(!message.text.includes("\ufffd"), slug);
       assertEquals(message.raw, payloads[i], slug);
+      // This library encodes the text as Python did, byte for byte.
+      assertEquals(encodeText(sample.text, message.encoding), payloads[i]);
 
       const reply = replies[i];
       // Ack.forMessage copies MSH-18's first repetition only: the ACK to a
@@ -620,4 +622,14 @@ Deno.test("ISO IR159 and code extensions: ISO-2022-JP with JIS X 0212, switched 
   );
   assertEquals([error.charset, error.offset], ["ISO IR159", bad.length - 4]);
   assertEquals(readMessage(bad).text.endsWith("PID|\ufffd$)C"), true);
+  // A JIS X 0212 pair that is not assigned: the offset of its first byte.
+  const unassigned = bytes(
+    "MSH|^~\\&|A|B|C|D|1||ADT^A01|J-3|P|2.5|||||JPN|ISO IR159\rPID|",
+    [0x1b, 0x24, 0x28, 0x44, 0x21, 0x21, 0x1b, 0x28, 0x42],
+  );
+  const error2 = assertThrows(
+    () => readMessage(unassigned, { charset: { invalid: "strict" } }),
+    CharsetError,
+  );
+  assertEquals(error2.offset, unassigned.length - 5);
 });
