@@ -602,9 +602,10 @@ export function readMessage(
   if (wide) return readWide(payload, wide, charset);
   if (!isHl7(payload)) return new UnknownMessage(payload);
   let header = readHeader(payload);
-  const extension = payload.indexOf(0x1b) === -1
-    ? undefined
-    : codeExtension(payload, header, charset);
+  const extension =
+    hasRepeatedMsh18(payload, header) && payload.indexOf(0x1b) !== -1
+      ? codeExtension(payload, header, charset)
+      : undefined;
   const { name, encoding } = resolveFor(header, charset, extension);
   if (isWide(encoding)) {
     throw new CharsetError(
@@ -667,6 +668,27 @@ function codeExtension(
     : names.includes("ISO IR87")
     ? "ISO IR87"
     : undefined;
+}
+
+/**
+ * Whether MSH-18 holds a repetition separator: a byte scan of the MSH
+ * segment that stops at its end or past MSH-18, so that messages without
+ * a code extension (nearly all) are not scanned for escape bytes.
+ */
+function hasRepeatedMsh18(payload: Uint8Array, header: Hl7Header): boolean {
+  const field = header.separators.field.charCodeAt(0);
+  const repetition = header.separators.repetition.charCodeAt(0);
+  // payload[3] is MSH-1, the first field separator; MSH-18 follows the
+  // seventeenth.
+  let separators = 0;
+  for (let i = 3; i < payload.length; i++) {
+    const byte = payload[i];
+    if (byte === CR || byte === LF) return false;
+    if (byte === field) {
+      if (++separators > 17) return false;
+    } else if (separators === 17 && byte === repetition) return true;
+  }
+  return false;
 }
 
 /** {@linkcode resolveCharset}, with the header in any error it throws. */
