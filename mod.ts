@@ -30,6 +30,7 @@
  */
 
 export * from "./src/ack.ts";
+export * from "./src/charset.ts";
 export * from "./src/allow.ts";
 export * from "./src/batch.ts";
 export * from "./src/client.ts";

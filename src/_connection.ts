@@ -22,6 +22,7 @@ import {
   DispatchStream,
 } from "./dispatcher.ts";
 import { FrameSizeError } from "./errors.ts";
+import type { CharsetOptions } from "./charset.ts";
 import { MllpDecoderStream, MllpEncoderStream } from "./framer.ts";
 
 /** What a connection needs from its receiver. */
@@ -30,6 +31,8 @@ export interface ConnectionSettings<C> {
   context: C | undefined;
   maxFrameBytes: number | undefined;
   dispatchTimeout: number;
+  /** The receiver's charset options. */
+  charset?: CharsetOptions;
   /** Aborted at the stop deadline: nothing is dispatched after it. */
   stop: AbortSignal;
   label: string;
@@ -138,6 +141,7 @@ export class ServedConnection<C> {
       certificateName: conn.certificate?.commonName,
       context: settings.context,
       dispatchTimeout: settings.dispatchTimeout,
+      charset: settings.charset,
       signal: this.#closed.signal,
       onDispatched: (outcome) => {
         this.messages++;

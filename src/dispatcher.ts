@@ -31,6 +31,12 @@ import { HeaderError } from "./errors.ts";
 import { BytePool } from "./_pool.ts";
 import { framingProblem } from "./_scan.ts";
 import { endSpan, startDispatchSpan } from "./_telemetry.ts";
+import {
+  charsetRefusal,
+  refusalBytes,
+  replyEncoding,
+} from "./_charset_reply.ts";
+import { CharsetError, type CharsetOptions } from "./charset.ts";
 import type { Span } from "@opentelemetry/api";
 import {
   charsetEncoding,
@@ -39,6 +45,7 @@ import {
   type Message,
   readHeader,
   readMessage,
+  type ReadMessageOptions,
 } from "./hl7.ts";
 
 const logger = getLogger(["mllp", "dispatcher"]);
@@ -465,6 +472,15 @@ export interface DispatchStreamOptions<C = unknown> {
    * and is no longer waited for (its reply, if it comes, is dropped).
    */
   signal?: AbortSignal;
+  /**
+   * How HL7 payloads' charsets are picked and applied (a default, an
+   * override, strict decoding, UTF-16/UTF-32); a message refused for its
+   * charset gets `AR` naming it (see `CharsetOptions` in
+   * `@x/mllp/charset`). Not checked here: see `checkCharsetOptions`.
+   *
+   * @default {{}}
+   */
+  charset?: CharsetOptions;
 }
 
 const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
@@ -540,6 +556,7 @@ export class DispatchStream<C = unknown>
       timeout: options.dispatchTimeout ?? 0,
       stop: options.signal,
       pool: new BytePool(REPLY_BLOCK_BYTES),
+      read: { charset: options.charset },
     };
     const stop = options.signal;
     const onDispatched = options.onDispatched;
@@ -602,6 +619,8 @@ interface DispatchSite<C> {
   stop: AbortSignal | undefined;
   /** Where reply payloads are encoded into. */
   pool: BytePool;
+  /** How frames are read (their charset options). */
+  read: ReadMessageOptions;
 }
 
 interface HandledFrame {
@@ -708,9 +727,23 @@ function handleFrame<C>(
   }
   let message: Message;
   try {
-    message = readMessage(frame);
+    message = readMessage(frame, site.read);
   } catch (error) {
     if (!(error instanceof HeaderError)) throw error;
+    if (error instanceof CharsetError) {
+      logger.warn("Refused HL7 message from {peer}: {reason}; replying AR", {
+        peer: label,
+        reason: error.message,
+      });
+      const ack = charsetRefusal(frame, error);
+      return {
+        kind: "unreadable",
+        controlId: error.header?.controlId,
+        ackCode: ack.code,
+        failed: false,
+        reply: refusalBytes(ack, error),
+      };
+    }
     logger.warn("Cannot read HL7 header from {peer}: {reason}; replying AR", {
       peer: label,
       reason: error.message,
@@ -824,7 +857,7 @@ function failedDispatch(
     controlId,
     ackCode: ack.code,
     failed: true,
-    reply: ack.toBytes(),
+    reply: encodeText(ack.toString(), replyEncoding(ack.encoding, message)),
   };
 }
 
@@ -836,7 +869,13 @@ function toReply(
   if (reply === undefined || reply === null) return {};
   if (reply instanceof Ack) {
     return {
-      reply: framable(encodeReply(reply.toString(), reply.encoding, pool)),
+      reply: framable(
+        encodeReply(
+          reply.toString(),
+          replyEncoding(reply.encoding, message),
+          pool,
+        ),
+      ),
       ackCode: reply.code,
     };
   }
@@ -848,7 +887,8 @@ function toReply(
     let encoding = message.encoding;
     if (isHl7(text)) {
       try {
-        encoding = charsetEncoding(readHeader(text).characterSet) ?? encoding;
+        const named = charsetEncoding(readHeader(text).characterSet);
+        if (named !== undefined) encoding = replyEncoding(named, message);
       } catch {
         // Not a readable header: keep the message's charset.
       }

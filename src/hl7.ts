@@ -23,6 +23,20 @@
 
 import { HeaderError } from "./errors.ts";
 import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
+import {
+  CharsetError,
+  type CharsetOptions,
+  findCharset,
+  resolveCharset,
+} from "./charset.ts";
+import {
+  decodeLabel,
+  encodeLabel,
+  InvalidBytesError,
+  isOwnLabel,
+  isWide,
+  wideEncoding,
+} from "./_codecs.ts";
 
 /**
  * The separators a message declares in MSH-1 and MSH-2.
@@ -134,7 +148,9 @@ const utf8Decoder = new TextDecoder();
 const utf8Encoder = new TextEncoder();
 
 /**
- * Tells whether a payload is HL7: it starts with the bytes `MSH`.
+ * Tells whether a payload is HL7: it starts with the bytes `MSH`, or with
+ * `MSH` in UTF-16 or UTF-32 (a byte order mark, or zero bytes between the
+ * letters).
  *
  * @param payload The frame payload.
  * @returns `true` when the payload starts with `MSH`.
@@ -150,43 +166,20 @@ const utf8Encoder = new TextEncoder();
  */
 export function isHl7(payload: Uint8Array | string): boolean {
   if (typeof payload === "string") return payload.startsWith("MSH");
-  return payload.length >= 3 && payload[0] === 0x4d && payload[1] === 0x53 &&
-    payload[2] === 0x48;
+  return (payload.length >= 3 && payload[0] === 0x4d &&
+    payload[1] === 0x53 && payload[2] === 0x48) ||
+    wideEncoding(payload) !== undefined;
 }
-
-// MSH-18 values (HL7 table 0211) mapped to WHATWG encoding labels. "latin1"
-// and "ascii" stand for exact ISO-8859-1 and US-ASCII (TextDecoder would use
-// windows-1252 for both).
-const CHARSETS: Record<string, string> = {
-  "": "utf-8",
-  "ASCII": "ascii",
-  "ISO IR6": "ascii",
-  "8859/1": "latin1",
-  "ISO IR100": "latin1",
-  "8859/2": "iso-8859-2",
-  "8859/3": "iso-8859-3",
-  "8859/4": "iso-8859-4",
-  "8859/5": "iso-8859-5",
-  "8859/6": "iso-8859-6",
-  "8859/7": "iso-8859-7",
-  "8859/8": "iso-8859-8",
-  "8859/9": "windows-1254",
-  "8859/15": "iso-8859-15",
-  "UNICODE UTF-8": "utf-8",
-  "UTF-8": "utf-8",
-  "GB 18030": "gb18030",
-  "BIG-5": "big5",
-  "KS X 1001": "euc-kr",
-  "ISO IR87": "iso-2022-jp",
-};
 
 /**
  * Maps an MSH-18 character set name to the encoding used to decode it.
  *
  * @param characterSet MSH-18, such as `8859/1` or `UNICODE UTF-8`.
- * @returns A WHATWG encoding label, `"latin1"` for exact ISO-8859-1,
- *   `"ascii"` for exact US-ASCII, or `undefined` when the name is unknown or
- *   unsupported.
+ * @returns A WHATWG encoding label, or one of this library's exact ones
+ *   (`"latin1"`, `"ascii"`, `"iso-8859-9"`, `"jis-x0201"`,
+ *   `"iso-2022-jp-1"`, `"utf-32le"`),
+ *   or `undefined` when the name is not in HL7 table 0211 or this runtime
+ *   cannot decode it (see `listCharsets` in `@x/mllp/charset`).
  *
  * @example Look up charsets
  * ```ts
@@ -199,11 +192,8 @@ const CHARSETS: Record<string, string> = {
  * ```
  */
 export function charsetEncoding(characterSet: string): string | undefined {
-  // Most MSH-18 values (none at all, or a name already in canonical form)
-  // need neither trimming nor upper-casing.
-  if (Object.hasOwn(CHARSETS, characterSet)) return CHARSETS[characterSet];
-  const key = characterSet.trim().toUpperCase();
-  return Object.hasOwn(CHARSETS, key) ? CHARSETS[key] : undefined;
+  if (characterSet === "") return "utf-8";
+  return findCharset(characterSet)?.encoding;
 }
 
 const decoders = new Map<string, TextDecoder>([["utf-8", utf8Decoder]]);
@@ -231,6 +221,7 @@ export function decodeText(bytes: Uint8Array, encoding = "utf-8"): string {
   if (encoding === "ascii") {
     return latin1(bytes, 0, bytes.length).replace(/[\x80-\xff]/g, "\ufffd");
   }
+  if (isOwnLabel(encoding)) return decodeLabel(bytes, encoding);
   let decoder = decoders.get(encoding);
   if (!decoder) {
     decoder = new TextDecoder(encoding);
@@ -240,12 +231,16 @@ export function decodeText(bytes: Uint8Array, encoding = "utf-8"): string {
 }
 
 /**
- * Encodes text for a payload: exact ISO-8859-1 or ASCII for those
- * encodings (characters outside them become `?`), UTF-8 otherwise.
+ * Encodes text for a payload in an encoding from
+ * {@linkcode charsetEncoding}: UTF-8 with `TextEncoder`, every other one
+ * through a reverse table built from its decoder. Characters the encoding
+ * cannot hold become `?`.
  *
  * @param text The text to encode.
  * @param encoding The encoding label from {@linkcode charsetEncoding}.
  * @returns The bytes.
+ * @throws {RangeError} If the label is not one {@linkcode charsetEncoding}
+ *   returns.
  *
  * @example Encode for an 8859/1 peer
  * ```ts
@@ -267,7 +262,8 @@ export function encodeText(text: string, encoding = "utf-8"): Uint8Array {
     }
     return length === bytes.length ? bytes : bytes.slice(0, length);
   }
-  return utf8Encoder.encode(text);
+  if (encoding === "utf-8") return utf8Encoder.encode(text);
+  return encodeLabel(text, encoding);
 }
 
 /** Decodes bytes as exact ISO-8859-1 (each byte is one character). */
@@ -303,7 +299,8 @@ function segmentEnd(text: string): number {
  *
  * @param payload The payload, as text or bytes. Bytes are read with the
  *   charset MSH-18 names (UTF-8 when it names none, or one this library
- *   does not know).
+ *   does not know); UTF-16 and UTF-32 payloads are recognised by their
+ *   bytes (see {@linkcode isHl7}).
  * @returns The header fields.
  * @throws {HeaderError} If the payload does not start with a readable MSH
  *   segment.
@@ -325,6 +322,8 @@ export function readHeader(payload: Uint8Array | string): Hl7Header {
     return parseMsh(payload.slice(0, segmentEnd(payload)));
   }
   if (!isHl7(payload)) throw notHl7();
+  const wide = wideEncoding(payload);
+  if (wide) return readHeader(decodeLabel(payload, wide));
   // One pass to the end of the segment, noting whether it is ASCII.
   let end = payload.length;
   let ascii = true;
@@ -338,8 +337,11 @@ export function readHeader(payload: Uint8Array | string): Hl7Header {
       ? utf8Decoder.decode(payload.subarray(0, end))
       : latin1(payload, 0, end),
   );
-  // Unknown charsets are read as UTF-8, as Hl7Message decodes its text.
-  const encoding = charsetEncoding(header.characterSet) ?? "utf-8";
+  // Unknown charsets are read as UTF-8, as Hl7Message decodes its text;
+  // a UTF-16 or UTF-32 name on single-byte bytes is wrong (readMessage
+  // refuses it), and read as UTF-8 too.
+  let encoding = charsetEncoding(header.characterSet) ?? "utf-8";
+  if (isWide(encoding)) encoding = "utf-8";
   // An ASCII header reads the same in every ASCII-compatible charset.
   if (encoding === "latin1" || (encoding !== "iso-2022-jp" && ascii)) {
     return header;
@@ -480,10 +482,18 @@ export class Hl7Message {
    * @param raw The payload bytes.
    * @param header The header read from them.
    * @param text The decoded text, when already known.
+   * @param encoding The encoding label of the text; by default the one
+   *   MSH-18 names (see {@linkcode charsetEncoding}), or UTF-8.
    */
-  constructor(raw: Uint8Array, header: Hl7Header, text?: string) {
+  constructor(
+    raw: Uint8Array,
+    header: Hl7Header,
+    text?: string,
+    encoding?: string,
+  ) {
     this.raw = raw;
-    this.encoding = charsetEncoding(header.characterSet) ?? "utf-8";
+    this.encoding = encoding ?? charsetEncoding(header.characterSet) ??
+      "utf-8";
     this.#text = text;
     this.header = header;
   }
@@ -569,16 +579,42 @@ export class UnknownMessage {
  */
 export type Message = Hl7Message | BatchMessage | UnknownMessage;
 
+/** Options for {@linkcode readMessage}. */
+export interface ReadMessageOptions {
+  /**
+   * How to pick and apply the charset: a default for an empty MSH-18, an
+   * override, strict or replace decoding, and whether UTF-16/UTF-32 are
+   * accepted (see `CharsetOptions` in `@x/mllp/charset`).
+   *
+   * @default {{}}
+   */
+  charset?: CharsetOptions;
+}
+
+const NO_CHARSET_OPTIONS: CharsetOptions = {};
+
 /**
  * Reads a payload as a message. Text is encoded with the charset its
- * MSH-18 names (UTF-8 by default); bytes are kept exactly.
+ * MSH-18 names (UTF-8 by default); bytes are kept exactly, and decoded
+ * with that charset when the text is first asked for (at once in strict
+ * mode).
+ *
+ * The charset is `options.charset.override`, else MSH-18, else
+ * `options.charset.default`, else UTF-8; an MSH-18 that is not in HL7
+ * table 0211 is read as UTF-8 (refused in strict mode). A table entry this
+ * runtime cannot decode, and UTF-16/UTF-32 without `allowWide`, are
+ * refused: never read as UTF-8.
  *
  * @param payload The payload, without MLLP framing.
+ * @param options The charset options.
  * @returns An {@linkcode Hl7Message} when the payload starts with `MSH`,
  *   a `BatchMessage` when it starts with `FHS` or `BHS`, an
  *   {@linkcode UnknownMessage} otherwise.
  * @throws {HeaderError} If the payload starts with `MSH` but its header
  *   cannot be read, or with `FHS`/`BHS` but a batch header cannot be read.
+ * @throws {CharsetError} (a {@linkcode HeaderError}) If its charset cannot
+ *   be used, or, in strict mode, its bytes do not decode: `charset`,
+ *   `problem`, `offset` and `header` say which, where and what.
  *
  * @example Unknown payloads are not errors
  * ```ts
@@ -587,19 +623,212 @@ export type Message = Hl7Message | BatchMessage | UnknownMessage;
  *
  * assertEquals(readMessage(new Uint8Array([1, 2, 3])).kind, "unknown");
  * ```
+ *
+ * @example Strict decoding
+ * ```ts
+ * import { CharsetError, readMessage } from "@x/mllp";
+ * import { assertEquals, assertThrows } from "@std/assert";
+ *
+ * const bytes = new Uint8Array([
+ *   ...new TextEncoder().encode("MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5\rPID|1||"),
+ *   0xff,
+ * ]);
+ * const replaced = readMessage(bytes);
+ * assertEquals(replaced.text.endsWith("\ufffd"), true);
+ * const error = assertThrows(
+ *   () => readMessage(bytes, { charset: { invalid: "strict" } }),
+ *   CharsetError,
+ * );
+ * assertEquals([error.charset, error.offset], ["UNICODE UTF-8", 43]);
+ * ```
  */
-export function readMessage(payload: Uint8Array | string): Message {
+export function readMessage(
+  payload: Uint8Array | string,
+  options: ReadMessageOptions = {},
+): Message {
+  const charset = options.charset ?? NO_CHARSET_OPTIONS;
   if (typeof payload === "string") {
     if (!isHl7(payload)) {
       if (isBatch(payload)) return readBatch(payload);
       return new UnknownMessage(utf8Encoder.encode(payload), payload);
     }
     const header = readHeader(payload);
-    const encoding = charsetEncoding(header.characterSet) ?? "utf-8";
-    return new Hl7Message(encodeText(payload, encoding), header, payload);
+    // Text that is not ASCII, for an ISO 2022 code extension.
+    const extension = /[\u0080-\uffff]/.test(payload)
+      ? codeExtension(payload, header, charset)
+      : undefined;
+    const { encoding } = resolveFor(header, charset, extension);
+    return new Hl7Message(
+      encodeText(payload, encoding),
+      header,
+      payload,
+      encoding,
+    );
   }
+  const wide = wideEncoding(payload);
+  if (wide) return readWide(payload, wide, charset);
   if (!isHl7(payload)) {
     return isBatch(payload) ? readBatch(payload) : new UnknownMessage(payload);
   }
-  return new Hl7Message(payload, readHeader(payload));
+  let header = readHeader(payload);
+  const extension =
+    hasRepeatedMsh18(payload, header) && payload.indexOf(0x1b) !== -1
+      ? codeExtension(payload, header, charset)
+      : undefined;
+  const { name, encoding } = resolveFor(header, charset, extension);
+  if (isWide(encoding)) {
+    throw new CharsetError(
+      `Cannot decode message: MSH-18 names "${name}", but the payload is not in it (its MSH segment is single-byte)`,
+      { charset: name, problem: "not_wide", header },
+    );
+  }
+  if (
+    (extension || charset.override ||
+      (charset.default && !header.characterSet)) &&
+    encoding !== (charsetEncoding(header.characterSet) ?? "utf-8")
+  ) {
+    // A default, override or code extension: the header's own bytes are in
+    // that charset.
+    let end = 0;
+    while (
+      end < payload.length && payload[end] !== CR && payload[end] !== LF
+    ) end++;
+    header = parseMsh(decodeText(payload.subarray(0, end), encoding));
+  }
+  const text = charset.invalid === "strict"
+    ? decodeOrRefuse(payload, encoding, name, header)
+    : undefined;
+  return new Hl7Message(payload, header, text, encoding);
+}
+
+/**
+ * The Japanese set an ISO 2022 code extension brings in: MSH-18 such as
+ * `~ISO IR87` or `ISO IR6~ISO IR87~ISO IR159` (ASCII by default, the later
+ * repetitions switched to by escape sequences, as JAHIS peers send);
+ * `undefined` otherwise. Called only for payloads holding an escape byte
+ * (text holding other than ASCII).
+ */
+function codeExtension(
+  payload: Uint8Array | string,
+  header: Hl7Header,
+  options: CharsetOptions,
+): string | undefined {
+  const first = header.characterSet;
+  if (options.override || (first && findCharset(first)?.name !== "ASCII")) {
+    return undefined;
+  }
+  let segment: string;
+  if (typeof payload === "string") {
+    segment = payload.slice(0, segmentEnd(payload));
+  } else {
+    let end = 0;
+    while (
+      end < payload.length && payload[end] !== CR && payload[end] !== LF
+    ) end++;
+    segment = latin1(payload, 0, end);
+  }
+  const { field, repetition } = header.separators;
+  const msh18 = segment.split(field, 18)[17] ?? "";
+  const names = msh18.split(repetition).slice(1).map((name) =>
+    findCharset(name)?.name
+  );
+  return names.includes("ISO IR159")
+    ? "ISO IR159"
+    : names.includes("ISO IR87")
+    ? "ISO IR87"
+    : undefined;
+}
+
+/**
+ * Whether MSH-18 holds a repetition separator: a byte scan of the MSH
+ * segment that stops at its end or past MSH-18, so that messages without
+ * a code extension (nearly all) are not scanned for escape bytes.
+ */
+function hasRepeatedMsh18(payload: Uint8Array, header: Hl7Header): boolean {
+  const field = header.separators.field.charCodeAt(0);
+  const repetition = header.separators.repetition.charCodeAt(0);
+  // payload[3] is MSH-1, the first field separator; MSH-18 follows the
+  // seventeenth.
+  let separators = 0;
+  for (let i = 3; i < payload.length; i++) {
+    const byte = payload[i];
+    if (byte === CR || byte === LF) return false;
+    if (byte === field) {
+      if (++separators > 17) return false;
+    } else if (separators === 17 && byte === repetition) return true;
+  }
+  return false;
+}
+
+/** {@linkcode resolveCharset}, with the header in any error it throws. */
+function resolveFor(
+  header: Hl7Header,
+  options: CharsetOptions,
+  characterSet = header.characterSet,
+) {
+  if (!characterSet && !options.override && !options.default) {
+    return { name: "", encoding: "utf-8" }; // the usual case, at once
+  }
+  try {
+    return resolveCharset(characterSet, options);
+  } catch (error) {
+    if (!(error instanceof CharsetError)) throw error;
+    throw new CharsetError(error.message, { ...error, header });
+  }
+}
+
+/** Reads a UTF-16 or UTF-32 payload, if allowed. */
+function readWide(
+  payload: Uint8Array,
+  wide: string,
+  options: CharsetOptions,
+): Hl7Message {
+  const named = wide.startsWith("utf-16") ? "UNICODE UTF-16" : "UNICODE UTF-32";
+  let header: Hl7Header | undefined;
+  let unreadable: unknown;
+  try {
+    header = readHeader(decodeLabel(payload, wide));
+  } catch (error) {
+    if (!(error instanceof HeaderError)) throw error;
+    unreadable = error;
+  }
+  const found = header && findCharset(header.characterSet);
+  const name = found?.wide ? found.name : named;
+  if (!options.allowWide) {
+    throw new CharsetError(
+      `Cannot decode message: charset "${name}" is refused, as its bytes can contain the MLLP framing bytes (allowWide is not set)`,
+      { charset: name, problem: "wide_refused", header },
+      { cause: unreadable },
+    );
+  }
+  if (!header) throw unreadable;
+  const text = options.invalid === "strict"
+    ? decodeOrRefuse(payload, wide, name, header)
+    : undefined;
+  return new Hl7Message(payload, header, text, wide);
+}
+
+/** Decodes strictly, or throws a {@linkcode CharsetError} naming where. */
+function decodeOrRefuse(
+  payload: Uint8Array,
+  encoding: string,
+  name: string,
+  header: Hl7Header,
+): string {
+  try {
+    return decodeLabel(payload, encoding, true);
+  } catch (error) {
+    if (!(error instanceof InvalidBytesError)) throw error;
+    const charset = name || "UNICODE UTF-8";
+    throw new CharsetError(
+      `Cannot decode message: bytes are not valid "${charset}" at offset ${error.offset}`,
+      {
+        charset,
+        problem: "invalid_bytes",
+        offset: error.offset,
+        header,
+        encoding,
+      },
+    );
+  }
 }

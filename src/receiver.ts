@@ -37,6 +37,7 @@ import {
 import { AllowList } from "./allow.ts";
 import { batchDispatcher } from "./_batch_dispatch.ts";
 import type { BatchAcks } from "./batch.ts";
+import { type CharsetOptions, checkCharsetOptions } from "./charset.ts";
 import {
   type Address,
   type Dispatcher,
@@ -320,6 +321,17 @@ export interface ReceiverOptions<C = unknown> {
    * @default {"errors"}
    */
   batchAcks?: BatchAcks;
+  /**
+   * How HL7 messages' charsets are picked and applied: `default` for an
+   * empty MSH-18, `override` whatever MSH-18 says, `invalid: "strict"` to
+   * refuse bytes that do not decode, `allowWide` to accept UTF-16 and
+   * UTF-32 (see `CharsetOptions` in `@x/mllp/charset`). A message refused
+   * for its charset gets `AR` with MSA-3 saying why (the charset, and the
+   * byte offset for bytes that do not decode).
+   *
+   * @default {{}}
+   */
+  charset?: CharsetOptions;
 }
 
 /**
@@ -842,7 +854,9 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
    * @throws {RangeError} If `maxFrameBytes` is not a positive number.
-   * @throws {TypeError} If a TLS setting cannot be enforced.
+   * @throws {TypeError} If a TLS setting cannot be enforced, or a
+   *   `charset` option names a charset that is not in HL7 table 0211 or
+   *   not supported by this runtime.
    * @throws {Error} If the `signal` option is already aborted, a
    *   certificate cannot be read, or `allowedClients` has no usable entry.
    *
@@ -890,6 +904,15 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       }
     }
     checkBatchOptions(options);
+    if (options.charset !== undefined) {
+      try {
+        checkCharsetOptions(options.charset);
+      } catch (error) {
+        throw new TypeError(
+          `Cannot start receiver: ${(error as Error).message}`,
+        );
+      }
+    }
     const tls = options.tls;
     const verifyPeer = tls?.verifyPeer ?? false;
     const hostname = options.hostname ?? "0.0.0.0";
@@ -1266,6 +1289,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         context: options.context,
         maxFrameBytes: options.maxFrameBytes,
         dispatchTimeout: this.#dispatchTimeout,
+        charset: options.charset,
         stop: this.#hardStop.signal,
         label,
         onJunk: (bytes, data) => {
