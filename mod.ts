@@ -30,6 +30,7 @@
  */
 
 export * from "./src/ack.ts";
+export * from "./src/ack_modes.ts";
 export * from "./src/allow.ts";
 export * from "./src/client.ts";
 export * from "./src/dispatcher.ts";

@@ -30,6 +30,8 @@ export interface ConnectionSettings<C> {
   context: C | undefined;
   maxFrameBytes: number | undefined;
   dispatchTimeout: number;
+  /** The MLLP release (2: commit frames); 1 when absent. */
+  mllpRelease?: 1 | 2;
   /** Aborted at the stop deadline: nothing is dispatched after it. */
   stop: AbortSignal;
   label: string;
@@ -138,6 +140,7 @@ export class ServedConnection<C> {
       certificateName: conn.certificate?.commonName,
       context: settings.context,
       dispatchTimeout: settings.dispatchTimeout,
+      mllpRelease: settings.mllpRelease,
       signal: this.#closed.signal,
       onDispatched: (outcome) => {
         this.messages++;

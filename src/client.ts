@@ -30,11 +30,14 @@ import {
 } from "./_link.ts";
 import { loadPem, loadPems } from "./_tls.ts";
 import { type ClientTlsMaterial, connect } from "./_transport.ts";
-import { type AckCode, type AckResult, verifyAck } from "./ack.ts";
+import { type Ack, type AckCode, type AckResult, verifyAck } from "./ack.ts";
+import { ackModeOf } from "./ack_modes.ts";
+import { type CommitAnswer, ReplyRouter } from "./_reply_router.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
 import {
   ClientError,
+  CommitError,
   ConnectionClosedError,
   ConnectionRefusedError,
   ConnectTimeoutError,
@@ -64,6 +67,10 @@ export const DEFAULT_REPLY_TIMEOUT = 60_000;
 export const DEFAULT_CONNECT_TIMEOUT = 10_000;
 /** The default limit of queued sends. */
 export const DEFAULT_MAX_QUEUED = 1000;
+/** The default MLLP release 2 commit timeout: 5 seconds. */
+export const DEFAULT_COMMIT_TIMEOUT = 5_000;
+/** The default number of MLLP release 2 resends: 3. */
+export const DEFAULT_COMMIT_RETRIES = 3;
 
 /**
  * Exponential backoff between reconnection attempts: `initialDelay`,
@@ -162,6 +169,42 @@ export interface ClientOptions {
    * @default {0}
    */
   retryUnwritten?: number;
+  /**
+   * The MLLP release: with `2`, after writing a frame the client waits
+   * for the receiver's one-byte commit frame (`0x06`) for `commitTimeout`
+   * ms; on a timeout or a NAK (`0x15`) it writes the same frame again, up
+   * to `commitRetries` times, then fails with {@linkcode CommitError}.
+   * Once committed, the reply is awaited as usual (within the reply
+   * timeout, counted afresh), and the client commits each frame it
+   * receives with `0x06`. A receiver that dedupes (one with a store does,
+   * by MSH-3, MSH-4 and MSH-10) makes a resend harmless; one that does not
+   * may process a message twice when a commit frame was lost.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
+  /**
+   * Release 2: how long to wait for the commit frame after each write, in
+   * milliseconds.
+   *
+   * @default {5000}
+   */
+  commitTimeout?: number;
+  /**
+   * Release 2: how many times a frame that was not committed is written
+   * again.
+   *
+   * @default {3}
+   */
+  commitRetries?: number;
+  /**
+   * Enhanced acknowledgment mode: how long after the commit ACK the
+   * application ACK may take to arrive on the connection, in
+   * milliseconds; past it, `applicationAck` resolves with `undefined`.
+   *
+   * @default {the replyTimeout}
+   */
+  applicationAckTimeout?: number;
 }
 
 /** TLS settings for a {@linkcode Client}. */
@@ -221,10 +264,28 @@ export interface ReplyResult {
 }
 
 /**
- * The result of {@linkcode Client.send}: the verified ACK outcome for an
- * HL7 message, the reply for any other payload.
+ * What a send of an enhanced-mode message (MSH-15 or MSH-16 valued) adds
+ * to its {@linkcode AckResult}.
  */
-export type SendResult = AckResult | ReplyResult;
+export interface ApplicationAckField {
+  /**
+   * For an enhanced-mode message: the application ACK (`AA`/`AE`/`AR`)
+   * that arrives on the same connection after the commit ACK, matched by
+   * MSA-2; `undefined` when none is coming (MSH-16 `NE`, a commit `CE` or
+   * `CR`), or none came within `applicationAckTimeout` (as with MSH-16
+   * `ER` after a success), or the connection closed first. It never
+   * rejects. Absent for original-mode messages.
+   */
+  applicationAck?: Promise<Ack | undefined>;
+}
+
+/**
+ * The result of {@linkcode Client.send}: the verified ACK outcome for an
+ * HL7 message, the reply for any other payload. For an enhanced-mode
+ * message the outcome is that of the first ACK, the commit ACK
+ * (`CA`/`CE`/`CR`), and `applicationAck` brings the application ACK.
+ */
+export type SendResult = (AckResult & ApplicationAckField) | ReplyResult;
 
 /** The state of a {@linkcode Client}'s connection. */
 export type ClientState = "connecting" | "connected" | "waiting" | "closed";
@@ -449,6 +510,11 @@ export class Client extends TypedEventTarget<ClientEventMap>
   #maxFrameBytes: number;
   #maxQueued: number;
   #retryUnwritten: number;
+  #release: 1 | 2;
+  #commitTimeout: number;
+  #commitRetries: number;
+  #applicationAckTimeout: number;
+  #routers = new WeakMap<Link, ReplyRouter>();
   #whenDisconnected: "wait" | "fail";
   #policy: BackoffOptions | FixedIntervalOptions | false;
   #tls: ClientTlsOptions | undefined;
@@ -516,6 +582,26 @@ export class Client extends TypedEventTarget<ClientEventMap>
       options.retryUnwritten ?? 0,
       0,
       "retryUnwritten",
+    );
+    const release = options.mllpRelease ?? 1;
+    if (release !== 1 && release !== 2) {
+      throw new RangeError(
+        `Invalid mllpRelease: expected 1 or 2, got "${release}"`,
+      );
+    }
+    this.#release = release;
+    this.#commitTimeout = positive(
+      options.commitTimeout ?? DEFAULT_COMMIT_TIMEOUT,
+      "commitTimeout",
+    );
+    this.#commitRetries = atLeast(
+      options.commitRetries ?? DEFAULT_COMMIT_RETRIES,
+      0,
+      "commitRetries",
+    );
+    this.#applicationAckTimeout = positive(
+      options.applicationAckTimeout ?? this.#replyTimeout,
+      "applicationAckTimeout",
     );
     this.#whenDisconnected = options.whenDisconnected ?? "wait";
     const policy = options.reconnect ?? {};
@@ -838,11 +924,21 @@ export class Client extends TypedEventTarget<ClientEventMap>
         tls,
         controller.signal,
       );
-      return new Link(conn, {
+      let link: Link | undefined;
+      const router = new ReplyRouter({
+        release: this.#release,
+        applicationAckTimeout: this.#applicationAckTimeout,
+        write: (payload) => void link?.write(payload).catch(() => {}),
+      });
+      link = new Link(conn, {
         maxFrameBytes: this.#maxFrameBytes,
         label: this.address,
         sentCertificate: tls?.cert !== undefined,
+        intercept: router.intercept,
       });
+      this.#routers.set(link, router);
+      void link.closed.then(() => router.close());
+      return link;
     } catch (error) {
       if (controller.signal.aborted && !timedOut) {
         throw new ConnectionClosedError("The client was closed", {
@@ -1086,6 +1182,17 @@ export class Client extends TypedEventTarget<ClientEventMap>
     try {
       message = prepare(payload);
       timeout = positive(options.timeout ?? this.#replyTimeout, "timeout");
+      if (message.kind === "hl7") {
+        const mode = ackModeOf(message.header);
+        if (
+          mode.mode === "enhanced" && mode.accept === "NE" &&
+          mode.application === "NE"
+        ) {
+          throw new TypeError(
+            "Cannot send: MSH-15 and MSH-16 are both NE, so the receiver sends no acknowledgment, and a send waits for one",
+          );
+        }
+      }
       options.signal?.throwIfAborted();
     } catch (error) {
       return Promise.reject(error);
@@ -1219,18 +1326,40 @@ export class Client extends TypedEventTarget<ClientEventMap>
           { controlId, size: message.size, address: this.address },
         );
       }
-      const frame = await link.request(
-        message.raw,
-        job.timeout,
-        job.signal,
-        () => {
-          written = true;
-          started = performance.now();
-          if (job.detached) this.#settle(job, undefined);
-        },
+      const router = this.#routers.get(link)!;
+      const mode = message.kind === "hl7"
+        ? ackModeOf(message.header)
+        : undefined;
+      const applicationAck = router.begin(
+        controlId,
+        mode?.mode === "enhanced" ? mode.application : undefined,
       );
+      const commit = this.#release === 2 ? router.expectCommit() : undefined;
+      let frame: Uint8Array;
+      try {
+        const requesting = link.request(
+          message.raw,
+          job.timeout,
+          job.signal,
+          () => {
+            written = true;
+            started = performance.now();
+            if (job.detached) this.#settle(job, undefined);
+          },
+        );
+        if (commit) {
+          void this.#awaitCommit(link, router, message, commit, requesting);
+        }
+        frame = await requesting;
+      } finally {
+        router.end(controlId);
+        if (commit) router.forgetCommit();
+      }
       const roundTripMs = performance.now() - started;
-      const result = this.#verify(message, frame, link);
+      const verified = this.#verify(message, frame, link);
+      const result: SendResult = applicationAck && verified.outcome !== "reply"
+        ? { ...verified, applicationAck }
+        : verified;
       const ackCode = "code" in result ? result.code : undefined;
       recordClientSend(
         result.outcome,
@@ -1294,6 +1423,80 @@ export class Client extends TypedEventTarget<ClientEventMap>
         );
       }
       this.#fail(job, named, written);
+    }
+  }
+
+  /**
+   * Release 2: waits for the commit frame of the frame just written;
+   * resends it on a timeout or a NAK, up to `commitRetries` times, then
+   * closes the link with a {@linkcode CommitError}. Ends when the commit
+   * or the reply comes, or the link closes.
+   */
+  async #awaitCommit(
+    link: Link,
+    router: ReplyRouter,
+    message: Message,
+    first: Promise<CommitAnswer>,
+    requesting: Promise<unknown>,
+  ): Promise<void> {
+    const replied = requesting.then(
+      () => "replied" as const,
+      () => "replied" as const,
+    );
+    const controlId = message.header?.controlId;
+    let commit = first;
+    let answer: CommitAnswer | "timeout" | "replied" = "timeout";
+    for (let attempt = 1;; attempt++) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      answer = await Promise.race([
+        commit,
+        replied,
+        new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), this.#commitTimeout);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (answer === "ack") {
+        link.restartDeadline();
+        return;
+      }
+      if (answer === "replied" || link.isClosed) return;
+      if (attempt > this.#commitRetries) {
+        const error = new CommitError(
+          `${this.address} did not commit ${
+            controlId === undefined ? "the payload" : `message ${controlId}`
+          } after ${attempt} writes (${
+            answer === "nak"
+              ? "the last answer was a NAK"
+              : `no commit frame within ${this.#commitTimeout} ms`
+          }); its outcome is unknown`,
+          { address: this.address, attempts: attempt, last: answer },
+        );
+        logger.warn("{message}; closing the connection", {
+          message: error.message,
+        });
+        void link.shutdown(error, true);
+        return;
+      }
+      logger.info(
+        "No commit for {controlId} from {address} ({answer}); writing it again ({attempt} of {retries})",
+        {
+          controlId: controlId ?? "",
+          address: this.address,
+          answer: answer === "nak" ? "NAK" : "timeout",
+          attempt,
+          retries: this.#commitRetries,
+        },
+      );
+      // After a lost commit, the first copy's reply may still come.
+      if (answer === "timeout") router.resent(controlId);
+      commit = router.expectCommit();
+      try {
+        await link.write(message.raw);
+      } catch {
+        return; // The link closed: the send fails with its reason.
+      }
+      link.restartDeadline();
     }
   }
 

@@ -28,6 +28,12 @@ import { Ack } from "./ack.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
 import { BytePool } from "./_pool.ts";
+import { COMMIT_ACK, isCommitFrame } from "./ack_modes.ts";
+import {
+  commitsItself,
+  SEND_FIRST,
+  type WithSendFirst,
+} from "./_send_first.ts";
 import { framingProblem } from "./_scan.ts";
 import { endSpan, startDispatchSpan } from "./_telemetry.ts";
 import type { Span } from "@opentelemetry/api";
@@ -243,6 +249,15 @@ export interface DispatchStreamOptions<C = unknown> {
    * and is no longer waited for (its reply, if it comes, is dropped).
    */
   signal?: AbortSignal;
+  /**
+   * The MLLP release spoken. With `2`, one-byte commit frames (`0x06`,
+   * `0x15`) from the peer are consumed, never dispatched, and every other
+   * frame is first answered with the commit frame `0x06` as soon as it is
+   * read (before the dispatcher runs), then with its reply as usual.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
 }
 
 const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
@@ -317,6 +332,8 @@ export class DispatchStream<C = unknown>
       timeout: options.dispatchTimeout ?? 0,
       stop: options.signal,
       pool: new BytePool(REPLY_BLOCK_BYTES),
+      release: options.mllpRelease ?? 1,
+      commitsItself: commitsItself(dispatcher),
     };
     const stop = options.signal;
     const onDispatched = options.onDispatched;
@@ -324,6 +341,8 @@ export class DispatchStream<C = unknown>
       {
         transform: (frame, controller) => {
           if (stop?.aborted) return;
+          // Release 2: the peer's commit of a reply is not a message.
+          if (site.release === 2 && isCommitFrame(frame)) return;
           const started = performance.now();
           const finish = (outcome: HandledFrame) => {
             this.#busy = false;
@@ -342,7 +361,9 @@ export class DispatchStream<C = unknown>
           this.#busy = true;
           let handled: HandledFrame | Promise<HandledFrame>;
           try {
-            handled = handleFrame(frame, site);
+            handled = handleFrame(frame, site, (payload) => {
+              if (!stop?.aborted) controller.enqueue(payload);
+            });
           } catch (error) {
             this.#busy = false;
             throw error;
@@ -379,7 +400,14 @@ interface DispatchSite<C> {
   stop: AbortSignal | undefined;
   /** Where reply payloads are encoded into. */
   pool: BytePool;
+  /** The MLLP release (2: commit frames). */
+  release: 1 | 2;
+  /** Whether the dispatcher sends its own release 2 commit frame. */
+  commitsItself: boolean;
 }
+
+/** The release 2 commit frame's payload. */
+const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
 
 interface HandledFrame {
   kind: DispatchOutcome["kind"];
@@ -473,6 +501,7 @@ function isThenable(
 function handleFrame<C>(
   frame: Uint8Array,
   site: DispatchSite<C>,
+  send: (payload: Uint8Array) => void,
 ): HandledFrame | Promise<HandledFrame> {
   const label = site.label;
   if (logger.isEnabledFor("debug")) {
@@ -491,6 +520,7 @@ function handleFrame<C>(
       reason: error.message,
     });
     const ack = Ack.forMessage(frame, "AR");
+    if (site.release === 2) send(COMMIT_FRAME);
     return {
       kind: "unreadable",
       ackCode: ack.code,
@@ -501,16 +531,19 @@ function handleFrame<C>(
   const controlId = message.header?.controlId;
   const span = startDispatchSpan(label, controlId, message.header?.messageType);
   const controller = new AbortController();
+  if (site.release === 2 && !site.commitsItself) send(COMMIT_FRAME);
   let returned: DispatchReply | PromiseLike<DispatchReply>;
   try {
-    returned = site.dispatch(message, {
+    const ctx: DispatchContext<C> & WithSendFirst = {
       peer: site.peer,
       local: site.local,
       certificateName: site.certificateName,
       context: site.context,
       receivedAt: new Date(),
       signal: controller.signal,
-    });
+    };
+    ctx[SEND_FIRST] = send;
+    returned = site.dispatch(message, ctx);
   } catch (error) {
     return failedDispatch(error, message, span, label);
   }

@@ -24,6 +24,11 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
 import { ServedConnection } from "./_connection.ts";
+import {
+  ackModeDispatcher,
+  type ApplicationAckRoute,
+  storedApplicationAcks,
+} from "./_ack_modes.ts";
 import { isTlsRecord } from "./_link.ts";
 import { WarningLimiter } from "./_ratelimit.ts";
 import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
@@ -46,7 +51,6 @@ import {
   type MessageStore,
   startStoredDispatch,
   type StoreConsumer,
-  storingDispatcher,
 } from "./_stored.ts";
 import { TypedEventTarget } from "./events.ts";
 import {
@@ -231,6 +235,31 @@ export interface ReceiverOptions<C = unknown> {
    * a store.
    */
   store?: MessageStore;
+  /**
+   * Where the application ACK (`AA`/`AE`/`AR`) of an enhanced-mode message
+   * (MSH-15 or MSH-16 valued) goes: `"connection"` writes it on the
+   * connection the message came in on, after the commit ACK (`CA`) the
+   * receiver sent itself; a function gets it to deliver on a later
+   * connection (say, through a `Client` to the sender's receiver). MSH-16
+   * decides whether it is sent at all. With a `store`, the dispatcher runs
+   * from the store's consumer: only a function gets application ACKs
+   * then (`AA` and `AR`; an `AE` is retried). Original-mode messages are
+   * answered as always.
+   *
+   * @default {"connection"}
+   */
+  applicationAcks?: ApplicationAckRoute<C>;
+  /**
+   * The MLLP release: with `2`, every frame is first answered with the
+   * one-byte commit frame `0x06` once it is safely received (once read;
+   * with a `store`, once stored), or `0x15` when it cannot be taken (the
+   * store failed); the reply follows as its own frame. One-byte `0x06` and
+   * `0x15` frames from the sender (its commit of our replies) are
+   * consumed, never dispatched.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
 }
 
 /** Options for {@linkcode Receiver.stop}. */
@@ -432,13 +461,23 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       const every = Math.max(10, Math.min(5_000, Math.min(...timeouts) / 4));
       this.#sweeper = setInterval(() => this.#sweep(), every);
     }
-    this.#dispatcher = options.dispatcher;
+    const release = options.mllpRelease ?? 1;
+    const applicationAcks = options.applicationAcks ?? "connection";
+    this.#dispatcher = ackModeDispatcher({
+      dispatcher: options.dispatcher,
+      store: options.store,
+      release,
+      applicationAcks,
+    });
     if (options.store) {
-      this.#dispatcher = storingDispatcher(options.store, options.dispatcher);
-      this.#consumer = startStoredDispatch(options.store, options.dispatcher, {
-        context: options.context,
-        dispatchTimeout: this.#dispatchTimeout,
-      });
+      this.#consumer = startStoredDispatch(
+        options.store,
+        storedApplicationAcks(options.dispatcher, applicationAcks),
+        {
+          context: options.context,
+          dispatchTimeout: this.#dispatchTimeout,
+        },
+      );
     }
     this.#accepting = this.#accept();
     this.#signal = options.signal;
@@ -456,7 +495,8 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    * @param options Port, dispatcher, TLS, allowed clients and limits.
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
-   * @throws {RangeError} If `maxFrameBytes` is not a positive number.
+   * @throws {RangeError} If `maxFrameBytes` is not a positive number, or
+   *   `mllpRelease` is not 1 or 2.
    * @throws {TypeError} If a TLS setting cannot be enforced.
    * @throws {Error} If the `signal` option is already aborted, a
    *   certificate cannot be read, or `allowedClients` has no usable entry.
@@ -503,6 +543,14 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
           `Cannot start receiver: ${name} must be a number of milliseconds >= 0, got "${value}"`,
         );
       }
+    }
+    if (
+      options.mllpRelease !== undefined && options.mllpRelease !== 1 &&
+      options.mllpRelease !== 2
+    ) {
+      throw new RangeError(
+        `Cannot start receiver: mllpRelease must be 1 or 2, got "${options.mllpRelease}"`,
+      );
     }
     const tls = options.tls;
     const verifyPeer = tls?.verifyPeer ?? false;
@@ -880,6 +928,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         context: options.context,
         maxFrameBytes: options.maxFrameBytes,
         dispatchTimeout: this.#dispatchTimeout,
+        mllpRelease: options.mllpRelease,
         stop: this.#hardStop.signal,
         label,
         onJunk: (bytes, data) => {
