@@ -21,6 +21,7 @@ import { Ack } from "./ack.ts";
 import {
   type AckMode,
   type ApplicationAckHandler,
+  type ApplicationAckRoute,
   COMMIT_ACK,
   COMMIT_NAK,
   invalidAckConditions,
@@ -43,9 +44,7 @@ const logger = getLogger(["mllp", "receiver"]);
 
 const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
 const NAK_FRAME = new Uint8Array([COMMIT_NAK]);
-
-/** Where application ACKs of enhanced-mode messages go. */
-export type ApplicationAckRoute<C> = "connection" | ApplicationAckHandler<C>;
+const ORIGINAL: AckMode = { mode: "original" };
 
 /** What {@linkcode ackModeDispatcher} needs. */
 export interface AckModeSettings<C> {
@@ -57,6 +56,8 @@ export interface AckModeSettings<C> {
   release: 1 | 2;
   /** Where application ACKs go. */
   applicationAcks: ApplicationAckRoute<C>;
+  /** Whether enhanced mode is honoured (else every message is original). */
+  enhancedMode: boolean;
 }
 
 function asFunction<C>(dispatcher: Dispatcher<C>): DispatchFunction<C> {
@@ -92,7 +93,7 @@ export function ackModeDispatcher<C>(
       if (store && release === 2) sendFirst(ctx)(COMMIT_FRAME);
       return connection(message, ctx);
     }
-    const mode = ackModeOf(message.header);
+    const mode = settings.enhancedMode ? ackModeOf(message.header) : ORIGINAL;
     if (mode.mode === "enhanced") {
       return enhanced(message, ctx, mode);
     }
@@ -112,34 +113,49 @@ export function ackModeDispatcher<C>(
     return reply;
   }
 
-  async function enhanced(
+  function enhanced(
     message: Hl7Message,
     ctx: DispatchContext<C>,
     mode: Extract<AckMode, { mode: "enhanced" }>,
-  ): Promise<DispatchReply> {
-    const send = sendFirst(ctx);
+  ): DispatchReply | Promise<DispatchReply> {
     const problems = invalidAckConditions(message.header);
-    let commit: Ack;
     if (problems.length > 0) {
-      commit = Ack.forMessage(message, "CR", { text: problems.join("; ") });
-    } else if (store) {
-      commit = toCommit(await connection(message, ctx), message);
-      if (release === 2 && commit.code === "CE") {
-        // Not taken: the sender resends the same frame.
-        return NAK_FRAME;
-      }
-    } else {
-      commit = Ack.forMessage(message, "CA");
+      const reject = Ack.forMessage(message, "CR", {
+        text: problems.join("; "),
+      });
+      return committed(message, ctx, mode, reject);
     }
-    if (release === 2) send(COMMIT_FRAME);
+    if (store) {
+      return Promise.resolve(connection(message, ctx)).then((stored) =>
+        committed(message, ctx, mode, toCommit(stored, message))
+      );
+    }
+    return committed(message, ctx, mode, Ack.forMessage(message, "CA"));
+  }
+
+  /**
+   * Sends the commit ACK as MSH-15 asks; then, for an accepted message
+   * without a store, runs the dispatcher for the application ACK. Stays
+   * synchronous while the dispatcher does.
+   */
+  function committed(
+    message: Hl7Message,
+    ctx: DispatchContext<C>,
+    mode: Extract<AckMode, { mode: "enhanced" }>,
+    commit: Ack,
+  ): DispatchReply | Promise<DispatchReply> {
+    const send = sendFirst(ctx);
+    if (store && release === 2) {
+      // Not taken: the sender resends the same frame.
+      if (commit.code === "CE") return NAK_FRAME;
+      // Without a store, the dispatch stream sent it before the dispatch.
+      send(COMMIT_FRAME);
+    }
     if (wantsAck(mode.accept, commit.code)) send(commit.toBytes());
     // A message not accepted gets no application ACK; with a store, the
     // dispatcher runs from the store's consumer (see storedApplicationAcks).
     if (commit.code !== "CA" || store) return undefined;
-    let reply: DispatchReply;
-    try {
-      reply = await app(message, ctx);
-    } catch (error) {
+    const failed = (error: unknown) => {
       logger.error(
         "Dispatcher failed on enhanced-mode message {controlId} from {peer}: {error}",
         {
@@ -148,15 +164,28 @@ export function ackModeDispatcher<C>(
           error,
         },
       );
-      reply = Ack.forMessage(message, "AE", {
-        text: plain(`Dispatcher failed: ${reasonOf(error)}`),
-      });
+      return answer(
+        Ack.forMessage(message, "AE", {
+          text: plain(`Dispatcher failed: ${reasonOf(error)}`),
+        }),
+      );
+    };
+    const answer = (reply: DispatchReply): DispatchReply => {
+      const ack = applicationAck(reply, message);
+      if (!ack || !wantsAck(mode.application, ack.code)) return undefined;
+      if (applicationAcks === "connection") return ack;
+      deliver(applicationAcks, ack, message, ctx);
+      return undefined;
+    };
+    let reply: DispatchReply | Promise<DispatchReply>;
+    try {
+      reply = app(message, ctx);
+    } catch (error) {
+      return failed(error);
     }
-    const ack = applicationAck(reply, message);
-    if (!ack || !wantsAck(mode.application, ack.code)) return undefined;
-    if (applicationAcks === "connection") return ack;
-    deliver(applicationAcks, ack, message, ctx);
-    return undefined;
+    return reply instanceof Promise
+      ? reply.then(answer, failed)
+      : answer(reply);
   }
 
   if (store) {
@@ -252,8 +281,9 @@ function deliver<C>(
 export function storedApplicationAcks<C>(
   dispatcher: Dispatcher<C>,
   applicationAcks: ApplicationAckRoute<C>,
+  enhancedMode: boolean,
 ): Dispatcher<C> {
-  if (applicationAcks === "connection") return dispatcher;
+  if (applicationAcks === "connection" || !enhancedMode) return dispatcher;
   const app = asFunction(dispatcher);
   return async (message: Message, ctx: DispatchContext<C>) => {
     const reply = await app(message, ctx);

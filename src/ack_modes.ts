@@ -21,8 +21,10 @@
  * );
  * const mode = ackModeOf(header);
  * assertEquals(mode, { mode: "enhanced", accept: "AL", application: "ER" });
- * assertEquals(wantsAck(mode.application, "AA"), false);
- * assertEquals(wantsAck(mode.application, "AE"), true);
+ * if (mode.mode === "enhanced") {
+ *   assertEquals(wantsAck(mode.application, "AA"), false);
+ *   assertEquals(wantsAck(mode.application, "AE"), true);
+ * }
  * ```
  *
  * @module
@@ -63,6 +65,17 @@ export type ApplicationAckHandler<C = unknown> = (
   message: Hl7Message,
   ctx: DispatchContext<C>,
 ) => void | Promise<void>;
+
+/**
+ * Where a receiver sends the application ACKs of enhanced-mode messages:
+ * `"connection"` (on the connection the message came in on) or an
+ * {@linkcode ApplicationAckHandler}.
+ *
+ * @typeParam C The type of the receiver's `context` option.
+ */
+export type ApplicationAckRoute<C = unknown> =
+  | "connection"
+  | ApplicationAckHandler<C>;
 
 /** Every {@linkcode AckCondition}. */
 export const ACK_CONDITIONS: readonly AckCondition[] = ["AL", "NE", "ER", "SU"];

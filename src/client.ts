@@ -924,13 +924,13 @@ export class Client extends TypedEventTarget<ClientEventMap>
         tls,
         controller.signal,
       );
-      let link: Link | undefined;
-      const router = new ReplyRouter({
+      const router: ReplyRouter = new ReplyRouter({
         release: this.#release,
         applicationAckTimeout: this.#applicationAckTimeout,
-        write: (payload) => void link?.write(payload).catch(() => {}),
+        // The router writes only once frames arrive, after `link` is set.
+        write: (payload) => void link.write(payload).catch(() => {}),
       });
-      link = new Link(conn, {
+      const link: Link = new Link(conn, {
         maxFrameBytes: this.#maxFrameBytes,
         label: this.address,
         sentCertificate: tls?.cert !== undefined,

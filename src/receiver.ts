@@ -24,11 +24,8 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
 import { ServedConnection } from "./_connection.ts";
-import {
-  ackModeDispatcher,
-  type ApplicationAckRoute,
-  storedApplicationAcks,
-} from "./_ack_modes.ts";
+import { ackModeDispatcher, storedApplicationAcks } from "./_ack_modes.ts";
+import type { ApplicationAckRoute } from "./ack_modes.ts";
 import { isTlsRecord } from "./_link.ts";
 import { WarningLimiter } from "./_ratelimit.ts";
 import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
@@ -250,6 +247,16 @@ export interface ReceiverOptions<C = unknown> {
    */
   applicationAcks?: ApplicationAckRoute<C>;
   /**
+   * Whether messages that ask for enhanced acknowledgment mode (MSH-15 or
+   * MSH-16 valued) are answered in it: a commit ACK (`CA`/`CE`/`CR`) as
+   * MSH-15 asks, then the application ACK as MSH-16 asks. `false` answers
+   * every message in original mode (one ACK, the dispatcher's), for
+   * senders that fill MSH-15/16 but expect an `AA`.
+   *
+   * @default {true}
+   */
+  enhancedMode?: boolean;
+  /**
    * The MLLP release: with `2`, every frame is first answered with the
    * one-byte commit frame `0x06` once it is safely received (once read;
    * with a `store`, once stored), or `0x15` when it cannot be taken (the
@@ -468,11 +475,16 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       store: options.store,
       release,
       applicationAcks,
+      enhancedMode: options.enhancedMode ?? true,
     });
     if (options.store) {
       this.#consumer = startStoredDispatch(
         options.store,
-        storedApplicationAcks(options.dispatcher, applicationAcks),
+        storedApplicationAcks(
+          options.dispatcher,
+          applicationAcks,
+          options.enhancedMode ?? true,
+        ),
         {
           context: options.context,
           dispatchTimeout: this.#dispatchTimeout,

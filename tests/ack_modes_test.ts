@@ -300,6 +300,19 @@ Deno.test("original mode is unchanged: one AA, no applicationAck", async () => {
   assertEquals("applicationAck" in result, false);
 });
 
+Deno.test("enhancedMode: false answers every message in original mode", async () => {
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: accepting,
+    enhancedMode: false,
+  });
+  await using peer = await RawConn.connect(receiver.port);
+  await peer.send(message("AL", "NE", "X1"));
+  await peer.send(message("", "", "X2"));
+  assertEquals(await peer.until((f) => f.endsWith("X2")), ["AA X1", "AA X2"]);
+});
+
 Deno.test("with a store: CA once stored, a resend gets CA again, the application ACK comes from the consumer", async () => {
   await using store = await KvMessageStore.open(":memory:");
   const acks: Ack[] = [];
