@@ -86,14 +86,29 @@ export class RawConn implements AsyncDisposable {
     }
   }
 
-  /** Reads frames until one that `last` matches (included). */
-  async until(last: (described: string) => boolean): Promise<string[]> {
+  /**
+   * Reads frames until one that `last` matches (included); gives up (and
+   * closes the connection) after `ms` milliseconds, so a test never hangs.
+   */
+  async until(
+    last: (described: string) => boolean,
+    ms = 10_000,
+  ): Promise<string[]> {
     const seen: string[] = [];
-    while (true) {
-      const frame = await this.next();
-      if (frame === null) throw new Error(`Peer closed after ${seen}`);
-      seen.push(describe(frame));
-      if (last(seen.at(-1)!)) return seen;
+    const timer = setTimeout(() => this.close(), ms);
+    try {
+      while (true) {
+        const frame = await this.next();
+        if (frame === null) throw new Error(`Peer closed after ${seen}`);
+        seen.push(describe(frame));
+        if (last(seen.at(-1)!)) return seen;
+      }
+    } catch (error) {
+      throw new Error(`Frames so far: ${JSON.stringify(seen)}`, {
+        cause: error,
+      });
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -28,6 +28,11 @@ import type { Hl7Message } from "../src/hl7.ts";
 import { Receiver } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
 import { RawConn } from "./_raw_frames.ts";
+import { deadline as untypedDeadline } from "@std/async/deadline";
+
+/** Bounds a wait (the repack ships without types). */
+const deadline: <T>(promise: Promise<T>, ms: number) => Promise<T> =
+  untypedDeadline;
 
 type Acked = (AckAccepted | AckErrored | AckRejected) & ApplicationAckField;
 
@@ -244,7 +249,7 @@ Deno.test("application ACKs through a function, delivered on another connection"
     "CA CB1",
     "AA CB2",
   ]);
-  await done.promise;
+  await deadline(done.promise, 10_000);
   assertEquals(arrived, ["MSA|AA|CB1|Filed"]);
   assertEquals(handed.map((m) => m.header.controlId), ["CB1"]);
 });
@@ -340,7 +345,7 @@ Deno.test("with a store: CA once stored, a resend gets CA again, the application
     "CA K1",
     "AA K2",
   ]);
-  await delivered.promise;
+  await deadline(delivered.promise, 10_000);
   assertEquals(acks.map((a) => [a.code, a.messageControlId, a.text]), [
     ["AA", "K1", "Filed"],
   ]);

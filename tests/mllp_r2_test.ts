@@ -17,6 +17,11 @@ import { CommitError } from "../src/errors.ts";
 import { Receiver } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
 import { describe, RawConn, rawFrame } from "./_raw_frames.ts";
+import { deadline as untypedDeadline } from "@std/async/deadline";
+
+/** Bounds a wait (the repack ships without types). */
+const deadline: <T>(promise: Promise<T>, ms: number) => Promise<T> =
+  untypedDeadline;
 
 type Acked = (AckAccepted | AckErrored | AckRejected) & ApplicationAckField;
 
@@ -230,7 +235,7 @@ Deno.test("a lost commit: the client resends, the store dedupes, one dispatch", 
     const result = acked(await client.send(message("L1")));
     assertEquals([result.code, result.ack.text], ["AA", "Stored"]);
     acked(await client.send(message("L2")));
-    await second.promise;
+    await deadline(second.promise, 10_000);
     // The consumer dispatches in order: L1 once, then L2.
     assertEquals(dispatched, ["L1", "L2"]);
     assertEquals((await store.stats()).duplicates, 1);
