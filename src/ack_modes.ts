@@ -77,6 +77,8 @@ export type ApplicationAckRoute<C = unknown> =
   | "connection"
   | ApplicationAckHandler<C>;
 
+const ORIGINAL: AckMode = Object.freeze({ mode: "original" });
+
 /** Every {@linkcode AckCondition}. */
 export const ACK_CONDITIONS: readonly AckCondition[] = ["AL", "NE", "ER", "SU"];
 
@@ -126,6 +128,10 @@ export function isAckCondition(value: string): value is AckCondition {
 export function ackModeOf(
   header: Pick<Hl7Header, "acceptAckType" | "applicationAckType">,
 ): AckMode {
+  // Most messages leave both fields empty: no trimming, no allocation.
+  if (header.acceptAckType === "" && header.applicationAckType === "") {
+    return ORIGINAL;
+  }
   const accept = header.acceptAckType.trim().toUpperCase();
   const application = header.applicationAckType.trim().toUpperCase();
   if (accept === "" && application === "") return { mode: "original" };

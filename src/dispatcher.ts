@@ -337,6 +337,9 @@ export class DispatchStream<C = unknown>
     };
     const stop = options.signal;
     const onDispatched = options.onDispatched;
+    // Writes a payload ahead of the reply (the controller is the same for
+    // every frame): made once, on the first frame.
+    let sendFirst: ((payload: Uint8Array) => void) | undefined;
     super(
       {
         transform: (frame, controller) => {
@@ -361,9 +364,13 @@ export class DispatchStream<C = unknown>
           this.#busy = true;
           let handled: HandledFrame | Promise<HandledFrame>;
           try {
-            handled = handleFrame(frame, site, (payload) => {
-              if (!stop?.aborted) controller.enqueue(payload);
-            });
+            handled = handleFrame(
+              frame,
+              site,
+              sendFirst ??= (payload) => {
+                if (!stop?.aborted) controller.enqueue(payload);
+              },
+            );
           } catch (error) {
             this.#busy = false;
             throw error;
