@@ -217,6 +217,31 @@ Deno.test("pipelined sends: the application ACK of an earlier message is routed 
   assertEquals(client.isConnected, true);
 });
 
+Deno.test("an application ACK after applicationAckTimeout is dropped, not taken for the next reply", async () => {
+  const gate = Promise.withResolvers<void>();
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: async (m) => {
+      if (m.kind === "hl7" && m.header.controlId === "T1") await gate.promise;
+      return Ack.forMessage(m, "AA");
+    },
+  });
+  await using client = await Client.connect("127.0.0.1", receiver.port, {
+    applicationAckTimeout: 100,
+  });
+  let closed = 0;
+  client.addEventListener("closed", () => closed++);
+  const one = acked(await client.send(message("AL", "AL", "T1")));
+  assertEquals(one.code, "CA");
+  assertEquals(await one.applicationAck, undefined);
+  // Now the AA for T1 comes, ahead of the reply to T2.
+  gate.resolve();
+  const two = acked(await client.send(message("", "", "T2")));
+  assertEquals([two.code, two.ack.messageControlId], ["AA", "T2"]);
+  assertEquals([client.isConnected, closed], [true, 0]);
+});
+
 Deno.test("application ACKs through a function, delivered on another connection", async () => {
   // The sender's own receiver, which gets the application ACKs.
   const arrived: string[] = [];
