@@ -59,6 +59,37 @@ export type AckMode =
  * the ACK); the receiver does not wait for it, and logs its failure.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example Send application ACKs back to the sender's own receiver
+ * ```ts
+ * import { Ack, Client, Receiver } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const received = Promise.withResolvers<string>();
+ * await using senderSide = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: (m) => {
+ *     received.resolve(m.text.split("\r")[1]);
+ *     return Ack.forMessage(m, "AA");
+ *   },
+ * });
+ * await using back = await Client.connect("127.0.0.1", senderSide.port);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: (m) => Ack.forMessage(m, "AA"),
+ *   applicationAcks: async (ack) => {
+ *     await back.send(ack.toString());
+ *   },
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|M1|P|2.5|||AL|AL\r",
+ * );
+ * assertEquals(result.outcome === "accept" && result.code, "CA");
+ * assertEquals(await received.promise, "MSA|AA|M1");
+ * ```
  */
 export type ApplicationAckHandler<C = unknown> = (
   ack: Ack,

@@ -480,7 +480,8 @@ export function reconnectDelay(
  * a time, each waiting for its reply (stop-and-wait, as MLLP expects). HL7
  * replies are verified: MSA-2 must equal MSH-10 exactly. When a reply times
  * out, the connection is closed and reopened, so a late reply cannot be
- * credited to the next message; nothing is resent on its own.
+ * credited to the next message; nothing is resent on its own (except, with
+ * `mllpRelease: 2`, a frame the receiver did not commit: see that option).
  *
  * Transport failures throw subclasses of {@linkcode ClientError}. The
  * client is an `EventTarget`: see {@linkcode ClientEventMap}.
@@ -1098,11 +1099,17 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *
    * @param payload An HL7 message, or any other payload.
    * @param options The reply timeout for this send, and an abort signal.
-   * @returns For HL7, the verified ACK outcome; otherwise the reply.
+   * @returns For HL7, the verified ACK outcome (for an enhanced-mode
+   *   message, that of its first ACK, the commit ACK, with the application
+   *   ACK to come in `applicationAck`); otherwise the reply.
    * @throws {HeaderError} If the payload starts with `MSH` but its header
    *   cannot be read (nothing is sent).
+   * @throws {CommitError} With `mllpRelease: 2`, if the receiver did not
+   *   commit the frame however often it was written.
    * @throws {TypeError} If the payload holds a VT (`0x0b`) or FS (`0x1c`)
    *   byte, which would break the framing (nothing is sent).
+   * @throws {TypeError} If MSH-15 and MSH-16 are both `NE`: no
+   *   acknowledgment would ever come (nothing is sent).
    * @throws {RangeError} If the timeout is not a positive number.
    * @throws {QueueFullError} If `maxQueued` sends are waiting already.
    * @throws {ReplyTimeoutError} If no reply came in time: the message was
