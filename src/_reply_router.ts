@@ -10,7 +10,8 @@
  *   through as the send's reply;
  * - consumes a later application ACK (matched by MSA-2) for an earlier
  *   send, resolving that send's `applicationAck`;
- * - consumes a duplicate reply to a message resent after a lost commit.
+ * - consumes a duplicate reply to a message resent after a lost commit,
+ *   and an application ACK that comes after `applicationAckTimeout`.
  *
  * @module
  */
@@ -24,6 +25,9 @@ import {
 } from "./ack_modes.ts";
 
 const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
+
+/** How many control ids whose late replies are swallowed are remembered. */
+const MAX_LATE = 1024;
 
 /** What a release 2 sender heard after writing a frame. */
 export type CommitAnswer = "ack" | "nak";
@@ -118,8 +122,22 @@ export class ReplyRouter {
 
   /** A copy of this message was resent: one more reply may come for it. */
   resent(controlId: string | undefined) {
-    if (controlId === undefined) return;
-    this.#extra.set(controlId, (this.#extra.get(controlId) ?? 0) + 1);
+    if (controlId !== undefined) this.#expectLate(controlId);
+  }
+
+  /**
+   * One more late reply may come for a control id: swallow it. At most
+   * {@linkcode MAX_LATE} ids are remembered (the oldest are forgotten), so
+   * replies that never come (MSH-16 `ER` after a success) cost nothing
+   * for long.
+   */
+  #expectLate(controlId: string) {
+    const count = this.#extra.get(controlId) ?? 0;
+    this.#extra.delete(controlId);
+    this.#extra.set(controlId, count + 1);
+    if (this.#extra.size > MAX_LATE) {
+      this.#extra.delete(this.#extra.keys().next().value!);
+    }
   }
 
   /** The connection closed: no application ACK will come on it. */
@@ -169,10 +187,11 @@ export class ReplyRouter {
         waiter.resolve(undefined);
       } else {
         waiter.state = "app";
-        waiter.timer = setTimeout(
-          () => waiter.resolve(undefined),
-          this.#timeout,
-        );
+        waiter.timer = setTimeout(() => {
+          waiter.resolve(undefined);
+          // Should it come after all, it is no reply to a later send.
+          this.#expectLate(id);
+        }, this.#timeout);
       }
     }
     return false;
