@@ -31,6 +31,7 @@
 
 export * from "./src/ack.ts";
 export * from "./src/charset.ts";
+export * from "./src/ack_modes.ts";
 export * from "./src/allow.ts";
 export * from "./src/batch.ts";
 export * from "./src/client.ts";

@@ -8,6 +8,8 @@
  * @module
  */
 
+import { COMMIT_ACK } from "./ack_modes.ts";
+import { COMMITS_ITSELF, commitsItself, sendFirst } from "./_send_first.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
@@ -152,4 +154,37 @@ async function ackFor<C>(
 function plain(text: string): string {
   // deno-lint-ignore no-control-regex
   return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
+}
+
+const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
+
+/**
+ * A receiver's dispatcher: `single` for every frame that is not a batch,
+ * and for a batch, {@linkcode batchDispatcher} over `inBatch`. The
+ * messages of a batch are answered in its response batch, in original
+ * mode: `inBatch` is the application's dispatcher with the store, but
+ * without enhanced mode and release 2 commit frames, so that one batch
+ * frame gets one reply (and, with release 2, one commit frame). With
+ * release 2 and a `single` that commits itself (it stores), so does this:
+ * a batch's commit frame goes out once each of its messages is stored.
+ */
+export function withBatches<C>(
+  single: DispatchFunction<C>,
+  inBatch: Dispatcher<C>,
+  settings: BatchSettings & { release: 1 | 2 },
+): DispatchFunction<C> {
+  const batches = batchDispatcher(inBatch, settings);
+  const commitAfter = settings.release === 2 && commitsItself(single);
+  const wrapped: DispatchFunction<C> = (message, ctx) => {
+    if (message.kind !== "batch") return single(message, ctx);
+    if (!commitAfter) return batches(message, ctx);
+    return Promise.resolve(batches(message, ctx)).then((reply) => {
+      sendFirst(ctx)(COMMIT_FRAME);
+      return reply;
+    });
+  };
+  if (commitAfter) {
+    (wrapped as unknown as Record<symbol, boolean>)[COMMITS_ITSELF] = true;
+  }
+  return wrapped;
 }

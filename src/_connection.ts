@@ -33,6 +33,8 @@ export interface ConnectionSettings<C> {
   dispatchTimeout: number;
   /** The receiver's charset options. */
   charset?: CharsetOptions;
+  /** The MLLP release (2: commit frames); 1 when absent. */
+  mllpRelease?: 1 | 2;
   /** Aborted at the stop deadline: nothing is dispatched after it. */
   stop: AbortSignal;
   label: string;
@@ -142,6 +144,7 @@ export class ServedConnection<C> {
       context: settings.context,
       dispatchTimeout: settings.dispatchTimeout,
       charset: settings.charset,
+      mllpRelease: settings.mllpRelease,
       signal: this.#closed.signal,
       onDispatched: (outcome) => {
         this.messages++;

@@ -34,6 +34,12 @@ export interface LinkOptions {
   label: string;
   /** Whether the TLS handshake presented a client certificate. */
   sentCertificate: boolean;
+  /**
+   * Sees each frame first: returns `true` to consume it (an enhanced-mode
+   * application ACK for an earlier send, a release 2 commit frame), so it
+   * is neither the reply in flight nor unsolicited.
+   */
+  intercept?: (frame: Uint8Array) => boolean;
 }
 
 /** Why a link closed. */
@@ -59,6 +65,7 @@ export class Link {
   #label: string;
   #reading: Promise<void>;
   #sentCertificate: boolean;
+  #intercept: ((frame: Uint8Array) => boolean) | undefined;
   #replies = 0;
   #decoder: MllpDecoderStream;
   /** Frames taken from the decoder by the read loop. */
@@ -84,6 +91,7 @@ export class Link {
     this.conn = conn;
     this.#label = options.label;
     this.#sentCertificate = options.sentCertificate;
+    this.#intercept = options.intercept;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     // The client checks every payload for VT and FS before it gets here
     // (see prepare in client.ts): no need to scan it twice.
@@ -192,6 +200,7 @@ export class Link {
     try {
       for await (const frame of frames) {
         this.#delivered++;
+        if (this.#intercept?.(frame)) continue;
         const pending = this.#pending;
         if (!pending) {
           logger.warn(
@@ -266,6 +275,38 @@ export class Link {
       `Connection to ${this.#label} closed before the reply arrived`,
       { cause, context: "receiving", address: this.#label },
     );
+  }
+
+  /**
+   * Writes one payload without waiting for a reply (a release 2 commit
+   * frame, or a resend of the request in flight).
+   *
+   * @param payload The payload, not yet framed.
+   * @returns A promise that resolves once it is written; it fails if the
+   *   link is closed.
+   */
+  async write(payload: Uint8Array): Promise<void> {
+    if (this.#isClosed) {
+      throw new ConnectionClosedError(
+        `Connection to ${this.#label} is closed`,
+        {
+          context: "sending",
+          address: this.#label,
+        },
+      );
+    }
+    await this.#writer.write(payload);
+  }
+
+  /**
+   * Gives the request in flight its whole reply timeout again, from now
+   * (release 2: after each resend, and once the commit frame arrived).
+   */
+  restartDeadline() {
+    if (this.#pending === undefined) return;
+    const now = performance.now();
+    this.#deadline = now + this.#timeout;
+    this.#arm(this.#deadline, now);
   }
 
   /**

@@ -30,7 +30,7 @@ import {
 } from "./_link.ts";
 import { loadPem, loadPems } from "./_tls.ts";
 import { type ClientTlsMaterial, connect } from "./_transport.ts";
-import { type AckCode, type AckResult, verifyAck } from "./ack.ts";
+import { type Ack, type AckCode, type AckResult, verifyAck } from "./ack.ts";
 import {
   type BatchMessage,
   type BatchResult,
@@ -38,10 +38,13 @@ import {
   buildBatch,
   type BuildBatchOptions,
 } from "./batch.ts";
+import { ackModeOf } from "./ack_modes.ts";
+import { type CommitAnswer, ReplyRouter } from "./_reply_router.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
 import {
   ClientError,
+  CommitError,
   ConnectionClosedError,
   ConnectionRefusedError,
   ConnectTimeoutError,
@@ -135,6 +138,10 @@ export const DEFAULT_CONNECT_TIMEOUT = 10_000;
  * ```
  */
 export const DEFAULT_MAX_QUEUED = 1000;
+/** The default MLLP release 2 commit timeout: 5 seconds. */
+export const DEFAULT_COMMIT_TIMEOUT = 5_000;
+/** The default number of MLLP release 2 resends: 3. */
+export const DEFAULT_COMMIT_RETRIES = 3;
 
 /**
  * Exponential backoff between reconnection attempts: `initialDelay`,
@@ -293,6 +300,42 @@ export interface ClientOptions {
    * @default {0}
    */
   retryUnwritten?: number;
+  /**
+   * The MLLP release: with `2`, after writing a frame the client waits
+   * for the receiver's one-byte commit frame (`0x06`) for `commitTimeout`
+   * ms; on a timeout or a NAK (`0x15`) it writes the same frame again, up
+   * to `commitRetries` times, then fails with {@linkcode CommitError}.
+   * Once committed, the reply is awaited as usual (within the reply
+   * timeout, counted afresh), and the client commits each frame it
+   * receives with `0x06`. A receiver that dedupes (one with a store does,
+   * by MSH-3, MSH-4 and MSH-10) makes a resend harmless; one that does not
+   * may process a message twice when a commit frame was lost.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
+  /**
+   * Release 2: how long to wait for the commit frame after each write, in
+   * milliseconds.
+   *
+   * @default {5000}
+   */
+  commitTimeout?: number;
+  /**
+   * Release 2: how many times a frame that was not committed is written
+   * again.
+   *
+   * @default {3}
+   */
+  commitRetries?: number;
+  /**
+   * Enhanced acknowledgment mode: how long after the commit ACK the
+   * application ACK may take to arrive on the connection, in
+   * milliseconds; past it, `applicationAck` resolves with `undefined`.
+   *
+   * @default {the replyTimeout}
+   */
+  applicationAckTimeout?: number;
 }
 
 /**
@@ -425,8 +468,26 @@ export interface ReplyResult {
 }
 
 /**
+ * What a send of an enhanced-mode message (MSH-15 or MSH-16 valued) adds
+ * to its {@linkcode AckResult}.
+ */
+export interface ApplicationAckField {
+  /**
+   * For an enhanced-mode message: the application ACK (`AA`/`AE`/`AR`)
+   * that arrives on the same connection after the commit ACK, matched by
+   * MSA-2; `undefined` when none is coming (MSH-16 `NE`, a commit `CE` or
+   * `CR`), or none came within `applicationAckTimeout` (as with MSH-16
+   * `ER` after a success), or the connection closed first. It never
+   * rejects. Absent for original-mode messages.
+   */
+  applicationAck?: Promise<Ack | undefined>;
+}
+
+/**
  * The result of {@linkcode Client.send}: the verified ACK outcome for an
- * HL7 message, the reply for any other payload.
+ * HL7 message, the reply for any other payload. For an enhanced-mode
+ * message the outcome is that of the first ACK, the commit ACK
+ * (`CA`/`CE`/`CR`), and `applicationAck` brings the application ACK.
  *
  * @example Handle every outcome of a send
  * ```ts
@@ -455,7 +516,7 @@ export interface ReplyResult {
  * );
  * ```
  */
-export type SendResult = AckResult | ReplyResult;
+export type SendResult = (AckResult & ApplicationAckField) | ReplyResult;
 
 /**
  * The state of a {@linkcode Client}'s connection.
@@ -872,7 +933,8 @@ export function reconnectDelay(
  * a time, each waiting for its reply (stop-and-wait, as MLLP expects). HL7
  * replies are verified: MSA-2 must equal MSH-10 exactly. When a reply times
  * out, the connection is closed and reopened, so a late reply cannot be
- * credited to the next message; nothing is resent on its own.
+ * credited to the next message; nothing is resent on its own (except, with
+ * `mllpRelease: 2`, a frame the receiver did not commit: see that option).
  *
  * Transport failures throw subclasses of {@linkcode ClientError}. The
  * client is an `EventTarget`: see {@linkcode ClientEventMap}.
@@ -902,6 +964,11 @@ export class Client extends TypedEventTarget<ClientEventMap>
   #maxFrameBytes: number;
   #maxQueued: number;
   #retryUnwritten: number;
+  #release: 1 | 2;
+  #commitTimeout: number;
+  #commitRetries: number;
+  #applicationAckTimeout: number;
+  #routers = new WeakMap<Link, ReplyRouter>();
   #whenDisconnected: "wait" | "fail";
   #policy: BackoffOptions | FixedIntervalOptions | false;
   #tls: ClientTlsOptions | undefined;
@@ -969,6 +1036,26 @@ export class Client extends TypedEventTarget<ClientEventMap>
       options.retryUnwritten ?? 0,
       0,
       "retryUnwritten",
+    );
+    const release = options.mllpRelease ?? 1;
+    if (release !== 1 && release !== 2) {
+      throw new RangeError(
+        `Invalid mllpRelease: expected 1 or 2, got "${release}"`,
+      );
+    }
+    this.#release = release;
+    this.#commitTimeout = positive(
+      options.commitTimeout ?? DEFAULT_COMMIT_TIMEOUT,
+      "commitTimeout",
+    );
+    this.#commitRetries = atLeast(
+      options.commitRetries ?? DEFAULT_COMMIT_RETRIES,
+      0,
+      "commitRetries",
+    );
+    this.#applicationAckTimeout = positive(
+      options.applicationAckTimeout ?? this.#replyTimeout,
+      "applicationAckTimeout",
     );
     this.#whenDisconnected = options.whenDisconnected ?? "wait";
     const policy = options.reconnect ?? {};
@@ -1291,11 +1378,21 @@ export class Client extends TypedEventTarget<ClientEventMap>
         tls,
         controller.signal,
       );
-      return new Link(conn, {
+      const router: ReplyRouter = new ReplyRouter({
+        release: this.#release,
+        applicationAckTimeout: this.#applicationAckTimeout,
+        // The router writes only once frames arrive, after `link` is set.
+        write: (payload) => void link.write(payload).catch(() => {}),
+      });
+      const link: Link = new Link(conn, {
         maxFrameBytes: this.#maxFrameBytes,
         label: this.address,
         sentCertificate: tls?.cert !== undefined,
+        intercept: router.intercept,
       });
+      this.#routers.set(link, router);
+      void link.closed.then(() => router.close());
+      return link;
     } catch (error) {
       if (controller.signal.aborted && !timedOut) {
         throw new ConnectionClosedError("The client was closed", {
@@ -1455,11 +1552,17 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *
    * @param payload An HL7 message, or any other payload.
    * @param options The reply timeout for this send, and an abort signal.
-   * @returns For HL7, the verified ACK outcome; otherwise the reply.
+   * @returns For HL7, the verified ACK outcome (for an enhanced-mode
+   *   message, that of its first ACK, the commit ACK, with the application
+   *   ACK to come in `applicationAck`); otherwise the reply.
    * @throws {HeaderError} If the payload starts with `MSH` but its header
    *   cannot be read (nothing is sent).
+   * @throws {CommitError} With `mllpRelease: 2`, if the receiver did not
+   *   commit the frame however often it was written.
    * @throws {TypeError} If the payload holds a VT (`0x0b`) or FS (`0x1c`)
    *   byte, which would break the framing (nothing is sent).
+   * @throws {TypeError} If MSH-15 and MSH-16 are both `NE`: no
+   *   acknowledgment would ever come (nothing is sent).
    * @throws {RangeError} If the timeout is not a positive number.
    * @throws {QueueFullError} If `maxQueued` sends are waiting already.
    * @throws {ReplyTimeoutError} If no reply came in time: the message was
@@ -1589,6 +1692,17 @@ export class Client extends TypedEventTarget<ClientEventMap>
     try {
       message = prepare(payload);
       timeout = positive(options.timeout ?? this.#replyTimeout, "timeout");
+      if (message.kind === "hl7") {
+        const mode = ackModeOf(message.header);
+        if (
+          mode.mode === "enhanced" && mode.accept === "NE" &&
+          mode.application === "NE"
+        ) {
+          throw new TypeError(
+            "Cannot send: MSH-15 and MSH-16 are both NE, so the receiver sends no acknowledgment, and a send waits for one",
+          );
+        }
+      }
       options.signal?.throwIfAborted();
     } catch (error) {
       return Promise.reject(error);
@@ -1722,18 +1836,40 @@ export class Client extends TypedEventTarget<ClientEventMap>
           { controlId, size: message.size, address: this.address },
         );
       }
-      const frame = await link.request(
-        message.raw,
-        job.timeout,
-        job.signal,
-        () => {
-          written = true;
-          started = performance.now();
-          if (job.detached) this.#settle(job, undefined);
-        },
+      const router = this.#routers.get(link)!;
+      const mode = message.kind === "hl7"
+        ? ackModeOf(message.header)
+        : undefined;
+      const applicationAck = router.begin(
+        controlId,
+        mode?.mode === "enhanced" ? mode.application : undefined,
       );
+      const commit = this.#release === 2 ? router.expectCommit() : undefined;
+      let frame: Uint8Array;
+      try {
+        const requesting = link.request(
+          message.raw,
+          job.timeout,
+          job.signal,
+          () => {
+            written = true;
+            started = performance.now();
+            if (job.detached) this.#settle(job, undefined);
+          },
+        );
+        if (commit) {
+          void this.#awaitCommit(link, router, message, commit, requesting);
+        }
+        frame = await requesting;
+      } finally {
+        router.end(controlId);
+        if (commit) router.forgetCommit();
+      }
       const roundTripMs = performance.now() - started;
-      const result = this.#verify(message, frame, link);
+      const verified = this.#verify(message, frame, link);
+      const result: SendResult = applicationAck && verified.outcome !== "reply"
+        ? { ...verified, applicationAck }
+        : verified;
       const ackCode = "code" in result ? result.code : undefined;
       recordClientSend(
         result.outcome,
@@ -1797,6 +1933,80 @@ export class Client extends TypedEventTarget<ClientEventMap>
         );
       }
       this.#fail(job, named, written);
+    }
+  }
+
+  /**
+   * Release 2: waits for the commit frame of the frame just written;
+   * resends it on a timeout or a NAK, up to `commitRetries` times, then
+   * closes the link with a {@linkcode CommitError}. Ends when the commit
+   * or the reply comes, or the link closes.
+   */
+  async #awaitCommit(
+    link: Link,
+    router: ReplyRouter,
+    message: Message,
+    first: Promise<CommitAnswer>,
+    requesting: Promise<unknown>,
+  ): Promise<void> {
+    const replied = requesting.then(
+      () => "replied" as const,
+      () => "replied" as const,
+    );
+    const controlId = message.header?.controlId;
+    let commit = first;
+    let answer: CommitAnswer | "timeout" | "replied" = "timeout";
+    for (let attempt = 1;; attempt++) {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      answer = await Promise.race([
+        commit,
+        replied,
+        new Promise<"timeout">((resolve) => {
+          timer = setTimeout(() => resolve("timeout"), this.#commitTimeout);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (answer === "ack") {
+        link.restartDeadline();
+        return;
+      }
+      if (answer === "replied" || link.isClosed) return;
+      if (attempt > this.#commitRetries) {
+        const error = new CommitError(
+          `${this.address} did not commit ${
+            controlId === undefined ? "the payload" : `message ${controlId}`
+          } after ${attempt} writes (${
+            answer === "nak"
+              ? "the last answer was a NAK"
+              : `no commit frame within ${this.#commitTimeout} ms`
+          }); its outcome is unknown`,
+          { address: this.address, attempts: attempt, last: answer },
+        );
+        logger.warn("{message}; closing the connection", {
+          message: error.message,
+        });
+        void link.shutdown(error, true);
+        return;
+      }
+      logger.info(
+        "No commit for {controlId} from {address} ({answer}); writing it again ({attempt} of {retries})",
+        {
+          controlId: controlId ?? "",
+          address: this.address,
+          answer: answer === "nak" ? "NAK" : "timeout",
+          attempt,
+          retries: this.#commitRetries,
+        },
+      );
+      // After a lost commit, the first copy's reply may still come.
+      if (answer === "timeout") router.resent(controlId);
+      commit = router.expectCommit();
+      try {
+        await link.write(message.raw);
+      } catch {
+        return; // The link closed: the send fails with its reason.
+      }
+      link.restartDeadline();
     }
   }
 

@@ -29,6 +29,12 @@ import { buildBatchResponse } from "./batch.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
 import { BytePool } from "./_pool.ts";
+import { COMMIT_ACK, isCommitFrame } from "./ack_modes.ts";
+import {
+  commitsItself,
+  SEND_FIRST,
+  type WithSendFirst,
+} from "./_send_first.ts";
 import { framingProblem } from "./_scan.ts";
 import { endSpan, startDispatchSpan } from "./_telemetry.ts";
 import {
@@ -481,6 +487,15 @@ export interface DispatchStreamOptions<C = unknown> {
    * @default {{}}
    */
   charset?: CharsetOptions;
+  /**
+   * The MLLP release spoken. With `2`, one-byte commit frames (`0x06`,
+   * `0x15`) from the peer are consumed, never dispatched, and every other
+   * frame is first answered with the commit frame `0x06` as soon as it is
+   * read (before the dispatcher runs), then with its reply as usual.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
 }
 
 const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
@@ -557,13 +572,20 @@ export class DispatchStream<C = unknown>
       stop: options.signal,
       pool: new BytePool(REPLY_BLOCK_BYTES),
       read: { charset: options.charset },
+      release: options.mllpRelease ?? 1,
+      commitsItself: commitsItself(dispatcher),
     };
     const stop = options.signal;
     const onDispatched = options.onDispatched;
+    // Writes a payload ahead of the reply (the controller is the same for
+    // every frame): made once, on the first frame.
+    let sendFirst: ((payload: Uint8Array) => void) | undefined;
     super(
       {
         transform: (frame, controller) => {
           if (stop?.aborted) return;
+          // Release 2: the peer's commit of a reply is not a message.
+          if (site.release === 2 && isCommitFrame(frame)) return;
           const started = performance.now();
           const finish = (outcome: HandledFrame) => {
             this.#busy = false;
@@ -582,7 +604,13 @@ export class DispatchStream<C = unknown>
           this.#busy = true;
           let handled: HandledFrame | Promise<HandledFrame>;
           try {
-            handled = handleFrame(frame, site);
+            handled = handleFrame(
+              frame,
+              site,
+              sendFirst ??= (payload) => {
+                if (!stop?.aborted) controller.enqueue(payload);
+              },
+            );
           } catch (error) {
             this.#busy = false;
             throw error;
@@ -621,7 +649,14 @@ interface DispatchSite<C> {
   pool: BytePool;
   /** How frames are read (their charset options). */
   read: ReadMessageOptions;
+  /** The MLLP release (2: commit frames). */
+  release: 1 | 2;
+  /** Whether the dispatcher sends its own release 2 commit frame. */
+  commitsItself: boolean;
 }
+
+/** The release 2 commit frame's payload. */
+const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
 
 interface HandledFrame {
   kind: DispatchOutcome["kind"];
@@ -717,6 +752,7 @@ function isThenable(
 function handleFrame<C>(
   frame: Uint8Array,
   site: DispatchSite<C>,
+  send: (payload: Uint8Array) => void,
 ): HandledFrame | Promise<HandledFrame> {
   const label = site.label;
   if (logger.isEnabledFor("debug")) {
@@ -749,6 +785,7 @@ function handleFrame<C>(
       reason: error.message,
     });
     const ack = Ack.forMessage(frame, "AR");
+    if (site.release === 2) send(COMMIT_FRAME);
     return {
       kind: "unreadable",
       ackCode: ack.code,
@@ -759,16 +796,19 @@ function handleFrame<C>(
   const controlId = message.header?.controlId;
   const span = startDispatchSpan(label, controlId, message.header?.messageType);
   const controller = new AbortController();
+  if (site.release === 2 && !site.commitsItself) send(COMMIT_FRAME);
   let returned: DispatchReply | PromiseLike<DispatchReply>;
   try {
-    returned = site.dispatch(message, {
+    const ctx: DispatchContext<C> & WithSendFirst = {
       peer: site.peer,
       local: site.local,
       certificateName: site.certificateName,
       context: site.context,
       receivedAt: new Date(),
       signal: controller.signal,
-    });
+    };
+    ctx[SEND_FIRST] = send;
+    returned = site.dispatch(message, ctx);
   } catch (error) {
     return failedDispatch(error, message, span, label);
   }

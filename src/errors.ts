@@ -630,3 +630,51 @@ export class TlsHandshakeError extends ClientError {
     return "tls_handshake";
   }
 }
+
+/** Options for {@linkcode CommitError}. */
+export interface CommitErrorOptions extends ClientErrorOptions {
+  /** How many times the frame was written (the first time and resends). */
+  attempts: number;
+  /** What came last: no commit frame in time, or a NAK (`0x15`). */
+  last: "timeout" | "nak";
+}
+
+/**
+ * MLLP release 2: the receiver did not commit the frame (no `0x06` within
+ * the commit timeout, or a NAK `0x15`), however often it was resent. The
+ * client closed the connection; whether the receiver processed one of the
+ * copies is unknown.
+ *
+ * @example Reason code
+ * ```ts
+ * import { CommitError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const error = new CommitError("No commit", { attempts: 4, last: "nak" });
+ * assertEquals([error.reason, error.attempts, error.last], ["no_commit", 4, "nak"]);
+ * ```
+ */
+export class CommitError extends ClientError {
+  /** How many times the frame was written. */
+  readonly attempts: number;
+  /** What came last: no commit frame in time, or a NAK. */
+  readonly last: "timeout" | "nak";
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened.
+   * @param options The attempts, the last answer, context, address and cause.
+   */
+  constructor(message: string, options: CommitErrorOptions) {
+    super(message, { context: "receiving", ...options });
+    this.name = "CommitError";
+    this.attempts = options.attempts;
+    this.last = options.last;
+  }
+
+  /** Always `"no_commit"`. */
+  override get reason(): string {
+    return "no_commit";
+  }
+}

@@ -24,6 +24,8 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
 import { ServedConnection } from "./_connection.ts";
+import { ackModeDispatcher, storedApplicationAcks } from "./_ack_modes.ts";
+import type { ApplicationAckRoute } from "./ack_modes.ts";
 import { isTlsRecord } from "./_link.ts";
 import { WarningLimiter } from "./_ratelimit.ts";
 import { describeTlsError, loadPem, loadPems } from "./_tls.ts";
@@ -35,7 +37,7 @@ import {
   type TransportListener,
 } from "./_transport.ts";
 import { AllowList } from "./allow.ts";
-import { batchDispatcher } from "./_batch_dispatch.ts";
+import { withBatches } from "./_batch_dispatch.ts";
 import type { BatchAcks } from "./batch.ts";
 import { type CharsetOptions, checkCharsetOptions } from "./charset.ts";
 import {
@@ -49,7 +51,6 @@ import {
   type MessageStore,
   startStoredDispatch,
   type StoreConsumer,
-  storingDispatcher,
 } from "./_stored.ts";
 import { TypedEventTarget } from "./events.ts";
 import {
@@ -332,6 +333,41 @@ export interface ReceiverOptions<C = unknown> {
    * @default {{}}
    */
   charset?: CharsetOptions;
+  /**
+   * Where the application ACK (`AA`/`AE`/`AR`) of an enhanced-mode message
+   * (MSH-15 or MSH-16 valued) goes: `"connection"` writes it on the
+   * connection the message came in on, after the commit ACK (`CA`) the
+   * receiver sent itself; a function gets it to deliver on a later
+   * connection (say, through a `Client` to the sender's receiver). MSH-16
+   * decides whether it is sent at all. With a `store`, the dispatcher runs
+   * from the store's consumer: only a function gets application ACKs
+   * then (`AA` and `AR`; an `AE` is retried). Original-mode messages are
+   * answered as always.
+   *
+   * @default {"connection"}
+   */
+  applicationAcks?: ApplicationAckRoute<C>;
+  /**
+   * Whether messages that ask for enhanced acknowledgment mode (MSH-15 or
+   * MSH-16 valued) are answered in it: a commit ACK (`CA`/`CE`/`CR`) as
+   * MSH-15 asks, then the application ACK as MSH-16 asks. `false` answers
+   * every message in original mode (one ACK, the dispatcher's), for
+   * senders that fill MSH-15/16 but expect an `AA`.
+   *
+   * @default {true}
+   */
+  enhancedMode?: boolean;
+  /**
+   * The MLLP release: with `2`, every frame is first answered with the
+   * one-byte commit frame `0x06` once it is safely received (once read;
+   * with a `store`, once stored), or `0x15` when it cannot be taken (the
+   * store failed); the reply follows as its own frame. One-byte `0x06` and
+   * `0x15` frames from the sender (its commit of our replies) are
+   * consumed, never dispatched.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
 }
 
 /**
@@ -825,18 +861,44 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       const every = Math.max(10, Math.min(5_000, Math.min(...timeouts) / 4));
       this.#sweeper = setInterval(() => this.#sweep(), every);
     }
-    this.#dispatcher = options.dispatcher;
-    if (options.store) {
-      this.#dispatcher = storingDispatcher(options.store, options.dispatcher);
-      this.#consumer = startStoredDispatch(options.store, options.dispatcher, {
-        context: options.context,
-        dispatchTimeout: this.#dispatchTimeout,
-      });
-    }
-    this.#dispatcher = batchDispatcher(this.#dispatcher, {
-      mode: options.batches ?? "each",
-      acks: options.batchAcks ?? "errors",
+    const release = options.mllpRelease ?? 1;
+    const applicationAcks = options.applicationAcks ?? "connection";
+    this.#dispatcher = ackModeDispatcher({
+      dispatcher: options.dispatcher,
+      store: options.store,
+      release,
+      applicationAcks,
+      enhancedMode: options.enhancedMode ?? true,
     });
+    if (options.store) {
+      this.#consumer = startStoredDispatch(
+        options.store,
+        storedApplicationAcks(
+          options.dispatcher,
+          applicationAcks,
+          options.enhancedMode ?? true,
+        ),
+        {
+          context: options.context,
+          dispatchTimeout: this.#dispatchTimeout,
+        },
+      );
+    }
+    this.#dispatcher = withBatches(
+      this.#dispatcher,
+      ackModeDispatcher({
+        dispatcher: options.dispatcher,
+        store: options.store,
+        release: 1,
+        applicationAcks: "connection",
+        enhancedMode: false,
+      }),
+      {
+        mode: options.batches ?? "each",
+        acks: options.batchAcks ?? "errors",
+        release,
+      },
+    );
     this.#accepting = this.#accept();
     this.#signal = options.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -853,7 +915,8 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    * @param options Port, dispatcher, TLS, allowed clients and limits.
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
-   * @throws {RangeError} If `maxFrameBytes` is not a positive number.
+   * @throws {RangeError} If `maxFrameBytes` is not a positive number, or
+   *   `mllpRelease` is not 1 or 2.
    * @throws {TypeError} If a TLS setting cannot be enforced, or a
    *   `charset` option names a charset that is not in HL7 table 0211 or
    *   not supported by this runtime.
@@ -912,6 +975,14 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
           `Cannot start receiver: ${(error as Error).message}`,
         );
       }
+    }
+    if (
+      options.mllpRelease !== undefined && options.mllpRelease !== 1 &&
+      options.mllpRelease !== 2
+    ) {
+      throw new RangeError(
+        `Cannot start receiver: mllpRelease must be 1 or 2, got "${options.mllpRelease}"`,
+      );
     }
     const tls = options.tls;
     const verifyPeer = tls?.verifyPeer ?? false;
@@ -1290,6 +1361,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         maxFrameBytes: options.maxFrameBytes,
         dispatchTimeout: this.#dispatchTimeout,
         charset: options.charset,
+        mllpRelease: options.mllpRelease,
         stop: this.#hardStop.signal,
         label,
         onJunk: (bytes, data) => {

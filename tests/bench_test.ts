@@ -208,6 +208,9 @@ Deno.test("bench: replies that are not accepted count as errors, exit 1", async 
     port: 0,
     hostname: "127.0.0.1",
     dispatcher: (message) => Ack.forMessage(message, "AE"),
+    // The bench message asks for enhanced mode (MSH-15 AL, MSH-16 NE),
+    // which would answer CA and keep the AE back.
+    enhancedMode: false,
   });
   const run = await cli([
     "bench",

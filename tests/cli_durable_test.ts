@@ -5,7 +5,7 @@
  * @module
  */
 
-import { assert, assertEquals, assertMatch } from "@std/assert";
+import { assertEquals, assertMatch } from "@std/assert";
 import { Client } from "../src/client.ts";
 import { main, type SyncWriter } from "../src/cli.ts";
 import { EchoDispatcher } from "../src/dispatcher.ts";
@@ -122,7 +122,8 @@ Deno.test("cli: send --queue delivers, stops at a transport failure leaving the 
       assertEquals(status, 0);
       const lines = stdout.text().trim().split("\n");
       assertMatch(lines[0], /^01052901 AA \d+\.\d ms$/);
-      assertMatch(lines[1], /^LAB000917 AA \d+\.\d ms$/);
+      // The ORU asks for enhanced mode (MSH-15 AL): its commit ACK.
+      assertMatch(lines[1], /^LAB000917 CA \d+\.\d ms$/);
     }
     const port = freePort();
     const stderr = sink();
@@ -159,6 +160,7 @@ Deno.test("cli: send --queue delivers, stops at a transport failure leaving the 
     assertEquals(later, 0);
     const lines = stdout.text().trim().split("\n");
     assertEquals(lines.map((l) => l.split(" ")[0]), ["01052901", "LAB000917"]);
-    assert(lines.every((line) => / AA /.test(line)));
+    // The ORU asks for enhanced mode (MSH-15 AL): its commit ACK.
+    assertEquals(lines.map((l) => l.split(" ")[1]), ["AA", "CA"]);
   });
 });

@@ -210,9 +210,11 @@ interopTest(
     ]);
     assertEquals(code, 0, `mllp_send failed: ${stderr}`);
     const msas = stdout.split("\r").filter((s) => s.startsWith("MSA|"));
+    // The ORU asks for enhanced mode (MSH-15 AL, MSH-16 NE): a commit
+    // ACK, and no application ACK.
     assertEquals(msas.map((s) => s.split("|").slice(1, 3)), [
       ["AA", "01052901"],
-      ["AA", "LAB000917"],
+      ["CA", "LAB000917"],
     ]);
     assertEquals(peers.size, 1);
   },
@@ -289,7 +291,7 @@ interopTest(
       stdout.trim().split("\n").map((line) => line.split("|").slice(0, 3)),
       [
         ["MSA", "AA", "01052901"],
-        ["MSA", "AA", "LAB000917"],
+        ["MSA", "CA", "LAB000917"], // enhanced mode: MSH-15 AL, MSH-16 NE
         ["MSA", "AA", "CTRL-A08-0007"],
       ],
     );
