@@ -20,6 +20,7 @@ import {
   type DispatchReply,
   formatAddress,
 } from "./dispatcher.ts";
+import type { CharsetOptions } from "./charset.ts";
 import { type Hl7Message, type Message, readMessage } from "./hl7.ts";
 
 const logger = getLogger(["mllp", "store"]);
@@ -442,6 +443,8 @@ export interface StoredDispatchOptions<C> {
   context: C | undefined;
   /** How long one dispatch may take, in ms; 0 for no limit. */
   dispatchTimeout: number;
+  /** The receiver's `charset` option: stored messages are read with it. */
+  charset?: CharsetOptions;
 }
 
 /**
@@ -460,7 +463,7 @@ export function startStoredDispatch<C>(
   return store.consume(async (stored, signal) => {
     let message: Message;
     try {
-      message = readMessage(stored.raw);
+      message = readMessage(stored.raw, { charset: options.charset });
     } catch (error) {
       return {
         outcome: "park",

@@ -881,6 +881,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         {
           context: options.context,
           dispatchTimeout: this.#dispatchTimeout,
+          charset: options.charset,
         },
       );
     }

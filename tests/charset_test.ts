@@ -13,6 +13,7 @@
  * @module
  */
 
+import { KvMessageStore } from "../src/store.ts";
 import {
   assert,
   assertEquals,
@@ -445,6 +446,35 @@ Deno.test("override: a peer whose MSH-18 lies is read in the override, and answe
   } finally {
     await receiver.stop();
   }
+});
+
+Deno.test("override with a store: the store's consumer reads stored messages in the override too", async () => {
+  await using store = await KvMessageStore.open(":memory:", {
+    pollInterval: 10,
+  });
+  const seen: Message[] = [];
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    charset: { override: "8859/5" },
+    store,
+    dispatcher: (message) => {
+      seen.push(message);
+    },
+  });
+  const payload = encodeCharset(
+    "MSH|^~\\&|A|B|C|D|1||ADT^A01|OS-1|P|2.5|||||RUS|8859/1\rPID|1||7||ИВАНОВ\r",
+    "8859/5",
+  );
+  const [reply] = await exchange(receiver.port, [payload]);
+  assertEquals(msa(reply, { override: "8859/5" }).code, "AA");
+  const end = Date.now() + 5_000;
+  while (seen.length === 0 && Date.now() < end) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assertEquals(seen.length, 1);
+  assertEquals(seen[0].encoding, "iso-8859-5");
+  assertStringIncludes(seen[0].text, "ИВАНОВ");
 });
 
 // --- wide charsets ---------------------------------------------------------
