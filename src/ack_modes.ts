@@ -37,10 +37,42 @@ import type { Hl7Header, Hl7Message } from "./hl7.ts";
 /**
  * When an acknowledgment is sent (HL7 table 0155): `AL` always, `NE`
  * never, `ER` only on an error or reject, `SU` only on success.
+ *
+ * @example Ask for an application ACK only on errors
+ * ```ts
+ * import { wantsAck } from "@x/mllp/ack-modes";
+ * import type { AckCondition } from "@x/mllp/ack-modes";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const msh16: AckCondition = "ER";
+ * assertEquals(wantsAck(msh16, "AE"), true);
+ * assertEquals(wantsAck(msh16, "AA"), false);
+ * ```
  */
 export type AckCondition = "AL" | "NE" | "ER" | "SU";
 
-/** The acknowledgment mode a message asked for, with its conditions. */
+/**
+ * The acknowledgment mode a message asked for, with its conditions.
+ *
+ * @example Narrow the mode of a message
+ * ```ts
+ * import { ackModeOf } from "@x/mllp/ack-modes";
+ * import type { AckMode } from "@x/mllp/ack-modes";
+ * import { readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function describe(mode: AckMode): string {
+ *   switch (mode.mode) {
+ *     case "original":
+ *       return "one ACK";
+ *     case "enhanced":
+ *       return `commit ${mode.accept}, application ${mode.application}`;
+ *   }
+ * }
+ * const header = readHeader("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5|||NE|AL\r");
+ * assertEquals(describe(ackModeOf(header)), "commit NE, application AL");
+ * ```
+ */
 export type AckMode =
   | { mode: "original" }
   | {
@@ -103,6 +135,27 @@ export type ApplicationAckHandler<C = unknown> = (
  * {@linkcode ApplicationAckHandler}.
  *
  * @typeParam C The type of the receiver's `context` option.
+ *
+ * @example Application ACKs on the same connection, after the commit ACK
+ * ```ts
+ * import { Ack, Client, Receiver } from "@x/mllp";
+ * import type { ApplicationAckRoute } from "@x/mllp/ack-modes";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const route: ApplicationAckRoute = "connection"; // the default
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: (m) => Ack.forMessage(m, "AA"),
+ *   applicationAcks: route,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5|||AL|AL\r",
+ * );
+ * if (result.outcome !== "accept") throw new Error("expected an accept");
+ * assertEquals(result.code, "CA");
+ * assertEquals((await result.applicationAck)?.code, "AA");
+ * ```
  */
 export type ApplicationAckRoute<C = unknown> =
   | "connection"
@@ -110,7 +163,17 @@ export type ApplicationAckRoute<C = unknown> =
 
 const ORIGINAL: AckMode = Object.freeze({ mode: "original" });
 
-/** Every {@linkcode AckCondition}. */
+/**
+ * Every {@linkcode AckCondition}.
+ *
+ * @example Which MSH-15 values get a `CE` commit ACK
+ * ```ts
+ * import { ACK_CONDITIONS, wantsAck } from "@x/mllp/ack-modes";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(ACK_CONDITIONS.filter((c) => wantsAck(c, "CE")), ["AL", "ER"]);
+ * ```
+ */
 export const ACK_CONDITIONS: readonly AckCondition[] = ["AL", "NE", "ER", "SU"];
 
 /**
@@ -260,9 +323,49 @@ export function isCommitCode(code: AckCode): code is "CA" | "CE" | "CR" {
   return code === "CA" || code === "CE" || code === "CR";
 }
 
-/** The one-byte MLLP release 2 positive commit reply (ACK). */
+/**
+ * The one-byte MLLP release 2 positive commit reply (ACK).
+ *
+ * @example A release 2 receiver commits a frame before it replies
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import { COMMIT_ACK } from "@x/mllp/ack-modes";
+ * import { encodeFrame } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   mllpRelease: 2,
+ * });
+ * using conn = await Deno.connect({
+ *   hostname: "127.0.0.1",
+ *   port: receiver.port,
+ * });
+ * const hl7 = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
+ * await conn.write(encodeFrame(new TextEncoder().encode(hl7)));
+ * const first = new Uint8Array(4);
+ * for (let n = 0; n < 4;) n += (await conn.read(first.subarray(n))) ?? 4;
+ * assertEquals(first, encodeFrame(new Uint8Array([COMMIT_ACK])));
+ * ```
+ */
 export const COMMIT_ACK = 0x06;
-/** The one-byte MLLP release 2 negative commit reply (NAK). */
+/**
+ * The one-byte MLLP release 2 negative commit reply (NAK).
+ *
+ * @example Tell a commit from a NAK
+ * ```ts
+ * import { COMMIT_NAK, isCommitFrame } from "@x/mllp/ack-modes";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function commitOf(payload: Uint8Array): "ack" | "nak" | undefined {
+ *   if (!isCommitFrame(payload)) return undefined;
+ *   return payload[0] === COMMIT_NAK ? "nak" : "ack";
+ * }
+ * assertEquals(commitOf(new Uint8Array([0x15])), "nak");
+ * assertEquals(commitOf(new Uint8Array([0x06])), "ack");
+ * ```
+ */
 export const COMMIT_NAK = 0x15;
 
 /**

@@ -49,7 +49,23 @@ import {
   readMessage,
 } from "./hl7.ts";
 
-/** The fields of an FHS or BHS segment. Absent fields are `""`. */
+/**
+ * The fields of an FHS or BHS segment. Absent fields are `""`.
+ *
+ * @example Read the BHS of a response batch
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import type { BatchHeader } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = readBatch(
+ *   "BHS|^~\\&|Lab|LabFac|EHR|Hosp|20240101||||R7|B6\rBTS|0\r",
+ * );
+ * const header: BatchHeader = batch.batches[0].header;
+ * assertEquals([header.segment, header.sendingApplication], ["BHS", "Lab"]);
+ * assertEquals([header.controlId, header.referenceControlId], ["R7", "B6"]);
+ * ```
+ */
 export interface BatchHeader {
   /** Which segment this is: the file header or a batch header. */
   segment: "FHS" | "BHS";
@@ -79,7 +95,26 @@ export interface BatchHeader {
   referenceControlId: string;
 }
 
-/** One message of a batch, as found between its MSH and the next one. */
+/**
+ * One message of a batch, as found between its MSH and the next one.
+ *
+ * @example Find the messages whose MSH cannot be read
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import type { BatchEntry } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = readBatch(
+ *   "BHS|^~\\&|S|SF|R|RF|20240101\r" +
+ *     "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5\r" +
+ *     "MSH|^~|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5\r" +
+ *     "BTS|2\r",
+ * );
+ * const unreadable = batch.entries.filter((e: BatchEntry) => !e.message);
+ * assertEquals(unreadable.map((e) => e.controlId), ["M2"]);
+ * assertEquals(unreadable[0].error?.name, "HeaderError");
+ * ```
+ */
 export interface BatchEntry {
   /** The message's bytes, exactly as in the batch. */
   raw: Uint8Array;
@@ -94,7 +129,28 @@ export interface BatchEntry {
   controlId: string;
 }
 
-/** One batch of a payload: a BHS, its messages, and its BTS. */
+/**
+ * One batch of a payload: a BHS, its messages, and its BTS.
+ *
+ * @example Count the messages of each batch in a batch file
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import type { BatchGroup } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const msh = (id: string) => `MSH|^~\\&|S|SF|R|RF|1||ADT^A04|${id}|P|2.5\r`;
+ * const file = readBatch(
+ *   "FHS|^~\\&|S\r" +
+ *     "BHS|^~\\&|S||||||||B1\r" + msh("M1") + "BTS|1\r" +
+ *     "BHS|^~\\&|S||||||||B2\r" + msh("M2") + msh("M3") + "BTS|2\r" +
+ *     "FTS|2\r",
+ * );
+ * const sizes = file.batches.map((group: BatchGroup) =>
+ *   `${group.header.controlId}: ${group.entries.length}/${group.messageCount}`
+ * );
+ * assertEquals(sizes, ["B1: 1/1", "B2: 2/2"]);
+ * ```
+ */
 export interface BatchGroup {
   /**
    * The BHS; for messages that follow an FHS without a BHS (noted in
@@ -248,7 +304,22 @@ export class BatchMessage {
   }
 }
 
-/** What {@linkcode BatchMessage}'s constructor takes. */
+/**
+ * What {@linkcode BatchMessage}'s constructor takes.
+ *
+ * @example Rebuild a batch without its problems
+ * ```ts
+ * import { BatchMessage, readBatch } from "@x/mllp/batch";
+ * import type { BatchParts } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const read = readBatch("BHS|^~\\&|S|SF|R|RF|20240101||||B1\r");
+ * assertEquals(read.problems, ['Batch "B1" has no BTS']);
+ * const parts: BatchParts = { ...read, problems: [] };
+ * const batch = new BatchMessage(read.raw, parts);
+ * assertEquals([batch.controlId, batch.problems], ["B1", []]);
+ * ```
+ */
 export interface BatchParts {
   /** The encoding of the batch's own segments. */
   encoding: string;
@@ -555,7 +626,31 @@ function concat(parts: readonly Uint8Array[]): Uint8Array {
   return out;
 }
 
-/** Options for {@linkcode buildBatch}. */
+/**
+ * Options for {@linkcode buildBatch}.
+ *
+ * @example A batch file with a chosen control id and name
+ * ```ts
+ * import { buildBatch } from "@x/mllp/batch";
+ * import type { BuildBatchOptions } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: BuildBatchOptions = {
+ *   file: true,
+ *   controlId: "B1",
+ *   name: "ADT",
+ *   sendingApplication: "Feed",
+ * };
+ * const batch = buildBatch(["MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5"], options);
+ * const header = batch.batches[0].header;
+ * assertEquals([header.controlId, header.name, header.sendingApplication], [
+ *   "B1",
+ *   "ADT",
+ *   "Feed",
+ * ]);
+ * assertEquals([batch.file?.receivingApplication, batch.batchCount], ["C", 1]);
+ * ```
+ */
 export interface BuildBatchOptions {
   /**
    * Wrap the batch in a batch file: FHS before the BHS, FTS after the BTS.
@@ -758,10 +853,52 @@ function checkFields(fields: HeaderFields, separators: Hl7Separators) {
 /**
  * Which ACKs a response batch carries: only those that do not accept
  * (`"errors"`, HL7's exception mode) or one per message (`"all"`).
+ *
+ * @example A receiver that acknowledges every message of a batch
+ * ```ts
+ * import { Ack, Client, Receiver } from "@x/mllp";
+ * import type { BatchAcks } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batchAcks: BatchAcks = "all";
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: (m) => Ack.forMessage(m, "AA"),
+ *   batchAcks,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const { results } = await client.sendBatch([
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5\r",
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M2|P|2.5\r",
+ * ]);
+ * assertEquals(results.map((r) => r.ack?.code), ["AA", "AA"]);
+ * ```
  */
 export type BatchAcks = "errors" | "all";
 
-/** Options for {@linkcode buildBatchResponse}. */
+/**
+ * Options for {@linkcode buildBatchResponse}.
+ *
+ * @example One `AA` per message, with a text
+ * ```ts
+ * import { buildBatch, buildBatchResponse } from "@x/mllp/batch";
+ * import type { BatchResponseOptions } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ]);
+ * const options: BatchResponseOptions = { acks: "all", text: "Filed" };
+ * const response = buildBatchResponse(batch, "AA", options);
+ * const acks = response.messages.map((m) => Ack.parse(m));
+ * assertEquals(acks.map((a) => `${a.messageControlId} ${a.text}`), [
+ *   "M1 Filed",
+ *   "M2 Filed",
+ * ]);
+ * ```
+ */
 export interface BatchResponseOptions {
   /**
    * Which ACKs the response carries. With `"errors"`, messages that are
@@ -907,7 +1044,38 @@ function unreadableAck(entry: BatchEntry, separators: Hl7Separators): Ack {
   return Ack.parse(hl7);
 }
 
-/** What became of one message of a batch sent. */
+/**
+ * What became of one message of a batch sent.
+ *
+ * @example Pick the messages to send again
+ * ```ts
+ * import { batchResults, buildBatch, buildBatchResponse } from "@x/mllp/batch";
+ * import type { BatchItemResult } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function retry(item: BatchItemResult): boolean {
+ *   switch (item.outcome) {
+ *     case "accept":
+ *     case "reject":
+ *       return false;
+ *     case "error":
+ *     case "unknown":
+ *       return true;
+ *   }
+ * }
+ * const sent = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ]);
+ * const reply = buildBatchResponse(sent, [
+ *   undefined,
+ *   Ack.forMessage(sent.messages[1], "AE"),
+ * ]).raw;
+ * const { results } = batchResults(sent, reply);
+ * assertEquals(results.filter(retry).map((r) => r.controlId), ["M2"]);
+ * ```
+ */
 export interface BatchItemResult {
   /** The message's MSH-10. */
   controlId: string;
@@ -921,7 +1089,29 @@ export interface BatchItemResult {
   ack?: Ack;
 }
 
-/** The outcome of a batch sent: one result per message, in order. */
+/**
+ * The outcome of a batch sent: one result per message, in order.
+ *
+ * @example A single ACK that rejects the whole batch
+ * ```ts
+ * import { batchResults, buildBatch } from "@x/mllp/batch";
+ * import type { BatchResult } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals, assertInstanceOf } from "@std/assert";
+ *
+ * const sent = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ], { controlId: "B1" });
+ * const result: BatchResult = batchResults(
+ *   sent,
+ *   "MSH|^~\\&|R|RF|S|SF|20240101||ACK|A1|P|2.5\rMSA|AR|B1|No batches\r",
+ * );
+ * assertInstanceOf(result.response, Ack);
+ * assertEquals(result.ok, false);
+ * assertEquals(result.results.map((r) => r.outcome), ["reject", "reject"]);
+ * ```
+ */
 export interface BatchResult {
   /** Whether every message was accepted. */
   ok: boolean;

@@ -35,7 +35,25 @@ import {
   isWide,
 } from "./_codecs.ts";
 
-/** One entry of HL7 table 0211 (Alternate character sets). */
+/**
+ * One entry of HL7 table 0211 (Alternate character sets).
+ *
+ * @example The entries a receiver refuses by default
+ * ```ts
+ * import { listCharsets } from "@x/mllp/charset";
+ * import type { CharsetEntry } from "@x/mllp/charset";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const refused = (entry: CharsetEntry) =>
+ *   entry.encoding === undefined || entry.wide;
+ * assertEquals(listCharsets().filter(refused).map((e) => e.name), [
+ *   "CNS 11643-1992",
+ *   "UNICODE",
+ *   "UNICODE UTF-16",
+ *   "UNICODE UTF-32",
+ * ]);
+ * ```
+ */
 export interface CharsetEntry {
   /** The MSH-18 code, as the table spells it, such as `8859/1`. */
   readonly name: string;
@@ -235,7 +253,22 @@ export function findCharset(name: string): CharsetEntry | undefined {
   return BY_NAME.get(name) ?? BY_NAME.get(normalize(name));
 }
 
-/** What to do with bytes that do not decode in the message's charset. */
+/**
+ * What to do with bytes that do not decode in the message's charset.
+ *
+ * @example Replace or refuse a byte that is not ASCII
+ * ```ts
+ * import { CharsetError, decodeCharset } from "@x/mllp/charset";
+ * import type { InvalidBytesPolicy } from "@x/mllp/charset";
+ * import { assertEquals, assertThrows } from "@std/assert";
+ *
+ * const bytes = new Uint8Array([0x41, 0xe9]);
+ * const decode = (invalid: InvalidBytesPolicy) =>
+ *   decodeCharset(bytes, "ASCII", { invalid });
+ * assertEquals(decode("replace"), "A\ufffd");
+ * assertThrows(() => decode("strict"), CharsetError);
+ * ```
+ */
 export type InvalidBytesPolicy = "replace" | "strict";
 
 /**
@@ -356,7 +389,33 @@ export function checkCharsetOptions(
   }
 }
 
-/** Why a message's charset cannot be used. */
+/**
+ * Why a message's charset cannot be used.
+ *
+ * @example Explain a refused message
+ * ```ts
+ * import { CharsetError, readMessage } from "@x/mllp";
+ * import type { CharsetProblem } from "@x/mllp/charset";
+ * import { assertEquals, assertThrows } from "@std/assert";
+ *
+ * function advice(problem: CharsetProblem): string {
+ *   switch (problem) {
+ *     case "unsupported":
+ *       return "ask the sender for another MSH-18";
+ *     case "wide_refused":
+ *       return "set allowWide, if frames arrive whole";
+ *     default:
+ *       return "fix the sender's bytes or MSH-18";
+ *   }
+ * }
+ * const error = assertThrows(
+ *   () => readMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5|||||TWN|UNICODE"),
+ *   CharsetError,
+ * );
+ * assertEquals(error.problem, "wide_refused");
+ * assertEquals(advice(error.problem), "set allowWide, if frames arrive whole");
+ * ```
+ */
 export type CharsetProblem =
   /** Bytes that do not decode, in strict mode. */
   | "invalid_bytes"
@@ -369,7 +428,30 @@ export type CharsetProblem =
   /** MSH-18 names UTF-16 or UTF-32, but the payload is not. */
   | "not_wide";
 
-/** What a {@linkcode CharsetError} carries. */
+/**
+ * What a {@linkcode CharsetError} carries.
+ *
+ * @example Throw the error a receiver would answer with `AR`
+ * ```ts
+ * import { CharsetError } from "@x/mllp/charset";
+ * import type { CharsetErrorInit } from "@x/mllp/charset";
+ * import { HeaderError } from "@x/mllp/errors";
+ * import { assertEquals, assertInstanceOf } from "@std/assert";
+ *
+ * const init: CharsetErrorInit = {
+ *   charset: "8859/8",
+ *   problem: "invalid_bytes",
+ *   offset: 123,
+ *   encoding: "iso-8859-8",
+ * };
+ * const error = new CharsetError(
+ *   'Cannot decode message: bytes are not valid "8859/8" at offset 123',
+ *   init,
+ * );
+ * assertInstanceOf(error, HeaderError);
+ * assertEquals([error.problem, error.offset], ["invalid_bytes", 123]);
+ * ```
+ */
 export interface CharsetErrorInit {
   /** The charset: its table 0211 code, or the name as given. */
   charset: string;
@@ -436,7 +518,20 @@ export class CharsetError extends HeaderError {
   }
 }
 
-/** The charset a message is read with. */
+/**
+ * The charset a message is read with.
+ *
+ * @example Resolve an empty MSH-18 to the receiver's default
+ * ```ts
+ * import { decodeCharset, resolveCharset } from "@x/mllp/charset";
+ * import type { ResolvedCharset } from "@x/mllp/charset";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const resolved: ResolvedCharset = resolveCharset("", { default: "ISO IR100" });
+ * assertEquals(resolved, { name: "8859/1", encoding: "latin1" });
+ * assertEquals(decodeCharset(new Uint8Array([0xe9]), resolved.name), "é");
+ * ```
+ */
 export interface ResolvedCharset {
   /** The table 0211 code (`""` when none applies: UTF-8). */
   name: string;

@@ -138,9 +138,65 @@ export const DEFAULT_CONNECT_TIMEOUT = 10_000;
  * ```
  */
 export const DEFAULT_MAX_QUEUED = 1000;
-/** The default MLLP release 2 commit timeout: 5 seconds. */
+/**
+ * The default MLLP release 2 commit timeout: 5 seconds.
+ *
+ * @example Wait less for the commit frame of a local receiver
+ * ```ts
+ * import {
+ *   Client,
+ *   DEFAULT_COMMIT_TIMEOUT,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_COMMIT_TIMEOUT, 5_000);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   mllpRelease: 2,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   mllpRelease: 2,
+ *   commitTimeout: DEFAULT_COMMIT_TIMEOUT / 5,
+ * });
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ * );
+ * assertEquals(result.outcome, "accept");
+ * ```
+ */
 export const DEFAULT_COMMIT_TIMEOUT = 5_000;
-/** The default number of MLLP release 2 resends: 3. */
+/**
+ * The default number of MLLP release 2 resends: 3.
+ *
+ * @example Resend an uncommitted frame more often over a lossy link
+ * ```ts
+ * import {
+ *   Client,
+ *   DEFAULT_COMMIT_RETRIES,
+ *   EchoDispatcher,
+ *   Receiver,
+ * } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(DEFAULT_COMMIT_RETRIES, 3);
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ *   mllpRelease: 2,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   mllpRelease: 2,
+ *   commitRetries: 2 * DEFAULT_COMMIT_RETRIES,
+ * });
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ * );
+ * assertEquals(result.outcome, "accept");
+ * ```
+ */
 export const DEFAULT_COMMIT_RETRIES = 3;
 
 /**
@@ -433,7 +489,36 @@ export interface SendOptions {
   signal?: AbortSignal;
 }
 
-/** Options for {@linkcode Client.sendBatch}: how to build it, and the send's. */
+/**
+ * Options for {@linkcode Client.sendBatch}: how to build it, and the send's.
+ *
+ * @example Send a batch file with a known control id
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+ * import { BatchMessage } from "@x/mllp/batch";
+ * import type { SendBatchOptions } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const options: SendBatchOptions = {
+ *   file: true,
+ *   controlId: "B1",
+ *   timeout: 5_000,
+ * };
+ * const result = await client.sendBatch([
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5\r",
+ * ], options);
+ * assertEquals(result.ok, true);
+ * const response = result.response;
+ * if (!(response instanceof BatchMessage)) throw new Error("expected a batch");
+ * assertEquals(response.file?.segment, "FHS");
+ * assertEquals(response.batches[0].header.referenceControlId, "B1");
+ * ```
+ */
 export interface SendBatchOptions extends SendOptions, BuildBatchOptions {}
 
 /**
@@ -470,6 +555,26 @@ export interface ReplyResult {
 /**
  * What a send of an enhanced-mode message (MSH-15 or MSH-16 valued) adds
  * to its {@linkcode AckResult}.
+ *
+ * @example Committed, then refused by the application
+ * ```ts
+ * import { Ack, Client, Receiver } from "@x/mllp";
+ * import type { ApplicationAckField } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: (m) => Ack.forMessage(m, "AE", { text: "Unknown patient" }),
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5|||AL|ER\r",
+ * );
+ * if (result.outcome !== "accept") throw new Error("expected a commit");
+ * const { applicationAck }: ApplicationAckField = result;
+ * assertEquals(result.code, "CA");
+ * assertEquals((await applicationAck)?.text, "Unknown patient");
+ * ```
  */
 export interface ApplicationAckField {
   /**

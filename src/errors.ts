@@ -631,7 +631,25 @@ export class TlsHandshakeError extends ClientError {
   }
 }
 
-/** Options for {@linkcode CommitError}. */
+/**
+ * Options for {@linkcode CommitError}.
+ *
+ * @example The error after four writes without a commit frame
+ * ```ts
+ * import { CommitError } from "@x/mllp/errors";
+ * import type { CommitErrorOptions } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: CommitErrorOptions = {
+ *   address: "127.0.0.1:2575",
+ *   attempts: 4,
+ *   last: "timeout",
+ * };
+ * const error = new CommitError("No commit for message 7", options);
+ * assertEquals([error.context, error.address], ["receiving", "127.0.0.1:2575"]);
+ * assertEquals([error.attempts, error.last], [4, "timeout"]);
+ * ```
+ */
 export interface CommitErrorOptions extends ClientErrorOptions {
   /** How many times the frame was written (the first time and resends). */
   attempts: number;

@@ -579,7 +579,24 @@ export class UnknownMessage {
  */
 export type Message = Hl7Message | BatchMessage | UnknownMessage;
 
-/** Options for {@linkcode readMessage}. */
+/**
+ * Options for {@linkcode readMessage}.
+ *
+ * @example Read a Latin-1 message that leaves MSH-18 empty
+ * ```ts
+ * import { readMessage } from "@x/mllp/hl7";
+ * import type { ReadMessageOptions } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const bytes = new Uint8Array([
+ *   ...new TextEncoder().encode("MSH|^~\\&|A|B|C|D|1||ADT^A01|X|P|2.5\rPID|1||"),
+ *   0xe9, // "é" in ISO 8859-1
+ * ]);
+ * const options: ReadMessageOptions = { charset: { default: "8859/1" } };
+ * assertEquals(readMessage(bytes, options).text.endsWith("é"), true);
+ * assertEquals(readMessage(bytes).text.endsWith("\ufffd"), true);
+ * ```
+ */
 export interface ReadMessageOptions {
   /**
    * How to pick and apply the charset: a default for an empty MSH-18, an
