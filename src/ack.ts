@@ -460,10 +460,16 @@ export class Ack {
       h.processingId || "P",
       h.versionId || "2.5",
     ];
-    if (h.characterSet) {
+    // MSH-18 as the message has it: its first repetition, or the whole
+    // field when the message switches charsets by ISO 2022 escape
+    // sequences (`~ISO IR87`), so that the ACK names them too.
+    const characterSet = read.raw.indexOf(ESC) === -1
+      ? h.characterSet
+      : wholeMsh18(read.text, h.separators.field);
+    if (characterSet) {
       // msh[n - 1] is MSH-n: pad through MSH-17, then MSH-18.
       while (msh.length < 17) msh.push("");
-      msh.push(h.characterSet);
+      msh.push(characterSet);
     }
     return Ack.#build(msh, h.separators, code, h.controlId, options.text);
   }
@@ -514,7 +520,7 @@ export class Ack {
         : text,
       header,
       characterSet: typeof header === "function"
-        ? msh[17] ?? ""
+        ? (msh[17] ?? "").split(separators.repetition)[0]
         : header.characterSet,
       hl7,
     });
@@ -573,6 +579,16 @@ export class Ack {
       hl7,
     });
   }
+}
+
+/** The escape byte that starts an ISO 2022 escape sequence. */
+const ESC = 0x1b;
+
+/** MSH-18 of a message's text, all its repetitions. */
+function wholeMsh18(text: string, field: string): string {
+  const end = text.search(/[\r\n]/);
+  const segment = end === -1 ? text : text.slice(0, end);
+  return segment.split(field, 18)[17] ?? "";
 }
 
 /**

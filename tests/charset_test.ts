@@ -663,3 +663,36 @@ Deno.test("ISO IR159 and code extensions: ISO-2022-JP with JIS X 0212, switched 
   );
   assertEquals(error2.offset, unassigned.length - 5);
 });
+
+Deno.test("an ACK to a message with ISO 2022 code extensions names them in MSH-18, and is encoded with them", async () => {
+  const { receiver, seen } = await recordingReceiver(
+    undefined,
+    (message) => Ack.forMessage(message, "AA", { text: "受付 済み" }),
+  );
+  try {
+    const message = readMessage(
+      "MSH|^~\\&|A|B|C|D|1||ADT^A01|J-9|P|2.5|||||JPN|~ISO IR87||ISO 2022-1994\rPID|1||7||山田^太郎\r",
+    );
+    assertEquals(message.encoding, "iso-2022-jp");
+    const [reply] = await exchange(receiver.port, [message.raw]);
+    assertStringIncludes(seen[0].text, "山田^太郎");
+    // Seven-bit bytes, with the escape sequences, and MSH-18 whole.
+    assert(reply.every((b) => b < 0x80));
+    const ack = readMessage(reply);
+    assertEquals(ack.encoding, "iso-2022-jp");
+    const msh18 = ack.text.split("\r")[0].split("|")[17];
+    assertEquals(msh18, "~ISO IR87");
+    assertEquals(Ack.parse(ack).text, "受付 済み");
+    // Without code extensions, the first repetition only, as before.
+    const plain = Ack.forMessage(
+      readMessage(
+        "MSH|^~\\&|A|B|C|D|1||ADT^A01|J-10|P|2.5|||||JPN|ISO IR6~ISO IR87\r",
+      ),
+      "AA",
+    );
+    assertEquals(plain.header.characterSet, "ISO IR6");
+    assertEquals(plain.toString().split("\r")[0].split("|")[17], "ISO IR6");
+  } finally {
+    await receiver.stop();
+  }
+});
