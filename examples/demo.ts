@@ -23,6 +23,8 @@ if (result.outcome === "reply") {
   console.log("Reply:", result.text);
 } else if (result.outcome === "not_ack") {
   console.log("Not an ACK:", result.reason);
+} else if (result.outcome === "silent") {
+  console.log("No acknowledgment; for this MSH-15/16 that means", result.means);
 } else {
   console.log({
     ok: result.ok,

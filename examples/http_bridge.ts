@@ -288,6 +288,15 @@ function answer(result: SendResult, ms: number): Response {
       });
     case "reply": // Only sent for payloads that are not HL7: never here.
       return json(502, { ok: false, error: "not_an_ack", raw: result.text });
+    case "silent":
+      // MSH-15/MSH-16 let the receiver answer with silence.
+      return json(result.ok ? 200 : 422, {
+        ok: result.ok,
+        outcome: "silent",
+        means: result.means,
+        controlId: result.controlId,
+        roundTripMs,
+      });
   }
 }
 

@@ -390,6 +390,14 @@ function describeResult(
         kind: "reply",
         ms,
       }];
+    case "silent":
+      return [
+        `${id} silent ${time} (no acknowledgment, which means ${
+          result.means === "accepted" ? "accepted" : "not accepted"
+        } for this MSH-15/MSH-16)`,
+        result.ok ? 0 : 1,
+        { kind: "other", ms },
+      ];
   }
 }
 
@@ -442,6 +450,14 @@ function resultJson(
       return isNak(result.reply)
         ? { ...base, ok: false, outcome: "nak", ms: time }
         : { ...base, ok: true, outcome: "reply", ms: time, reply: result.text };
+    case "silent":
+      return {
+        ...base,
+        ok: result.ok,
+        outcome: "silent",
+        means: result.means,
+        ms: time,
+      };
   }
 }
 

@@ -25,6 +25,23 @@ const logger = getLogger(["mllp", "client"]);
 interface Pending {
   resolve(frame: Uint8Array): void;
   reject(error: Error): void;
+  /** No reply within the timeout is an answer, not a failure. */
+  silenceAllowed?: boolean;
+}
+
+/**
+ * What {@linkcode Link.request} rejects with when a request that allows
+ * silence got no reply in time: the link stays open.
+ */
+export class SilenceError extends Error {
+  /** The reply timeout that passed, in milliseconds. */
+  readonly timeout: number;
+
+  constructor(timeout: number) {
+    super(`No reply within ${timeout} ms`);
+    this.name = "SilenceError";
+    this.timeout = timeout;
+  }
 }
 
 /** Options for a {@linkcode Link}. */
@@ -141,6 +158,13 @@ export class Link {
       return;
     }
     const timeout = this.#timeout;
+    if (this.#pending.silenceAllowed) {
+      // Silence is an answer here: the connection goes on.
+      const pending = this.#pending;
+      this.#pending = undefined;
+      pending.reject(new SilenceError(timeout));
+      return;
+    }
     void this.shutdown(
       new ReplyTimeoutError(
         `No reply from ${this.#label} within ${timeout} ms; the message was sent and its outcome is unknown`,
@@ -316,12 +340,17 @@ export class Link {
    * @param timeout The reply timeout, in milliseconds.
    * @param signal Aborts the wait (the link is closed: outcome unknown).
    * @param onWritten Called once the frame is handed to the socket.
+   * @param silenceAllowed When no reply within `timeout` is an answer (an
+   *   enhanced-mode message whose MSH-15 and MSH-16 ask for none in some
+   *   outcome): reject with {@linkcode SilenceError} and keep the link
+   *   open, rather than close it.
    */
   async request(
     payload: Uint8Array,
     timeout: number,
     signal?: AbortSignal,
     onWritten?: () => void,
+    silenceAllowed = false,
   ): Promise<Uint8Array> {
     if (this.#isClosed) {
       // Report why it closed (a TLS refusal, say) when that is known.
@@ -333,7 +362,7 @@ export class Link {
     }
     const { promise, resolve, reject } = Promise.withResolvers<Uint8Array>();
     promise.catch(() => {});
-    this.#pending = { resolve, reject };
+    this.#pending = { resolve, reject, silenceAllowed };
     const fail = (error: Error) => {
       if (this.#pending?.reject !== reject) return;
       void this.shutdown(error, true);

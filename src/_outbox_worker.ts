@@ -413,5 +413,12 @@ function describe(result: SendResult): Partial<OutboxRecord> {
         reply: result.text,
         reason: isNak(result.reply) ? "NAK" : undefined,
       };
+    case "silent":
+      return {
+        outcome: result.outcome,
+        reason: result.ok
+          ? undefined
+          : `No acknowledgment within ${result.waitedMs} ms, which MSH-15/MSH-16 send only after a failure`,
+      };
   }
 }

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
   type AckCondition,
@@ -25,6 +26,7 @@ import {
 } from "./ack_modes.ts";
 
 const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
+const logger = getLogger(["mllp", "client"]);
 
 /** How many control ids whose late replies are swallowed are remembered. */
 const MAX_LATE = 1024;
@@ -60,6 +62,8 @@ export class ReplyRouter {
   #commit: ((answer: CommitAnswer) => void) | undefined;
   /** Control ids resent after a lost commit: late replies to swallow. */
   #extra = new Map<string, number>();
+  /** Control ids of sends reported silent: a late ACK for them is logged. */
+  #silent = new Set<string>();
   /** The control id of the send whose reply is due, until it comes. */
   #current: string | undefined;
   #closed = false;
@@ -126,6 +130,19 @@ export class ReplyRouter {
   }
 
   /**
+   * A send was reported silent (no acknowledgment within its timeout):
+   * should one come after all, it is dropped with a warning.
+   */
+  silent(controlId: string | undefined) {
+    if (controlId === undefined) return;
+    this.#expectLate(controlId);
+    this.#silent.add(controlId);
+    if (this.#silent.size > MAX_LATE) {
+      this.#silent.delete(this.#silent.values().next().value!);
+    }
+  }
+
+  /**
    * One more late reply may come for a control id: swallow it. At most
    * {@linkcode MAX_LATE} ids are remembered (the oldest are forgotten), so
    * replies that never come (MSH-16 `ER` after a success) cost nothing
@@ -177,7 +194,15 @@ export class ReplyRouter {
       waiter.resolve(ack);
       return true;
     }
-    if (this.#current !== id && this.#swallow(id)) return true;
+    if (this.#current !== id && this.#swallow(id)) {
+      if (this.#silent.delete(id)) {
+        logger.warn(
+          "Acknowledgment {code} for {controlId} came after its send was reported silent; dropped",
+          { code: ack.code, controlId: id },
+        );
+      }
+      return true;
+    }
     if (this.#current === id) this.#current = undefined;
     if (waiter?.state === "first") {
       if (!isCommitCode(ack.code)) {

@@ -304,6 +304,48 @@ export function wantsAck(condition: AckCondition, code: AckCode): boolean {
 }
 
 /**
+ * What it means when a receiver sends no acknowledgment at all for a
+ * message in enhanced mode, as MSH-15 and MSH-16 may allow:
+ * `"accepted"` when both are `ER` or `NE` (only errors are reported, so
+ * silence is success); `"not_accepted"` when silence can only follow a
+ * failure (MSH-15 `SU`, whose `CE`/`CR` are not sent and leave no
+ * application ACK to come; or MSH-15 `ER`/`NE` with MSH-16 `SU`, whose
+ * `AE`/`AR` are not sent); `undefined` when some acknowledgment always
+ * comes (original mode, MSH-15 `AL`, or MSH-16 `AL` after a silent
+ * commit). Blank fields count as `AL`, as the receiver reads them.
+ *
+ * @param mode The message's mode, from {@linkcode ackModeOf}.
+ * @returns The meaning of silence, or `undefined` if there is always an
+ *   acknowledgment.
+ *
+ * @example Silence under MSH-15 and MSH-16 ER
+ * ```ts
+ * import { ackModeOf, silenceMeans } from "@x/mllp/ack-modes";
+ * import { readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const msh = (ack: string) =>
+ *   readHeader(`MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5|||${ack}\r`);
+ * assertEquals(silenceMeans(ackModeOf(msh("ER|ER"))), "accepted");
+ * assertEquals(silenceMeans(ackModeOf(msh("NE|SU"))), "not_accepted");
+ * assertEquals(silenceMeans(ackModeOf(msh("AL|NE"))), undefined);
+ * assertEquals(silenceMeans(ackModeOf(msh(""))), undefined);
+ * ```
+ */
+export function silenceMeans(
+  mode: AckMode,
+): "accepted" | "not_accepted" | undefined {
+  if (mode.mode !== "enhanced") return undefined;
+  const { accept, application } = mode;
+  if (accept === "AL") return undefined;
+  if (accept === "SU") return "not_accepted";
+  // MSH-15 ER or NE: no commit ACK after a success.
+  if (application === "ER" || application === "NE") return "accepted";
+  if (application === "SU") return "not_accepted";
+  return undefined;
+}
+
+/**
  * Whether a code is a commit (accept) acknowledgment code: `CA`, `CE` or
  * `CR`.
  *

@@ -38,8 +38,9 @@ import {
   buildBatch,
   type BuildBatchOptions,
 } from "./batch.ts";
-import { ackModeOf } from "./ack_modes.ts";
+import { ackModeOf, silenceMeans } from "./ack_modes.ts";
 import { type CommitAnswer, ReplyRouter } from "./_reply_router.ts";
+import { SilenceError } from "./_link.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
 import {
@@ -621,7 +622,54 @@ export interface ApplicationAckField {
  * );
  * ```
  */
-export type SendResult = (AckResult & ApplicationAckField) | ReplyResult;
+export type SendResult =
+  | (AckResult & ApplicationAckField)
+  | SilentResult
+  | ReplyResult;
+
+/**
+ * No acknowledgment came within the reply timeout for an enhanced-mode
+ * message whose MSH-15 and MSH-16 let the receiver answer with silence
+ * (see `silenceMeans` in `@x/mllp/ack-modes`): with both `ER` or `NE`,
+ * silence is success; with MSH-15 `SU`, or MSH-16 `SU` after MSH-15 `ER`
+ * or `NE`, it follows a failure. The connection stays open, and an
+ * acknowledgment that comes later is dropped (with a warning), never
+ * taken for another send's reply.
+ *
+ * @example Only errors are acknowledged
+ * ```ts
+ * import { Ack, Client, Receiver } from "@x/mllp";
+ * import type { SilentResult } from "@x/mllp/client";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: (message) => Ack.forMessage(message, "AA"),
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port, {
+ *   replyTimeout: 200,
+ * });
+ * // MSH-15 and MSH-16 ER: a success is not acknowledged at all.
+ * const result = await client.send(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5|||ER|ER\r",
+ * );
+ * if (result.outcome !== "silent") throw new Error(result.outcome);
+ * const silent: SilentResult = result;
+ * assertEquals([silent.ok, silent.means], [true, "accepted"]);
+ * ```
+ */
+export interface SilentResult {
+  /** Whether silence means the message was accepted. */
+  ok: boolean;
+  /** Always `"silent"`. */
+  outcome: "silent";
+  /** What silence means for this message's MSH-15 and MSH-16. */
+  means: "accepted" | "not_accepted";
+  /** MSH-10 of the message. */
+  controlId: string;
+  /** How long the client waited, in milliseconds (its reply timeout). */
+  waitedMs: number;
+}
 
 /**
  * The state of a {@linkcode Client}'s connection.
@@ -1950,6 +1998,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
         mode?.mode === "enhanced" ? mode.application : undefined,
       );
       const commit = this.#release === 2 ? router.expectCommit() : undefined;
+      const silence = mode ? silenceMeans(mode) : undefined;
       let frame: Uint8Array;
       try {
         const requesting = link.request(
@@ -1961,11 +2010,30 @@ export class Client extends TypedEventTarget<ClientEventMap>
             started = performance.now();
             if (job.detached) this.#settle(job, undefined);
           },
+          silence !== undefined,
         );
         if (commit) {
           void this.#awaitCommit(link, router, message, commit, requesting);
         }
         frame = await requesting;
+      } catch (error) {
+        if (!(error instanceof SilenceError) || silence === undefined) {
+          throw error;
+        }
+        // Should an acknowledgment come after all, it answers no later
+        // send.
+        router.silent(controlId);
+        const result: SilentResult = {
+          ok: silence === "accepted",
+          outcome: "silent",
+          means: silence,
+          controlId: controlId ?? "",
+          waitedMs: error.timeout,
+        };
+        recordClientSend("silent", undefined, error.timeout, message.size, 0);
+        endSpan(span, undefined);
+        this.#settle(job, result);
+        return;
       } finally {
         router.end(controlId);
         if (commit) router.forgetCommit();
@@ -2127,7 +2195,11 @@ export class Client extends TypedEventTarget<ClientEventMap>
     this.#settle(job, undefined, error);
   }
 
-  #verify(message: Message, frame: Uint8Array, link: Link): SendResult {
+  #verify(
+    message: Message,
+    frame: Uint8Array,
+    link: Link,
+  ): AckResult | ReplyResult {
     // A batch's reply is a response batch (or one ACK): see sendBatch.
     if (message.kind !== "hl7") {
       return {

@@ -23,7 +23,6 @@ import {
 } from "../src/client.ts";
 import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
 import type { Dispatcher } from "../src/dispatcher.ts";
-import { ReplyTimeoutError } from "../src/errors.ts";
 import type { Hl7Message } from "../src/hl7.ts";
 import { Receiver } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
@@ -146,10 +145,17 @@ for (
         }
         const frames = expectedFrames(accept, application, appCode, id);
         if (frames.length === 0) {
-          // Nothing comes back: the send times out (outcome unknown).
-          await assertRejects(
-            () => client.send(text, { timeout: 300 }),
-            ReplyTimeoutError,
+          // Nothing comes back, as MSH-15/16 allow: the send reports
+          // silence, which means success when only errors are reported
+          // (ER/NE), failure when only successes are (SU).
+          const silent = await client.send(text, { timeout: 300 });
+          const means = accept === "SU" || application === "SU"
+            ? "not_accepted"
+            : "accepted";
+          assertEquals(
+            silent.outcome === "silent" && [silent.ok, silent.means],
+            [means === "accepted", means],
+            label,
           );
           continue;
         }
@@ -396,4 +402,54 @@ Deno.test("a failing store: CE per MSH-15, no application ACK", async () => {
   assertEquals(await result.applicationAck, undefined);
   const failed = acked(await client.send(message("ER", "AL", "F2")));
   assertEquals(failed.code, "CE");
+});
+
+Deno.test("silence under MSH-15/16 ER: the send reports it, the connection stays open, and a late ACK is not taken for the next send's", async () => {
+  // A peer written here: it answers nothing to the first message, and
+  // only when the second arrives sends a late CE for the first, then the
+  // second's AA.
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let connections = 0;
+  const serving = (async () => {
+    for await (const conn of listener) {
+      connections++;
+      const raw = new RawConn(conn);
+      (async () => {
+        const first = await raw.next();
+        if (first === null) return;
+        const second = await raw.next();
+        if (second === null) return;
+        const idOf = (p: Uint8Array) =>
+          new TextDecoder().decode(p).split("\r")[0].split("|")[9];
+        await raw.send(
+          Ack.forMessage(new TextDecoder().decode(first), "CE").toString(),
+        );
+        await raw.send(
+          Ack.forMessage(new TextDecoder().decode(second), "AA").toString(),
+        );
+        assertEquals([idOf(first), idOf(second)], ["S1", "S2"]);
+        await raw.next(); // until the client closes
+      })().catch(() => {}).finally(() => raw.close());
+    }
+  })().catch(() => {});
+  try {
+    await using client = await Client.connect("127.0.0.1", listener.addr.port, {
+      replyTimeout: 2_000,
+    });
+    const silent = await client.send(message("ER", "ER", "S1"), {
+      timeout: 200,
+    });
+    assertEquals(
+      silent.outcome === "silent" &&
+        [silent.ok, silent.means, silent.controlId, silent.waitedMs],
+      [true, "accepted", "S1", 200],
+    );
+    // Original mode: the reply is the AA for S2, not the late CE for S1.
+    const next = acked(await client.send(message("", "", "S2")));
+    assertEquals([next.code, next.ack.messageControlId], ["AA", "S2"]);
+    assertEquals(connections, 1);
+  } finally {
+    listener.close();
+    await serving;
+  }
 });
