@@ -38,7 +38,12 @@ import {
 import { ackModeOf } from "./ack_modes.ts";
 import type { Hl7Message, Message } from "./hl7.ts";
 import { type MessageStore, storingDispatcher } from "./_stored.ts";
-import { COMMITS_ITSELF, sendFirst } from "./_send_first.ts";
+import {
+  COMMITS_ITSELF,
+  FAILURE_REPLY,
+  type FailureReply,
+  sendFirst,
+} from "./_send_first.ts";
 
 const logger = getLogger(["mllp", "receiver"]);
 
@@ -144,7 +149,10 @@ export function ackModeDispatcher<C>(
     mode: Extract<AckMode, { mode: "enhanced" }>,
     commit: Ack,
   ): DispatchReply | Promise<DispatchReply> {
+    // Past the dispatch timeout (a slow store): the failure route answered.
+    if (ctx.signal.aborted) return undefined;
     const send = sendFirst(ctx);
+    committedIn.add(ctx);
     if (store && release === 2) {
       // Not taken: the sender resends the same frame.
       if (commit.code === "CE") return NAK_FRAME;
@@ -187,6 +195,33 @@ export function ackModeDispatcher<C>(
       ? reply.then(answer, failed)
       : answer(reply);
   }
+
+  /** Dispatches whose commit ACK went out (or was held back by MSH-15). */
+  const committedIn = new WeakSet<DispatchContext<C>>();
+
+  /**
+   * What to send when an HL7 message's dispatch failed (timed out): for
+   * an enhanced-mode message, a `CE` as MSH-15 asks (a NAK with release 2
+   * and a store) if its commit ACK had not gone out yet, else the `AE` as
+   * MSH-16 and `applicationAcks` ask.
+   */
+  const onFailure: FailureReply = (message, ae, ctx) => {
+    const mode = settings.enhancedMode ? ackModeOf(message.header) : ORIGINAL;
+    if (mode.mode !== "enhanced") return ae;
+    const context = ctx as DispatchContext<C>;
+    if (!committedIn.has(context)) {
+      if (store && release === 2) return NAK_FRAME;
+      return wantsAck(mode.accept, "CE")
+        ? Ack.forMessage(message, "CE", { text: ae.text })
+        : undefined;
+    }
+    if (!wantsAck(mode.application, "AE")) return undefined;
+    if (applicationAcks === "connection") return ae;
+    deliver(applicationAcks, ae, message, context);
+    return undefined;
+  };
+  (wrapped as unknown as Record<symbol, FailureReply>)[FAILURE_REPLY] =
+    onFailure;
 
   if (store) {
     (wrapped as unknown as Record<symbol, boolean>)[COMMITS_ITSELF] = true;

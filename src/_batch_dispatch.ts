@@ -9,7 +9,14 @@
  */
 
 import { COMMIT_ACK } from "./ack_modes.ts";
-import { COMMITS_ITSELF, commitsItself, sendFirst } from "./_send_first.ts";
+import {
+  COMMITS_ITSELF,
+  commitsItself,
+  FAILURE_REPLY,
+  type FailureReply,
+  failureReply,
+  sendFirst,
+} from "./_send_first.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
@@ -185,6 +192,13 @@ export function withBatches<C>(
   };
   if (commitAfter) {
     (wrapped as unknown as Record<symbol, boolean>)[COMMITS_ITSELF] = true;
+  }
+  // Frames that are not batches fail as `single` says (a batch that fails
+  // gets a response batch of AE, see DispatchStream).
+  const onFailure = failureReply(single);
+  if (onFailure) {
+    (wrapped as unknown as Record<symbol, FailureReply>)[FAILURE_REPLY] =
+      onFailure;
   }
   return wrapped;
 }

@@ -9,7 +9,9 @@
  * @module
  */
 
-import type { DispatchContext } from "./dispatcher.ts";
+import type { Ack } from "./ack.ts";
+import type { DispatchContext, DispatchReply } from "./dispatcher.ts";
+import type { Hl7Message } from "./hl7.ts";
 
 /** The context key of the function that sends a payload ahead of the reply. */
 export const SEND_FIRST: unique symbol = Symbol("mllp.sendFirst");
@@ -34,4 +36,27 @@ export function sendFirst(
 export function commitsItself(dispatcher: unknown): boolean {
   return typeof dispatcher === "function" &&
     (dispatcher as { [COMMITS_ITSELF]?: boolean })[COMMITS_ITSELF] === true;
+}
+
+/**
+ * The key of a dispatcher's failure route: given the `AE` the dispatch
+ * stream would send for an HL7 message whose dispatch failed (timed out),
+ * it returns what to send instead (`undefined`: nothing), so that an
+ * enhanced-mode message is answered as its MSH-15 and MSH-16 and the
+ * receiver's `applicationAcks` ask.
+ */
+export const FAILURE_REPLY: unique symbol = Symbol("mllp.failureReply");
+
+/** A failure route (see {@linkcode FAILURE_REPLY}). */
+export type FailureReply = (
+  message: Hl7Message,
+  ae: Ack,
+  ctx: DispatchContext<unknown>,
+) => DispatchReply;
+
+/** A dispatcher's failure route, if it has one. */
+export function failureReply(dispatcher: unknown): FailureReply | undefined {
+  return typeof dispatcher === "function"
+    ? (dispatcher as { [FAILURE_REPLY]?: FailureReply })[FAILURE_REPLY]
+    : undefined;
 }

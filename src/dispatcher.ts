@@ -32,6 +32,8 @@ import { BytePool } from "./_pool.ts";
 import { COMMIT_ACK, isCommitFrame } from "./ack_modes.ts";
 import {
   commitsItself,
+  type FailureReply,
+  failureReply,
   SEND_FIRST,
   type WithSendFirst,
 } from "./_send_first.ts";
@@ -574,6 +576,7 @@ export class DispatchStream<C = unknown>
       read: { charset: options.charset },
       release: options.mllpRelease ?? 1,
       commitsItself: commitsItself(dispatcher),
+      failureReply: failureReply(dispatcher),
     };
     const stop = options.signal;
     const onDispatched = options.onDispatched;
@@ -653,6 +656,8 @@ interface DispatchSite<C> {
   release: 1 | 2;
   /** Whether the dispatcher sends its own release 2 commit frame. */
   commitsItself: boolean;
+  /** The dispatcher's failure route (enhanced mode), if any. */
+  failureReply: FailureReply | undefined;
 }
 
 /** The release 2 commit frame's payload. */
@@ -798,31 +803,31 @@ function handleFrame<C>(
   const controller = new AbortController();
   if (site.release === 2 && !site.commitsItself) send(COMMIT_FRAME);
   let returned: DispatchReply | PromiseLike<DispatchReply>;
+  const ctx: DispatchContext<C> & WithSendFirst = {
+    peer: site.peer,
+    local: site.local,
+    certificateName: site.certificateName,
+    context: site.context,
+    receivedAt: new Date(),
+    signal: controller.signal,
+  };
+  ctx[SEND_FIRST] = send;
+  const failed = (error: unknown) =>
+    failedDispatch(error, message, span, label, site, ctx);
   try {
-    const ctx: DispatchContext<C> & WithSendFirst = {
-      peer: site.peer,
-      local: site.local,
-      certificateName: site.certificateName,
-      context: site.context,
-      receivedAt: new Date(),
-      signal: controller.signal,
-    };
-    ctx[SEND_FIRST] = send;
     returned = site.dispatch(message, ctx);
   } catch (error) {
-    return failedDispatch(error, message, span, label);
+    return failed(error);
   }
   const settle = (reply: DispatchReply): HandledFrame => {
     const outcome = answered(reply, message, span, site.pool);
     // A reply that cannot be sent fails like a dispatcher that threw.
-    return outcome instanceof Error
-      ? failedDispatch(outcome, message, span, label)
-      : outcome;
+    return outcome instanceof Error ? failed(outcome) : outcome;
   };
   if (!isThenable(returned)) return settle(returned);
   return awaitDispatch(returned, controller, site.timeout, site.stop).then(
     settle,
-    (error) => failedDispatch(error, message, span, label),
+    failed,
   );
 }
 
@@ -853,11 +858,13 @@ function answered(
 }
 
 /** The outcome of a dispatch that threw, rejected, timed out or stopped. */
-function failedDispatch(
+function failedDispatch<C>(
   error: unknown,
   message: Message,
   span: Span,
   label: string,
+  site?: DispatchSite<C>,
+  ctx?: DispatchContext<C>,
 ): HandledFrame {
   const controlId = message.header?.controlId;
   if (error instanceof DispatchStoppedError) {
@@ -892,6 +899,25 @@ function failedDispatch(
     };
   }
   const ack = Ack.forMessage(message, "AE", { text });
+  if (site?.failureReply && ctx) {
+    // Enhanced mode: the commit ACK may have gone out already, and MSH-16
+    // and the receiver's applicationAcks say where an AE goes, if at all.
+    const routed = site.failureReply(
+      message,
+      ack,
+      ctx as DispatchContext<unknown>,
+    );
+    const converted = routed === undefined || routed === null
+      ? {}
+      : toReply(routed, message, site.pool);
+    return {
+      kind: message.kind,
+      controlId,
+      ackCode: converted.ackCode,
+      failed: true,
+      reply: converted.reply,
+    };
+  }
   return {
     kind: message.kind,
     controlId,

@@ -23,7 +23,7 @@ import {
 } from "../src/client.ts";
 import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
 import type { Dispatcher } from "../src/dispatcher.ts";
-import type { Hl7Message } from "../src/hl7.ts";
+import type { Hl7Message, Message } from "../src/hl7.ts";
 import { Receiver } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
 import { RawConn } from "./_raw_frames.ts";
@@ -451,5 +451,75 @@ Deno.test("silence under MSH-15/16 ER: the send reports it, the connection stays
   } finally {
     listener.close();
     await serving;
+  }
+});
+
+Deno.test("a dispatch timeout in enhanced mode: the AE goes as MSH-16 and applicationAcks say; a slow store gets CE, never a late CA", async () => {
+  const hang = (m: Message) =>
+    m.kind === "hl7" && m.header.controlId.startsWith("H")
+      ? new Promise<undefined>(() => {})
+      : Ack.forMessage(m as Hl7Message, "AA");
+  // On the connection: CA, then AE only when MSH-16 asks for it.
+  {
+    await using receiver = await Receiver.start({
+      port: 0,
+      hostname: "127.0.0.1",
+      dispatchTimeout: 100,
+      dispatcher: hang,
+    });
+    await using peer = await RawConn.connect(receiver.port);
+    await peer.send(message("AL", "NE", "H1"));
+    await peer.send(message("", "", "O1"));
+    assertEquals(await peer.until((f) => f === "AA O1"), ["CA H1", "AA O1"]);
+    await peer.send(message("AL", "AL", "H2"));
+    await peer.send(message("", "", "O2"));
+    assertEquals(await peer.until((f) => f === "AA O2"), [
+      "CA H2",
+      "AE H2",
+      "AA O2",
+    ]);
+  }
+  // A function route gets the AE; the connection only the CA.
+  {
+    const routed: string[] = [];
+    await using receiver = await Receiver.start({
+      port: 0,
+      hostname: "127.0.0.1",
+      dispatchTimeout: 100,
+      dispatcher: hang,
+      applicationAcks: (ack) => {
+        routed.push(`${ack.code} ${ack.messageControlId}`);
+      },
+    });
+    await using peer = await RawConn.connect(receiver.port);
+    await peer.send(message("AL", "AL", "H3"));
+    await peer.send(message("", "", "O3"));
+    assertEquals(await peer.until((f) => f === "AA O3"), ["CA H3", "AA O3"]);
+    assertEquals(routed, ["AE H3"]);
+  }
+  // A store slower than the timeout: CE as MSH-15 asks, and when the
+  // store's commit ends after all, no CA follows.
+  {
+    const slow = Promise.withResolvers<void>();
+    const store = {
+      put: async () => {
+        await slow.promise;
+        return { duplicate: false as const, id: "1" };
+      },
+      consume: () => ({ stop: () => Promise.resolve() }),
+    };
+    await using receiver = await Receiver.start({
+      port: 0,
+      hostname: "127.0.0.1",
+      dispatchTimeout: 100,
+      store,
+      dispatcher: accepting,
+    });
+    await using peer = await RawConn.connect(receiver.port);
+    await peer.send(message("AL", "AL", "H4"));
+    assertEquals(await peer.until((f) => f.startsWith("CE")), ["CE H4"]);
+    slow.resolve();
+    await peer.send(message("", "", "O4"));
+    assertEquals(await peer.until((f) => f.startsWith("A")), ["AA O4"]);
   }
 });
