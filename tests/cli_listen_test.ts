@@ -265,6 +265,23 @@ Deno.test("cli listen --mllp-release 2 commits each frame with 0x06 before the A
   ]);
 });
 
+Deno.test("cli listen --original-mode answers an enhanced-mode message with one AA", async () => {
+  const enhanced = hl7("EN-1").replace("|P|2.5\r", "|P|2.5|||AL|AL\r");
+  {
+    await using listening = await startListen([]);
+    await using raw = await RawConn.connect(listening.port);
+    await raw.send(enhanced);
+    assertEquals(await raw.until((frame) => frame.startsWith("AA")), [
+      "CA EN-1",
+      "AA EN-1",
+    ]);
+  }
+  await using listening = await startListen(["--original-mode"]);
+  await using raw = await RawConn.connect(listening.port);
+  await raw.send(enhanced);
+  assertEquals(await raw.until(() => true), ["AA EN-1"]);
+});
+
 Deno.test("cli listen --charset-override reads every message in that charset; --strict-charset refuses bad bytes", async () => {
   // "CAFÉ" in ISO 8859-1, in a message whose MSH-18 says UTF-8.
   const message = latin1([0x43, 0x41, 0x46, 0xc9], "UNICODE UTF-8");
@@ -314,6 +331,32 @@ Deno.test("cli listen --batch-acks all answers a batch with one ACK per message;
       ["FHS", "BHS", "MSA|AA|B-0001", "MSA|AA|B-0002", "BTS", "FTS"],
     );
     assertEquals(await listDir(dir), ["B-0001.hl7", "B-0002.hl7"]);
+  });
+});
+
+Deno.test("cli listen --batches whole saves a batch as one file and --reply answers each of its messages", async () => {
+  await withDir(async (dir) => {
+    await using listening = await startListen([
+      "--batches",
+      "whole",
+      "--reply",
+      "ae",
+      "--save",
+      dir,
+    ]);
+    const output = await runCli([
+      "send",
+      "--port",
+      String(listening.port),
+      "--batch",
+      "tests/fixtures/batch_fhs_bhs.hl7",
+    ]);
+    assertEquals(output.code, 1, output.stderr);
+    assertEquals(lines(output.stdout).map((l) => l.split(" ", 2).join(" ")), [
+      "B-0001 AE",
+      "B-0002 AE",
+    ]);
+    assertEquals(await listDir(dir), ["BATCH-0001.hl7"]);
   });
 });
 
