@@ -10,7 +10,10 @@
  *   HL7: every line that starts with `MSH` starts a message, and a blank
  *   line ends one. Batch envelope segments (`FHS`, `BHS`, `BTS`, `FTS`) are
  *   not sent: each message of a batch goes on its own. A `BTS-1` count that
- *   disagrees with the batch is reported as a warning. A segment that is
+ *   disagrees with the batch is reported as a warning. With `--batch`
+ *   (`ReadInputsOptions.batch`), a file whose first non-blank line starts
+ *   with `FHS` or `BHS` (and a batch frame of a capture) is instead one
+ *   payload, the batch, sent as one frame. A segment that is
  *   not inside a message (after a blank line, or before the first `MSH`)
  *   is an error.
  * - Any other file is one payload, sent as it is (trailing blank lines
@@ -22,6 +25,7 @@
  * @module
  */
 
+import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 import { HeaderError } from "./errors.ts";
 import { END_BLOCK, START_BLOCK } from "./framer.ts";
 import { isHl7, readHeader } from "./hl7.ts";
@@ -36,8 +40,20 @@ export interface Outgoing {
   index: number;
   /** The bytes to send. */
   payload: Uint8Array;
-  /** MSH-10, for HL7. */
+  /** MSH-10, for HL7; BHS-11 (or FHS-11) for a batch. */
   controlId: string | undefined;
+  /** The batch the payload holds, read with `--batch`: sent as one frame. */
+  batch?: BatchMessage;
+}
+
+/** Options for {@linkcode readInputs}. */
+export interface ReadInputsOptions {
+  /**
+   * Keep each FHS/BHS batch file (or batch frame of a capture) whole, as
+   * one {@linkcode Outgoing} with `batch` set, instead of splitting it into
+   * its messages.
+   */
+  batch?: boolean;
 }
 
 /** A problem with the input: printed as `error: MESSAGE`, exit 2. */
@@ -60,6 +76,7 @@ const BOM = [0xef, 0xbb, 0xbf];
  * each HL7 header, before anything is sent.
  *
  * @param warn Called with each warning line (without `warning: `).
+ * @param options Whether to keep batches whole.
  * @throws {InputError} On an unreadable file, an empty one, a bad header
  *   or a segment outside a message.
  */
@@ -67,6 +84,7 @@ export async function readInputs(
   paths: readonly string[],
   stdin: () => ReadableStream<Uint8Array>,
   warn: (line: string) => void,
+  options: ReadInputsOptions = {},
 ): Promise<Outgoing[]> {
   const messages: Outgoing[] = [];
   for (const path of paths) {
@@ -77,7 +95,7 @@ export async function readInputs(
       } catch (error) {
         throw new InputError(`<stdin>: Cannot read file: ${describe(error)}`);
       }
-      messages.push(...toMessages("<stdin>", bytes, warn));
+      messages.push(...toMessages("<stdin>", bytes, warn, options));
       continue;
     }
     let files = [path];
@@ -103,7 +121,7 @@ export async function readInputs(
       } catch (error) {
         throw new InputError(`${file}: Cannot read file: ${describe(error)}`);
       }
-      messages.push(...toMessages(file, bytes, warn));
+      messages.push(...toMessages(file, bytes, warn, options));
     }
   }
   return messages;
@@ -152,8 +170,11 @@ function toMessages(
   file: string,
   bytes: Uint8Array,
   warn: (line: string) => void,
+  options: ReadInputsOptions,
 ): Outgoing[] {
-  const payloads = splitMessages(bytes, file, warn);
+  const payloads = options.batch
+    ? splitKeepingBatches(bytes, file, warn)
+    : splitMessages(bytes, file, warn);
   if (payloads.length === 0) throw new InputError(`${file}: Message is empty`);
   return payloads.map((payload, i) => {
     const label = payloads.length === 1 ? file : `${file}#${i + 1}`;
@@ -168,6 +189,9 @@ function toMessages(
         );
       }
     }
+    if (options.batch && isBatch(payload)) {
+      return batchOutgoing(label, file, i + 1, payload, warn);
+    }
     let controlId: string | undefined;
     if (isHl7(payload)) {
       try {
@@ -179,6 +203,53 @@ function toMessages(
     }
     return { label, file, index: i + 1, payload, controlId };
   });
+}
+
+/**
+ * The `--batch` form of one batch payload: read, with every message's MSH
+ * checked and the batch's problems (counts, trailers) reported as
+ * warnings.
+ */
+function batchOutgoing(
+  label: string,
+  file: string,
+  index: number,
+  payload: Uint8Array,
+  warn: (line: string) => void,
+): Outgoing {
+  const batch = readBatch(payload);
+  if (batch.entries.length === 0) {
+    throw new InputError(`${label}: The batch holds no message`);
+  }
+  for (const [i, entry] of batch.entries.entries()) {
+    if (entry.error) {
+      throw new InputError(
+        `${label}: message ${i + 1}: ${entry.error.message}`,
+      );
+    }
+  }
+  for (const problem of batch.problems) warn(`${label}: ${problem}`);
+  return { label, file, index, payload, controlId: batch.controlId, batch };
+}
+
+/**
+ * Splits a file's bytes as {@linkcode splitMessages} does, except that a
+ * file whose first non-blank line starts with `FHS` or `BHS` is one
+ * payload, its segments ended by CR and blank lines dropped (`--batch`).
+ */
+function splitKeepingBatches(
+  bytes: Uint8Array,
+  file: string,
+  warn: (line: string) => void,
+): Uint8Array[] {
+  let data = bytes;
+  if (BOM.every((byte, i) => data[i] === byte)) data = data.subarray(3);
+  if (data[0] === START_BLOCK) return splitMessages(data, file, warn);
+  const lines = splitLines(data).filter((line) => !isBlank(line));
+  if (lines.length === 0 || !startsWithAny(lines[0], ["FHS", "BHS"])) {
+    return splitMessages(data, file, warn);
+  }
+  return [joinSegments(lines)];
 }
 
 /**

@@ -28,6 +28,13 @@ import {
   write,
 } from "./_cli_common.ts";
 import {
+  batchAcksFlag,
+  batchesFlag,
+  charsetFlags,
+  LISTEN_MODE_FLAGS,
+  mllpReleaseFlag,
+} from "./_cli_modes.ts";
+import {
   MessageSaver,
   replyDispatcher,
   type ReplyMode,
@@ -81,6 +88,33 @@ Client restrictions:
                        (subject CN or SAN DNS name, any case). Others are
                        closed and logged: "Failed to verify client ..."
 
+Protocol (see README: MLLP release 2, Character sets, Batches,
+Enhanced acknowledgment mode):
+  --mllp-release N     1, or 2: answer each frame with a commit frame
+                       (0x06) before its reply              [default: 1]
+  --charset NAME       Charset (HL7 table 0211, such as 8859/1) of
+                       messages whose MSH-18 is empty  [default: UTF-8]
+  --charset-override NAME
+                       Read every message in this charset, whatever its
+                       MSH-18 says (for senders that get it wrong)
+  --strict-charset     Answer AR, naming the charset and byte offset, to
+                       a message whose bytes do not decode (or whose
+                       MSH-18 is not in table 0211), instead of reading
+                       them as U+FFFD
+  --allow-wide         Accept UTF-16 and UTF-32 messages (refused with AR
+                       otherwise: their bytes can be MLLP framing bytes)
+  --batches MODE       each: the messages of an FHS/BHS batch are
+                       answered (and --save'd) one by one; whole: the
+                       batch is one message (--save writes one file,
+                       BHS-11.hl7). Either way the reply is one response
+                       batch                              [default: each]
+  --batch-acks WHICH   errors: the response batch carries only the ACKs
+                       of messages not accepted; all: one per message
+                                                        [default: errors]
+  --original-mode      Answer every message with one ACK, even when MSH-15
+                       or MSH-16 ask for enhanced mode (commit ACK CA,
+                       then the application ACK)
+
 Limits and timeouts (a connection past one is closed with a log line):
   --max-frame-bytes N  Largest message accepted, bytes  [default: 10485760]
   --max-connections N  Most connections open at once      [default: 1024]
@@ -118,7 +152,7 @@ export async function listen(
   options: CommandOptions,
 ): Promise<number> {
   const flags = parseFlags(args, {
-    boolean: ["help", "verbose", "verify-peer"],
+    boolean: ["help", "verbose", "verify-peer", ...LISTEN_MODE_FLAGS.boolean],
     string: [
       "port",
       "hostname",
@@ -132,6 +166,7 @@ export async function listen(
       "store",
       "reply",
       "save",
+      ...LISTEN_MODE_FLAGS.string,
     ],
     collect: ["ca", "allowed-clients"],
   });
@@ -154,6 +189,16 @@ export async function listen(
   const storePath = stringFlag(flags, "store");
   const reply = replyFlag(flags);
   const saveDir = stringFlag(flags, "save");
+  const mllpRelease = mllpReleaseFlag(flags);
+  const charset = charsetFlags(flags);
+  const batches = batchesFlag(flags);
+  const batchAcks = batchAcksFlag(flags);
+  const enhancedMode = flags["original-mode"] === true ? false : undefined;
+  if (storePath !== undefined && batches === "whole") {
+    throw new UsageError(
+      "--batches whole cannot be used with --store (each message of a batch is stored on its own)",
+    );
+  }
   if (storePath !== undefined && (reply !== "aa" || saveDir !== undefined)) {
     throw new UsageError(
       `${
@@ -199,6 +244,11 @@ export async function listen(
       idleTimeout,
       frameTimeout,
       store,
+      mllpRelease,
+      charset,
+      batches,
+      batchAcks,
+      enhancedMode,
     });
   } catch (error) {
     await store?.close();

@@ -180,6 +180,11 @@ export interface SummaryJson {
   /** Round-trip percentiles of the messages that got a reply, or null. */
   p50Ms: number | null;
   p99Ms: number | null;
+  /**
+   * Application ACKs waited for (`send --wait-app-ack`), by code, `none`
+   * for those that did not come; only when some were waited for.
+   */
+  applicationAcks?: Record<"AA" | "AE" | "AR" | "none", number>;
 }
 
 /** Counts what happened to each message of a run. */
@@ -201,6 +206,7 @@ export class SendStats {
   #errors = 0;
   #unsent = 0;
   #roundTrips: number[] = [];
+  #appAcks: Record<"AA" | "AE" | "AR" | "none", number> | undefined;
 
   constructor(total: number, now: () => number = () => performance.now()) {
     this.#total = total;
@@ -234,6 +240,13 @@ export class SendStats {
     this.#roundTrips.push(ending.ms);
   }
 
+  /** Counts one application ACK waited for (`undefined`: none came). */
+  addApplicationAck(code: AckCode | undefined): void {
+    this.#appAcks ??= { AA: 0, AE: 0, AR: 0, none: 0 };
+    const key = code === "AA" || code === "AE" || code === "AR" ? code : "none";
+    this.#appAcks[key]++;
+  }
+
   /** The summary now. */
   summary(): SummaryJson {
     const elapsedMs = this.#now() - this.#start;
@@ -253,6 +266,7 @@ export class SendStats {
       ratePerSecond: elapsedMs > 0 ? round(sent / (elapsedMs / 1000)) : 0,
       p50Ms: percentile(this.#roundTrips, 50),
       p99Ms: percentile(this.#roundTrips, 99),
+      ...(this.#appAcks ? { applicationAcks: { ...this.#appAcks } } : {}),
     };
   }
 }
@@ -265,7 +279,9 @@ export class SendStats {
  * round trip: p50 2.3 ms, p99 4.1 ms
  * ```
  *
- * `other N`, `replies N` and `errors N` follow the timeouts when not zero.
+ * `other N`, `replies N` and `errors N` follow the timeouts when not zero,
+ * and `app AA N, app AE N, app AR N, app none N` when application ACKs
+ * were waited for.
  */
 export function formatSummary(summary: SummaryJson): string {
   const codes = (Object.entries(summary.codes) as [AckCode, number][])
@@ -274,6 +290,9 @@ export function formatSummary(summary: SummaryJson): string {
   if (summary.other > 0) extra.push(`other ${summary.other}`);
   if (summary.replies > 0) extra.push(`replies ${summary.replies}`);
   if (summary.errors > 0) extra.push(`errors ${summary.errors}`);
+  for (const [code, n] of Object.entries(summary.applicationAcks ?? {})) {
+    extra.push(`app ${code} ${n}`);
+  }
   const seconds = (summary.elapsedMs / 1000).toFixed(2);
   const first = `sent ${summary.sent} of ${summary.total} in ${seconds} s (${
     formatRate(summary.ratePerSecond)

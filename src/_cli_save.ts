@@ -16,6 +16,7 @@ import {
   NAK,
 } from "./dispatcher.ts";
 import type { Message } from "./hl7.ts";
+import { buildBatchResponse } from "./batch.ts";
 
 const logger = getLogger(["mllp", "cli"]);
 
@@ -31,14 +32,35 @@ export const REPLY_TEXTS: Record<"ae" | "ar", string> = {
 /**
  * The dispatcher of `--reply MODE`: `aa` is the EchoDispatcher; `ae` and
  * `ar` answer HL7 with that code and {@linkcode REPLY_TEXTS}, and any other
- * payload with a NAK (`0x15`).
+ * payload with a NAK (`0x15`). A whole batch (`--batches whole`) gets a
+ * response batch: every message accepted with `aa`, else every message
+ * answered with that code.
  */
 export function replyDispatcher(mode: ReplyMode): DispatcherObject {
-  if (mode === "aa") return EchoDispatcher;
-  const code = mode === "ae" ? "AE" : "AR";
+  const code = mode === "aa" ? "AA" : mode === "ae" ? "AE" : "AR";
   return {
-    dispatch(message: Message, ctx: DispatchContext): DispatchReply {
+    dispatch(
+      message: Message,
+      ctx: DispatchContext,
+    ): DispatchReply | Promise<DispatchReply> {
       const peer = formatAddress(ctx.peer);
+      if (message.kind === "batch") {
+        logger.info(
+          "Answering {code} (--reply {mode}) to each of the {count} messages of batch {controlId} ({size} bytes) from {peer}",
+          {
+            code,
+            mode,
+            count: message.entries.length,
+            controlId: message.controlId,
+            size: message.size,
+            peer,
+          },
+        );
+        // Nothing: the receiver sends the response batch, all accepted.
+        if (mode === "aa") return undefined;
+        return buildBatchResponse(message, code).raw;
+      }
+      if (mode === "aa") return EchoDispatcher.dispatch(message, ctx);
       if (message.kind !== "hl7") {
         logger.info(
           "Answering NAK (--reply {mode}) to a {size} byte payload that is not HL7 from {peer}",
@@ -67,14 +89,17 @@ export function replyDispatcher(mode: ReplyMode): DispatcherObject {
  * than letters, digits, `.`, `_` and `-` replaced by `_` (and a leading `.`
  * too, so no name is hidden or `..`), cut to 100 characters, plus `.hl7`.
  * A message without a control id is `no-control-id.hl7`, a payload that
- * is not HL7 `not-hl7.bin`. Names that Windows reserves get a `_` first.
+ * is not HL7 `not-hl7.bin`; a whole batch (`--batches whole`) is named
+ * after its BHS-11 (or FHS-11). Names that Windows reserves get a `_`
+ * first.
  */
 export function saveName(message: Message): [base: string, ext: string] {
-  if (message.kind !== "hl7") return ["not-hl7", ".bin"];
-  let base = message.header.controlId
-    .replace(/[^A-Za-z0-9._-]/g, "_")
-    .replace(/^\./, "_")
-    .slice(0, 100);
+  if (message.kind === "unknown") return ["not-hl7", ".bin"];
+  let base =
+    (message.kind === "hl7" ? message.header.controlId : message.controlId)
+      .replace(/[^A-Za-z0-9._-]/g, "_")
+      .replace(/^\./, "_")
+      .slice(0, 100);
   if (base === "") base = "no-control-id";
   if (/^(con|prn|aux|nul|com\d|lpt\d)(\..*)?$/i.test(base)) base = `_${base}`;
   return [base, ".hl7"];
@@ -149,17 +174,25 @@ export function savingDispatcher(
         logger.error("Cannot save message {controlId}: {reason}", {
           controlId: message.kind === "hl7"
             ? message.header.controlId
+            : message.kind === "batch"
+            ? `(batch ${message.controlId})`
             : "(not HL7)",
           reason,
         });
+        if (message.kind === "batch") {
+          return buildBatchResponse(message, "AE").raw;
+        }
         if (message.kind !== "hl7") return new Uint8Array([NAK]);
         return Ack.forMessage(message, "AE", {
           text: `Cannot save message: ${reason}`,
         });
       }
-      if (message.kind === "hl7") {
-        logger.info("Saved message {controlId} as {path}", {
-          controlId: message.header.controlId,
+      if (message.kind !== "unknown") {
+        logger.info("Saved {what} {controlId} as {path}", {
+          what: message.kind === "hl7" ? "message" : "batch",
+          controlId: message.kind === "hl7"
+            ? message.header.controlId
+            : message.controlId,
           path,
         });
       } else {

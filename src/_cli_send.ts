@@ -6,6 +6,8 @@
  * @module
  */
 
+import type { Ack } from "./ack.ts";
+import type { BatchItemResult, BatchResult } from "./batch.ts";
 import {
   Client,
   type ClientTlsOptions,
@@ -44,6 +46,11 @@ import {
   readInputs,
 } from "./_cli_input.ts";
 import {
+  commitTimeoutFlag,
+  mllpReleaseFlag,
+  SEND_MODE_FLAGS,
+} from "./_cli_modes.ts";
+import {
   type Ending,
   formatSummary,
   ProgressBar,
@@ -63,10 +70,10 @@ start with ".". Everything is read and checked before anything is sent.
 
 A file may hold many messages: every line starting with MSH starts one, and
 a blank line ends one. Batch segments (FHS, BHS, BTS, FTS) are not sent:
-each message of a batch is sent on its own. A file that starts with VT
-(0x0b) is read as MLLP frames, one message each. A file that is not HL7
-is sent whole, as one payload. Segments may be separated by CR, LF or
-CRLF; they are sent ended by CR.
+each message of a batch is sent on its own (unless --batch). A file that
+starts with VT (0x0b) is read as MLLP frames, one message each. A file
+that is not HL7 is sent whole, as one payload. Segments may be separated
+by CR, LF or CRLF; they are sent ended by CR.
 
 Options:
   --host HOST      Receiver host name or IP address   [default: 127.0.0.1]
@@ -85,6 +92,25 @@ Options:
                    [default: when stderr is a terminal]
   -v, --verbose    Log at debug level to stderr (includes message bodies)
   -h, --help       Show this help
+
+Protocol (see README: MLLP release 2, Batches, Enhanced acknowledgment
+mode):
+  --mllp-release N   1, or 2: wait for the receiver's commit frame (0x06)
+                     after each write, writing the frame again after a
+                     timeout or a NAK (0x15), 3 times at most [default: 1]
+  --commit-timeout MS
+                     With --mllp-release 2: how long to wait for the
+                     commit frame                        [default: 5000]
+  --batch          Send a file that holds an FHS/BHS batch (or a frame of
+                   a capture that does) as ONE frame, the batch, and
+                   print one line per message from the response batch (a
+                   message it does not name was accepted: AA). Only
+                   batch files change; other files are sent as without
+                   it. --rate counts a batch as one send
+  --wait-app-ack   For a message in enhanced mode (MSH-15 or MSH-16
+                   valued), also wait for the application ACK after the
+                   commit ACK and print it: "ID CA 1.2 ms, app AA" ("app
+                   none" when none comes); an AE or AR is exit status 1
 
 TLS (on when any of these is given; TLS 1.2 or later). The receiver's
 certificate is always verified, and must name --servername or --host:
@@ -105,10 +131,14 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                    sent by the next run (FILEs may then be omitted).
                    Messages that get AE/AR or no reply in time are
                    parked, not resent: "CONTROL_ID parked REASON"
-                   (not with --rate, --keep-going or --json)
+                   (not with --rate, --keep-going, --json, --batch,
+                   --wait-app-ack or --mllp-release)
 
 Output: one line per message on stdout:
   CONTROL_ID CODE TIME ms ["MSA-3 text"]     01052901 AA 3.2 ms
+  ... , app CODE ["text"] | , app none       with --wait-app-ack
+  CONTROL_ID unknown TIME ms REASON          --batch: the reply names
+                                             nothing certain
   CONTROL_ID mismatch TIME ms ACK CODE names control id "ID"
   CONTROL_ID not-an-ack TIME ms REASON
   - reply TIME ms "REPLY"                    for a payload that is not HL7
@@ -117,12 +147,14 @@ With a progress bar and stdout on the same terminal, only the lines of
 messages that were not accepted are printed. At the end a summary goes to
 stderr:
   sent 3 of 3 in 0.05 s (60.0 msg/s): AA 2, AE 0, AR 1, CA 0, CE 0, CR 0, timeouts 0
+  (with --wait-app-ack, then: app AA N, app AE N, app AR N, app none N)
   round trip: p50 2.3 ms, p99 4.1 ms
 
 Exit status:
   0  every message got AA or CA (or, if not HL7, a reply other than NAK)
-  1  a message got AE, AR, CE or CR, an ACK for another message, a reply
-     that is not an ACK, or a NAK
+  1  a message got AE, AR, CE or CR (or, with --wait-app-ack, an
+     application ACK AE or AR), an ACK for another message, a reply that
+     is not an ACK, or a NAK
   2  bad flags, an unreadable file or header, or a transport error,
      timeout or TLS handshake failure, with the reason on stderr (sending
      stops at the first one, unless --keep-going)
@@ -135,7 +167,14 @@ export async function send(
   options: CommandOptions,
 ): Promise<number> {
   const flags = parseFlags(args, {
-    boolean: ["help", "verbose", "json", "keep-going", "progress"],
+    boolean: [
+      "help",
+      "verbose",
+      "json",
+      "keep-going",
+      "progress",
+      ...SEND_MODE_FLAGS.boolean,
+    ],
     negatable: ["progress"],
     string: [
       "host",
@@ -146,6 +185,7 @@ export async function send(
       "servername",
       "queue",
       "rate",
+      ...SEND_MODE_FLAGS.string,
     ],
     collect: ["ca"],
   });
@@ -163,6 +203,10 @@ export async function send(
   const queue = stringFlag(flags, "queue");
   const json = flags.json === true;
   const keepGoing = flags["keep-going"] === true;
+  const mllpRelease = mllpReleaseFlag(flags);
+  const commitTimeout = commitTimeoutFlag(flags, mllpRelease);
+  const batch = flags.batch === true;
+  const waitAppAck = flags["wait-app-ack"] === true;
   if (paths.length === 0 && queue === undefined) {
     throw new UsageError('No message files given (use "-" for stdin)');
   }
@@ -176,6 +220,12 @@ export async function send(
       ? "--keep-going"
       : json
       ? "--json"
+      : batch
+      ? "--batch"
+      : waitAppAck
+      ? "--wait-app-ack"
+      : mllpRelease !== undefined
+      ? "--mllp-release"
       : undefined;
     if (other) throw new UsageError(`${other} cannot be used with --queue`);
   }
@@ -186,6 +236,7 @@ export async function send(
       paths,
       io.stdin,
       (line) => write(io.stderr, `warning: ${line}\n`),
+      { batch },
     );
   } catch (error) {
     if (!(error instanceof InputError)) throw error;
@@ -197,7 +248,7 @@ export async function send(
     io.stderrIsTerminal;
   const bar = progress && queue === undefined
     ? new ProgressBar({
-      total: messages.length,
+      total: countMessages(messages),
       write: (text) => write(io.stderr, text),
       columns: io.columns,
     })
@@ -237,7 +288,15 @@ export async function send(
     json,
     keepGoing,
     bar,
+    mllpRelease,
+    commitTimeout,
+    waitAppAck,
   });
+}
+
+/** How many messages there are, each message of a batch counted. */
+function countMessages(messages: readonly Outgoing[]): number {
+  return messages.reduce((n, m) => n + (m.batch?.entries.length ?? 1), 0);
 }
 
 interface Run {
@@ -251,12 +310,15 @@ interface Run {
   json: boolean;
   keepGoing: boolean;
   bar: ProgressBar | undefined;
+  mllpRelease: 1 | 2 | undefined;
+  commitTimeout: number | undefined;
+  waitAppAck: boolean;
 }
 
 /** Sends the messages in order and reports; returns the exit status. */
 async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
   const { io, host, tls, bar } = run;
-  const stats = new SendStats(messages.length);
+  const stats = new SendStats(countMessages(messages));
   // With the bar and the results on one terminal, accepted messages only
   // move the bar.
   const quiet = bar !== undefined && io.stdoutIsTerminal && !run.json;
@@ -270,12 +332,16 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
   const err = (text: string) => print(io.stderr, text, true);
   const failed = (message: Outgoing, error: unknown, unsent = false) => {
     const timedOut = error instanceof ReplyTimeoutError;
-    stats.add({ kind: unsent ? "unsent" : timedOut ? "timeout" : "error" });
+    // Every message of a batch shares its frame's fate.
+    const count = message.batch?.entries.length ?? 1;
+    for (let i = 0; i < count; i++) {
+      stats.add({ kind: unsent ? "unsent" : timedOut ? "timeout" : "error" });
+      bar?.tick(false);
+    }
     err(sendErrorText(message.label, error, host, tls));
     if (run.json) {
       out(JSON.stringify(errorJson(message, error, timedOut)) + "\n");
     }
-    bar?.tick(false);
   };
   bar?.redraw();
 
@@ -287,6 +353,8 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
         replyTimeout: run.timeout,
         connectTimeout: run.connectTimeout,
         tls,
+        mllpRelease: run.mllpRelease,
+        commitTimeout: run.commitTimeout,
       });
     } catch (error) {
       failed(messages[0], error, true);
@@ -302,8 +370,13 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
       }
       const started = performance.now();
       let result: SendResult;
+      let batchResult: BatchResult | undefined;
       try {
-        result = await client.send(message.payload);
+        if (message.batch) {
+          batchResult = await client.sendBatch(message.batch);
+        } else {
+          result = await client.send(message.payload);
+        }
       } catch (error) {
         failed(message, error);
         status = 2;
@@ -311,11 +384,45 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
         return status;
       }
       const ms = performance.now() - started;
-      const [line, code, ending] = describeResult(message, result, ms);
+      if (batchResult !== undefined) {
+        // One line (or JSON object) per message of the batch.
+        for (const [i, item] of batchResult.results.entries()) {
+          const [line, code, ending] = describeBatchItem(item, batchResult, ms);
+          stats.add(ending);
+          status = Math.max(status, code);
+          if (run.json) {
+            out(
+              JSON.stringify(batchItemJson(message, i, item, batchResult, ms)) +
+                "\n",
+            );
+          } else if (!quiet || code !== 0) {
+            out(line + "\n");
+          }
+          bar?.tick(code === 0);
+        }
+        continue;
+      }
+      result = result!;
+      let [line, code, ending] = describeResult(message, result, ms);
+      let appAck: Ack | undefined | null = null;
+      if (run.waitAppAck && "applicationAck" in result) {
+        // The commit ACK came; the application ACK follows (or not).
+        appAck = await result.applicationAck;
+        stats.addApplicationAck(appAck?.code);
+        const refused = appAck !== undefined && appAck.code !== "AA";
+        line += appAck === undefined
+          ? ", app none"
+          : `, app ${appAck.code}${
+            refused && appAck.text ? ` ${JSON.stringify(appAck.text)}` : ""
+          }`;
+        if (refused) code = Math.max(code, 1);
+      }
       stats.add(ending);
       status = Math.max(status, code);
       if (run.json) {
-        out(JSON.stringify(resultJson(message, result, ms)) + "\n");
+        const object = resultJson(message, result, ms);
+        if (appAck !== null) object.applicationAck = appAckJson(appAck);
+        out(JSON.stringify(object) + "\n");
       } else if (!quiet || code !== 0) {
         out(line + "\n");
       }
@@ -399,6 +506,64 @@ function describeResult(
         { kind: "other", ms },
       ];
   }
+}
+
+/**
+ * The result line for one message of a batch, its exit status and its
+ * ending. A message the response batch leaves out was accepted (HL7's
+ * exception mode): it is shown and counted as `AA`.
+ */
+function describeBatchItem(
+  item: BatchItemResult,
+  result: BatchResult,
+  ms: number,
+): [string, number, Ending] {
+  const id = item.controlId || "-";
+  const time = `${ms.toFixed(1)} ms`;
+  if (item.outcome === "unknown") {
+    return [
+      `${id} unknown ${time} ${result.problem ?? "no ACK names it"}`,
+      1,
+      { kind: "other", ms },
+    ];
+  }
+  const code = item.ack?.code ?? "AA";
+  const text = item.outcome !== "accept" && item.ack?.text
+    ? ` ${JSON.stringify(item.ack.text)}`
+    : "";
+  return [`${id} ${code} ${time}${text}`, item.outcome === "accept" ? 0 : 1, {
+    kind: "ack",
+    code,
+    ms,
+  }];
+}
+
+/** One `--json` object for a message of a batch. */
+function batchItemJson(
+  message: Outgoing,
+  i: number,
+  item: BatchItemResult,
+  result: BatchResult,
+  ms: number,
+): Record<string, unknown> {
+  return {
+    file: message.file,
+    index: message.index,
+    batch: message.controlId ?? null,
+    batchIndex: i + 1,
+    controlId: item.controlId,
+    ok: item.outcome === "accept",
+    outcome: item.outcome,
+    code: item.outcome === "unknown" ? null : item.ack?.code ?? "AA",
+    ms: Math.round(ms * 100) / 100,
+    text: item.ack?.text ?? null,
+    ...(item.outcome === "unknown" ? { reason: result.problem ?? null } : {}),
+  };
+}
+
+/** The `applicationAck` of a `--json` object: code and text, or null. */
+function appAckJson(ack: Ack | undefined): Record<string, unknown> | null {
+  return ack === undefined ? null : { code: ack.code, text: ack.text };
 }
 
 function isNak(reply: Uint8Array): boolean {

@@ -23,6 +23,13 @@
  * `--save DIR` writes each message to `DIR/<control id>.hl7` before
  * answering it.
  *
+ * The protocol's modes have flags too: `--mllp-release 2` on both
+ * commands; `listen --charset NAME`, `--charset-override NAME`,
+ * `--strict-charset`, `--allow-wide`, `--batches each|whole`,
+ * `--batch-acks errors|all` and `--original-mode`; `send --batch` (a batch
+ * file as one frame) and `--wait-app-ack` (print the enhanced-mode
+ * application ACK too).
+ *
  * `bench` measures receivers (messages/s, round trips, against a bare TCP
  * baseline; see `mllp bench --help` and `@x/mllp/bench`):
  *

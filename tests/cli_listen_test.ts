@@ -24,6 +24,7 @@ import {
   startListen,
 } from "./_cli_helpers.ts";
 import { fixtureBytes } from "./_helpers.ts";
+import { RawConn } from "./_raw_frames.ts";
 
 function hl7(id: string): string {
   return `MSH|^~\\&|SEND|FAC|RECV|FAC|20240101120000||ADT^A01|${id}|P|2.5\rPID|1||7^^^FAC^MR\r`;
@@ -230,4 +231,155 @@ Deno.test("MessageSaver leaves nothing behind when a write fails", async () => {
     );
     assertEquals(await listDir(dir), []);
   });
+});
+
+// The protocol's modes: --mllp-release, --charset*, --batches and
+// --batch-acks, checked on the wire with a raw peer (tests/_raw_frames.ts).
+
+/** A message with MSH-3 `app` and MSH-18 `charset`, as bytes. */
+function latin1(app: number[], charset = ""): Uint8Array {
+  const ascii = (text: string) => [...text].map((c) => c.charCodeAt(0));
+  return new Uint8Array([
+    ...ascii("MSH|^~\\&|"),
+    ...app,
+    ...ascii(
+      `|FAC|RECV|FAC|20240101120000||ADT^A01|CS-1|P|2.5||||||${charset}\r`,
+    ),
+  ]);
+}
+
+/** The next frame's payload; throws when the peer closed. */
+async function nextFrame(raw: RawConn): Promise<Uint8Array> {
+  const frame = await raw.next();
+  if (frame === null) throw new Error("The receiver closed the connection");
+  return frame;
+}
+
+Deno.test("cli listen --mllp-release 2 commits each frame with 0x06 before the ACK", async () => {
+  await using listening = await startListen(["--mllp-release", "2"]);
+  await using raw = await RawConn.connect(listening.port);
+  await raw.send(hl7("R2-1"));
+  assertEquals(await raw.until((frame) => frame.startsWith("AA")), [
+    "ACK",
+    "AA R2-1",
+  ]);
+});
+
+Deno.test("cli listen --original-mode answers an enhanced-mode message with one AA", async () => {
+  const enhanced = hl7("EN-1").replace("|P|2.5\r", "|P|2.5|||AL|AL\r");
+  {
+    await using listening = await startListen([]);
+    await using raw = await RawConn.connect(listening.port);
+    await raw.send(enhanced);
+    assertEquals(await raw.until((frame) => frame.startsWith("AA")), [
+      "CA EN-1",
+      "AA EN-1",
+    ]);
+  }
+  await using listening = await startListen(["--original-mode"]);
+  await using raw = await RawConn.connect(listening.port);
+  await raw.send(enhanced);
+  assertEquals(await raw.until(() => true), ["AA EN-1"]);
+});
+
+Deno.test("cli listen --charset-override reads every message in that charset; --strict-charset refuses bad bytes", async () => {
+  // "CAFÉ" in ISO 8859-1, in a message whose MSH-18 says UTF-8.
+  const message = latin1([0x43, 0x41, 0x46, 0xc9], "UNICODE UTF-8");
+  {
+    await using listening = await startListen([
+      "--charset-override",
+      "8859/1",
+    ]);
+    await using raw = await RawConn.connect(listening.port);
+    await raw.send(message);
+    const ack = await nextFrame(raw);
+    // The ACK names the sender (MSH-5, from MSH-3) as read: É, which goes
+    // back as the one byte 0xC9 (read as UTF-8 it would be U+FFFD, and go
+    // back as EF BF BD).
+    assertStringIncludes(new TextDecoder("latin1").decode(ack), "|CAFÉ|");
+  }
+  await using strict = await startListen(["--strict-charset"]);
+  await using raw = await RawConn.connect(strict.port);
+  // 0xFF is never UTF-8: the offset is its own.
+  await raw.send(latin1([0x43, 0x41, 0x46, 0xff]));
+  const ack = await nextFrame(raw);
+  assertMatch(
+    new TextDecoder().decode(ack),
+    /\rMSA\|AR\|CS-1\|Cannot decode message: bytes are not valid "[^"]*" at offset 12\r/,
+  );
+});
+
+Deno.test("cli listen --batch-acks all answers a batch with one ACK per message; --save writes each message", async () => {
+  await withDir(async (dir) => {
+    await using listening = await startListen([
+      "--batch-acks",
+      "all",
+      "--save",
+      dir,
+    ]);
+    const batch = (await Deno.readTextFile("tests/fixtures/batch_fhs_bhs.hl7"))
+      .replace(/\r?\n/g, "\r");
+    await using raw = await RawConn.connect(listening.port);
+    await raw.send(batch);
+    const reply = await nextFrame(raw);
+    const segments = new TextDecoder().decode(reply).split("\r");
+    assertEquals(
+      segments.filter((s) => /^(FHS|BHS|MSA|BTS|FTS)\|/.test(s))
+        .map((s) =>
+          s.startsWith("MSA") ? s.split("|", 3).join("|") : s.slice(0, 3)
+        ),
+      ["FHS", "BHS", "MSA|AA|B-0001", "MSA|AA|B-0002", "BTS", "FTS"],
+    );
+    assertEquals(await listDir(dir), ["B-0001.hl7", "B-0002.hl7"]);
+  });
+});
+
+Deno.test("cli listen --batches whole saves a batch as one file and --reply answers each of its messages", async () => {
+  await withDir(async (dir) => {
+    await using listening = await startListen([
+      "--batches",
+      "whole",
+      "--reply",
+      "ae",
+      "--save",
+      dir,
+    ]);
+    const output = await runCli([
+      "send",
+      "--port",
+      String(listening.port),
+      "--batch",
+      "tests/fixtures/batch_fhs_bhs.hl7",
+    ]);
+    assertEquals(output.code, 1, output.stderr);
+    assertEquals(lines(output.stdout).map((l) => l.split(" ", 2).join(" ")), [
+      "B-0001 AE",
+      "B-0002 AE",
+    ]);
+    assertEquals(await listDir(dir), ["BATCH-0001.hl7"]);
+  });
+});
+
+Deno.test("cli listen refuses bad protocol flags before listening", async () => {
+  const cases: [string[], string][] = [
+    [["--mllp-release", "3"], 'Invalid --mllp-release "3": expected 1 or 2'],
+    [["--charset", "LATIN-7"], 'Invalid --charset "LATIN-7": not a charset'],
+    [
+      ["--charset-override", "UNICODE"],
+      'Invalid --charset-override "UNICODE": is UTF-16 or UTF-32: give --allow-wide',
+    ],
+    [["--batches", "some"], 'Invalid --batches "some": expected each or whole'],
+    [["--batch-acks", "none"], "expected errors or all"],
+    [
+      ["--batches", "whole", "--store", "x.kv"],
+      "--batches whole cannot be used with --store",
+    ],
+  ];
+  const outputs = await Promise.all(
+    cases.map(([args]) => runCli(["listen", "--port", "0", ...args])),
+  );
+  for (const [i, output] of outputs.entries()) {
+    assertCleanError(output, 2, cases[i][1]);
+    assertStringIncludes(output.stderr, 'Run "mllp listen --help"');
+  }
 });

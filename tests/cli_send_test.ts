@@ -9,7 +9,13 @@ import {
   assertNotMatch,
   assertStringIncludes,
 } from "@std/assert";
-import { Ack, type DispatchReply, type Message, Receiver } from "../mod.ts";
+import {
+  Ack,
+  buildBatchResponse,
+  type DispatchReply,
+  type Message,
+  Receiver,
+} from "../mod.ts";
 import { CLEAR_LINE } from "../src/_cli_progress.ts";
 import { assertCleanError, closedPort, lines, runCli } from "./_cli_helpers.ts";
 
@@ -396,5 +402,131 @@ Deno.test("cli send --progress draws a bar on stderr; --no-progress does not", a
       assert(!output.stderr.includes(CLEAR_LINE), output.stderr);
       assert(!output.stderr.includes("█"), output.stderr);
     }
+  });
+});
+
+// The protocol's modes: --mllp-release 2, --batch and --wait-app-ack.
+
+Deno.test("cli send --mllp-release 2 talks to a release 2 receiver", async () => {
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    mllpRelease: 2,
+    dispatcher: (message) => Ack.forMessage(message, "AA"),
+  });
+  const output = await runCli([
+    "send",
+    "--port",
+    String(receiver.port),
+    "--mllp-release",
+    "2",
+    "--commit-timeout",
+    "2000",
+    "tests/fixtures/adt_a01_wikipedia.hl7",
+    "tests/fixtures/oru_r01_lab.hl7",
+  ]);
+  assertEquals(output.code, 0, output.stderr);
+  assertEquals(lines(output.stdout).map((l) => l.split(" ", 2).join(" ")), [
+    "01052901 AA",
+    "LAB000917 CA",
+  ]);
+  const usage = await runCli([
+    "send",
+    "--port",
+    "1",
+    "--commit-timeout",
+    "100",
+    "a.hl7",
+  ]);
+  assertCleanError(usage, 2, "--commit-timeout needs --mllp-release 2");
+});
+
+Deno.test("cli send --batch sends a batch file as one frame, one line per message", async () => {
+  const frames: string[] = [];
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    batches: "whole",
+    // The batch arrives whole, in one frame; B-0002 is refused.
+    dispatcher: (message) => {
+      if (message.kind !== "batch") return "not a batch";
+      frames.push(message.messages.map((m) => m.header.controlId).join(","));
+      return buildBatchResponse(
+        message,
+        message.messages.map((m) =>
+          m.header.controlId === "B-0002"
+            ? Ack.forMessage(m, "AE", { text: "Unknown patient" })
+            : undefined
+        ),
+      ).raw;
+    },
+  });
+  const port = String(receiver.port);
+  const fixture = "tests/fixtures/batch_fhs_bhs.hl7";
+  const output = await runCli(["send", "--port", port, "--batch", fixture]);
+  assertEquals(output.code, 1, output.stderr);
+  assertEquals(frames, ["B-0001,B-0002"]);
+  const [first, second] = lines(output.stdout);
+  assertMatch(first, /^B-0001 AA \d+\.\d ms$/);
+  assertMatch(second, /^B-0002 AE \d+\.\d ms "Unknown patient"$/);
+  const summary = output.stderr.match(SUMMARY);
+  if (!summary) throw new Error(`No summary in:\n${output.stderr}`);
+  assertEquals(summary.slice(1, 5).map(Number), [2, 2, 1, 1]);
+  // --json: one object per message, naming the batch.
+  const json = await runCli([
+    "send",
+    "--port",
+    port,
+    "--batch",
+    "--json",
+    fixture,
+  ]);
+  assertEquals(json.code, 1, json.stderr);
+  const objects = lines(json.stdout).map((line) => JSON.parse(line));
+  assertEquals(
+    objects.slice(0, 2).map((
+      o,
+    ) => [o.batch, o.batchIndex, o.controlId, o.code]),
+    [["BATCH-0001", 1, "B-0001", "AA"], ["BATCH-0001", 2, "B-0002", "AE"]],
+  );
+  assertEquals([objects[2].total, objects[2].codes.AE], [2, 1]);
+});
+
+Deno.test("cli send --wait-app-ack prints the application ACK after the commit ACK", async () => {
+  await withDir(async (dir) => {
+    const enhanced = (id: string) =>
+      `MSH|^~\\&|SEND|FAC|RECV|FAC|20240101120000||ADT^A01|${id}|P|2.5|||AL|AL\r`;
+    await Deno.writeTextFile(
+      `${dir}/enhanced.hl7`,
+      enhanced("EN-1") + enhanced("EN-BAD"),
+    );
+    await using r = await recorder((message) =>
+      message.kind === "hl7" && message.header.controlId === "EN-BAD"
+        ? Ack.forMessage(message, "AE", { text: "Unknown patient" })
+        : Ack.forMessage(message, "AA")
+    );
+    const file = `${dir}/enhanced.hl7`;
+    const [plain, waited, json] = await Promise.all([
+      runCli(["send", "--port", r.port, file]),
+      runCli(["send", "--port", r.port, "--wait-app-ack", file]),
+      runCli(["send", "--port", r.port, "--wait-app-ack", "--json", file]),
+    ]);
+    // Without the flag: the commit ACKs only, all accepted.
+    assertEquals(plain.code, 0, plain.stderr);
+    assertEquals(lines(plain.stdout).map((l) => l.split(" ")[1]), ["CA", "CA"]);
+    assertEquals(waited.code, 1, waited.stderr);
+    const [first, second] = lines(waited.stdout);
+    assertMatch(first, /^EN-1 CA \d+\.\d ms, app AA$/);
+    assertMatch(second, /^EN-BAD CA \d+\.\d ms, app AE "Unknown patient"$/);
+    assertStringIncludes(
+      waited.stderr,
+      "app AA 1, app AE 1, app AR 0, app none 0",
+    );
+    const objects = lines(json.stdout).map((line) => JSON.parse(line));
+    assertEquals(objects.slice(0, 2).map((o) => o.applicationAck), [
+      { code: "AA", text: "" },
+      { code: "AE", text: "Unknown patient" },
+    ]);
+    assertEquals(objects[2].applicationAcks, { AA: 1, AE: 1, AR: 0, none: 0 });
   });
 });
