@@ -16,6 +16,7 @@
  * @module
  */
 
+import { asFunction, plain, reasonOf } from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
@@ -63,22 +64,6 @@ export interface AckModeSettings<C> {
   applicationAcks: ApplicationAckRoute<C>;
   /** Whether enhanced mode is honoured (else every message is original). */
   enhancedMode: boolean;
-}
-
-function asFunction<C>(dispatcher: Dispatcher<C>): DispatchFunction<C> {
-  return typeof dispatcher === "function"
-    ? dispatcher
-    : (message, ctx) => dispatcher.dispatch(message, ctx);
-}
-
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
-/** Replaces control characters, which an ACK text must not carry. */
-function plain(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
 }
 
 /**

@@ -8,6 +8,7 @@
  * @module
  */
 
+import { asFunction, plain } from "./_dispatch_util.ts";
 import { COMMIT_ACK } from "./ack_modes.ts";
 import {
   COMMITS_ITSELF,
@@ -54,9 +55,7 @@ export function batchDispatcher<C>(
   dispatcher: Dispatcher<C>,
   settings: BatchSettings,
 ): DispatchFunction<C> {
-  const inner: DispatchFunction<C> = typeof dispatcher === "function"
-    ? dispatcher
-    : (message, ctx) => dispatcher.dispatch(message, ctx);
+  const inner = asFunction(dispatcher);
   return (message, ctx) => {
     if (message.kind !== "batch") return inner(message, ctx);
     logBatch(message, ctx);
@@ -155,12 +154,6 @@ async function ackFor<C>(
     }
   }
   return undefined;
-}
-
-/** Replaces control characters, which an ACK text must not carry. */
-function plain(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
 }
 
 const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);

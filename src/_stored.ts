@@ -10,6 +10,7 @@
  * @module
  */
 
+import { asFunction, plain } from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
@@ -355,18 +356,6 @@ export interface StoredDispatchContext<C = unknown> extends DispatchContext<C> {
   messageId: string;
   /** Which attempt this is, from 1 (see {@linkcode StoredMessage.attempt}). */
   attempt: number;
-}
-
-function asFunction<C>(dispatcher: Dispatcher<C>): DispatchFunction<C> {
-  return typeof dispatcher === "function"
-    ? dispatcher
-    : (message, ctx) => dispatcher.dispatch(message, ctx);
-}
-
-/** Replaces control characters, which an ACK text must not carry. */
-function plain(text: string): string {
-  // deno-lint-ignore no-control-regex
-  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
 }
 
 /**
