@@ -5,8 +5,13 @@
  */
 
 import { concat as untypedConcat } from "@std/bytes";
-import type { AckAccepted } from "../src/ack.ts";
-import type { ReplyResult, SendResult } from "../src/client.ts";
+import { deadline as untypedDeadline } from "@std/async/deadline";
+import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
+import type {
+  ApplicationAckField,
+  ReplyResult,
+  SendResult,
+} from "../src/client.ts";
 
 const concat: (buffers: Uint8Array[]) => Uint8Array = untypedConcat;
 
@@ -85,4 +90,22 @@ export async function findTool(
     }
   }
   return { missing: reasons.join("; ") };
+}
+
+/** Bounds a wait (the repack ships without types). */
+export const deadline: <T>(promise: Promise<T>, ms: number) => Promise<T> =
+  untypedDeadline;
+
+/** A send's result that is an ACK: accept, error or reject. */
+export type Acked =
+  & (AckAccepted | AckErrored | AckRejected)
+  & ApplicationAckField;
+
+/** The result as an accept, error or reject; fails the test otherwise. */
+export function acked(result: SendResult): Acked {
+  if (
+    result.outcome !== "accept" && result.outcome !== "error" &&
+    result.outcome !== "reject"
+  ) throw new Error(`Expected an ACK outcome, got ${result.outcome}`);
+  return result;
 }

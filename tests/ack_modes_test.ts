@@ -16,33 +16,13 @@ import {
   assertStringIncludes,
 } from "@std/assert";
 import { Ack } from "../src/ack.ts";
-import {
-  type ApplicationAckField,
-  Client,
-  type SendResult,
-} from "../src/client.ts";
-import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
+import { Client } from "../src/client.ts";
 import type { Dispatcher } from "../src/dispatcher.ts";
 import type { Hl7Message, Message } from "../src/hl7.ts";
 import { Receiver } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
 import { RawConn } from "./_raw_frames.ts";
-import { deadline as untypedDeadline } from "@std/async/deadline";
-
-/** Bounds a wait (the repack ships without types). */
-const deadline: <T>(promise: Promise<T>, ms: number) => Promise<T> =
-  untypedDeadline;
-
-type Acked = (AckAccepted | AckErrored | AckRejected) & ApplicationAckField;
-
-/** The result as an accept, error or reject; fails the test otherwise. */
-function acked(result: SendResult): Acked {
-  if (
-    result.outcome !== "accept" && result.outcome !== "error" &&
-    result.outcome !== "reject"
-  ) throw new Error(`Expected an ACK outcome, got ${result.outcome}`);
-  return result;
-}
+import { acked, deadline } from "./_helpers.ts";
 
 const CONDITIONS = ["AL", "NE", "ER", "SU", ""] as const;
 type Condition = typeof CONDITIONS[number];

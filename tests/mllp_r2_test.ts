@@ -6,33 +6,14 @@
  */
 
 import { assertEquals, assertRejects } from "@std/assert";
-import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
 import { Ack } from "../src/ack.ts";
-import {
-  type ApplicationAckField,
-  Client,
-  type SendResult,
-} from "../src/client.ts";
+import { Client } from "../src/client.ts";
 import { CommitError } from "../src/errors.ts";
 import { Receiver } from "../src/receiver.ts";
 import { KvMessageStore } from "../src/store.ts";
 import { buildBatch } from "../src/batch.ts";
 import { describe, RawConn, rawFrame } from "./_raw_frames.ts";
-import { deadline as untypedDeadline } from "@std/async/deadline";
-
-/** Bounds a wait (the repack ships without types). */
-const deadline: <T>(promise: Promise<T>, ms: number) => Promise<T> =
-  untypedDeadline;
-
-type Acked = (AckAccepted | AckErrored | AckRejected) & ApplicationAckField;
-
-function acked(result: SendResult): Acked {
-  if (
-    result.outcome !== "accept" && result.outcome !== "error" &&
-    result.outcome !== "reject"
-  ) throw new Error(`Expected an ACK outcome, got ${result.outcome}`);
-  return result;
-}
+import { acked, deadline } from "./_helpers.ts";
 
 function message(id: string, ackTypes = ""): string {
   return `MSH|^~\\&|SND|SFAC|RCV|RFAC|20240101120000||ORU^R01^ORU_R01|${id}|P|2.5${ackTypes}\rOBX|1|NM|GLU||5.4\r`;
