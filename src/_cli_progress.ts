@@ -151,6 +151,8 @@ export type Ending =
   | { kind: "ack"; code: AckCode; ms: number }
   | { kind: "reply"; ms: number }
   | { kind: "other"; ms: number }
+  /** No acknowledgment, as the message's MSH-15 and MSH-16 allow. */
+  | { kind: "silent" }
   | { kind: "timeout" }
   | { kind: "error" }
   /** A failure before the message could be sent (connecting). */
@@ -173,6 +175,11 @@ export interface SummaryJson {
   /** Replies to payloads that are not HL7 (other than a NAK). */
   replies: number;
   timeouts: number;
+  /**
+   * Enhanced-mode messages that got no acknowledgment, as their MSH-15 and
+   * MSH-16 allow; only when there were some.
+   */
+  silent?: number;
   /** Other transport errors, failing to connect included. */
   errors: number;
   elapsedMs: number;
@@ -203,6 +210,7 @@ export class SendStats {
   #other = 0;
   #replies = 0;
   #timeouts = 0;
+  #silent = 0;
   #errors = 0;
   #unsent = 0;
   #roundTrips: number[] = [];
@@ -229,6 +237,9 @@ export class SendStats {
       case "timeout":
         this.#timeouts++;
         return;
+      case "silent":
+        this.#silent++;
+        return;
       case "error":
         this.#errors++;
         return;
@@ -251,8 +262,8 @@ export class SendStats {
   summary(): SummaryJson {
     const elapsedMs = this.#now() - this.#start;
     const sent = Object.values(this.#codes).reduce((a, b) => a + b, 0) +
-      this.#other + this.#replies + this.#timeouts + this.#errors -
-      this.#unsent;
+      this.#other + this.#replies + this.#timeouts + this.#silent +
+      this.#errors - this.#unsent;
     return {
       summary: true,
       total: this.#total,
@@ -261,6 +272,7 @@ export class SendStats {
       other: this.#other,
       replies: this.#replies,
       timeouts: this.#timeouts,
+      ...(this.#silent ? { silent: this.#silent } : {}),
       errors: this.#errors,
       elapsedMs: round(elapsedMs),
       ratePerSecond: elapsedMs > 0 ? round(sent / (elapsedMs / 1000)) : 0,
@@ -279,7 +291,8 @@ export class SendStats {
  * round trip: p50 2.3 ms, p99 4.1 ms
  * ```
  *
- * `other N`, `replies N` and `errors N` follow the timeouts when not zero,
+ * `silent N`, `other N`, `replies N` and `errors N` follow the timeouts
+ * when not zero,
  * and `app AA N, app AE N, app AR N, app none N` when application ACKs
  * were waited for.
  */
@@ -287,6 +300,7 @@ export function formatSummary(summary: SummaryJson): string {
   const codes = (Object.entries(summary.codes) as [AckCode, number][])
     .map(([code, n]) => `${code} ${n}`);
   const extra = [`timeouts ${summary.timeouts}`];
+  if (summary.silent) extra.push(`silent ${summary.silent}`);
   if (summary.other > 0) extra.push(`other ${summary.other}`);
   if (summary.replies > 0) extra.push(`replies ${summary.replies}`);
   if (summary.errors > 0) extra.push(`errors ${summary.errors}`);

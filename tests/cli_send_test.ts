@@ -530,3 +530,31 @@ Deno.test("cli send --wait-app-ack prints the application ACK after the commit A
     assertEquals(objects[2].applicationAcks, { AA: 1, AE: 1, AR: 0, none: 0 });
   });
 });
+
+Deno.test("cli send reports silence that MSH-15/16 allow, and counts it", async () => {
+  await withDir(async (dir) => {
+    const message = (id: string, ack: string) =>
+      `MSH|^~\\&|SEND|FAC|RECV|FAC|20240101120000||ADT^A01|${id}|P|2.5|||${ack}\r`;
+    // ER/ER: only errors are acknowledged, so silence is success.
+    await Deno.writeTextFile(`${dir}/er.hl7`, message("SI-1", "ER|ER"));
+    // NE/SU: only successes are, and this dispatcher fails: silence.
+    await Deno.writeTextFile(`${dir}/su.hl7`, message("SI-2", "NE|SU"));
+    await using r = await recorder((m) =>
+      m.kind === "hl7" && m.header.controlId === "SI-2"
+        ? Ack.forMessage(m, "AE")
+        : Ack.forMessage(m, "AA")
+    );
+    const [er, su] = await Promise.all([
+      runCli(["send", "--port", r.port, "--timeout", "300", `${dir}/er.hl7`]),
+      runCli(["send", "--port", r.port, "--timeout", "300", `${dir}/su.hl7`]),
+    ]);
+    assertEquals(er.code, 0, er.stderr);
+    assertMatch(
+      lines(er.stdout)[0],
+      /^SI-1 silent \d+\.\d ms \(no acknowledgment, which means accepted/,
+    );
+    assertStringIncludes(er.stderr, "timeouts 0, silent 1");
+    assertEquals(su.code, 1, su.stderr);
+    assertStringIncludes(lines(su.stdout)[0], "means not accepted");
+  });
+});
