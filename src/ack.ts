@@ -22,6 +22,7 @@
  * @module
  */
 
+import { DEFAULT_SEPARATORS, headerOfFields } from "./_msh.ts";
 import { HeaderError } from "./errors.ts";
 import {
   charsetEncoding,
@@ -136,15 +137,6 @@ export interface AckOptions {
    */
   dateTime?: Date;
 }
-
-const DEFAULT_SEPARATORS: Hl7Separators = {
-  field: "|",
-  component: "^",
-  repetition: "~",
-  escape: "\\",
-  subcomponent: "&",
-  truncation: "",
-};
 
 let idCounter = 0;
 
@@ -510,7 +502,7 @@ export class Ack {
     const header = controlId.includes(f) || controlId.includes("\r") ||
         controlId.includes("\n")
       ? readHeader(hl7)
-      : () => headerOf(msh, separators);
+      : () => headerOfFields(msh, separators);
     return new Ack({
       code,
       messageControlId,
@@ -589,35 +581,6 @@ function wholeMsh18(text: string, field: string): string {
   const end = text.search(/[\r\n]/);
   const segment = end === -1 ? text : text.slice(0, end);
   return segment.split(field, 18)[17] ?? "";
-}
-
-/**
- * The header of an ACK being built, from its MSH fields (`msh[n - 1]` is
- * MSH-n): what reading its text back would give, without reading it.
- */
-function headerOf(msh: string[], separators: Hl7Separators): Hl7Header {
-  const get = (n: number) => msh[n - 1] ?? "";
-  const messageType = get(9).split(separators.component);
-  return {
-    separators,
-    encodingCharacters: get(2),
-    sendingApplication: get(3),
-    sendingFacility: get(4),
-    receivingApplication: get(5),
-    receivingFacility: get(6),
-    dateTime: get(7),
-    security: get(8),
-    messageType: get(9),
-    messageCode: messageType[0] ?? "",
-    triggerEvent: messageType[1] ?? "",
-    messageStructure: messageType[2] ?? "",
-    controlId: get(10),
-    processingId: get(11),
-    versionId: get(12),
-    acceptAckType: get(15),
-    applicationAckType: get(16),
-    characterSet: get(18).split(separators.repetition)[0],
-  };
 }
 
 /**

@@ -30,6 +30,7 @@
  * @module
  */
 
+import { checkedSeparators, DEFAULT_SEPARATORS } from "./_msh.ts";
 import {
   Ack,
   type AckCode,
@@ -333,44 +334,18 @@ export interface BatchParts {
   problems: readonly string[];
 }
 
-/** Whether a string holds a letter, digit or white space (see hl7.ts). */
-function isWordOrSpace(chars: string): boolean {
-  return /[A-Za-z0-9\s]/.test(chars);
-}
-
-function hasRepeats(chars: string): boolean {
-  return new Set(chars).size !== chars.length;
-}
-
 function parseHeader(segment: string, tag: "FHS" | "BHS"): BatchHeader {
   const field = segment[3] ?? "";
-  if (field === "" || isWordOrSpace(field)) {
-    throw new HeaderError(
-      `Cannot read batch: invalid field separator "${field}" in ${tag}`,
-    );
-  }
   const fields = segment.split(field, 12);
   const encodingCharacters = fields[1] ?? "";
-  if (
-    encodingCharacters.length < 4 || encodingCharacters.length > 5 ||
-    hasRepeats(encodingCharacters + field) ||
-    isWordOrSpace(encodingCharacters)
-  ) {
-    throw new HeaderError(
-      `Cannot read batch: invalid encoding characters "${encodingCharacters}" in ${tag}`,
-    );
-  }
   const get = (n: number) => fields[n - 1] ?? "";
   return {
     segment: tag,
-    separators: {
+    separators: checkedSeparators(
       field,
-      component: encodingCharacters[0],
-      repetition: encodingCharacters[1],
-      escape: encodingCharacters[2],
-      subcomponent: encodingCharacters[3],
-      truncation: encodingCharacters[4] ?? "",
-    },
+      encodingCharacters,
+      (problem) => new HeaderError(`Cannot read batch: ${problem} in ${tag}`),
+    ),
     encodingCharacters,
     sendingApplication: get(3),
     sendingFacility: get(4),
@@ -827,15 +802,6 @@ export function buildBatch(
   if (options.file) parts.push(encodeText(`FTS${separators.field}1\r`));
   return readBatch(concat(parts));
 }
-
-const DEFAULT_SEPARATORS: Hl7Separators = {
-  field: "|",
-  component: "^",
-  repetition: "~",
-  escape: "\\",
-  subcomponent: "&",
-  truncation: "",
-};
 
 function checkFields(fields: HeaderFields, separators: Hl7Separators) {
   for (const [name, value] of Object.entries(fields)) {

@@ -22,6 +22,7 @@
  */
 
 import { HeaderError } from "./errors.ts";
+import { checkedSeparators, headerOfFields } from "./_msh.ts";
 import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 import {
   CharsetError,
@@ -365,87 +366,16 @@ function parseMsh(segment: string): Hl7Header {
       `Cannot read header: MSH segment is too short (${segment.length} characters)`,
     );
   }
-  const field = segment[3];
-  if (isWordOrSpace(field)) {
-    throw new HeaderError(
-      `Cannot read header: invalid field separator "${field}"`,
-    );
-  }
   // fields[0] is "MSH", fields[1] is MSH-2, fields[n - 1] is MSH-n; no
   // field past MSH-18 is read.
+  const field = segment[3];
   const fields = segment.split(field, 18);
-  const encodingCharacters = fields[1];
-  if (
-    encodingCharacters.length < 4 || encodingCharacters.length > 5 ||
-    hasRepeats(encodingCharacters + field) ||
-    isWordOrSpace(encodingCharacters)
-  ) {
-    throw new HeaderError(
-      `Cannot read header: invalid encoding characters "${encodingCharacters}"`,
-    );
-  }
-  const separators: Hl7Separators = {
+  const separators = checkedSeparators(
     field,
-    component: encodingCharacters[0],
-    repetition: encodingCharacters[1],
-    escape: encodingCharacters[2],
-    subcomponent: encodingCharacters[3],
-    truncation: encodingCharacters[4] ?? "",
-  };
-  const get = (n: number) => fields[n - 1] ?? "";
-  const messageType = get(9).split(separators.component);
-  return {
-    separators,
-    encodingCharacters,
-    sendingApplication: get(3),
-    sendingFacility: get(4),
-    receivingApplication: get(5),
-    receivingFacility: get(6),
-    dateTime: get(7),
-    security: get(8),
-    messageType: get(9),
-    messageCode: messageType[0] ?? "",
-    triggerEvent: messageType[1] ?? "",
-    messageStructure: messageType[2] ?? "",
-    controlId: get(10),
-    processingId: get(11),
-    versionId: get(12),
-    acceptAckType: get(15),
-    applicationAckType: get(16),
-    characterSet: firstRepetition(get(18), separators.repetition),
-  };
-}
-
-/** The first repetition of a field. */
-function firstRepetition(value: string, repetition: string): string {
-  const end = value.indexOf(repetition);
-  return end === -1 ? value : value.slice(0, end);
-}
-
-/**
- * Whether a string (of a few characters) holds a letter, digit or white
- * space, which cannot be a separator: `/[A-Za-z0-9\s]/` without the
- * regular expression for ASCII.
- */
-function isWordOrSpace(chars: string): boolean {
-  for (let i = 0; i < chars.length; i++) {
-    const c = chars.charCodeAt(i);
-    if (c >= 0x80) {
-      if (/\s/.test(chars[i])) return true;
-    } else if (
-      (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5a) ||
-      (c >= 0x61 && c <= 0x7a) || c === 0x20 || (c >= 0x09 && c <= 0x0d)
-    ) return true;
-  }
-  return false;
-}
-
-/** Whether any character occurs twice (in a string of a few characters). */
-function hasRepeats(chars: string): boolean {
-  for (let i = 0; i < chars.length; i++) {
-    if (chars.indexOf(chars[i], i + 1) !== -1) return true;
-  }
-  return false;
+    fields[1],
+    (problem) => new HeaderError(`Cannot read header: ${problem}`),
+  );
+  return headerOfFields(fields, separators);
 }
 
 /**
