@@ -453,11 +453,12 @@ export class Ack {
       h.versionId || "2.5",
     ];
     // MSH-18 as the message has it: its first repetition, or the whole
-    // field when the message switches charsets by ISO 2022 escape
-    // sequences (`~ISO IR87`), so that the ACK names them too.
-    const characterSet = read.raw.indexOf(ESC) === -1
-      ? h.characterSet
-      : wholeMsh18(read.text, h.separators.field);
+    // field when the message was read as ISO 2022 (Japanese), whose code
+    // extensions (`~ISO IR87`) are named in the later repetitions, so that
+    // the ACK names them too.
+    const characterSet = read.encoding.startsWith("iso-2022-jp")
+      ? wholeMsh18(read.text, h.separators.field)
+      : h.characterSet;
     if (characterSet) {
       // msh[n - 1] is MSH-n: pad through MSH-17, then MSH-18.
       while (msh.length < 17) msh.push("");
@@ -572,9 +573,6 @@ export class Ack {
     });
   }
 }
-
-/** The escape byte that starts an ISO 2022 escape sequence. */
-const ESC = 0x1b;
 
 /** MSH-18 of a message's text, all its repetitions. */
 function wholeMsh18(text: string, field: string): string {
