@@ -16,15 +16,19 @@
  * @module
  */
 
-import { asFunction, plain, reasonOf } from "./_dispatch_util.ts";
+import {
+  asFunction,
+  COMMIT_FRAME,
+  NAK_FRAME,
+  plain,
+  reasonOf,
+} from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
   type AckMode,
   type ApplicationAckHandler,
   type ApplicationAckRoute,
-  COMMIT_ACK,
-  COMMIT_NAK,
   invalidAckConditions,
   isCommitCode,
   wantsAck,
@@ -47,9 +51,6 @@ import {
 } from "./_send_first.ts";
 
 const logger = getLogger(["mllp", "receiver"]);
-
-const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
-const NAK_FRAME = new Uint8Array([COMMIT_NAK]);
 const ORIGINAL: AckMode = { mode: "original" };
 
 /** What {@linkcode ackModeDispatcher} needs. */

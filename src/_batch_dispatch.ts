@@ -8,8 +8,13 @@
  * @module
  */
 
-import { asFunction, plain } from "./_dispatch_util.ts";
-import { COMMIT_ACK } from "./ack_modes.ts";
+import {
+  asFunction,
+  COMMIT_FRAME,
+  isThenable,
+  plain,
+  reasonOf,
+} from "./_dispatch_util.ts";
 import {
   COMMITS_ITSELF,
   commitsItself,
@@ -73,13 +78,6 @@ export function batchDispatcher<C>(
   };
 }
 
-function isThenable(
-  value: DispatchReply | PromiseLike<DispatchReply>,
-): value is PromiseLike<DispatchReply> {
-  return typeof value === "object" && value !== null &&
-    typeof (value as { then?: unknown }).then === "function";
-}
-
 function logBatch(batch: BatchMessage, ctx: DispatchContext<unknown>) {
   const peer = formatAddress(ctx.peer);
   logger.info(
@@ -132,7 +130,7 @@ async function ackFor<C>(
   try {
     reply = await dispatch(message, ctx);
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
+    const reason = reasonOf(error);
     logger.error(
       "Dispatcher failed on message {controlId} of a batch from {peer}: {error}",
       {
@@ -155,8 +153,6 @@ async function ackFor<C>(
   }
   return undefined;
 }
-
-const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
 
 /**
  * A receiver's dispatcher: `single` for every frame that is not a batch,

@@ -15,7 +15,7 @@ import {
   DEFAULT_REPLY_TIMEOUT,
   type SendResult,
 } from "./client.ts";
-import { NAK } from "./dispatcher.ts";
+import { isNak } from "./_dispatch_util.ts";
 import {
   ClientError,
   ConnectionClosedError,
@@ -564,10 +564,6 @@ function batchItemJson(
 /** The `applicationAck` of a `--json` object: code and text, or null. */
 function appAckJson(ack: Ack | undefined): Record<string, unknown> | null {
   return ack === undefined ? null : { code: ack.code, text: ack.text };
-}
-
-function isNak(reply: Uint8Array): boolean {
-  return reply.length === 1 && reply[0] === NAK;
 }
 
 /** One `--json` object for a message that got a reply. */

@@ -16,7 +16,7 @@ import {
   type SendErrorDetail,
   type SendResult,
 } from "./client.ts";
-import { NAK } from "./dispatcher.ts";
+import { isNak } from "./_dispatch_util.ts";
 import { ClientError, ReplyTimeoutError } from "./errors.ts";
 import type {
   OutboxDestination,
@@ -374,10 +374,6 @@ export class OutboxWorker {
     }
     this.#s.onFinished(state, record);
   }
-}
-
-function isNak(reply: Uint8Array): boolean {
-  return reply.length === 1 && reply[0] === NAK;
 }
 
 /** The fields of a record that a result fills in. */

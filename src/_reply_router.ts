@@ -16,6 +16,7 @@
  * @module
  */
 
+import { COMMIT_FRAME } from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
@@ -24,8 +25,6 @@ import {
   isCommitCode,
   isCommitFrame,
 } from "./ack_modes.ts";
-
-const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
 const logger = getLogger(["mllp", "client"]);
 
 /** How many control ids whose late replies are swallowed are remembered. */

@@ -10,7 +10,7 @@
  * @module
  */
 
-import { asFunction, plain } from "./_dispatch_util.ts";
+import { asFunction, plain, reasonOf } from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import {
@@ -383,7 +383,7 @@ export function storingDispatcher<C>(
         receivedAt: ctx.receivedAt,
       });
     } catch (error) {
-      const reason = error instanceof Error ? error.message : String(error);
+      const reason = reasonOf(error);
       logger.error(
         "Cannot store message {controlId} from {peer}: {reason}; replying AE",
         {

@@ -23,13 +23,14 @@
  * @module
  */
 
+import { COMMIT_FRAME, isThenable, NAK_FRAME } from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "./ack.ts";
 import { buildBatchResponse } from "./batch.ts";
 import { isWrapped, unwrap } from "./envelope.ts";
 import { HeaderError } from "./errors.ts";
 import { BytePool } from "./_pool.ts";
-import { COMMIT_ACK, isCommitFrame } from "./ack_modes.ts";
+import { isCommitFrame } from "./ack_modes.ts";
 import {
   commitsItself,
   type FailureReply,
@@ -661,8 +662,6 @@ interface DispatchSite<C> {
 }
 
 /** The release 2 commit frame's payload. */
-const COMMIT_FRAME = new Uint8Array([COMMIT_ACK]);
-
 interface HandledFrame {
   kind: DispatchOutcome["kind"];
   controlId?: string;
@@ -739,14 +738,6 @@ async function awaitDispatch(
     clearTimeout(timer);
     if (onStop) stop?.removeEventListener("abort", onStop);
   }
-}
-
-/** Whether a dispatcher's return value is a promise (or another thenable). */
-function isThenable(
-  value: DispatchReply | PromiseLike<DispatchReply>,
-): value is PromiseLike<DispatchReply> {
-  return typeof value === "object" && value !== null &&
-    typeof (value as { then?: unknown }).then === "function";
 }
 
 /**
@@ -885,7 +876,7 @@ function failedDispatch<C>(
     return {
       kind: message.kind,
       failed: true,
-      reply: new Uint8Array([NAK]),
+      reply: NAK_FRAME,
     };
   }
   const reason = error instanceof Error ? error.message : String(error);
