@@ -112,12 +112,6 @@ function nativeDecoder(label: string, fatal: boolean): TextDecoder {
   return decoder;
 }
 
-/** Whether this module can decode a label (without asking `TextDecoder`). */
-export function isOwnLabel(label: string): boolean {
-  return OWN_SINGLE_BYTE.has(label) || label.startsWith("utf-32") ||
-    label === ISO_2022_JP_1;
-}
-
 /**
  * ISO-2022-JP-1 (RFC 2237): ISO-2022-JP plus JIS X 0212 (`ESC $ ( D`),
  * which `TextDecoder`'s ISO-2022-JP lacks; decoded by rewriting it as

@@ -34,7 +34,6 @@ import {
   decodeLabel,
   encodeLabel,
   InvalidBytesError,
-  isOwnLabel,
   isWide,
   wideEncoding,
 } from "./_codecs.ts";
@@ -197,8 +196,6 @@ export function charsetEncoding(characterSet: string): string | undefined {
   return findCharset(characterSet)?.encoding;
 }
 
-const decoders = new Map<string, TextDecoder>([["utf-8", utf8Decoder]]);
-
 /**
  * Decodes bytes with an encoding label from {@linkcode charsetEncoding}.
  * Bytes that do not decode become U+FFFD (for `"ascii"`: every byte above
@@ -222,13 +219,8 @@ export function decodeText(bytes: Uint8Array, encoding = "utf-8"): string {
   if (encoding === "ascii") {
     return latin1(bytes, 0, bytes.length).replace(/[\x80-\xff]/g, "\ufffd");
   }
-  if (isOwnLabel(encoding)) return decodeLabel(bytes, encoding);
-  let decoder = decoders.get(encoding);
-  if (!decoder) {
-    decoder = new TextDecoder(encoding);
-    decoders.set(encoding, decoder);
-  }
-  return decoder.decode(bytes);
+  if (encoding === "utf-8") return utf8Decoder.decode(bytes);
+  return decodeLabel(bytes, encoding);
 }
 
 /**
