@@ -51,6 +51,7 @@ import {
   type MessageStore,
   startStoredDispatch,
   type StoreConsumer,
+  storingDispatcher,
 } from "./_stored.ts";
 import { TypedEventTarget } from "./events.ts";
 import {
@@ -887,13 +888,10 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     }
     this.#dispatcher = withBatches(
       this.#dispatcher,
-      ackModeDispatcher({
-        dispatcher: options.dispatcher,
-        store: options.store,
-        release: 1,
-        applicationAcks: "connection",
-        enhancedMode: false,
-      }),
+      // A batch's messages: stored each, answered in its response batch.
+      options.store
+        ? storingDispatcher(options.store, options.dispatcher)
+        : options.dispatcher,
       {
         mode: options.batches ?? "each",
         acks: options.batchAcks ?? "errors",
