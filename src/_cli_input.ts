@@ -25,6 +25,7 @@
  * @module
  */
 
+import { reasonOf } from "./_dispatch_util.ts";
 import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 import { HeaderError } from "./errors.ts";
 import { END_BLOCK, START_BLOCK } from "./framer.ts";
@@ -93,7 +94,7 @@ export async function readInputs(
       try {
         bytes = await new Response(stdin()).bytes();
       } catch (error) {
-        throw new InputError(`<stdin>: Cannot read file: ${describe(error)}`);
+        throw new InputError(`<stdin>: Cannot read file: ${reasonOf(error)}`);
       }
       messages.push(...toMessages("<stdin>", bytes, warn, options));
       continue;
@@ -119,7 +120,7 @@ export async function readInputs(
       try {
         bytes = await Deno.readFile(file);
       } catch (error) {
-        throw new InputError(`${file}: Cannot read file: ${describe(error)}`);
+        throw new InputError(`${file}: Cannot read file: ${reasonOf(error)}`);
       }
       messages.push(...toMessages(file, bytes, warn, options));
     }
@@ -436,8 +437,4 @@ function field(line: Uint8Array, n: number): string {
 
 function ascii(bytes: Uint8Array): string {
   return String.fromCharCode(...bytes.subarray(0, 256));
-}
-
-function describe(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
 }

@@ -1,6 +1,6 @@
 /**
  * Small helpers the dispatch stream, the receiver's dispatcher wrappers
- * (store, enhanced mode, batches) and the client share.
+ * (store, enhanced mode, batches), the client, the queues and the CLI share.
  *
  * @module
  */

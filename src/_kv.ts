@@ -294,11 +294,6 @@ export function atomic(kv: Deno.Kv): Deno.AtomicOperation {
   return op;
 }
 
-/** An error's message, for a record or a log line. */
-export function errorText(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /**
  * Sleeps `ms`, or less when `wake` resolves or `signal` aborts.
  */

@@ -8,7 +8,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { atomic, errorText, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
 import {
   type BackoffOptions,
   Client,
@@ -16,7 +16,7 @@ import {
   type SendErrorDetail,
   type SendResult,
 } from "./client.ts";
-import { isNak } from "./_dispatch_util.ts";
+import { isNak, reasonOf } from "./_dispatch_util.ts";
 import { ClientError, ReplyTimeoutError } from "./errors.ts";
 import type {
   OutboxDestination,
@@ -222,7 +222,7 @@ export class OutboxWorker {
     } catch (error) {
       await this.#finish(entry, flying, "parked", {
         outcome: "failed",
-        reason: errorText(error),
+        reason: reasonOf(error),
       });
       return 0;
     }

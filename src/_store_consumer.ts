@@ -9,8 +9,9 @@
  * @module
  */
 
+import { reasonOf } from "./_dispatch_util.ts";
 import { getLogger } from "@logtape/logtape";
-import { atomic, errorText, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
 import type {
   StoreConsumer,
   StoredMessageHandler,
@@ -313,7 +314,7 @@ class Consumer implements StoreConsumer {
             attempt: claim.queue.attempts,
           }, hard);
       } catch (error) {
-        outcome = { outcome: "retry", reason: errorText(error) };
+        outcome = { outcome: "retry", reason: reasonOf(error) };
       } finally {
         clearInterval(heartbeat);
       }
