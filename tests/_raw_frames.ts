@@ -1,10 +1,13 @@
 /**
- * A raw MLLP connection for wire-level tests: frames written and read by
+ * Raw MLLP connections for wire-level tests: frames written and read by
  * hand (not with the library's framer), so the bytes a receiver or client
- * puts on the wire are checked independently.
+ * puts on the wire are checked independently. {@linkcode FrameReader} is
+ * the one frame reader the tests share.
  *
  * @module
  */
+
+import { assertEquals } from "@std/assert";
 
 const VT = 0x0b;
 const FS = 0x1c;
@@ -35,15 +38,134 @@ export function describe(payload: Uint8Array): string {
   return `${fields[1]} ${fields[2]}`;
 }
 
-/** One TCP connection, read frame by frame. */
+/** Options for a {@linkcode FrameReader}. */
+export interface FrameReaderOptions {
+  /**
+   * How long one read may wait, in ms: then the connection is closed and
+   * the read fails with "Timed out waiting for data" (0: no limit).
+   */
+  timeout?: number;
+  /** A read that fails (reset, closed here) ends the stream instead. */
+  errorsEnd?: boolean;
+}
+
+/**
+ * Reads a connection frame by frame, by hand (not with the library's
+ * framer): each frame must end with FS CR.
+ */
+export class FrameReader {
+  #conn: Deno.Conn;
+  #buffer: Uint8Array = new Uint8Array(0);
+  #eof = false;
+  #timeout: number;
+  #errorsEnd: boolean;
+
+  constructor(conn: Deno.Conn, options: FrameReaderOptions = {}) {
+    this.#conn = conn;
+    this.#timeout = options.timeout ?? 5_000;
+    this.#errorsEnd = options.errorsEnd ?? false;
+  }
+
+  /** All bytes received and not yet returned as a frame. */
+  get buffered(): Uint8Array {
+    return this.#buffer;
+  }
+
+  /** Reads more bytes; returns false at end of stream. */
+  async #fill(): Promise<boolean> {
+    if (this.#eof) return false;
+    const chunk = new Uint8Array(64 * 1024);
+    let timedOut = false;
+    const timer = this.#timeout > 0
+      ? setTimeout(() => {
+        timedOut = true;
+        try {
+          this.#conn.close();
+        } catch {
+          // Already closed.
+        }
+      }, this.#timeout)
+      : undefined;
+    let n: number | null;
+    try {
+      n = await this.#conn.read(chunk);
+    } catch (error) {
+      if (timedOut) throw new Error("Timed out waiting for data");
+      if (this.#errorsEnd) n = null;
+      else throw error;
+    } finally {
+      clearTimeout(timer);
+    }
+    if (timedOut) throw new Error("Timed out waiting for data");
+    if (n === null) {
+      this.#eof = true;
+      return false;
+    }
+    this.#buffer = concat(this.#buffer, chunk.subarray(0, n));
+    return true;
+  }
+
+  /** The next frame's payload, or `null` if the stream ends first. */
+  async next(): Promise<Uint8Array | null> {
+    while (true) {
+      const start = this.#buffer.indexOf(VT);
+      if (start !== -1) {
+        const end = this.#buffer.indexOf(FS, start);
+        if (end !== -1 && end + 1 < this.#buffer.length) {
+          assertEquals(this.#buffer[end + 1], CR, "FS CR ends each frame");
+          const payload = this.#buffer.slice(start + 1, end);
+          this.#buffer = this.#buffer.slice(end + 2);
+          return payload;
+        }
+      }
+      if (!await this.#fill()) return null;
+    }
+  }
+
+  /** The next frame's payload; fails if the stream ends first. */
+  async frame(): Promise<Uint8Array> {
+    const payload = await this.next();
+    if (payload === null) {
+      throw new Error("Connection closed before a reply frame arrived");
+    }
+    return payload;
+  }
+
+  /**
+   * Reads until the peer closes: `"eof"` for an orderly close, `"reset"`
+   * for an abortive one. Whatever else arrives is discarded. Fails if the
+   * connection was not closed in time.
+   */
+  async closed(): Promise<"eof" | "reset"> {
+    try {
+      while (await this.#fill()) {
+        // Discard whatever else arrives.
+      }
+      return "eof";
+    } catch (error) {
+      if (error instanceof Error && error.message.startsWith("Timed out")) {
+        throw new Error("The connection was not closed", { cause: error });
+      }
+      return "reset";
+    }
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  const joined = new Uint8Array(a.length + b.length);
+  joined.set(a);
+  joined.set(b, a.length);
+  return joined;
+}
+
+/** One TCP connection, written and read frame by frame. */
 export class RawConn implements AsyncDisposable {
   readonly conn: Deno.Conn;
-  #buffer = new Uint8Array(0);
-  #reader: ReadableStreamDefaultReader<Uint8Array>;
+  #reader: FrameReader;
 
   constructor(conn: Deno.Conn) {
     this.conn = conn;
-    this.#reader = conn.readable.getReader();
+    this.#reader = new FrameReader(conn, { timeout: 0 });
   }
 
   /** Connects to 127.0.0.1:`port`. */
@@ -65,25 +187,8 @@ export class RawConn implements AsyncDisposable {
   }
 
   /** Reads the next frame's payload; `null` when the peer closed. */
-  async next(): Promise<Uint8Array | null> {
-    while (true) {
-      const start = this.#buffer.indexOf(VT);
-      if (start !== -1) {
-        for (let i = start + 1; i + 1 < this.#buffer.length; i++) {
-          if (this.#buffer[i] === FS && this.#buffer[i + 1] === CR) {
-            const payload = this.#buffer.slice(start + 1, i);
-            this.#buffer = this.#buffer.slice(i + 2);
-            return payload;
-          }
-        }
-      }
-      const { value, done } = await this.#reader.read();
-      if (done) return null;
-      const joined = new Uint8Array(this.#buffer.length + value.length);
-      joined.set(this.#buffer);
-      joined.set(value, this.#buffer.length);
-      this.#buffer = joined;
-    }
+  next(): Promise<Uint8Array | null> {
+    return this.#reader.next();
   }
 
   /**
@@ -114,7 +219,6 @@ export class RawConn implements AsyncDisposable {
 
   /** Closes the connection. */
   close() {
-    this.#reader.releaseLock();
     try {
       this.conn.close();
     } catch {

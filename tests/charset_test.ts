@@ -13,6 +13,7 @@
  * @module
  */
 
+import { FrameReader } from "./_raw_frames.ts";
 import { KvMessageStore } from "../src/store.ts";
 import {
   assert,
@@ -67,7 +68,7 @@ const CR = 0x0d;
 
 /**
  * Sends payloads one at a time on one connection and returns the reply
- * payload to each, read with a frame reader written here.
+ * payload to each, read by hand (FrameReader).
  */
 async function exchange(
   port: number,
@@ -75,29 +76,11 @@ async function exchange(
 ): Promise<Uint8Array[]> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port });
   try {
+    const reader = new FrameReader(conn);
     const replies: Uint8Array[] = [];
-    let buffered: Uint8Array = new Uint8Array(0);
-    const chunk = new Uint8Array(64 * 1024);
     for (const payload of payloads) {
       await conn.write(bytes([VT], payload, [FS, CR]));
-      for (;;) {
-        const start = buffered.indexOf(VT);
-        let end = -1;
-        for (let i = Math.max(start, 0); i + 1 < buffered.length; i++) {
-          if (buffered[i] === FS && buffered[i + 1] === CR) {
-            end = i;
-            break;
-          }
-        }
-        if (start !== -1 && end > start) {
-          replies.push(buffered.slice(start + 1, end));
-          buffered = buffered.slice(end + 2);
-          break;
-        }
-        const n = await conn.read(chunk);
-        if (n === null) throw new Error("Connection closed before a reply");
-        buffered = bytes(buffered, chunk.subarray(0, n));
-      }
+      replies.push(await reader.frame());
     }
     return replies;
   } finally {

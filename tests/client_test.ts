@@ -9,6 +9,7 @@
  * @module
  */
 
+import { FrameReader } from "./_raw_frames.ts";
 import {
   assert,
   assertEquals,
@@ -97,39 +98,6 @@ function closedPort(): number {
  * Reads MLLP frames from a raw connection, independently of the library's
  * decoder.
  */
-class FrameReader {
-  #conn: Deno.Conn;
-  #buffer: Uint8Array = new Uint8Array(0);
-
-  constructor(conn: Deno.Conn) {
-    this.#conn = conn;
-  }
-
-  /** The next frame's payload, or `null` if the stream ends (or fails). */
-  async next(): Promise<Uint8Array | null> {
-    while (true) {
-      const start = this.#buffer.indexOf(VT);
-      if (start !== -1) {
-        for (let i = start + 1; i + 1 < this.#buffer.length; i++) {
-          if (this.#buffer[i] === FS && this.#buffer[i + 1] === CR) {
-            const payload = this.#buffer.slice(start + 1, i);
-            this.#buffer = this.#buffer.slice(i + 2);
-            return payload;
-          }
-        }
-      }
-      const chunk = new Uint8Array(64 * 1024);
-      let n: number | null;
-      try {
-        n = await this.#conn.read(chunk);
-      } catch {
-        return null; // reset or closed locally: the conversation is over
-      }
-      if (n === null) return null;
-      this.#buffer = bytes(this.#buffer, chunk.subarray(0, n));
-    }
-  }
-}
 
 /**
  * What a raw test server does with one accepted connection. `index` counts
@@ -162,7 +130,11 @@ class RawServer implements AsyncDisposable {
           const index = this.conns.length;
           this.conns.push(conn);
           this.#handlers.push(
-            handler(conn, new FrameReader(conn), index)
+            handler(
+              conn,
+              new FrameReader(conn, { timeout: 0, errorsEnd: true }),
+              index,
+            )
               .catch(() => {}) // the client may be gone; that is fine here
               .finally(() => closeQuietly(conn)),
           );

@@ -35,14 +35,13 @@ import { Receiver } from "../src/receiver.ts";
 
 const delay: (ms: number) => Promise<void> = untypedDelay;
 import { accepted, bytes, fixtureText, replied, text } from "./_helpers.ts";
+import { FrameReader } from "./_raw_frames.ts";
 
 const VT = 0x0b;
 const FS = 0x1c;
 const CR = 0x0d;
 const NAK = 0x15;
 
-/** How long a raw read may wait before the test fails instead of hanging. */
-const READ_TIMEOUT = 5_000;
 /** Reply timeout for clients: bounds every send in these tests. */
 const REPLY_TIMEOUT = 5_000;
 
@@ -69,99 +68,6 @@ function msa(payload: Uint8Array | string): string[] {
 /** The MSH-10 of a message. */
 function controlIdOf(message: Message): string {
   return message.kind === "hl7" ? message.header.controlId : "";
-}
-
-/**
- * Reads MLLP frames from a raw connection, independently of the library's
- * decoder. Each read is bounded: on timeout the connection is closed and
- * the read fails.
- */
-class FrameReader {
-  #conn: Deno.Conn;
-  #buffer: Uint8Array = new Uint8Array(0);
-  #eof = false;
-
-  constructor(conn: Deno.Conn) {
-    this.#conn = conn;
-  }
-
-  /** All bytes received and not yet returned as a frame. */
-  get buffered(): Uint8Array {
-    return this.#buffer;
-  }
-
-  /** Reads more bytes; returns false at end of stream. */
-  async #fill(): Promise<boolean> {
-    if (this.#eof) return false;
-    const chunk = new Uint8Array(64 * 1024);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      try {
-        this.#conn.close();
-      } catch {
-        // Already closed.
-      }
-    }, READ_TIMEOUT);
-    let n: number | null;
-    try {
-      n = await this.#conn.read(chunk);
-    } catch (error) {
-      if (timedOut) throw new Error("Timed out waiting for data");
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (timedOut) throw new Error("Timed out waiting for data");
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    this.#buffer = bytes(this.#buffer, chunk.subarray(0, n));
-    return true;
-  }
-
-  /** The next frame's payload, or `null` if the stream ends first. */
-  async next(): Promise<Uint8Array | null> {
-    while (true) {
-      const start = this.#buffer.indexOf(VT);
-      if (start !== -1) {
-        for (let i = start + 1; i + 1 < this.#buffer.length; i++) {
-          if (this.#buffer[i] === FS && this.#buffer[i + 1] === CR) {
-            const payload = this.#buffer.slice(start + 1, i);
-            this.#buffer = this.#buffer.slice(i + 2);
-            return payload;
-          }
-        }
-      }
-      if (!await this.#fill()) return null;
-    }
-  }
-
-  /** The next frame's payload; fails if the stream ends first. */
-  async frame(): Promise<Uint8Array> {
-    const payload = await this.next();
-    if (payload === null) {
-      throw new Error("Connection closed before a reply frame arrived");
-    }
-    return payload;
-  }
-
-  /**
-   * Reads until the peer closes: `"eof"` for an orderly close, `"reset"`
-   * when the peer reset the connection (it closed with unread data).
-   */
-  async closed(): Promise<"eof" | "reset"> {
-    try {
-      while (await this.#fill()) {
-        // Discard whatever else arrives.
-      }
-      return "eof";
-    } catch (error) {
-      if (error instanceof Deno.errors.ConnectionReset) return "reset";
-      throw error;
-    }
-  }
 }
 
 /** Closes a connection that may already be closed. */
