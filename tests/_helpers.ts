@@ -4,6 +4,12 @@
  * @module
  */
 
+import {
+  configure,
+  type LogLevel,
+  type LogRecord,
+  reset,
+} from "@logtape/logtape";
 import { concat as untypedConcat } from "@std/bytes";
 import { deadline as untypedDeadline } from "@std/async/deadline";
 import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
@@ -108,4 +114,49 @@ export function acked(result: SendResult): Acked {
     result.outcome !== "reject"
   ) throw new Error(`Expected an ACK outcome, got ${result.outcome}`);
   return result;
+}
+
+/** A log line captured by {@linkcode withCapturedLogs}. */
+export interface LogLine {
+  level: LogLevel;
+  category: readonly string[];
+  text: string;
+}
+
+/** Renders a record's message: template parts with the values between. */
+function render(record: LogRecord): string {
+  return record.message
+    .map((part, i) => i % 2 === 0 ? part as string : String(part))
+    .join("");
+}
+
+/**
+ * Runs `fn` with the `mllp` logs (debug and up) captured into the lines it
+ * gets, instead of printed; logging is reset afterwards.
+ */
+export async function withCapturedLogs(
+  fn: (logs: LogLine[]) => Promise<void>,
+): Promise<void> {
+  const logs: LogLine[] = [];
+  await configure({
+    reset: true,
+    sinks: {
+      buffer: (record: LogRecord) => {
+        logs.push({
+          level: record.level,
+          category: record.category,
+          text: render(record),
+        });
+      },
+    },
+    loggers: [
+      { category: ["mllp"], sinks: ["buffer"], lowestLevel: "debug" },
+      { category: ["logtape", "meta"], sinks: [] },
+    ],
+  });
+  try {
+    await fn(logs);
+  } finally {
+    await reset();
+  }
 }

@@ -16,6 +16,7 @@
  * @module
  */
 
+import { FrameReader } from "./_raw_frames.ts";
 import {
   assert,
   assertEquals,
@@ -25,7 +26,6 @@ import {
   assertStringIncludes,
 } from "@std/assert";
 import { delay as untypedDelay } from "@std/async/delay";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { Ack } from "../src/ack.ts";
 import type {
   DispatchContext,
@@ -38,7 +38,7 @@ import {
   type ReceiverEventMap,
   type ReceiverOptions,
 } from "../src/receiver.ts";
-import { bytes, text } from "./_helpers.ts";
+import { bytes, type LogLine, text, withCapturedLogs } from "./_helpers.ts";
 
 const delay: (ms: number) => Promise<void> = untypedDelay;
 
@@ -115,12 +115,12 @@ function prng(seed: number): () => number {
 /** A raw client connection with its own bounded MLLP frame reader. */
 class Wire implements Disposable {
   readonly conn: Deno.Conn;
-  #buffer: Uint8Array = new Uint8Array(0);
-  #eof = false;
+  #reader: FrameReader;
   #closed = false;
 
   private constructor(conn: Deno.Conn) {
     this.conn = conn;
+    this.#reader = new FrameReader(conn, { timeout: READ_TIMEOUT });
   }
 
   /** Connects over TCP, or TLS trusting the test root CA. */
@@ -163,57 +163,14 @@ class Wire implements Disposable {
     return this.write(frame(payload));
   }
 
-  /** Reads more bytes, bounded by {@linkcode READ_TIMEOUT}; false at EOF. */
-  async #fill(): Promise<boolean> {
-    if (this.#eof) return false;
-    const chunk = new Uint8Array(64 * 1024);
-    let timedOut = false;
-    const timer = setTimeout(() => {
-      timedOut = true;
-      this.close();
-    }, READ_TIMEOUT);
-    let n: number | null;
-    try {
-      n = await this.conn.read(chunk);
-    } catch (error) {
-      if (timedOut) throw new Error("Timed out waiting for data");
-      throw error;
-    } finally {
-      clearTimeout(timer);
-    }
-    if (timedOut) throw new Error("Timed out waiting for data");
-    if (n === null) {
-      this.#eof = true;
-      return false;
-    }
-    this.#buffer = bytes(this.#buffer, chunk.subarray(0, n));
-    return true;
-  }
-
   /** The next frame's payload, or `null` if the stream ends first. */
-  async next(): Promise<Uint8Array | null> {
-    while (true) {
-      const start = this.#buffer.indexOf(VT);
-      if (start !== -1) {
-        const end = this.#buffer.indexOf(FS, start);
-        if (end !== -1 && end + 1 < this.#buffer.length) {
-          assertEquals(this.#buffer[end + 1], CR, "FS CR ends each frame");
-          const payload = this.#buffer.slice(start + 1, end);
-          this.#buffer = this.#buffer.slice(end + 2);
-          return payload;
-        }
-      }
-      if (!await this.#fill()) return null;
-    }
+  next(): Promise<Uint8Array | null> {
+    return this.#reader.next();
   }
 
   /** The next frame's payload; fails if the stream ends first. */
-  async frame(): Promise<Uint8Array> {
-    const payload = await this.next();
-    if (payload === null) {
-      throw new Error(`Connection ${this.port} closed before a reply arrived`);
-    }
-    return payload;
+  frame(): Promise<Uint8Array> {
+    return this.#reader.frame();
   }
 
   /** Sends an HL7 message and returns the MSA fields of its reply. */
@@ -226,25 +183,13 @@ class Wire implements Disposable {
    * Reads until the receiver ends the connection: `"eof"` for an orderly
    * close, `"reset"` for an abortive one. Whatever arrives is discarded.
    */
-  async closed(): Promise<"eof" | "reset"> {
-    try {
-      while (await this.#fill()) {
-        // Discard.
-      }
-      return "eof";
-    } catch (error) {
-      if (error instanceof Error && error.message.startsWith("Timed out")) {
-        throw new Error(`Connection ${this.port} was not closed`, {
-          cause: error,
-        });
-      }
-      return "reset";
-    }
+  closed(): Promise<"eof" | "reset"> {
+    return this.#reader.closed();
   }
 
   /** Bytes received and not returned as a frame. */
   get buffered(): Uint8Array {
-    return this.#buffer;
+    return this.#reader.buffered;
   }
 
   close() {
@@ -475,18 +420,6 @@ class Recorder {
 }
 
 /** One captured log record. */
-interface LogLine {
-  level: string;
-  category: readonly string[];
-  text: string;
-}
-
-function render(record: LogRecord): string {
-  return record.message
-    .map((part, i) => i % 2 === 0 ? part as string : String(part))
-    .join("");
-}
-
 /**
  * Registers a test that runs with the `mllp` logs captured (debug and up)
  * instead of printed.
@@ -495,33 +428,9 @@ function hardeningTest(
   name: string,
   fn: (logs: LogLine[]) => Promise<void>,
 ): void {
-  Deno.test(name, async () => {
-    const logs: LogLine[] = [];
-    await configure({
-      reset: true,
-      sinks: {
-        buffer: (record: LogRecord) => {
-          logs.push({
-            level: record.level,
-            category: record.category,
-            text: render(record),
-          });
-        },
-      },
-      loggers: [
-        { category: ["mllp"], sinks: ["buffer"], lowestLevel: "debug" },
-        { category: ["logtape", "meta"], sinks: [] },
-      ],
-    });
-    try {
-      await fn(logs);
-    } finally {
-      await reset();
-    }
-  });
+  Deno.test(name, () => withCapturedLogs(fn));
 }
 
-/** The receiver's warnings, without the start-up one about plain TCP. */
 function receiverWarnings(logs: LogLine[]): string[] {
   return logs
     .filter((l) =>

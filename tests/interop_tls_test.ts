@@ -16,7 +16,6 @@
  */
 
 import { assert, assertEquals, assertStringIncludes } from "@std/assert";
-import { configure, type LogRecord, reset } from "@logtape/logtape";
 import { fileURLToPath } from "node:url";
 import { EchoDispatcher } from "../src/dispatcher.ts";
 import {
@@ -24,7 +23,13 @@ import {
   Receiver,
   type ReceiverTlsOptions,
 } from "../src/receiver.ts";
-import { bytes, findTool, fixtureText, text } from "./_helpers.ts";
+import {
+  bytes,
+  findTool,
+  fixtureText,
+  text,
+  withCapturedLogs,
+} from "./_helpers.ts";
 
 const TLS_DIR = new URL("../tls/", import.meta.url);
 
@@ -73,21 +78,8 @@ function interopTest(
     return;
   }
   const command = tool.command;
-  Deno.test(name, async () => {
-    await configure({
-      reset: true,
-      sinks: { none: (_record: LogRecord) => {} },
-      loggers: [
-        { category: ["mllp"], sinks: ["none"], lowestLevel: "debug" },
-        { category: ["logtape", "meta"], sinks: [] },
-      ],
-    });
-    try {
-      await fn(command);
-    } finally {
-      await reset();
-    }
-  });
+  // The logs are captured, so that they are not printed.
+  Deno.test(name, () => withCapturedLogs(() => fn(command)));
 }
 
 /** Starts a TLS receiver with the EchoDispatcher; records connections. */

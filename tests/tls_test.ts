@@ -25,12 +25,7 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import {
-  configure,
-  type LogLevel,
-  type LogRecord,
-  reset,
-} from "@logtape/logtape";
+import type { LogLevel } from "@logtape/logtape";
 import { fileURLToPath } from "node:url";
 import { Ack } from "../src/ack.ts";
 import { AllowListError } from "../src/allow.ts";
@@ -57,7 +52,14 @@ import {
   type ReceiverOptions,
   type ReceiverTlsOptions,
 } from "../src/receiver.ts";
-import { accepted, bytes, findTool, fixtureText } from "./_helpers.ts";
+import {
+  accepted,
+  bytes,
+  findTool,
+  fixtureText,
+  type LogLine,
+  withCapturedLogs,
+} from "./_helpers.ts";
 
 // ---------------------------------------------------------------------------
 // Fixtures
@@ -138,20 +140,6 @@ const IN_CI = Deno.env.get("CI") === "true";
 // ---------------------------------------------------------------------------
 // Logs
 
-/** One captured log record, rendered. */
-interface LogLine {
-  level: LogLevel;
-  category: readonly string[];
-  text: string;
-}
-
-/** Renders a record's message: template parts with the values between. */
-function render(record: LogRecord): string {
-  return record.message
-    .map((part, i) => i % 2 === 0 ? part as string : String(part))
-    .join("");
-}
-
 /**
  * Registers a test that runs with the `mllp` logs captured (debug and up)
  * instead of printed.
@@ -164,30 +152,7 @@ function tlsTest(
   Deno.test({
     name,
     ignore: options.ignore ?? false,
-    async fn() {
-      const logs: LogLine[] = [];
-      await configure({
-        reset: true,
-        sinks: {
-          buf: (record: LogRecord) => {
-            logs.push({
-              level: record.level,
-              category: record.category,
-              text: render(record),
-            });
-          },
-        },
-        loggers: [
-          { category: ["mllp"], sinks: ["buf"], lowestLevel: "debug" },
-          { category: ["logtape", "meta"], sinks: [] },
-        ],
-      });
-      try {
-        await fn(logs);
-      } finally {
-        await reset();
-      }
-    },
+    fn: () => withCapturedLogs(fn),
   });
 }
 
