@@ -37,7 +37,8 @@ import {
 /** The name of this library's meter and tracer. */
 export const METER_NAME = "@x/mllp";
 
-const meter = metrics.getMeter(METER_NAME, "0.1.0");
+/** This library's meter: every instrument it records with. */
+export const meter = metrics.getMeter(METER_NAME, "0.1.0");
 const tracer = trace.getTracer(METER_NAME, "0.1.0");
 
 const instruments = {

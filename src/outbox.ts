@@ -44,7 +44,6 @@
  * @module
  */
 
-import { metrics } from "@opentelemetry/api";
 import {
   atomic,
   chunkCount,
@@ -62,7 +61,7 @@ import {
   writeLargeChunks,
 } from "./_kv.ts";
 import { OutboxWorker } from "./_outbox_worker.ts";
-import { METER_NAME } from "./_telemetry.ts";
+import { meter } from "./_telemetry.ts";
 import type { BackoffOptions, ClientOptions, SendResult } from "./client.ts";
 import { formatAddress } from "./dispatcher.ts";
 import { unwrap } from "./envelope.ts";
@@ -395,7 +394,6 @@ const DEFAULT_RETRY: BackoffOptions = {
 
 // The gauges observe every running outbox's cached numbers.
 const running = new Set<KvOutbox>();
-const meter = metrics.getMeter(METER_NAME, "0.1.0");
 const gauges = {
   depth: meter.createObservableGauge("mllp.outbox.depth", {
     description: "Messages queued in an outbox and not yet acked or parked",
