@@ -29,16 +29,16 @@
  * @module
  */
 
-export * from "./src/ack.ts";
-export * from "./src/charset.ts";
-export * from "./src/ack_modes.ts";
-export * from "./src/allow.ts";
-export * from "./src/batch.ts";
-export * from "./src/client.ts";
-export * from "./src/dispatcher.ts";
-export * from "./src/envelope.ts";
+export * from "./src/hl7/ack.ts";
+export * from "./src/hl7/charset.ts";
+export * from "./src/hl7/ack_modes.ts";
+export * from "./src/net/allow.ts";
+export * from "./src/hl7/batch.ts";
+export * from "./src/client/client.ts";
+export * from "./src/dispatch/dispatcher.ts";
+export * from "./src/wire/envelope.ts";
 export * from "./src/errors.ts";
-export * from "./src/events.ts";
-export * from "./src/framer.ts";
-export * from "./src/hl7.ts";
-export * from "./src/receiver.ts";
+export * from "./src/observe/events.ts";
+export * from "./src/wire/framer.ts";
+export * from "./src/hl7/message.ts";
+export * from "./src/receiver/receiver.ts";

@@ -64,10 +64,10 @@
  * @module
  */
 
-import { bench } from "./_cli_bench.ts";
-import { describeError, type Io, UsageError, write } from "./_cli_common.ts";
-import { listen } from "./_cli_listen.ts";
-import { send } from "./_cli_send.ts";
+import { bench } from "./cli/bench.ts";
+import { describeError, type Io, UsageError, write } from "./cli/common.ts";
+import { listen } from "./cli/listen.ts";
+import { send } from "./cli/send.ts";
 
 /**
  * A synchronous byte sink, such as `Deno.stdout` or `Deno.stderr`.

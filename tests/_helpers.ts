@@ -12,12 +12,12 @@ import {
 } from "@logtape/logtape";
 import { concat as untypedConcat } from "@std/bytes";
 import { deadline as untypedDeadline } from "@std/async/deadline";
-import type { AckAccepted, AckErrored, AckRejected } from "../src/ack.ts";
+import type { AckAccepted, AckErrored, AckRejected } from "../src/hl7/ack.ts";
 import type {
   ApplicationAckField,
   ReplyResult,
   SendResult,
-} from "../src/client.ts";
+} from "../src/client/client.ts";
 
 const concat: (buffers: Uint8Array[]) => Uint8Array = untypedConcat;
 

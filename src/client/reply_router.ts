@@ -1,0 +1,232 @@
+/**
+ * The client's side of enhanced acknowledgment mode and MLLP release 2,
+ * one per connection: it sees every frame before the link credits it to
+ * the request in flight (see `LinkOptions.intercept`) and
+ *
+ * - consumes release 2 commit frames (`0x06`/`0x15`), handing them to the
+ *   send waiting for one, and answers every other frame with `0x06`;
+ * - notes the first ACK of an enhanced-mode send (its commit ACK, or its
+ *   application ACK when MSH-15 kept the commit ACK back) and lets it
+ *   through as the send's reply;
+ * - consumes a later application ACK (matched by MSA-2) for an earlier
+ *   send, resolving that send's `applicationAck`;
+ * - consumes a duplicate reply to a message resent after a lost commit,
+ *   and an application ACK that comes after `applicationAckTimeout`.
+ *
+ * @module
+ */
+
+import { COMMIT_FRAME } from "../dispatch/_util.ts";
+import { getLogger } from "@logtape/logtape";
+import { Ack } from "../hl7/ack.ts";
+import {
+  type AckCondition,
+  COMMIT_ACK,
+  isCommitCode,
+  isCommitFrame,
+} from "../hl7/ack_modes.ts";
+const logger = getLogger(["mllp", "client"]);
+
+/** How many control ids whose late replies are swallowed are remembered. */
+const MAX_LATE = 1024;
+
+/** What a release 2 sender heard after writing a frame. */
+export type CommitAnswer = "ack" | "nak";
+
+interface ApplicationWaiter {
+  /** MSH-16 of the message. */
+  application: AckCondition;
+  /** `first`: its first ACK is still to come; `app`: its application ACK. */
+  state: "first" | "app";
+  resolve(ack: Ack | undefined): void;
+  timer?: ReturnType<typeof setTimeout>;
+}
+
+/** Options for a {@linkcode ReplyRouter}. */
+export interface ReplyRouterOptions {
+  /** The MLLP release. */
+  release: 1 | 2;
+  /** How long an application ACK may take after the commit ACK, in ms. */
+  applicationAckTimeout: number;
+  /** Writes a payload on the connection (for release 2 commit frames). */
+  write(payload: Uint8Array): void;
+}
+
+/** Routes one connection's incoming frames (see the module doc). */
+export class ReplyRouter {
+  #release: 1 | 2;
+  #timeout: number;
+  #write: (payload: Uint8Array) => void;
+  #waiters = new Map<string, ApplicationWaiter>();
+  #commit: ((answer: CommitAnswer) => void) | undefined;
+  /** Control ids resent after a lost commit: late replies to swallow. */
+  #extra = new Map<string, number>();
+  /** Control ids of sends reported silent: a late ACK for them is logged. */
+  #silent = new Set<string>();
+  /** The control id of the send whose reply is due, until it comes. */
+  #current: string | undefined;
+  #closed = false;
+
+  constructor(options: ReplyRouterOptions) {
+    this.#release = options.release;
+    this.#timeout = options.applicationAckTimeout;
+    this.#write = options.write;
+  }
+
+  /**
+   * Notes the send about to go out: its reply is the next frame for its
+   * control id. For an enhanced-mode message, returns the promise of its
+   * application ACK.
+   */
+  begin(
+    controlId: string | undefined,
+    application?: AckCondition,
+  ): Promise<Ack | undefined> | undefined {
+    this.#current = controlId;
+    if (controlId === undefined || application === undefined) return;
+    if (this.#closed) return Promise.resolve(undefined);
+    const { promise, resolve } = Promise.withResolvers<Ack | undefined>();
+    this.#waiters.get(controlId)?.resolve(undefined);
+    const waiter: ApplicationWaiter = {
+      application,
+      state: "first",
+      resolve: (ack) => {
+        clearTimeout(waiter.timer);
+        if (this.#waiters.get(controlId) === waiter) {
+          this.#waiters.delete(controlId);
+        }
+        resolve(ack);
+      },
+    };
+    this.#waiters.set(controlId, waiter);
+    return promise;
+  }
+
+  /**
+   * The send is over (its reply came, or it failed): if its first ACK
+   * never came, no application ACK will be credited to it.
+   */
+  end(controlId: string | undefined) {
+    if (this.#current === controlId) this.#current = undefined;
+    if (controlId === undefined) return;
+    const waiter = this.#waiters.get(controlId);
+    if (waiter?.state === "first") waiter.resolve(undefined);
+  }
+
+  /** Waits for the next release 2 commit frame (set before writing). */
+  expectCommit(): Promise<CommitAnswer> {
+    return new Promise((resolve) => this.#commit = resolve);
+  }
+
+  /** Stops waiting for a commit frame. */
+  forgetCommit() {
+    this.#commit = undefined;
+  }
+
+  /** A copy of this message was resent: one more reply may come for it. */
+  resent(controlId: string | undefined) {
+    if (controlId !== undefined) this.#expectLate(controlId);
+  }
+
+  /**
+   * A send was reported silent (no acknowledgment within its timeout):
+   * should one come after all, it is dropped with a warning.
+   */
+  silent(controlId: string | undefined) {
+    if (controlId === undefined) return;
+    this.#expectLate(controlId);
+    this.#silent.add(controlId);
+    if (this.#silent.size > MAX_LATE) {
+      this.#silent.delete(this.#silent.values().next().value!);
+    }
+  }
+
+  /**
+   * One more late reply may come for a control id: swallow it. At most
+   * {@linkcode MAX_LATE} ids are remembered (the oldest are forgotten), so
+   * replies that never come (MSH-16 `ER` after a success) cost nothing
+   * for long.
+   */
+  #expectLate(controlId: string) {
+    const count = this.#extra.get(controlId) ?? 0;
+    this.#extra.delete(controlId);
+    this.#extra.set(controlId, count + 1);
+    if (this.#extra.size > MAX_LATE) {
+      this.#extra.delete(this.#extra.keys().next().value!);
+    }
+  }
+
+  /** The connection closed: no application ACK will come on it. */
+  close() {
+    this.#closed = true;
+    this.#commit = undefined;
+    for (const waiter of [...this.#waiters.values()]) waiter.resolve(undefined);
+  }
+
+  /** Sees a frame first; returns `true` when it is consumed. */
+  intercept = (frame: Uint8Array): boolean => {
+    if (this.#release === 2) {
+      if (isCommitFrame(frame)) {
+        const commit = this.#commit;
+        this.#commit = undefined;
+        commit?.(frame[0] === COMMIT_ACK ? "ack" : "nak");
+        return true;
+      }
+      // Commit every frame received (the receiver consumes these).
+      this.#write(COMMIT_FRAME);
+    }
+    if (this.#waiters.size === 0 && this.#extra.size === 0) {
+      this.#current = undefined;
+      return false;
+    }
+    let ack: Ack;
+    try {
+      ack = Ack.parse(frame);
+    } catch {
+      this.#current = undefined;
+      return false;
+    }
+    const id = ack.messageControlId;
+    const waiter = this.#waiters.get(id);
+    if (waiter?.state === "app") {
+      if (isCommitCode(ack.code)) return this.#swallow(id) || true;
+      waiter.resolve(ack);
+      return true;
+    }
+    if (this.#current !== id && this.#swallow(id)) {
+      if (this.#silent.delete(id)) {
+        logger.warn(
+          "Acknowledgment {code} for {controlId} came after its send was reported silent; dropped",
+          { code: ack.code, controlId: id },
+        );
+      }
+      return true;
+    }
+    if (this.#current === id) this.#current = undefined;
+    if (waiter?.state === "first") {
+      if (!isCommitCode(ack.code)) {
+        // MSH-15 kept the commit ACK back: this is the application ACK.
+        waiter.resolve(ack);
+      } else if (ack.code !== "CA" || waiter.application === "NE") {
+        waiter.resolve(undefined);
+      } else {
+        waiter.state = "app";
+        waiter.timer = setTimeout(() => {
+          waiter.resolve(undefined);
+          // Should it come after all, it is no reply to a later send.
+          this.#expectLate(id);
+        }, this.#timeout);
+      }
+    }
+    return false;
+  };
+
+  /** Swallows a late duplicate reply for a resent message, if one is due. */
+  #swallow(id: string): boolean {
+    const extra = this.#extra.get(id);
+    if (!extra) return false;
+    if (extra > 1) this.#extra.set(id, extra - 1);
+    else this.#extra.delete(id);
+    return true;
+  }
+}

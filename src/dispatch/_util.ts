@@ -1,0 +1,59 @@
+/**
+ * Small helpers the dispatch stream, the receiver's dispatcher wrappers
+ * (store, enhanced mode, batches), the client, the queues and the CLI share.
+ *
+ * @module
+ */
+
+import { COMMIT_ACK, COMMIT_NAK } from "../hl7/ack_modes.ts";
+import type {
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
+} from "./dispatcher.ts";
+
+/** The payload of an MLLP release 2 commit frame that accepts: `0x06`. */
+export const COMMIT_FRAME: Uint8Array = new Uint8Array([COMMIT_ACK]);
+
+/**
+ * The payload of a release 2 commit frame that refuses, `0x15`; also the
+ * one-byte NAK a receiver answers a failed non-HL7 payload with.
+ */
+export const NAK_FRAME: Uint8Array = new Uint8Array([COMMIT_NAK]);
+
+/** Whether a reply is the one-byte NAK (`0x15`). */
+export function isNak(reply: Uint8Array): boolean {
+  return reply.length === 1 && reply[0] === COMMIT_NAK;
+}
+
+/** Whether a dispatcher's return value is a promise (or another thenable). */
+export function isThenable(
+  value: DispatchReply | PromiseLike<DispatchReply>,
+): value is PromiseLike<DispatchReply> {
+  return typeof value === "object" && value !== null &&
+    typeof (value as { then?: unknown }).then === "function";
+}
+
+/** A dispatcher as a function, whichever form it was given in. */
+export function asFunction<C>(
+  dispatcher: Dispatcher<C>,
+): DispatchFunction<C> {
+  return typeof dispatcher === "function"
+    ? dispatcher
+    : (message, ctx) => dispatcher.dispatch(message, ctx);
+}
+
+/** The message of an error, or the thrown value as text. */
+export function reasonOf(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/**
+ * Text for an ACK's MSA-3: control characters (which an ACK text must not
+ * carry, VT and FS least of all) become spaces, tabs stay, and it is cut to
+ * 200 characters.
+ */
+export function plain(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\x00-\x08\x0a-\x1f\x7f]/g, " ").slice(0, 200);
+}

@@ -1,0 +1,797 @@
+/**
+ * A durable outbound queue on Deno KV: {@linkcode KvOutbox.enqueue}
+ * returns once a message is committed, and a worker sends the queue in
+ * order to one destination with the library's {@linkcode Client},
+ * retrying with backoff while the destination cannot be reached, and
+ * recording each final ACK. Messages that get `AE`/`AR` (or whose outcome
+ * is unknown: no reply in time, an ACK for another message) are parked for
+ * review, not resent blindly. After a restart the queue goes on where it
+ * was; a message that was being sent when the process died is sent again
+ * with the same control id and flagged `possibleDuplicate`.
+ *
+ * Needs Deno KV: run with `--unstable-kv` (or `"unstable": ["kv"]` in
+ * deno.json). Works on a local file, `":memory:"`, or a KV opened by URL
+ * (KV Connect): plain keys, atomic commits and polling, no KV queues.
+ *
+ * Queue depth, the oldest message's age and the parked count are
+ * OpenTelemetry gauges (`mllp.outbox.depth`, `mllp.outbox.oldest_age` in
+ * ms, `mllp.outbox.parked`, each with `server.address`) while a worker
+ * runs, and {@linkcode KvOutbox.stats} returns them.
+ *
+ * @example Queue two messages and deliver them
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import { KvOutbox } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: receiver.port },
+ * });
+ * const first = await outbox.enqueue(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|Q1|P|2.5\r",
+ * );
+ * await outbox.enqueue("MSH|^~\\&|A|B|C|D|20240101||ADT^A08|Q2|P|2.5\r");
+ * outbox.start();
+ * const done = await outbox.waitFor(first.seq);
+ * assertEquals([done.state, done.ackCode], ["acked", "AA"]);
+ * ```
+ *
+ * @module
+ */
+
+import {
+  atomic,
+  chunkCount,
+  clearPartial,
+  deleteChunks,
+  fitsInline,
+  newId,
+  openKv,
+  readChunks,
+  readCounters,
+  setChunks,
+  sleep,
+  sweepPartials,
+  Wakeup,
+  writeLargeChunks,
+} from "./_kv.ts";
+import { OutboxWorker } from "./kv_outbox_worker.ts";
+import { meter } from "../observe/telemetry.ts";
+import type {
+  BackoffOptions,
+  ClientOptions,
+  SendResult,
+} from "../client/client.ts";
+import { formatAddress } from "../dispatch/dispatcher.ts";
+import { unwrap } from "../wire/envelope.ts";
+import { TypedEventTarget } from "../observe/events.ts";
+import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
+import { type Message, readMessage } from "../hl7/message.ts";
+
+/**
+ * Where an outbox sends: a receiver's address and the client's options.
+ *
+ * @example A destination with its own reply timeout
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import { KvOutbox, type OutboxDestination } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * const destination: OutboxDestination = {
+ *   hostname: "127.0.0.1",
+ *   port: receiver.port,
+ *   replyTimeout: 5_000,
+ *   connectTimeout: 2_000,
+ * };
+ * await using outbox = await KvOutbox.open(":memory:", { destination });
+ * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * outbox.start();
+ * assertEquals((await outbox.waitFor(seq)).state, "acked");
+ * ```
+ */
+export interface OutboxDestination extends ClientOptions {
+  /** The receiver's host name or IP address. */
+  hostname: string;
+  /** The receiver's port. */
+  port: number;
+}
+
+/**
+ * Options for {@linkcode KvOutbox.open}.
+ *
+ * @example An outbox that resends unknown outcomes to a deduplicating receiver
+ * ```ts
+ * import { KvOutbox, type KvOutboxOptions } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: KvOutboxOptions = {
+ *   destination: { hostname: "127.0.0.1", port: 2575 },
+ *   prefix: ["mllp", "lab-outbox"],
+ *   retry: { initialDelay: 500, maxDelay: 30_000 },
+ *   resendUnknown: true,
+ *   maxAttempts: 3,
+ * };
+ * await using outbox = await KvOutbox.open(":memory:", options); // not started: sends nothing
+ * assertEquals(outbox.destination, "127.0.0.1:2575");
+ * assertEquals((await outbox.stats()).depth, 0);
+ * ```
+ */
+export interface KvOutboxOptions {
+  /**
+   * The receiver to send to, with {@linkcode ClientOptions} (TLS, reply
+   * timeout...). The outbox connects only when it has something to send
+   * and paces its own retries, so `reconnect` is ignored.
+   */
+  destination: OutboxDestination;
+  /**
+   * The key prefix under which queues are kept (one per destination).
+   *
+   * @default {["mllp", "outbox"]}
+   */
+  prefix?: Deno.KvKey;
+  /**
+   * The backoff between attempts while the destination cannot be reached
+   * (refused, connect timeout, dropped before the message was written).
+   *
+   * @default {{ initialDelay: 1000, maxDelay: 60000, factor: 2, jitter: 0.1 }}
+   */
+  retry?: BackoffOptions;
+  /**
+   * Resend a message whose outcome is unknown (it was written, then no
+   * reply came in time, the connection dropped, or the reply was an ACK
+   * for another message), flagged `possibleDuplicate`, instead of parking
+   * it at once. Safe only towards receivers that detect duplicates (such
+   * as one with a `KvMessageStore`).
+   *
+   * @default {false}
+   */
+  resendUnknown?: boolean;
+  /**
+   * With `resendUnknown`, how many times a message is sent before it is
+   * parked.
+   *
+   * @default {5}
+   */
+  maxAttempts?: number;
+  /**
+   * How long the worker's claim on the destination's queue lasts without
+   * renewal, in ms (it is renewed every third of this). One worker sends
+   * to a destination at a time, even across processes sharing the KV; a
+   * worker that died is taken over after this long.
+   *
+   * @default {15000}
+   */
+  leaseMs?: number;
+  /**
+   * How often an idle worker looks for messages queued by other
+   * processes, in ms (messages queued through this object wake it at
+   * once).
+   *
+   * @default {250}
+   */
+  pollInterval?: number;
+}
+
+/**
+ * Where a queued message is.
+ *
+ * @example List the messages still waiting
+ * ```ts
+ * import { KvOutbox, type OutboxState } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: 2575 },
+ * });
+ * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * const state: OutboxState = "pending";
+ * const waiting = await Array.fromAsync(outbox.list({ state }));
+ * assertEquals(waiting.map((record) => record.controlId), ["Q1"]);
+ * ```
+ */
+export type OutboxState = "pending" | "in_flight" | "acked" | "parked";
+
+/**
+ * What the outbox keeps about one message (its bytes are kept apart).
+ *
+ * @example Inspect a queued message
+ * ```ts
+ * import { KvOutbox, type OutboxRecord } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: 2575 },
+ * });
+ * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * const record: OutboxRecord | undefined = await outbox.get(seq);
+ * assertEquals(record?.state, "pending");
+ * assertEquals([record?.controlId, record?.messageType], ["Q1", "ADT^A01"]);
+ * assertEquals([record?.attempts, record?.possibleDuplicate], [0, false]);
+ * ```
+ */
+export interface OutboxRecord {
+  /** Its place in the destination's queue, from 1. */
+  seq: number;
+  /** The id its bytes are kept under. */
+  id: string;
+  /** MSH-10, for HL7. */
+  controlId?: string;
+  /** MSH-9, for HL7. */
+  messageType?: string;
+  /** Its size in bytes. */
+  size: number;
+  /** When it was queued, in ms since the epoch. */
+  enqueuedAt: number;
+  /** Where it is. */
+  state: OutboxState;
+  /** How many times it was marked in flight (about to be written). */
+  attempts: number;
+  /**
+   * Whether the receiver may have it already: it was sent again after a
+   * send whose outcome is unknown (a process that died mid-send, or
+   * `resendUnknown`), always with the same control id.
+   */
+  possibleDuplicate: boolean;
+  /** When the last attempt started, in ms since the epoch. */
+  sentAt?: number;
+  /** When it was acknowledged or parked, in ms since the epoch. */
+  finishedAt?: number;
+  /** The result's outcome, as in {@linkcode SendResult}, or `"failed"`. */
+  outcome?: SendResult["outcome"] | "failed";
+  /** The ACK code (MSA-1). */
+  ackCode?: string;
+  /** The ACK's text (MSA-3). */
+  ackText?: string;
+  /** The whole ACK (or the reply, for a payload that is not HL7). */
+  reply?: string;
+  /** The last round trip, in ms. */
+  roundTripMs?: number;
+  /** Why it was parked, or why the last attempt failed. */
+  reason?: string;
+}
+
+/**
+ * Numbers from {@linkcode KvOutbox.stats}.
+ *
+ * @example Watch the queue depth
+ * ```ts
+ * import { KvOutbox, type OutboxStats } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: 2575 },
+ * });
+ * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A08|Q2|P|2.5\r");
+ * const stats: OutboxStats = await outbox.stats();
+ * assertEquals([stats.depth, stats.enqueued, stats.parked], [2, 2, 0]);
+ * ```
+ */
+export interface OutboxStats {
+  /** Messages queued and not yet acknowledged or parked. */
+  depth: number;
+  /** The age of the oldest of them, in ms (0 when none). */
+  oldestAgeMs: number;
+  /** Messages parked now. */
+  parked: number;
+  /** Messages queued in all. */
+  enqueued: number;
+}
+
+/**
+ * What {@linkcode KvOutbox.enqueue} returns.
+ *
+ * @example Keep the place of each message
+ * ```ts
+ * import { type Enqueued, KvOutbox } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: 2575 },
+ * });
+ * const hl7: Enqueued = await outbox.enqueue(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r",
+ * );
+ * const other: Enqueued = await outbox.enqueue("not HL7");
+ * assertEquals(hl7, { seq: 1, controlId: "Q1" });
+ * assertEquals([other.seq, other.controlId], [2, undefined]);
+ * ```
+ */
+export interface Enqueued {
+  /** The message's place in the queue. */
+  seq: number;
+  /** Its MSH-10, for HL7. */
+  controlId?: string;
+}
+
+/**
+ * Detail of the `retrying` event: the destination could not be reached.
+ *
+ * @example See why a destination cannot be reached
+ * ```ts
+ * import { ConnectionRefusedError } from "@x/mllp";
+ * import { KvOutbox, type OutboxRetryDetail } from "@x/mllp/outbox";
+ * import { assert, assertEquals } from "@std/assert";
+ *
+ * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+ * const { port } = listener.addr;
+ * listener.close(); // nothing listens on this port now
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port },
+ *   retry: { initialDelay: 60_000, jitter: 0 },
+ * });
+ * const retrying = new Promise<OutboxRetryDetail>((resolve) =>
+ *   outbox.addEventListener("retrying", (event) => resolve(event.detail), {
+ *     once: true,
+ *   })
+ * );
+ * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * outbox.start();
+ * const detail = await retrying;
+ * assert(detail.error instanceof ConnectionRefusedError);
+ * assertEquals(detail.record.controlId, "Q1");
+ * assertEquals([detail.written, detail.delayMs], [false, 60_000]);
+ * ```
+ */
+export interface OutboxRetryDetail {
+  /** The message at the head of the queue. */
+  record: OutboxRecord;
+  /** Why. */
+  error: Error;
+  /** Whether the message was written (its outcome is then unknown). */
+  written: boolean;
+  /** The wait before the next attempt, in ms. */
+  delayMs: number;
+}
+
+/**
+ * The events a {@linkcode KvOutbox} emits, each a `CustomEvent`.
+ *
+ * @example Log acknowledged messages
+ * ```ts
+ * import { EchoDispatcher, Receiver } from "@x/mllp";
+ * import { KvOutbox, type OutboxEventMap } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: EchoDispatcher,
+ * });
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: receiver.port },
+ * });
+ * const acked: OutboxEventMap["acked"]["detail"][] = [];
+ * outbox.addEventListener("acked", (event) => acked.push(event.detail));
+ * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
+ * outbox.start();
+ * await outbox.waitFor(seq);
+ * assertEquals(acked.map((record) => [record.controlId, record.ackCode]), [[
+ *   "Q1",
+ *   "AA",
+ * ]]);
+ * ```
+ */
+export interface OutboxEventMap {
+  /** A message was acknowledged (`AA`/`CA`, or a reply other than NAK). */
+  acked: CustomEvent<OutboxRecord>;
+  /** A message was parked for review. */
+  parked: CustomEvent<OutboxRecord>;
+  /** Sending failed in transport; the message will be tried again. */
+  retrying: CustomEvent<OutboxRetryDetail>;
+}
+
+const DEFAULT_RETRY: BackoffOptions = {
+  initialDelay: 1000,
+  maxDelay: 60_000,
+  factor: 2,
+  jitter: 0.1,
+};
+
+// The gauges observe every running outbox's cached numbers.
+const running = new Set<KvOutbox>();
+const gauges = {
+  depth: meter.createObservableGauge("mllp.outbox.depth", {
+    description: "Messages queued in an outbox and not yet acked or parked",
+  }),
+  age: meter.createObservableGauge("mllp.outbox.oldest_age", {
+    description: "Age of the oldest message queued in an outbox",
+    unit: "ms",
+  }),
+  parked: meter.createObservableGauge("mllp.outbox.parked", {
+    description: "Messages parked in an outbox for review",
+  }),
+};
+meter.addBatchObservableCallback((observer) => {
+  for (const outbox of running) {
+    const stats = outbox.cachedStats;
+    if (!stats) continue;
+    const attributes = { "server.address": outbox.destination };
+    observer.observe(gauges.depth, stats.depth, attributes);
+    observer.observe(gauges.age, stats.oldestAgeMs, attributes);
+    observer.observe(gauges.parked, stats.parked, attributes);
+  }
+}, [gauges.depth, gauges.age, gauges.parked]);
+
+/**
+ * A durable outbound queue for one destination, on Deno KV. See the
+ * module documentation for what it guarantees.
+ *
+ * States: `pending` → `in_flight` (committed before the message is
+ * written, so a crash after writing is noticed on restart) → `acked` or
+ * `parked`. A transport failure before the message was written puts it
+ * back to `pending` and the worker waits (backoff) before trying again;
+ * messages behind it wait too, so the order holds.
+ *
+ * @example Park a rejected message
+ * ```ts
+ * import { Ack, Receiver } from "@x/mllp";
+ * import { KvOutbox } from "@x/mllp/outbox";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: (message) => Ack.forMessage(message, "AR", { text: "No" }),
+ * });
+ * await using outbox = await KvOutbox.open(":memory:", {
+ *   destination: { hostname: "127.0.0.1", port: receiver.port },
+ * });
+ * const { seq } = await outbox.enqueue(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|R1|P|2.5\r",
+ * );
+ * outbox.start();
+ * const record = await outbox.waitFor(seq);
+ * assertEquals([record.state, record.reason], ["parked", "AR: No"]);
+ * assertEquals((await outbox.stats()).parked, 1);
+ * ```
+ */
+export class KvOutbox extends TypedEventTarget<OutboxEventMap>
+  implements AsyncDisposable {
+  /** The destination, as `host:port`: the name of its queue. */
+  readonly destination: string;
+  #kv: Deno.Kv;
+  #owned: boolean;
+  #base: Deno.KvKey;
+  #target: OutboxDestination;
+  #retry: BackoffOptions;
+  #resendUnknown: boolean;
+  #maxAttempts: number;
+  #leaseMs: number;
+  #pollInterval: number;
+  #owner = newId();
+  #queued = new Wakeup();
+  #settled = new Wakeup();
+  #worker: OutboxWorker | undefined;
+  #stopping: AbortController | undefined;
+  #working: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #stats: OutboxStats | undefined;
+
+  private constructor(kv: Deno.Kv, owned: boolean, options: KvOutboxOptions) {
+    super();
+    const { hostname, port } = options.destination;
+    this.#kv = kv;
+    this.#owned = owned;
+    this.#target = options.destination;
+    this.destination = formatAddress({ hostname, port });
+    this.#base = [...(options.prefix ?? ["mllp", "outbox"]), this.destination];
+    this.#retry = options.retry ?? DEFAULT_RETRY;
+    this.#resendUnknown = options.resendUnknown ?? false;
+    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 5);
+    this.#leaseMs = Math.max(30, options.leaseMs ?? 15_000);
+    this.#pollInterval = Math.max(1, options.pollInterval ?? 250);
+  }
+
+  /**
+   * Opens the outbox of one destination.
+   *
+   * @param pathOrKv A file path, `":memory:"`, a KV Connect URL (with
+   *   `DENO_KV_ACCESS_TOKEN` set), an open `Deno.Kv` (which stays yours to
+   *   close), or nothing for Deno's default KV.
+   * @param options The destination, retries and resends.
+   * @returns The outbox; call {@linkcode KvOutbox.start} to deliver.
+   * @throws {Error} If the KV cannot be opened.
+   */
+  static async open(
+    pathOrKv: string | Deno.Kv | undefined,
+    options: KvOutboxOptions,
+  ): Promise<KvOutbox> {
+    const { kv, owned } = await openKv(pathOrKv);
+    const outbox = new KvOutbox(kv, owned, options);
+    try {
+      await sweepPartials(kv, outbox.#base, 3_600_000);
+    } catch (error) {
+      if (owned) kv.close();
+      throw error;
+    }
+    return outbox;
+  }
+
+  #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
+    return [...this.#base, ...parts];
+  }
+
+  /**
+   * Queues a message: returns once it is committed.
+   *
+   * @param payload An HL7 message or another payload, text or bytes (an
+   *   MLLP frame around it is removed).
+   * @returns Its place in the queue and its control id.
+   * @throws {HeaderError} If it starts with `MSH` but its header cannot be
+   *   read (nothing is queued).
+   * @throws {TypeError} If it holds a VT or FS byte (nothing is queued).
+   * @throws {Error} If the commit fails (nothing is queued).
+   */
+  async enqueue(payload: string | Uint8Array): Promise<Enqueued> {
+    const message = prepare(payload);
+    const raw = message.raw;
+    const id = newId();
+    const inline = fitsInline(raw.length);
+    if (!inline) await writeLargeChunks(this.#kv, this.#base, id, raw);
+    try {
+      for (let tries = 1;; tries++) {
+        const last = await this.#kv.get<number>(this.#key("seq"));
+        const seq = (last.value ?? 0) + 1;
+        const enqueuedAt = Date.now();
+        const record: OutboxRecord = {
+          seq,
+          id,
+          controlId: message.header?.controlId,
+          messageType: message.header?.messageType,
+          size: raw.length,
+          enqueuedAt,
+          state: "pending",
+          attempts: 0,
+          possibleDuplicate: false,
+        };
+        const op = atomic(this.#kv).check(last)
+          .set(this.#key("seq"), seq)
+          .set(this.#key("item", seq), record)
+          .set(this.#key("pending", seq), enqueuedAt)
+          .sum(this.#key("count", "enqueued"), 1n);
+        if (inline) setChunks(op, this.#base, id, raw);
+        else clearPartial(op, this.#base, id);
+        if ((await op.commit()).ok) {
+          this.#queued.notify();
+          return { seq, controlId: record.controlId };
+        }
+        if (tries >= 100) {
+          throw new Error(
+            "Cannot queue message: the queue kept changing (100 tries)",
+          );
+        }
+      }
+    } catch (error) {
+      if (!inline) {
+        await deleteChunks(this.#kv, this.#base, id, chunkCount(raw.length))
+          .catch(() => {});
+      }
+      throw error;
+    }
+  }
+
+  /**
+   * The record of a queued message.
+   *
+   * @param seq Its place in the queue.
+   * @returns The record, or `undefined`.
+   */
+  async get(seq: number): Promise<OutboxRecord | undefined> {
+    return (await this.#kv.get<OutboxRecord>(this.#key("item", seq))).value ??
+      undefined;
+  }
+
+  /**
+   * A queued message's bytes.
+   *
+   * @param seq Its place in the queue.
+   * @returns The bytes.
+   * @throws {Error} If there is no such message.
+   */
+  async read(seq: number): Promise<Uint8Array> {
+    const record = await this.get(seq);
+    if (!record) throw new Error(`Cannot read message ${seq}: not queued`);
+    return await readChunks(this.#kv, this.#base, record.id, record.size);
+  }
+
+  /**
+   * The records of the queue, in order.
+   *
+   * @param options Only those in `state`.
+   * @returns The records.
+   */
+  async *list(
+    options: { state?: OutboxState } = {},
+  ): AsyncIterableIterator<OutboxRecord> {
+    const iter = this.#kv.list<OutboxRecord>({ prefix: this.#key("item") }, {
+      batchSize: 500,
+    });
+    for await (const entry of iter) {
+      if (!options.state || entry.value.state === options.state) {
+        yield entry.value;
+      }
+    }
+  }
+
+  /**
+   * Waits until a message is acknowledged or parked.
+   *
+   * @param seq Its place in the queue.
+   * @param options Stops waiting when `signal` aborts.
+   * @returns Its final record.
+   * @throws {Error} If there is no such message, or `signal` aborted.
+   */
+  async waitFor(
+    seq: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<OutboxRecord> {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const next = this.#settled.next;
+      const record = await this.get(seq);
+      if (!record) {
+        throw new Error(`Cannot wait for message ${seq}: not queued`);
+      }
+      if (record.state === "acked" || record.state === "parked") return record;
+      await sleep(this.#pollInterval * 4, options.signal, next);
+    }
+  }
+
+  /**
+   * Queue depth, oldest age and parked count, read from counters kept in
+   * the same commits as the messages.
+   *
+   * @returns The numbers.
+   */
+  async stats(): Promise<OutboxStats> {
+    const [enqueued, finished, parked, requeued] = await readCounters(
+      this.#kv,
+      ["enqueued", "finished", "parked", "requeued"].map((name) =>
+        this.#key("count", name)
+      ),
+    );
+    let oldestAgeMs = 0;
+    for await (
+      const entry of this.#kv.list<number>({ prefix: this.#key("pending") }, {
+        limit: 1,
+      })
+    ) oldestAgeMs = Math.max(0, Date.now() - entry.value);
+    const stats = {
+      depth: enqueued - finished + requeued,
+      oldestAgeMs,
+      parked: parked - requeued,
+      enqueued,
+    };
+    this.#stats = stats;
+    return stats;
+  }
+
+  /** The last numbers read by {@linkcode KvOutbox.stats} (for the gauges). */
+  get cachedStats(): OutboxStats | undefined {
+    return this.#stats;
+  }
+
+  /**
+   * Puts a parked message back in the queue, at its old place (so it goes
+   * before later messages), with its attempts reset.
+   *
+   * @param seq Its place in the queue.
+   * @returns Whether it was parked (and is now pending).
+   */
+  async requeue(seq: number): Promise<boolean> {
+    const entry = await this.#kv.get<OutboxRecord>(this.#key("item", seq));
+    if (entry.value?.state !== "parked") return false;
+    const result = await atomic(this.#kv).check(entry)
+      .set(this.#key("item", seq), {
+        ...entry.value,
+        state: "pending",
+        attempts: 0,
+        finishedAt: undefined,
+      })
+      .set(this.#key("pending", seq), entry.value.enqueuedAt)
+      .delete(this.#key("parked", seq))
+      .sum(this.#key("count", "requeued"), 1n)
+      .commit();
+    if (result.ok) this.#queued.notify();
+    return result.ok;
+  }
+
+  /** Whether the worker is running. */
+  get started(): boolean {
+    return this.#working !== undefined;
+  }
+
+  /**
+   * Starts the worker that delivers the queue. Does nothing if it runs.
+   *
+   * @throws {Error} If the outbox is closed.
+   */
+  start(): void {
+    if (this.#closing) throw new Error("Cannot start: the outbox is closed");
+    if (this.#working) return;
+    const stopping = new AbortController();
+    this.#stopping = stopping;
+    running.add(this);
+    const worker = this.#worker ??= new OutboxWorker({
+      kv: this.#kv,
+      base: this.#base,
+      destination: this.destination,
+      target: this.#target,
+      retry: this.#retry,
+      resendUnknown: this.#resendUnknown,
+      maxAttempts: this.#maxAttempts,
+      leaseMs: this.#leaseMs,
+      pollInterval: this.#pollInterval,
+      owner: this.#owner,
+      queued: this.#queued,
+      refreshStats: () => this.stats(),
+      onFinished: (state, record) => {
+        this.#settled.notify();
+        this.dispatchEvent(new CustomEvent(state, { detail: record }));
+      },
+      onRetry: (detail) => {
+        this.dispatchEvent(new CustomEvent("retrying", { detail }));
+      },
+    });
+    this.#working = worker.run(stopping.signal).finally(() => {
+      running.delete(this);
+    });
+  }
+
+  /**
+   * Stops the worker after the send in progress (if any) has its reply,
+   * error or timeout.
+   *
+   * @returns A promise that resolves once it has stopped.
+   */
+  async stop(): Promise<void> {
+    this.#stopping?.abort();
+    await this.#working;
+    this.#working = undefined;
+  }
+
+  /**
+   * Stops the worker (after the send in progress), closes the connection,
+   * and closes the KV if the outbox opened it. Calling it again returns
+   * the same promise.
+   *
+   * @returns A promise that resolves once closed.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      await this.stop();
+      await this.#worker?.close();
+      if (this.#owned) this.#kv.close();
+    })();
+  }
+
+  /** Closes the outbox; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Reads and checks a payload as the client would send it. */
+function prepare(payload: string | Uint8Array): Message {
+  const message = readMessage(unwrap(payload));
+  for (
+    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
+  ) {
+    const at = message.raw.indexOf(byte);
+    if (at !== -1) {
+      throw new TypeError(
+        `Cannot queue message: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
+      );
+    }
+  }
+  return message;
+}

@@ -1,0 +1,420 @@
+/**
+ * The delivery worker of `KvOutbox`: holds a lease on its destination's
+ * queue (one worker per destination, across processes), sends the head of
+ * the queue with the library's client after marking it in flight, and
+ * records the outcome: acked, parked, or back to pending for a later try.
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import {
+  type BackoffOptions,
+  Client,
+  reconnectDelay,
+  type SendErrorDetail,
+  type SendResult,
+} from "../client/client.ts";
+import { isNak, reasonOf } from "../dispatch/_util.ts";
+import { ClientError, ReplyTimeoutError } from "../errors.ts";
+import type {
+  OutboxDestination,
+  OutboxRecord,
+  OutboxRetryDetail,
+} from "./kv_outbox.ts";
+
+const logger = getLogger(["mllp", "outbox"]);
+
+/** What the worker needs from its outbox. */
+export interface WorkerSettings {
+  kv: Deno.Kv;
+  /** The destination's key prefix. */
+  base: Deno.KvKey;
+  /** The destination as `host:port`. */
+  destination: string;
+  target: OutboxDestination;
+  retry: BackoffOptions;
+  resendUnknown: boolean;
+  maxAttempts: number;
+  leaseMs: number;
+  pollInterval: number;
+  /** This outbox's id, recorded in the lease. */
+  owner: string;
+  /** Notified when a message is queued through this outbox. */
+  queued: Wakeup;
+  /** Reads the numbers the gauges show. */
+  refreshStats(): Promise<unknown>;
+  onFinished(state: "acked" | "parked", record: OutboxRecord): void;
+  onRetry(detail: OutboxRetryDetail): void;
+}
+
+/** The backoff after the queue itself cannot be read. */
+const ERROR_BACKOFF: BackoffOptions = { initialDelay: 50, maxDelay: 5_000 };
+
+/** Delivers one destination's queue while it runs. */
+export class OutboxWorker {
+  #s: WorkerSettings;
+  #lease: { versionstamp: string; until: number } | undefined;
+  #waitingForLease = false;
+  #client: Client | undefined;
+  #lastSendError: SendErrorDetail | undefined;
+  #failures = 0;
+
+  constructor(settings: WorkerSettings) {
+    this.#s = settings;
+  }
+
+  #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
+    return [...this.#s.base, ...parts];
+  }
+
+  /** Closes the worker's connection. */
+  async close(): Promise<void> {
+    await this.#client?.close();
+  }
+
+  async run(signal: AbortSignal): Promise<void> {
+    const heartbeat = setInterval(
+      () => void this.#renew().catch(() => {}),
+      this.#s.leaseMs / 3,
+    );
+    const refresh = setInterval(
+      () => void this.#s.refreshStats().catch(() => {}),
+      1000,
+    );
+    let errors = 0;
+    try {
+      await this.#s.refreshStats().catch(() => {});
+      while (!signal.aborted) {
+        try {
+          if (!await this.#holdLease()) {
+            await sleep(Math.min(this.#s.leaseMs / 2, 1000), signal);
+            continue;
+          }
+          const head = await this.#head();
+          if (!head) {
+            await sleep(this.#s.pollInterval, signal, this.#s.queued.next);
+            continue;
+          }
+          const delay = await this.#deliver(head);
+          errors = 0;
+          if (delay > 0) await sleep(delay, signal);
+        } catch (error) {
+          if (signal.aborted) break;
+          logger.error("Outbox for {destination} failed: {error}", {
+            destination: this.#s.destination,
+            error,
+          });
+          await sleep(reconnectDelay(ERROR_BACKOFF, ++errors), signal);
+        }
+      }
+    } finally {
+      clearInterval(heartbeat);
+      clearInterval(refresh);
+      await this.#releaseLease().catch(() => {});
+    }
+  }
+
+  /** Takes or renews the claim on this destination's queue. */
+  async #holdLease(): Promise<boolean> {
+    const now = Date.now();
+    if (this.#lease && this.#lease.until - now > this.#s.leaseMs / 2) {
+      return true;
+    }
+    const key = this.#key("lease");
+    const entry = await this.#s.kv.get<{ owner: string; until: number }>(key);
+    const held = entry.value;
+    if (held && held.owner !== this.#s.owner && held.until > now) {
+      if (!this.#waitingForLease) {
+        this.#waitingForLease = true;
+        logger.info(
+          "Outbox for {destination}: another worker holds the queue until {until}; waiting",
+          { destination: this.#s.destination, until: new Date(held.until) },
+        );
+      }
+      this.#lease = undefined;
+      return false;
+    }
+    this.#waitingForLease = false;
+    const until = now + this.#s.leaseMs;
+    const result = await atomic(this.#s.kv).check(entry)
+      .set(key, { owner: this.#s.owner, until }).commit();
+    this.#lease = result.ok
+      ? { versionstamp: result.versionstamp, until }
+      : undefined;
+    return result.ok;
+  }
+
+  /** Renews the claim if this worker holds it. */
+  async #renew(): Promise<void> {
+    const lease = this.#lease;
+    if (!lease) return;
+    const until = Date.now() + this.#s.leaseMs;
+    const result = await atomic(this.#s.kv)
+      .check({ key: this.#key("lease"), versionstamp: lease.versionstamp })
+      .set(this.#key("lease"), { owner: this.#s.owner, until }).commit();
+    if (this.#lease !== lease) return;
+    this.#lease = result.ok
+      ? { versionstamp: result.versionstamp, until }
+      : undefined;
+  }
+
+  async #releaseLease(): Promise<void> {
+    const lease = this.#lease;
+    this.#lease = undefined;
+    if (!lease) return;
+    await atomic(this.#s.kv)
+      .check({ key: this.#key("lease"), versionstamp: lease.versionstamp })
+      .delete(this.#key("lease")).commit();
+  }
+
+  /** The first message not yet acknowledged or parked. */
+  async #head(): Promise<Deno.KvEntry<OutboxRecord> | undefined> {
+    for await (
+      const entry of this.#s.kv.list({ prefix: this.#key("pending") }, {
+        limit: 1,
+      })
+    ) {
+      const item = await this.#s.kv.get<OutboxRecord>(
+        this.#key("item", entry.key.at(-1) as number),
+      );
+      if (item.value) return item as Deno.KvEntry<OutboxRecord>;
+    }
+    return undefined;
+  }
+
+  /**
+   * Sends the head of the queue once and records what became of it.
+   * Returns how long to wait before the next attempt (0: go on).
+   */
+  async #deliver(head: Deno.KvEntry<OutboxRecord>): Promise<number> {
+    const lease = this.#lease;
+    if (!lease) return 0;
+    const before = head.value;
+    const crashed = before.state === "in_flight";
+    if (crashed) {
+      logger.warn(
+        "Outbox for {destination}: message {seq} ({controlId}) was being sent when the worker stopped; sending it again with the same control id (possible duplicate)",
+        {
+          destination: this.#s.destination,
+          seq: before.seq,
+          controlId: before.controlId ?? "",
+        },
+      );
+    }
+    const flying: OutboxRecord = {
+      ...before,
+      state: "in_flight",
+      attempts: before.attempts + 1,
+      possibleDuplicate: before.possibleDuplicate || crashed,
+      sentAt: Date.now(),
+    };
+    // In flight before a byte is written: a crash from here on is seen.
+    const marked = await atomic(this.#s.kv).check(head)
+      .check({ key: this.#key("lease"), versionstamp: lease.versionstamp })
+      .set(this.#key("item", before.seq), flying).commit();
+    if (!marked.ok) return 0;
+    const entry = { key: head.key, versionstamp: marked.versionstamp };
+    let raw: Uint8Array;
+    try {
+      raw = await readChunks(this.#s.kv, this.#s.base, before.id, before.size);
+    } catch (error) {
+      await this.#finish(entry, flying, "parked", {
+        outcome: "failed",
+        reason: reasonOf(error),
+      });
+      return 0;
+    }
+    const client = this.#client ??= this.#newClient();
+    this.#lastSendError = undefined;
+    const started = performance.now();
+    let result: SendResult;
+    try {
+      result = await client.send(raw);
+    } catch (error) {
+      return await this.#failed(entry, flying, error);
+    }
+    this.#failures = 0;
+    const roundTripMs = performance.now() - started;
+    const fields = describe(result);
+    const unknown = result.outcome === "mismatch";
+    if (
+      unknown && this.#s.resendUnknown && flying.attempts < this.#s.maxAttempts
+    ) {
+      await this.#retryLater(entry, flying, fields.reason ?? "", true);
+      return reconnectDelay(this.#s.retry, flying.attempts);
+    }
+    const ok = result.ok &&
+      !(result.outcome === "reply" && isNak(result.reply));
+    await this.#finish(entry, flying, ok ? "acked" : "parked", {
+      ...fields,
+      roundTripMs,
+    });
+    return 0;
+  }
+
+  #newClient(): Client {
+    const { hostname, port, ...options } = this.#s.target;
+    const client = new Client(hostname, port, { ...options, reconnect: false });
+    client.addEventListener("senderror", (event) => {
+      this.#lastSendError = event.detail;
+    });
+    return client;
+  }
+
+  /** A send that threw: retry later (not written, or resendUnknown) or park. */
+  async #failed(
+    entry: { key: Deno.KvKey; versionstamp: string },
+    flying: OutboxRecord,
+    error: unknown,
+  ): Promise<number> {
+    const named = error instanceof Error ? error : new Error(String(error));
+    if (!(named instanceof ClientError)) {
+      await this.#finish(entry, flying, "parked", {
+        outcome: "failed",
+        reason: named.message,
+      });
+      return 0;
+    }
+    const written = named instanceof ReplyTimeoutError ||
+      (this.#lastSendError?.error === named && this.#lastSendError.written);
+    if (
+      written &&
+      !(this.#s.resendUnknown && flying.attempts < this.#s.maxAttempts)
+    ) {
+      await this.#finish(entry, flying, "parked", {
+        outcome: "failed",
+        reason: `Outcome unknown: ${named.message}`,
+      });
+      return 0;
+    }
+    const retried = await this.#retryLater(
+      entry,
+      flying,
+      named.message,
+      written,
+    );
+    const delayMs = written
+      ? reconnectDelay(this.#s.retry, flying.attempts)
+      : reconnectDelay(this.#s.retry, ++this.#failures);
+    logger.warn(
+      "Outbox for {destination}: cannot send message {seq} ({controlId}): {error}; trying again in {delay} ms",
+      {
+        destination: this.#s.destination,
+        seq: flying.seq,
+        controlId: flying.controlId ?? "",
+        error: named.message,
+        delay: delayMs,
+      },
+    );
+    this.#s.onRetry({ record: retried, error: named, written, delayMs });
+    return delayMs;
+  }
+
+  /** Puts an in-flight message back to pending. */
+  async #retryLater(
+    entry: { key: Deno.KvKey; versionstamp: string },
+    flying: OutboxRecord,
+    reason: string,
+    written: boolean,
+  ): Promise<OutboxRecord> {
+    const record: OutboxRecord = {
+      ...flying,
+      state: "pending",
+      possibleDuplicate: flying.possibleDuplicate || written,
+      reason,
+    };
+    await atomic(this.#s.kv).check(entry).set(entry.key, record).commit();
+    return record;
+  }
+
+  /** Records a final state: acknowledged or parked. */
+  async #finish(
+    entry: { key: Deno.KvKey; versionstamp: string },
+    flying: OutboxRecord,
+    state: "acked" | "parked",
+    fields: Partial<OutboxRecord>,
+  ): Promise<void> {
+    const record: OutboxRecord = {
+      ...flying,
+      ...fields,
+      state,
+      finishedAt: Date.now(),
+    };
+    const op = atomic(this.#s.kv).check(entry).set(entry.key, record)
+      .delete(this.#key("pending", record.seq))
+      .sum(this.#key("count", "finished"), 1n);
+    if (state === "parked") {
+      op.set(this.#key("parked", record.seq), record.reason ?? "")
+        .sum(this.#key("count", "parked"), 1n);
+    }
+    if (!(await op.commit()).ok) {
+      logger.warn(
+        "Outbox for {destination}: message {seq} changed while it was sent; its result is not recorded",
+        { destination: this.#s.destination, seq: record.seq },
+      );
+      return;
+    }
+    if (state === "parked") {
+      logger.warn(
+        "Outbox for {destination}: parked message {seq} ({controlId}): {reason}",
+        {
+          destination: this.#s.destination,
+          seq: record.seq,
+          controlId: record.controlId ?? "",
+          reason: record.reason ?? "",
+        },
+      );
+    } else {
+      logger.debug("Outbox for {destination}: message {seq} acknowledged", {
+        destination: this.#s.destination,
+        seq: record.seq,
+      });
+    }
+    this.#s.onFinished(state, record);
+  }
+}
+
+/** The fields of a record that a result fills in. */
+function describe(result: SendResult): Partial<OutboxRecord> {
+  switch (result.outcome) {
+    case "accept":
+    case "error":
+    case "reject":
+      return {
+        outcome: result.outcome,
+        ackCode: result.code,
+        ackText: result.ack.text,
+        reply: result.ack.toString(),
+        reason: result.ok ? undefined : `${result.code}: ${result.ack.text}`,
+      };
+    case "mismatch":
+      return {
+        outcome: result.outcome,
+        ackCode: result.code,
+        reply: result.ack.toString(),
+        reason:
+          `Outcome unknown: the ACK names control id "${result.ack.messageControlId}"`,
+      };
+    case "not_ack":
+      return {
+        outcome: result.outcome,
+        reply: new TextDecoder().decode(result.reply),
+        reason: `Reply is not an ACK: ${result.reason}`,
+      };
+    case "reply":
+      return {
+        outcome: result.outcome,
+        reply: result.text,
+        reason: isNak(result.reply) ? "NAK" : undefined,
+      };
+    case "silent":
+      return {
+        outcome: result.outcome,
+        reason: result.ok
+          ? undefined
+          : `No acknowledgment within ${result.waitedMs} ms, which MSH-15/MSH-16 send only after a failure`,
+      };
+  }
+}

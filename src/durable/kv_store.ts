@@ -1,0 +1,699 @@
+/**
+ * Durable receiving on Deno KV: {@linkcode KvMessageStore} keeps every HL7
+ * message a receiver accepts, with its ACK, before the ACK goes out;
+ * answers a resend with the ACK it gave the first time; and hands stored
+ * messages to the receiver's dispatcher from a consumer loop, so a slow or
+ * failing downstream never holds up acknowledging.
+ *
+ * Needs Deno KV: run with `--unstable-kv` (or `"unstable": ["kv"]` in
+ * deno.json). It works the same on a local file, on `":memory:"`, and on a
+ * shared KV opened by URL (KV Connect): it uses plain keys, atomic commits
+ * and polling, not KV queues, which KV Connect does not support.
+ *
+ * @example A receiver that stores before it acknowledges
+ * ```ts
+ * import { Client, Receiver } from "@x/mllp";
+ * import { KvMessageStore } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const dispatched: string[] = [];
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   store,
+ *   dispatcher: (message) => {
+ *     if (message.kind === "hl7") dispatched.push(message.header.controlId);
+ *   },
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const message = "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101||ORU^R01|L1|P|2.5\r";
+ * const first = await client.send(message);
+ * const again = await client.send(message); // a resend: not stored again
+ * assertEquals(first.outcome === "accept" && first.ack.text, "Stored");
+ * assertEquals(again.outcome === "accept" && again.ack.toString(),
+ *   first.outcome === "accept" && first.ack.toString());
+ * assertEquals((await store.stats()).stored, 1);
+ * ```
+ *
+ * @module
+ */
+
+import { getLogger } from "@logtape/logtape";
+import {
+  atomic,
+  chunkCount,
+  clearPartial,
+  deleteChunks,
+  fitsInline,
+  newId,
+  openKv,
+  readChunks,
+  readCounters,
+  retryBusy,
+  setChunks,
+  sweepPartials,
+  Wakeup,
+  writeLargeChunks,
+} from "./_kv.ts";
+import { type QueueEntry, startConsumer } from "./kv_store_consumer.ts";
+import type {
+  MessageStore,
+  StoreConsumer,
+  StoredMessageHandler,
+  StoreEntry,
+  StorePutResult,
+} from "../dispatch/message_store.ts";
+import type { BackoffOptions } from "../client/client.ts";
+import type { Address } from "../dispatch/dispatcher.ts";
+
+export type {
+  MessageStore,
+  StoreConsumer,
+  StoredDispatchContext,
+  StoredMessage,
+  StoredMessageHandler,
+  StoredOutcome,
+  StoreEntry,
+  StorePutResult,
+} from "../dispatch/message_store.ts";
+export { STORED_TEXT } from "../dispatch/message_store.ts";
+
+const logger = getLogger(["mllp", "store"]);
+
+/**
+ * Options for {@linkcode KvMessageStore.open}.
+ *
+ * @example Fewer attempts, a faster retry and a prefix of its own
+ * ```ts
+ * import { KvMessageStore, type KvMessageStoreOptions } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: KvMessageStoreOptions = {
+ *   prefix: ["mllp", "adt-inbound"],
+ *   maxAttempts: 3,
+ *   retry: { initialDelay: 200, maxDelay: 5_000 },
+ *   pollInterval: 1_000,
+ * };
+ * await using store = await KvMessageStore.open(":memory:", options);
+ * assertEquals((await store.stats()).stored, 0);
+ * ```
+ */
+export interface KvMessageStoreOptions {
+  /**
+   * The key prefix under which everything is kept, so that one KV can
+   * hold several stores (and outboxes).
+   *
+   * @default {["mllp", "store"]}
+   */
+  prefix?: Deno.KvKey;
+  /**
+   * How many times a message is handed to the dispatcher before it is
+   * parked (attempts that ended with a process dying count too).
+   *
+   * @default {10}
+   */
+  maxAttempts?: number;
+  /**
+   * The backoff between attempts at a failing message (the client's
+   * reconnect backoff: 1 s doubling up to `maxDelay`, with jitter).
+   *
+   * @default {{ initialDelay: 1000, maxDelay: 60000, factor: 2, jitter: 0.1 }}
+   */
+  retry?: BackoffOptions;
+  /**
+   * How long a consumer's claim on a message lasts without being renewed,
+   * in ms. It is renewed every third of this while the dispatcher works,
+   * so it only runs out when the consumer's process dies: then another
+   * consumer (or the restarted one) takes the message after this long.
+   *
+   * @default {15000}
+   */
+  leaseMs?: number;
+  /**
+   * How often an idle consumer looks for messages stored by other
+   * processes, in ms (messages stored through this object wake it at
+   * once).
+   *
+   * @default {250}
+   */
+  pollInterval?: number;
+  /**
+   * Chunks of a large message whose record never appeared (its writer
+   * died mid-write) are deleted by `open()` once older than this, in ms.
+   *
+   * @default {3600000}
+   */
+  partialTtl?: number;
+}
+
+/**
+ * Where a stored message is: waiting for (or in) dispatch, done, or parked.
+ *
+ * @example List the parked messages
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredState } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * await store.put(entry);
+ * const state: StoredState = "pending";
+ * const pending = await Array.fromAsync(store.list({ state }));
+ * assertEquals(pending.map((record) => record.controlId), ["L1"]);
+ * assertEquals(await Array.fromAsync(store.list({ state: "parked" })), []);
+ * ```
+ */
+export type StoredState = "pending" | "dispatched" | "parked";
+
+/**
+ * What the store keeps about one message (its bytes are kept apart).
+ *
+ * @example Inspect a stored message
+ * ```ts
+ * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+ * import { KvMessageStore, type StoredRecord } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+ * ) as Hl7Message;
+ * const peer = { hostname: "127.0.0.1", port: 2575 };
+ * const ack = Ack.forMessage(message, "AA").toBytes();
+ * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
+ * const { id } = await store.put(entry);
+ * const record: StoredRecord | undefined = await store.get(id);
+ * assertEquals([
+ *   record?.sendingApplication,
+ *   record?.controlId,
+ *   record?.messageType,
+ * ], ["LAB", "L1", "ORU^R01"]);
+ * assertEquals([record?.state, record?.attempts, record?.size], [
+ *   "pending",
+ *   0,
+ *   message.size,
+ * ]);
+ * ```
+ */
+export interface StoredRecord {
+  /** The store's id: sortable by arrival. */
+  id: string;
+  /** MSH-3 Sending Application. */
+  sendingApplication: string;
+  /** MSH-4 Sending Facility. */
+  sendingFacility: string;
+  /** MSH-10 Message Control ID. */
+  controlId: string;
+  /** MSH-9 Message Type. */
+  messageType: string;
+  /** The message's size in bytes. */
+  size: number;
+  /** When it was received, in ms since the epoch. */
+  receivedAt: number;
+  /** The sender's address. */
+  peer: Address;
+  /** The receiver's address. */
+  local: Address;
+  /** The sender's certificate name, with mutual TLS. */
+  certificateName?: string;
+  /** The ACK it got (and that resends of it get). */
+  ack: Uint8Array;
+  /** Where it is. */
+  state: StoredState;
+  /**
+   * How many times it was handed to a dispatcher. (While it is pending,
+   * this and the claim below are read from its entry in the queue.)
+   */
+  attempts: number;
+  /** The consumer that holds it, while one does. */
+  leaseOwner?: string;
+  /** Until when that consumer's claim lasts, in ms since the epoch. */
+  leaseUntil?: number;
+  /** Why the last attempt failed or it was parked. */
+  lastError?: string;
+  /** When it was dispatched, in ms since the epoch. */
+  dispatchedAt?: number;
+  /** When it was parked, in ms since the epoch. */
+  parkedAt?: number;
+}
+
+/**
+ * Counts from {@linkcode KvMessageStore.stats}.
+ *
+ * @example Watch the backlog
+ * ```ts
+ * import { KvMessageStore, type StoreStats } from "@x/mllp/store";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const stats: StoreStats = await store.stats();
+ * const backlog = stats.pending > 0
+ *   ? `${stats.pending} waiting, oldest ${stats.oldestAgeMs} ms`
+ *   : "empty";
+ * assertEquals(backlog, "empty");
+ * assertEquals([stats.stored, stats.duplicates, stats.parked], [0, 0, 0]);
+ * ```
+ */
+export interface StoreStats {
+  /** Messages stored in all (resends not counted). */
+  stored: number;
+  /** Messages waiting for dispatch or being dispatched. */
+  pending: number;
+  /** Messages dispatched. */
+  dispatched: number;
+  /** Messages parked now. */
+  parked: number;
+  /** Resends answered with a stored ACK. */
+  duplicates: number;
+  /** The age of the oldest pending message, in ms (0 when none). */
+  oldestAgeMs: number;
+}
+
+const DEFAULT_RETRY: BackoffOptions = {
+  initialDelay: 1000,
+  maxDelay: 60_000,
+  factor: 2,
+  jitter: 0.1,
+};
+
+/**
+ * A {@linkcode MessageStore} on Deno KV. Give it to a receiver as its
+ * `store` option.
+ *
+ * Each HL7 message is stored in one atomic commit (bytes, record with the
+ * ACK, duplicate key, queue entry) before its ACK is sent; a failed commit
+ * makes the receiver answer `AE`. Duplicates are keyed on MSH-3, MSH-4 and
+ * MSH-10 (messages with an empty MSH-10 are never taken for duplicates).
+ * Stored messages are dispatched in order by a consumer loop that claims
+ * each one with a versionstamp check, so no two consumers (in this process
+ * or another sharing the KV) dispatch it at once, and marks it dispatched
+ * in a checked commit, so it is never dispatched again.
+ *
+ * @example Look at what was stored
+ * ```ts
+ * import { KvMessageStore } from "@x/mllp/store";
+ * import { Ack, readMessage, type Hl7Message } from "@x/mllp";
+ * import { assertEquals } from "@std/assert";
+ *
+ * await using store = await KvMessageStore.open(":memory:");
+ * const message = readMessage(
+ *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|20240101||ORU^R01|L7|P|2.5\r",
+ * ) as Hl7Message;
+ * const address = { hostname: "127.0.0.1", port: 2575 };
+ * const result = await store.put({
+ *   message,
+ *   ack: Ack.forMessage(message, "AA").toBytes(),
+ *   peer: address,
+ *   local: address,
+ *   receivedAt: new Date(),
+ * });
+ * assertEquals(result.duplicate, false);
+ * assertEquals(await store.read(result.id), message.raw);
+ * assertEquals((await store.get(result.id))?.state, "pending");
+ * ```
+ */
+export class KvMessageStore implements MessageStore, AsyncDisposable {
+  #kv: Deno.Kv;
+  #owned: boolean;
+  #prefix: Deno.KvKey;
+  #maxAttempts: number;
+  #retry: BackoffOptions;
+  #leaseMs: number;
+  #pollInterval: number;
+  #owner = newId();
+  #wakeup = new Wakeup();
+  #consumers = new Set<StoreConsumer>();
+  #closing: Promise<void> | undefined;
+
+  private constructor(
+    kv: Deno.Kv,
+    owned: boolean,
+    options: KvMessageStoreOptions,
+  ) {
+    this.#kv = kv;
+    this.#owned = owned;
+    this.#prefix = options.prefix ?? ["mllp", "store"];
+    this.#maxAttempts = Math.max(1, options.maxAttempts ?? 10);
+    this.#retry = options.retry ?? DEFAULT_RETRY;
+    this.#leaseMs = Math.max(10, options.leaseMs ?? 15_000);
+    this.#pollInterval = Math.max(1, options.pollInterval ?? 250);
+  }
+
+  /**
+   * Opens a store.
+   *
+   * @param pathOrKv A file path, `":memory:"`, a KV Connect URL (with
+   *   `DENO_KV_ACCESS_TOKEN` set), an open `Deno.Kv` (which stays yours to
+   *   close), or nothing for Deno's default KV.
+   * @param options Key prefix, retries, lease and polling.
+   * @returns The store.
+   * @throws {Error} If the KV cannot be opened.
+   *
+   * @example Share a KV handle
+   * ```ts
+   * import { KvMessageStore } from "@x/mllp/store";
+   * import { assertEquals } from "@std/assert";
+   *
+   * using kv = await Deno.openKv(":memory:");
+   * await using store = await KvMessageStore.open(kv, { prefix: ["inbound"] });
+   * assertEquals((await store.stats()).pending, 0);
+   * ```
+   */
+  static async open(
+    pathOrKv?: string | Deno.Kv,
+    options: KvMessageStoreOptions = {},
+  ): Promise<KvMessageStore> {
+    const { kv, owned } = await openKv(pathOrKv);
+    const store = new KvMessageStore(kv, owned, options);
+    try {
+      const swept = await sweepPartials(
+        kv,
+        store.#prefix,
+        options.partialTtl ?? 3_600_000,
+      );
+      if (swept > 0) {
+        logger.warn("Deleted the chunks of {swept} partly written messages", {
+          swept,
+        });
+      }
+    } catch (error) {
+      if (owned) kv.close();
+      throw error;
+    }
+    return store;
+  }
+
+  #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
+    return [...this.#prefix, ...parts];
+  }
+
+  /**
+   * Stores a message with its ACK and queues it for dispatch, in one
+   * atomic commit that checks its duplicate key is absent; or, if the key
+   * is there, returns the earlier message's id and ACK.
+   *
+   * @param entry The message, its ACK and where it came from.
+   * @returns Whether it was stored, or the earlier ACK.
+   * @throws {Error} If the commit fails: nothing was stored.
+   */
+  async put(entry: StoreEntry): Promise<StorePutResult> {
+    const kv = this.#kv;
+    const { header, raw } = entry.message;
+    const id = newId();
+    const dedupe = header.controlId === "" ? undefined : await this.#dedupeKey(
+      header.sendingApplication,
+      header.sendingFacility,
+      header.controlId,
+    );
+    const record: StoredRecord = {
+      id,
+      sendingApplication: header.sendingApplication,
+      sendingFacility: header.sendingFacility,
+      controlId: header.controlId,
+      messageType: header.messageType,
+      size: raw.length,
+      receivedAt: entry.receivedAt.getTime(),
+      peer: { hostname: entry.peer.hostname, port: entry.peer.port },
+      local: { hostname: entry.local.hostname, port: entry.local.port },
+      certificateName: entry.certificateName,
+      ack: entry.ack,
+      state: "pending",
+      attempts: 0,
+    };
+    const inline = fitsInline(raw.length);
+    if (!inline) await writeLargeChunks(kv, this.#prefix, id, raw);
+    const op = atomic(kv);
+    if (dedupe) op.check({ key: dedupe, versionstamp: null }).set(dedupe, id);
+    op.set(this.#key("msg", id), record)
+      .set(
+        this.#key("ready", id),
+        {
+          receivedAt: record.receivedAt,
+          attempts: 0,
+        } satisfies QueueEntry,
+      )
+      .sum(this.#key("count", "stored"), 1n);
+    if (inline) setChunks(op, this.#prefix, id, raw);
+    else clearPartial(op, this.#prefix, id);
+    let ok: boolean;
+    try {
+      ok = (await op.commit()).ok;
+    } catch (error) {
+      if (!inline) await this.#dropChunks(id, raw.length);
+      throw error;
+    }
+    if (ok) {
+      this.#wakeup.notify();
+      return { duplicate: false, id };
+    }
+    if (!inline) await this.#dropChunks(id, raw.length);
+    // The duplicate key is there: the same sender sent this control id.
+    const first = await retryBusy(async () => {
+      const earlier = await kv.get<string>(dedupe!);
+      return earlier.value === null
+        ? null
+        : await kv.get<StoredRecord>(this.#key("msg", earlier.value));
+    });
+    if (!first?.value) {
+      throw new Error(
+        `Cannot store message ${header.controlId}: its duplicate key is there but its record is not`,
+      );
+    }
+    // Only a count: its failure must not fail the reply.
+    await atomic(kv).sum(this.#key("count", "duplicates"), 1n).commit()
+      .catch(() => {});
+    return { duplicate: true, id: first.value.id, ack: first.value.ack };
+  }
+
+  async #dropChunks(id: string, size: number): Promise<void> {
+    await deleteChunks(this.#kv, this.#prefix, id, chunkCount(size)).catch(
+      (error) =>
+        logger.warn("Cannot delete the chunks of message {id}: {error}", {
+          id,
+          error,
+        }),
+    );
+  }
+
+  /** The duplicate key: the fields, or their SHA-256 when they are long. */
+  async #dedupeKey(
+    application: string,
+    facility: string,
+    controlId: string,
+  ): Promise<Deno.KvKey> {
+    if (application.length + facility.length + controlId.length <= 1024) {
+      return this.#key("dedupe", application, facility, controlId);
+    }
+    const digest = await crypto.subtle.digest(
+      "SHA-256",
+      new TextEncoder().encode(
+        JSON.stringify([application, facility, controlId]),
+      ),
+    );
+    const hex = Array.from(
+      new Uint8Array(digest),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
+    return this.#key("dedupe", "#sha256", hex);
+  }
+
+  /**
+   * The id of the message stored for a sender and control id, if any.
+   *
+   * @param sendingApplication MSH-3.
+   * @param sendingFacility MSH-4.
+   * @param controlId MSH-10.
+   * @returns The id, or `undefined`.
+   */
+  async lookup(
+    sendingApplication: string,
+    sendingFacility: string,
+    controlId: string,
+  ): Promise<string | undefined> {
+    const key = await this.#dedupeKey(
+      sendingApplication,
+      sendingFacility,
+      controlId,
+    );
+    return (await this.#kv.get<string>(key)).value ?? undefined;
+  }
+
+  /**
+   * The record of a stored message.
+   *
+   * @param id The message's id.
+   * @returns Its record, or `undefined`.
+   */
+  async get(id: string): Promise<StoredRecord | undefined> {
+    const record = (await this.#kv.get<StoredRecord>(this.#key("msg", id)))
+      .value;
+    return record ? await this.#withQueue(record) : undefined;
+  }
+
+  /** A pending record with the attempts and claim from its queue entry. */
+  async #withQueue(record: StoredRecord): Promise<StoredRecord> {
+    if (record.state !== "pending") return record;
+    const queue = (await this.#kv.get<QueueEntry>(
+      this.#key("ready", record.id),
+    )).value;
+    if (!queue) return record;
+    return {
+      ...record,
+      attempts: queue.attempts,
+      leaseOwner: queue.leaseOwner,
+      leaseUntil: queue.leaseUntil,
+      lastError: queue.lastError,
+    };
+  }
+
+  /**
+   * A stored message's bytes, exactly as received.
+   *
+   * @param id The message's id.
+   * @returns The bytes.
+   * @throws {Error} If there is no such message or its bytes are incomplete.
+   */
+  async read(id: string): Promise<Uint8Array> {
+    const record = await this.get(id);
+    if (!record) throw new Error(`Cannot read message ${id}: not stored`);
+    return await readChunks(this.#kv, this.#prefix, id, record.size);
+  }
+
+  /**
+   * The records of stored messages, in arrival order.
+   *
+   * @param options Only those in `state`.
+   * @returns The records.
+   */
+  async *list(
+    options: { state?: StoredState } = {},
+  ): AsyncIterableIterator<StoredRecord> {
+    const iter = this.#kv.list<StoredRecord>({ prefix: this.#key("msg") }, {
+      batchSize: 500,
+    });
+    for await (const entry of iter) {
+      if (!options.state || entry.value.state === options.state) {
+        yield await this.#withQueue(entry.value);
+      }
+    }
+  }
+
+  /**
+   * Counts of stored, pending, dispatched, parked and duplicate messages,
+   * read from counters kept in the same commits as the messages.
+   *
+   * @returns The counts.
+   */
+  async stats(): Promise<StoreStats> {
+    const [stored, dispatched, parked, requeued, duplicates] =
+      await readCounters(
+        this.#kv,
+        ["stored", "dispatched", "parked", "requeued", "duplicates"].map((
+          name,
+        ) => this.#key("count", name)),
+      );
+    let oldestAgeMs = 0;
+    for await (
+      const entry of this.#kv.list<QueueEntry>({
+        prefix: this.#key("ready"),
+      }, { limit: 1 })
+    ) oldestAgeMs = Math.max(0, Date.now() - entry.value.receivedAt);
+    const parkedNow = parked - requeued;
+    return {
+      stored,
+      pending: stored - dispatched - parkedNow,
+      dispatched,
+      parked: parkedNow,
+      duplicates,
+      oldestAgeMs,
+    };
+  }
+
+  /**
+   * Puts a parked message back in the queue, with its attempts reset.
+   *
+   * @param id The message's id.
+   * @returns Whether it was parked (and is now pending).
+   */
+  async requeue(id: string): Promise<boolean> {
+    const entry = await this.#kv.get<StoredRecord>(this.#key("msg", id));
+    if (entry.value?.state !== "parked") return false;
+    const record: StoredRecord = {
+      ...entry.value,
+      state: "pending",
+      attempts: 0,
+      parkedAt: undefined,
+      leaseOwner: undefined,
+      leaseUntil: undefined,
+    };
+    const result = await atomic(this.#kv).check(entry)
+      .set(this.#key("msg", id), record)
+      .set(
+        this.#key("ready", id),
+        {
+          receivedAt: record.receivedAt,
+          attempts: 0,
+        } satisfies QueueEntry,
+      )
+      .delete(this.#key("parked", id))
+      .sum(this.#key("count", "requeued"), 1n)
+      .commit();
+    if (result.ok) this.#wakeup.notify();
+    return result.ok;
+  }
+
+  /**
+   * Starts handing stored messages to `handler`, oldest first, one at a
+   * time; see {@linkcode MessageStore.consume}. The receiver calls this
+   * when it has a store.
+   *
+   * @param handler Dispatches one message and says what became of it.
+   * @returns The running consumer; stop it with `stop()`.
+   */
+  consume(handler: StoredMessageHandler): StoreConsumer {
+    const consumer = startConsumer({
+      kv: this.#kv,
+      prefix: this.#prefix,
+      owner: this.#owner,
+      maxAttempts: this.#maxAttempts,
+      retry: this.#retry,
+      leaseMs: this.#leaseMs,
+      pollInterval: this.#pollInterval,
+      wakeup: this.#wakeup,
+      closing: () => this.#closing !== undefined,
+    }, handler);
+    const stop = consumer.stop;
+    consumer.stop = async (deadline) => {
+      await stop(deadline);
+      this.#consumers.delete(consumer);
+    };
+    this.#consumers.add(consumer);
+    return consumer;
+  }
+
+  /**
+   * Stops the store's consumers (without waiting for a dispatch in hand)
+   * and closes the KV if the store opened it. Calling it again returns the
+   * same promise.
+   *
+   * @returns A promise that resolves once closed.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      await Promise.all([...this.#consumers].map((c) => c.stop(0)));
+      if (this.#owned) this.#kv.close();
+    })();
+  }
+
+  /** Closes the store; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}

@@ -1,0 +1,424 @@
+/**
+ * The consumer loop of `KvMessageStore`: claims the oldest pending message
+ * with a versionstamp-checked commit (so no two consumers, in this process
+ * or another sharing the KV, hold it at once), renews the claim while the
+ * handler works, and records the outcome in a commit that checks the claim
+ * still holds: dispatched (never handed out again), retried after a
+ * backoff, or parked.
+ *
+ * @module
+ */
+
+import { reasonOf } from "../dispatch/_util.ts";
+import { getLogger } from "@logtape/logtape";
+import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import type {
+  StoreConsumer,
+  StoredMessageHandler,
+  StoredOutcome,
+} from "../dispatch/message_store.ts";
+import { type BackoffOptions, reconnectDelay } from "../client/client.ts";
+import type { StoredRecord } from "./kv_store.ts";
+
+const logger = getLogger(["mllp", "store"]);
+
+/**
+ * A pending message's entry in the queue (`[...prefix, "ready", id]`):
+ * the claim on it lives here, so that claiming reads nothing but the
+ * queue, and the record is written once more, when it is done or parked.
+ */
+export interface QueueEntry {
+  /** When the message was received, in ms since the epoch. */
+  receivedAt: number;
+  /** How many times it was handed out. */
+  attempts: number;
+  /** The consumer that holds it, while one does. */
+  leaseOwner?: string;
+  /** Until when that claim lasts, in ms since the epoch. */
+  leaseUntil?: number;
+  /** Why the last attempt failed. */
+  lastError?: string;
+}
+
+/** What a consumer needs from its store. */
+export interface ConsumerSettings {
+  kv: Deno.Kv;
+  prefix: Deno.KvKey;
+  /** This store's id, recorded in the claims it makes. */
+  owner: string;
+  maxAttempts: number;
+  retry: BackoffOptions;
+  leaseMs: number;
+  pollInterval: number;
+  /** Notified when this store stores a message. */
+  wakeup: Wakeup;
+  /** Whether the store is closing. */
+  closing(): boolean;
+}
+
+/**
+ * A claim on a message: its record, its queue entry as claimed, and the
+ * versionstamp of that entry (every later change checks it).
+ */
+interface Claim {
+  record: StoredRecord;
+  queue: QueueEntry;
+  versionstamp: string;
+}
+
+/** The backoff after the queue itself cannot be read. */
+const ERROR_BACKOFF: BackoffOptions = { initialDelay: 50, maxDelay: 5_000 };
+
+/** How many messages a consumer claims in one commit. */
+const BATCH = 8;
+
+/** Starts a consumer loop over a store's pending messages. */
+export function startConsumer(
+  settings: ConsumerSettings,
+  handler: StoredMessageHandler,
+): StoreConsumer {
+  return new Consumer(settings, handler);
+}
+
+class Consumer implements StoreConsumer {
+  #settings: ConsumerSettings;
+  #soft = new AbortController();
+  #hard = new AbortController();
+  #loop: Promise<void>;
+
+  constructor(settings: ConsumerSettings, handler: StoredMessageHandler) {
+    this.#settings = settings;
+    this.#loop = this.#consumeLoop(
+      handler,
+      this.#soft.signal,
+      this.#hard.signal,
+    );
+  }
+
+  stop = async (deadline = 5_000): Promise<void> => {
+    this.#soft.abort();
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([
+      this.#loop.then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), Math.max(0, deadline));
+      }),
+    ]);
+    clearTimeout(timer);
+    if (late) this.#hard.abort(new Error("The store consumer stopped"));
+    await this.#loop;
+  };
+
+  #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
+    return [...this.#settings.prefix, ...parts];
+  }
+
+  async #consumeLoop(
+    handler: StoredMessageHandler,
+    soft: AbortSignal,
+    hard: AbortSignal,
+  ): Promise<void> {
+    let failures = 0;
+    while (!soft.aborted) {
+      let claims: Claim[];
+      try {
+        claims = await this.#claimBatch();
+        failures = 0;
+      } catch (error) {
+        if (this.#settings.closing() || soft.aborted) break;
+        const wait = reconnectDelay(ERROR_BACKOFF, ++failures);
+        logger.error("Store consumer cannot read the queue: {error}", {
+          error,
+        });
+        await sleep(wait, soft);
+        continue;
+      }
+      if (claims.length === 0) {
+        await sleep(
+          this.#settings.pollInterval,
+          soft,
+          this.#settings.wakeup.next,
+        );
+        continue;
+      }
+      for (const [i, first] of claims.entries()) {
+        if (soft.aborted) {
+          // Stopping: let go of the rest, so the next consumer takes them.
+          for (const rest of claims.slice(i)) {
+            await this.#update(rest, {
+              ...rest.queue,
+              attempts: rest.queue.attempts - 1,
+              leaseOwner: undefined,
+              leaseUntil: undefined,
+            }).catch(() => {});
+          }
+          break;
+        }
+        try {
+          // A claim made with the batch may need renewing before its turn.
+          const claim = first.queue.leaseUntil! - Date.now() >
+              this.#settings.leaseMs / 2
+            ? first
+            : await this.#update(first, {
+              ...first.queue,
+              leaseUntil: Date.now() + this.#settings.leaseMs,
+            });
+          if (claim) await this.#dispatchClaimed(claim, handler, soft, hard);
+        } catch (error) {
+          if (this.#settings.closing()) return;
+          logger.error("Store consumer failed on message {id}: {error}", {
+            id: first.record.id,
+            error,
+          });
+          await sleep(reconnectDelay(ERROR_BACKOFF, 1), soft);
+        }
+      }
+    }
+  }
+
+  /**
+   * Claims up to {@linkcode BATCH} of the oldest pending messages that no
+   * live consumer holds, in one commit (one at a time when the batch's
+   * commit meets another consumer's change).
+   */
+  async #claimBatch(): Promise<Claim[]> {
+    const kv = this.#settings.kv;
+    const free: Deno.KvEntry<QueueEntry>[] = [];
+    const entries = kv.list<QueueEntry>({ prefix: this.#key("ready") }, {
+      limit: 200,
+      batchSize: 16,
+    });
+    for await (const entry of entries) {
+      const queue = entry.value;
+      if (queue.leaseUntil !== undefined && queue.leaseUntil > Date.now()) {
+        continue;
+      }
+      free.push(entry);
+      if (free.length === BATCH) break;
+    }
+    if (free.length === 0) return [];
+    const claimAll = await this.#claim(free);
+    if (claimAll.length > 0 || free.length === 1) return claimAll;
+    for (const entry of free) {
+      const one = await this.#claim([entry]);
+      if (one.length > 0) return one;
+    }
+    return [];
+  }
+
+  /** Claims these queue entries in one commit; none if it fails. */
+  async #claim(entries: Deno.KvEntry<QueueEntry>[]): Promise<Claim[]> {
+    const kv = this.#settings.kv;
+    const until = Date.now() + this.#settings.leaseMs;
+    const op = atomic(kv);
+    const claimed = entries.map((entry) => {
+      const queue: QueueEntry = {
+        ...entry.value,
+        attempts: entry.value.attempts + 1,
+        leaseOwner: this.#settings.owner,
+        leaseUntil: until,
+      };
+      op.check(entry).set(entry.key, queue);
+      return queue;
+    });
+    const result = await op.commit();
+    if (!result.ok) return [];
+    const ids = entries.map((entry) => entry.key.at(-1) as string);
+    const records = await kv.getMany<StoredRecord[]>(
+      ids.map((id) => this.#key("msg", id)),
+    );
+    return records.map((record, i) => {
+      if (!record.value) {
+        throw new Error(
+          `Cannot dispatch message ${ids[i]}: its record is gone`,
+        );
+      }
+      return {
+        record: record.value,
+        queue: claimed[i],
+        versionstamp: result.versionstamp,
+      };
+    });
+  }
+
+  /** Rewrites a claimed queue entry, if the claim still holds. */
+  async #update(claim: Claim, queue: QueueEntry): Promise<Claim | undefined> {
+    const key = this.#key("ready", claim.record.id);
+    const result = await atomic(this.#settings.kv)
+      .check({ key, versionstamp: claim.versionstamp })
+      .set(key, queue).commit();
+    return result.ok
+      ? { record: claim.record, queue, versionstamp: result.versionstamp }
+      : undefined;
+  }
+
+  /**
+   * Takes a claimed message out of the queue with its final record, if
+   * the claim still holds.
+   */
+  async #finish(
+    claim: Claim,
+    record: StoredRecord,
+    more: (op: Deno.AtomicOperation) => void,
+  ): Promise<boolean> {
+    const key = this.#key("ready", record.id);
+    const op = atomic(this.#settings.kv)
+      .check({ key, versionstamp: claim.versionstamp })
+      .delete(key)
+      .set(this.#key("msg", record.id), record);
+    more(op);
+    return (await op.commit()).ok;
+  }
+
+  /** Runs the handler on a claimed message until done, parked or let go. */
+  async #dispatchClaimed(
+    first: Claim,
+    handler: StoredMessageHandler,
+    soft: AbortSignal,
+    hard: AbortSignal,
+  ): Promise<void> {
+    let claim: Claim | undefined = first;
+    const { id, size } = first.record;
+    const raw = await readChunks(
+      this.#settings.kv,
+      this.#settings.prefix,
+      id,
+      size,
+    )
+      .catch((error) => error as Error);
+    while (claim) {
+      // Renew the claim while the handler works, so only a dead process
+      // lets it run out.
+      let renewing = Promise.resolve();
+      const heartbeat = setInterval(() => {
+        renewing = renewing.then(async () => {
+          if (!claim) return;
+          claim = await this.#update(claim, {
+            ...claim.queue,
+            leaseUntil: Date.now() + this.#settings.leaseMs,
+          }).catch(() => claim);
+        });
+      }, this.#settings.leaseMs / 3);
+      let outcome: StoredOutcome;
+      try {
+        const record = claim.record;
+        outcome = raw instanceof Error
+          ? { outcome: "park", reason: raw.message }
+          : await handler({
+            id,
+            raw,
+            receivedAt: new Date(record.receivedAt),
+            peer: record.peer,
+            local: record.local,
+            certificateName: record.certificateName,
+            attempt: claim.queue.attempts,
+          }, hard);
+      } catch (error) {
+        outcome = { outcome: "retry", reason: reasonOf(error) };
+      } finally {
+        clearInterval(heartbeat);
+      }
+      await renewing;
+      if (!claim) {
+        logger.warn(
+          "Lost the claim on message {id} while dispatching it: another consumer has it",
+          { id },
+        );
+        return;
+      }
+      claim = await this.#settle(claim, outcome, soft);
+    }
+  }
+
+  /**
+   * Records an outcome. Returns the renewed claim when the message is to
+   * be tried again now (after its backoff), else `undefined`.
+   */
+  async #settle(
+    claim: Claim,
+    outcome: StoredOutcome,
+    soft: AbortSignal,
+  ): Promise<Claim | undefined> {
+    const { record, queue } = claim;
+    const id = record.id;
+    const attempts = queue.attempts;
+    if (outcome.outcome === "done") {
+      const done = await this.#finish(claim, {
+        ...record,
+        state: "dispatched",
+        attempts,
+        lastError: queue.lastError,
+        dispatchedAt: Date.now(),
+      }, (op) => op.sum(this.#key("count", "dispatched"), 1n));
+      if (!done) {
+        logger.warn("Lost the claim on message {id} before marking it", {
+          id,
+        });
+      } else {
+        logger.debug("Dispatched stored message {id} ({controlId})", {
+          id,
+          controlId: record.controlId,
+        });
+      }
+      return undefined;
+    }
+    if (outcome.outcome === "park" || attempts >= this.#settings.maxAttempts) {
+      const reason = outcome.outcome === "park"
+        ? outcome.reason
+        : `Gave up after ${attempts} attempts: ${outcome.reason}`;
+      await this.#finish(claim, {
+        ...record,
+        state: "parked",
+        attempts,
+        parkedAt: Date.now(),
+        lastError: reason,
+      }, (op) =>
+        op.set(this.#key("parked", id), reason)
+          .sum(this.#key("count", "parked"), 1n));
+      logger.warn("Parked stored message {id} ({controlId}): {reason}", {
+        id,
+        controlId: record.controlId,
+        reason,
+      });
+      return undefined;
+    }
+    const free = { leaseOwner: undefined, leaseUntil: undefined };
+    if (soft.aborted) {
+      // Stopping: let go of it, so the next consumer takes it at once.
+      await this.#update(claim, {
+        ...queue,
+        ...free,
+        lastError: outcome.reason,
+      });
+      return undefined;
+    }
+    const delay = reconnectDelay(this.#settings.retry, attempts);
+    logger.warn(
+      "Dispatch of stored message {id} ({controlId}) failed (attempt {attempt}): {reason}; retrying in {delay} ms",
+      {
+        id,
+        controlId: record.controlId,
+        attempt: attempts,
+        reason: outcome.reason,
+        delay,
+      },
+    );
+    const waiting = await this.#update(claim, {
+      ...queue,
+      lastError: outcome.reason,
+      leaseUntil: Date.now() + delay + this.#settings.leaseMs,
+    });
+    if (!waiting) return undefined;
+    await sleep(delay, soft);
+    if (soft.aborted) {
+      await this.#update(waiting, { ...waiting.queue, ...free });
+      return undefined;
+    }
+    return await this.#update(waiting, {
+      ...waiting.queue,
+      attempts: attempts + 1,
+      leaseOwner: this.#settings.owner,
+      leaseUntil: Date.now() + this.#settings.leaseMs,
+    });
+  }
+}

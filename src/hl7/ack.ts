@@ -1,0 +1,805 @@
+/**
+ * Typed HL7 acknowledgments: build an ACK for a message the way the seed
+ * library does, read one from a reply, and verify a reply against the
+ * message it answers.
+ *
+ * @example Build and verify an ACK
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const message = readMessage(
+ *   "MSH|^~\\&|MegaReg|XYZHospC|SuperOE|XYZImgCtr|20060529090131-0500||ADT^A01^ADT_A01|01052901|P|2.5\r",
+ * );
+ * const ack = Ack.forMessage(message, "AA");
+ * assertEquals(ack.header.messageType, "ACK^A01^ACK");
+ * assertEquals(ack.header.sendingApplication, "SuperOE");
+ * const result = verifyAck(message, ack.toString());
+ * assertEquals(result.outcome, "accept");
+ * ```
+ *
+ * @module
+ */
+
+import { DEFAULT_SEPARATORS, headerOfFields } from "./_msh.ts";
+import { HeaderError } from "../errors.ts";
+import {
+  charsetEncoding,
+  encodeText,
+  type Hl7Header,
+  type Hl7Separators,
+  type Message,
+  readHeader,
+  readMessage,
+} from "./message.ts";
+
+/**
+ * An acknowledgment code (MSA-1): application accept / error / reject
+ * (`AA`, `AE`, `AR`) or commit accept / error / reject (`CA`, `CE`, `CR`).
+ *
+ * @example Pick a code for an ACK
+ * ```ts
+ * import { Ack, type AckCode } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const code: AckCode = "AE";
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", code);
+ * assertEquals(ack.code, "AE");
+ * ```
+ */
+export type AckCode = "AA" | "AE" | "AR" | "CA" | "CE" | "CR";
+
+/**
+ * Every {@linkcode AckCode}, in table order.
+ *
+ * @example List the codes
+ * ```ts
+ * import { ACK_CODES } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(ACK_CODES.length, 6);
+ * assertEquals(ACK_CODES.filter((code) => code.startsWith("C")), [
+ *   "CA",
+ *   "CE",
+ *   "CR",
+ * ]);
+ * ```
+ */
+export const ACK_CODES: readonly AckCode[] = [
+  "AA",
+  "AE",
+  "AR",
+  "CA",
+  "CE",
+  "CR",
+];
+
+/**
+ * Tells whether a string is an {@linkcode AckCode}.
+ *
+ * @param code The string to test.
+ * @returns Whether it is one of the six codes.
+ *
+ * @example Check codes
+ * ```ts
+ * import { isAckCode } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(isAckCode("AA"), true);
+ * assertEquals(isAckCode("OK"), false);
+ * ```
+ */
+export function isAckCode(code: string): code is AckCode {
+  return (ACK_CODES as readonly string[]).includes(code);
+}
+
+/**
+ * Options for {@linkcode Ack.forMessage}.
+ *
+ * @example Fix the text, control id and time of an ACK
+ * ```ts
+ * import { Ack, type AckOptions } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: AckOptions = {
+ *   text: "Stored",
+ *   controlId: "ACK0001",
+ *   dateTime: new Date(Date.UTC(2024, 0, 1)),
+ * };
+ * const ack = Ack.forMessage(
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r",
+ *   "AA",
+ *   options,
+ * );
+ * assertEquals(ack.text, "Stored");
+ * assertEquals(ack.header.controlId, "ACK0001");
+ * ```
+ */
+export interface AckOptions {
+  /**
+   * MSA-3, a human-readable text. It is escaped with the message's
+   * escape sequences.
+   *
+   * @default {""}
+   */
+  text?: string;
+  /**
+   * MSH-10 of the ACK itself.
+   *
+   * @default {a fresh unique id}
+   */
+  controlId?: string;
+  /**
+   * MSH-7 of the ACK.
+   *
+   * @default {the current time}
+   */
+  dateTime?: Date;
+}
+
+let idCounter = 0;
+
+/**
+ * Makes a fresh message control id: 20 characters at most, unique within
+ * the process and unlikely to repeat across processes.
+ *
+ * @returns A control id such as `M1HQZK8T2A0001K3F9`.
+ *
+ * @example Two ids differ
+ * ```ts
+ * import { newControlId } from "@x/mllp/ack";
+ * import { assertNotEquals } from "@std/assert";
+ *
+ * assertNotEquals(newControlId(), newControlId());
+ * ```
+ */
+export function newControlId(): string {
+  idCounter = (idCounter + 1) % 1679616; // 36^4
+  const now = Date.now();
+  if (now !== idTime) {
+    idTime = now;
+    idPrefix = "M" + now.toString(36).toUpperCase();
+  }
+  return idPrefix + base36x4(idCounter) +
+    base36x4(Math.floor(Math.random() * 1679616));
+}
+
+let idTime = -1;
+/** `"M"` and the time of {@linkcode idTime} in base 36. */
+let idPrefix = "";
+const BASE36 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+
+/** Four base-36 digits (upper case) for a number below 36^4. */
+function base36x4(n: number): string {
+  return BASE36[Math.floor(n / 46656)] + BASE36[Math.floor(n / 1296) % 36] +
+    BASE36[Math.floor(n / 36) % 36] + BASE36[n % 36];
+}
+
+/** The current time as an HL7 timestamp, formatted once per second. */
+function timestampNow(): string {
+  const now = Date.now();
+  const second = Math.floor(now / 1000);
+  if (second !== stampSecond) {
+    stampSecond = second;
+    stamp = formatTimestamp(new Date(now));
+  }
+  return stamp;
+}
+
+let stampSecond = NaN;
+let stamp = "";
+
+/**
+ * Formats a date as an HL7 timestamp with its UTC offset, such as
+ * `20240101120000+0100`.
+ *
+ * @param date The date to format.
+ * @returns The HL7 DTM text.
+ *
+ * @example Format a date
+ * ```ts
+ * import { formatTimestamp } from "@x/mllp/ack";
+ * import { assertMatch } from "@std/assert";
+ *
+ * assertMatch(formatTimestamp(new Date()), /^\d{14}[+-]\d{4}$/);
+ * ```
+ */
+export function formatTimestamp(date: Date): string {
+  const pad = (n: number, width = 2) => String(n).padStart(width, "0");
+  const offset = -date.getTimezoneOffset();
+  const sign = offset >= 0 ? "+" : "-";
+  const abs = Math.abs(offset);
+  return `${pad(date.getFullYear(), 4)}${pad(date.getMonth() + 1)}${
+    pad(date.getDate())
+  }${pad(date.getHours())}${pad(date.getMinutes())}${
+    pad(date.getSeconds())
+  }${sign}${pad(Math.floor(abs / 60))}${pad(abs % 60)}`;
+}
+
+/**
+ * Escapes text for an HL7 field with the message's escape sequences
+ * (`\F\`, `\S\`, `\T\`, `\R\`, `\E\`, `\P\`); line breaks become spaces.
+ *
+ * @param text The text to escape.
+ * @param separators The message's separators.
+ * @returns The escaped text.
+ *
+ * @example Escape a field separator
+ * ```ts
+ * import { escapeText } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(escapeText("a|b^c", {
+ *   field: "|", component: "^", repetition: "~", escape: "\\",
+ *   subcomponent: "&", truncation: "",
+ * }), "a\\F\\b\\S\\c");
+ * ```
+ */
+export function escapeText(text: string, separators: Hl7Separators): string {
+  const e = separators.escape;
+  // Most texts (the EchoDispatcher's, for one) need no escaping: return
+  // them as they are, without building the map.
+  if (
+    !text.includes(e) && !text.includes(separators.field) &&
+    !text.includes(separators.component) &&
+    !text.includes(separators.subcomponent) &&
+    !text.includes(separators.repetition) &&
+    !(separators.truncation && text.includes(separators.truncation)) &&
+    !text.includes("\r") && !text.includes("\n")
+  ) return text;
+  const map = new Map<string, string>([
+    [e, `${e}E${e}`],
+    [separators.field, `${e}F${e}`],
+    [separators.component, `${e}S${e}`],
+    [separators.subcomponent, `${e}T${e}`],
+    [separators.repetition, `${e}R${e}`],
+    ["\r", " "],
+    ["\n", " "],
+  ]);
+  if (separators.truncation) {
+    map.set(separators.truncation, `${e}P${e}`);
+  }
+  let out = "";
+  for (const char of text) out += map.get(char) ?? char;
+  return out;
+}
+
+/**
+ * Reverses {@linkcode escapeText} for the separator escapes; other escape
+ * sequences (formatting, hex) are left as they are.
+ *
+ * @param text The escaped field text.
+ * @param separators The message's separators.
+ * @returns The plain text.
+ *
+ * @example Unescape
+ * ```ts
+ * import { unescapeText } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(unescapeText("a\\F\\b", {
+ *   field: "|", component: "^", repetition: "~", escape: "\\",
+ *   subcomponent: "&", truncation: "",
+ * }), "a|b");
+ * ```
+ */
+export function unescapeText(text: string, separators: Hl7Separators): string {
+  const e = separators.escape;
+  if (!text.includes(e)) return text;
+  const map: Record<string, string> = {
+    E: e,
+    F: separators.field,
+    S: separators.component,
+    T: separators.subcomponent,
+    R: separators.repetition,
+  };
+  if (separators.truncation) map.P = separators.truncation;
+  let out = "";
+  let i = 0;
+  while (i < text.length) {
+    if (text[i] === e && text[i + 2] === e && map[text[i + 1]] !== undefined) {
+      out += map[text[i + 1]];
+      i += 3;
+    } else {
+      out += text[i++];
+    }
+  }
+  return out;
+}
+
+interface AckParts {
+  code: AckCode;
+  messageControlId: string;
+  text: string;
+  /** The header, or how to make it when first asked for. */
+  header: Hl7Header | (() => Hl7Header);
+  /** MSH-18 (its first repetition): what {@linkcode Ack.toBytes} encodes in. */
+  characterSet: string;
+  hl7: string;
+}
+
+/**
+ * An HL7 acknowledgment (an MSH + MSA message), built for a message with
+ * {@linkcode Ack.forMessage} or read from a reply with {@linkcode Ack.parse}.
+ * Dispatchers return one; the receiver encodes and frames it.
+ *
+ * @example The seed's DemoDispatcher reply
+ * ```ts
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ORU^R01|42|P|2.5.1\r",
+ *   "AA",
+ *   { text: "Stored" },
+ * );
+ * assertEquals(ack.code, "AA");
+ * assertEquals(ack.messageControlId, "42");
+ * assertEquals(ack.toString().split("\r")[1], "MSA|AA|42|Stored");
+ * ```
+ */
+export class Ack {
+  /** MSA-1, the acknowledgment code. */
+  readonly code: AckCode;
+  /** MSA-2, the control id (MSH-10) of the message acknowledged. */
+  readonly messageControlId: string;
+  /** MSA-3, the text message, unescaped; `""` when absent. */
+  readonly text: string;
+  #header: Hl7Header | (() => Hl7Header);
+  #characterSet: string;
+  #hl7: string;
+
+  private constructor(parts: AckParts) {
+    this.code = parts.code;
+    this.messageControlId = parts.messageControlId;
+    this.text = parts.text;
+    this.#header = parts.header;
+    this.#characterSet = parts.characterSet;
+    this.#hl7 = parts.hl7;
+  }
+
+  /** The ACK's own MSH header (read when first asked for). */
+  get header(): Hl7Header {
+    if (typeof this.#header === "function") this.#header = this.#header();
+    return this.#header;
+  }
+
+  /** Whether the code accepts the message (`AA` or `CA`). */
+  get accepted(): boolean {
+    return this.code === "AA" || this.code === "CA";
+  }
+
+  /**
+   * The ACK as HL7 text, each segment ended by `\r`.
+   *
+   * @returns The HL7 text.
+   */
+  toString(): string {
+    return this.#hl7;
+  }
+
+  /**
+   * The ACK as bytes, in the charset its MSH-18 names (UTF-8 by default).
+   *
+   * @returns The encoded payload, without MLLP framing.
+   */
+  toBytes(): Uint8Array {
+    return encodeText(this.#hl7, this.encoding);
+  }
+
+  /**
+   * The encoding {@linkcode Ack.toBytes} uses: the one its MSH-18 names
+   * (see {@linkcode charsetEncoding}), or UTF-8 when it names none or one
+   * this library does not know.
+   */
+  get encoding(): string {
+    return charsetEncoding(this.#characterSet) ?? "utf-8";
+  }
+
+  /**
+   * Builds the ACK for a message: MSH-3/4 and MSH-5/6 swapped, MSH-9
+   * `ACK^<trigger>^ACK`, the message's separators, processing id, version
+   * and charset, a fresh MSH-10 and the current MSH-7; MSA-1 the code,
+   * MSA-2 the message's MSH-10, MSA-3 the text.
+   *
+   * Input that cannot be read as HL7 gets an `AR` whatever code was asked
+   * for, with MSA-3 saying why.
+   *
+   * @param message The message to acknowledge.
+   * @param code The acknowledgment code.
+   * @param options MSA-3 text, the ACK's control id and time.
+   * @returns The ACK.
+   *
+   * @example Unreadable input gets AR
+   * ```ts
+   * import { Ack } from "@x/mllp/ack";
+   * import { assertEquals } from "@std/assert";
+   *
+   * assertEquals(Ack.forMessage("MSH|", "AA").code, "AR");
+   * ```
+   */
+  static forMessage(
+    message: Message | string | Uint8Array,
+    code: AckCode,
+    options: AckOptions = {},
+  ): Ack {
+    let read: Message;
+    try {
+      read = typeof message === "string" || message instanceof Uint8Array
+        ? readMessage(message)
+        : message;
+    } catch (error) {
+      if (!(error instanceof HeaderError)) throw error;
+      return Ack.#reject(error.message, options);
+    }
+    if (read.kind !== "hl7") {
+      return Ack.#reject("Cannot read message: payload is not HL7", options);
+    }
+    const h = read.header;
+    const c = h.separators.component;
+    const msh = [
+      "MSH",
+      h.encodingCharacters,
+      h.receivingApplication,
+      h.receivingFacility,
+      h.sendingApplication,
+      h.sendingFacility,
+      options.dateTime ? formatTimestamp(options.dateTime) : timestampNow(),
+      "",
+      h.triggerEvent ? `ACK${c}${h.triggerEvent}${c}ACK` : "ACK",
+      options.controlId ?? newControlId(),
+      h.processingId || "P",
+      h.versionId || "2.5",
+    ];
+    // MSH-18 as the message has it: its first repetition, or the whole
+    // field when the message was read as ISO 2022 (Japanese), whose code
+    // extensions (`~ISO IR87`) are named in the later repetitions, so that
+    // the ACK names them too.
+    const characterSet = read.encoding.startsWith("iso-2022-jp")
+      ? wholeMsh18(read.text, h.separators.field)
+      : h.characterSet;
+    if (characterSet) {
+      // msh[n - 1] is MSH-n: pad through MSH-17, then MSH-18.
+      while (msh.length < 17) msh.push("");
+      msh.push(characterSet);
+    }
+    return Ack.#build(msh, h.separators, code, h.controlId, options.text);
+  }
+
+  static #reject(reason: string, options: AckOptions): Ack {
+    const msh = [
+      "MSH",
+      "^~\\&",
+      "",
+      "",
+      "",
+      "",
+      options.dateTime ? formatTimestamp(options.dateTime) : timestampNow(),
+      "",
+      "ACK",
+      options.controlId ?? newControlId(),
+      "P",
+      "2.5",
+    ];
+    const text = options.text ? `${options.text}: ${reason}` : reason;
+    return Ack.#build(msh, DEFAULT_SEPARATORS, "AR", "", text);
+  }
+
+  static #build(
+    msh: string[],
+    separators: Hl7Separators,
+    code: AckCode,
+    messageControlId: string,
+    text = "",
+  ): Ack {
+    const f = separators.field;
+    const msa = ["MSA", code, messageControlId];
+    if (text) msa.push(escapeText(text, separators));
+    const hl7 = `${msh.join(f)}\r${msa.join(f)}\r`;
+    // The fields are the header, unless a control id given in the options
+    // breaks the segment apart: then the header is what the text reads as.
+    const controlId = msh[9];
+    const header = controlId.includes(f) || controlId.includes("\r") ||
+        controlId.includes("\n")
+      ? readHeader(hl7)
+      : () => headerOfFields(msh, separators);
+    return new Ack({
+      code,
+      messageControlId,
+      // As Ack.parse would read MSA-3 back: line breaks became spaces.
+      text: text.includes("\r") || text.includes("\n")
+        ? text.replace(/[\r\n]/g, " ")
+        : text,
+      header,
+      characterSet: typeof header === "function"
+        ? (msh[17] ?? "").split(separators.repetition)[0]
+        : header.characterSet,
+      hl7,
+    });
+  }
+
+  /**
+   * Reads an ACK from a reply: an HL7 message with an MSA segment whose
+   * MSA-1 is one of the six codes.
+   *
+   * @param reply The reply payload, without MLLP framing.
+   * @returns The ACK.
+   * @throws {HeaderError} If the reply's MSH cannot be read.
+   * @throws {TypeError} If the reply is not HL7, has no MSA segment, or
+   *   MSA-1 is not an acknowledgment code.
+   *
+   * @example Read the seed's sample ACK
+   * ```ts
+   * import { Ack } from "@x/mllp/ack";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const ack = Ack.parse(
+   *   "MSH|^~\\&|SuperOE|XYZImgCtr|MegaReg|XYZHospC|20060529090131-0500||ACK^A01^ACK|01052901|P|2.5\rMSA|AA|01052901",
+   * );
+   * assertEquals([ack.code, ack.messageControlId, ack.text], ["AA", "01052901", ""]);
+   * ```
+   */
+  static parse(reply: Message | string | Uint8Array): Ack {
+    const message = typeof reply === "string" || reply instanceof Uint8Array
+      ? readMessage(reply)
+      : reply;
+    if (message.kind !== "hl7") {
+      throw new TypeError("Cannot read ACK: reply is not HL7");
+    }
+    const hl7 = message.text;
+    const { separators } = message.header;
+    const prefix = `MSA${separators.field}`;
+    const segment = hl7.split(/\r\n|\r|\n/).find((s) =>
+      s.startsWith(prefix) || s === "MSA"
+    );
+    if (segment === undefined) {
+      throw new TypeError("Cannot read ACK: reply has no MSA segment");
+    }
+    const fields = segment.split(separators.field);
+    const code = (fields[1] ?? "").trim();
+    if (!isAckCode(code)) {
+      throw new TypeError(
+        `Cannot read ACK: MSA-1 "${code}" is not an acknowledgment code`,
+      );
+    }
+    return new Ack({
+      code,
+      messageControlId: fields[2] ?? "",
+      text: unescapeText(fields[3] ?? "", separators),
+      header: message.header,
+      characterSet: message.header.characterSet,
+      hl7,
+    });
+  }
+}
+
+/** MSH-18 of a message's text, all its repetitions. */
+function wholeMsh18(text: string, field: string): string {
+  const end = text.search(/[\r\n]/);
+  const segment = end === -1 ? text : text.slice(0, end);
+  return segment.split(field, 18)[17] ?? "";
+}
+
+/**
+ * A reply that accepts the message: `AA` or `CA`.
+ *
+ * @example An accepting reply
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "CA");
+ * const result = verifyAck("7", ack.toString());
+ * assertEquals(result.ok, true);
+ * if (result.ok) assertEquals(result.code, "CA"); // narrowed to AckAccepted
+ * ```
+ */
+export interface AckAccepted {
+  /** Always `true`. */
+  ok: true;
+  /** Always `"accept"`. */
+  outcome: "accept";
+  /** The acknowledgment code. */
+  code: "AA" | "CA";
+  /** The ACK. */
+  ack: Ack;
+}
+
+/**
+ * A reply that reports an error processing the message: `AE` or `CE`.
+ *
+ * @example An erroring reply
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AE", {
+ *   text: "Unknown patient",
+ * });
+ * const result = verifyAck("7", ack.toString());
+ * if (result.outcome !== "error") throw new Error("expected an error outcome");
+ * assertEquals(result.code, "AE");
+ * assertEquals(result.ack.text, "Unknown patient");
+ * ```
+ */
+export interface AckErrored {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"error"`. */
+  outcome: "error";
+  /** The acknowledgment code. */
+  code: "AE" | "CE";
+  /** The ACK. */
+  ack: Ack;
+}
+
+/**
+ * A reply that rejects the message: `AR` or `CR`.
+ *
+ * @example A rejecting reply
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AR");
+ * const result = verifyAck("7", ack.toString());
+ * if (result.outcome !== "reject") throw new Error("expected a reject outcome");
+ * assertEquals(result.ok, false);
+ * assertEquals(result.code, "AR");
+ * ```
+ */
+export interface AckRejected {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"reject"`. */
+  outcome: "reject";
+  /** The acknowledgment code. */
+  code: "AR" | "CR";
+  /** The ACK. */
+  ack: Ack;
+}
+
+/**
+ * An ACK whose MSA-2 is not the sent message's MSH-10: it answers some
+ * other message, so it proves nothing about this one.
+ *
+ * @example An ACK for another message
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|8|P|2.5\r", "AA");
+ * const result = verifyAck("7", ack.toString());
+ * if (result.outcome !== "mismatch") throw new Error("expected a mismatch");
+ * assertEquals(result.expected, "7");
+ * assertEquals(result.ack.messageControlId, "8");
+ * ```
+ */
+export interface AckMismatch {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"mismatch"`. */
+  outcome: "mismatch";
+  /** The acknowledgment code the ACK carries. */
+  code: AckCode;
+  /** The ACK. */
+  ack: Ack;
+  /** The control id expected in MSA-2 (the message's MSH-10). */
+  expected: string;
+}
+
+/**
+ * A reply that cannot be read as an ACK.
+ *
+ * @example A reply that is not an ACK
+ * ```ts
+ * import { verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const result = verifyAck("7", "hello");
+ * if (result.outcome !== "not_ack") throw new Error("expected not_ack");
+ * assertEquals(new TextDecoder().decode(result.reply), "hello");
+ * assertEquals(result.reason.length > 0, true);
+ * ```
+ */
+export interface NotAnAck {
+  /** Always `false`. */
+  ok: false;
+  /** Always `"not_ack"`. */
+  outcome: "not_ack";
+  /** Why the reply is not an ACK. */
+  reason: string;
+  /** The reply payload. */
+  reply: Uint8Array;
+}
+
+/**
+ * The verified outcome of a reply to an HL7 message. `ok` is true only for
+ * an accept whose MSA-2 matches; `outcome` tells the cases apart.
+ *
+ * @example Tell the outcomes apart
+ * ```ts
+ * import { Ack, type AckResult, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function describe(result: AckResult): string {
+ *   switch (result.outcome) {
+ *     case "accept":
+ *       return `accepted (${result.code})`;
+ *     case "mismatch":
+ *       return `answers ${result.ack.messageControlId}, not ${result.expected}`;
+ *     case "not_ack":
+ *       return `not an ACK: ${result.reason}`;
+ *     default: // "error" or "reject"
+ *       return `refused (${result.code})`;
+ *   }
+ * }
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r", "AA");
+ * assertEquals(describe(verifyAck("7", ack.toString())), "accepted (AA)");
+ * ```
+ */
+export type AckResult =
+  | AckAccepted
+  | AckErrored
+  | AckRejected
+  | AckMismatch
+  | NotAnAck;
+
+/**
+ * Verifies a reply against the message it answers: it must be an ACK whose
+ * MSA-2 equals the message's MSH-10 exactly.
+ *
+ * @param sent The message sent, its header, or its control id. A non-HL7
+ *   message has no control id: only an ACK with an empty MSA-2 matches it.
+ * @param reply The reply payload, without MLLP framing.
+ * @returns The typed outcome.
+ *
+ * @example A reply for another message is a mismatch
+ * ```ts
+ * import { Ack, verifyAck } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const ack = Ack.forMessage("MSH|^~\\&|A|B|C|D|1||ADT^A01|0105|P|2.5", "AA");
+ * assertEquals(verifyAck("01052901", ack.toString()).outcome, "mismatch");
+ * assertEquals(verifyAck("0105", ack.toString()).outcome, "accept");
+ * ```
+ */
+export function verifyAck(
+  sent: Message | Hl7Header | string,
+  reply: Message | string | Uint8Array,
+): AckResult {
+  const expected = typeof sent === "string"
+    ? sent
+    : "kind" in sent
+    ? sent.header?.controlId ?? ""
+    : sent.controlId;
+  let ack: Ack;
+  try {
+    ack = Ack.parse(reply);
+  } catch (error) {
+    if (!(error instanceof TypeError) && !(error instanceof HeaderError)) {
+      throw error;
+    }
+    const raw = typeof reply === "string"
+      ? new TextEncoder().encode(reply)
+      : reply instanceof Uint8Array
+      ? reply
+      : reply.raw;
+    return { ok: false, outcome: "not_ack", reason: error.message, reply: raw };
+  }
+  if (ack.messageControlId !== expected) {
+    return { ok: false, outcome: "mismatch", code: ack.code, ack, expected };
+  }
+  switch (ack.code) {
+    case "AA":
+    case "CA":
+      return { ok: true, outcome: "accept", code: ack.code, ack };
+    case "AE":
+    case "CE":
+      return { ok: false, outcome: "error", code: ack.code, ack };
+    case "AR":
+    case "CR":
+      return { ok: false, outcome: "reject", code: ack.code, ack };
+  }
+}

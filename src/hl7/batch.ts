@@ -1,0 +1,1211 @@
+/**
+ * HL7 v2 batches (v2.5 section 2.10.3): a payload of the shape
+ * `[FHS] { BHS { MSH ... } BTS } [FTS]`. Read one (what
+ * {@linkcode readMessage} returns for a payload that starts with `FHS` or
+ * `BHS`), build one from messages, build the response batch that
+ * acknowledges one, and read a response back into per-message results.
+ *
+ * Each message of a batch is an {@linkcode Hl7Message} read exactly as a
+ * framed message would be, with its own MSH-18 charset.
+ *
+ * @example Build a batch and read it back
+ * ```ts
+ * import { buildBatch } from "@x/mllp/batch";
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = buildBatch([
+ *   "MSH|^~\\&|App|Fac|Rcv|RFac|20240101||ADT^A01|M1|P|2.5\rPID|1",
+ *   "MSH|^~\\&|App|Fac|Rcv|RFac|20240101||ADT^A01|M2|P|2.5\rPID|2",
+ * ], { controlId: "B1" });
+ * const read = readMessage(batch.raw);
+ * assertEquals(read.kind, "batch");
+ * if (read.kind === "batch") {
+ *   assertEquals(read.controlId, "B1");
+ *   assertEquals(read.messages.map((m) => m.header.controlId), ["M1", "M2"]);
+ *   assertEquals(read.problems, []);
+ * }
+ * ```
+ *
+ * @module
+ */
+
+import { checkedSeparators, DEFAULT_SEPARATORS } from "./_msh.ts";
+import {
+  Ack,
+  type AckCode,
+  escapeText,
+  formatTimestamp,
+  newControlId,
+} from "./ack.ts";
+import { HeaderError } from "../errors.ts";
+import {
+  charsetEncoding,
+  decodeText,
+  encodeText,
+  type Hl7Message,
+  type Hl7Separators,
+  type Message,
+  readHeader,
+  readMessage,
+} from "./message.ts";
+
+/**
+ * The fields of an FHS or BHS segment. Absent fields are `""`.
+ *
+ * @example Read the BHS of a response batch
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import type { BatchHeader } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = readBatch(
+ *   "BHS|^~\\&|Lab|LabFac|EHR|Hosp|20240101||||R7|B6\rBTS|0\r",
+ * );
+ * const header: BatchHeader = batch.batches[0].header;
+ * assertEquals([header.segment, header.sendingApplication], ["BHS", "Lab"]);
+ * assertEquals([header.controlId, header.referenceControlId], ["R7", "B6"]);
+ * ```
+ */
+export interface BatchHeader {
+  /** Which segment this is: the file header or a batch header. */
+  segment: "FHS" | "BHS";
+  /** FHS-1/BHS-1 and FHS-2/BHS-2, split into named characters. */
+  separators: Hl7Separators;
+  /** FHS-2/BHS-2 as it appears, such as `^~\&`. */
+  encodingCharacters: string;
+  /** FHS-3/BHS-3 Sending Application. */
+  sendingApplication: string;
+  /** FHS-4/BHS-4 Sending Facility. */
+  sendingFacility: string;
+  /** FHS-5/BHS-5 Receiving Application. */
+  receivingApplication: string;
+  /** FHS-6/BHS-6 Receiving Facility. */
+  receivingFacility: string;
+  /** FHS-7/BHS-7 Creation Date/Time. */
+  dateTime: string;
+  /** FHS-8/BHS-8 Security. */
+  security: string;
+  /** FHS-9 File Name/ID, BHS-9 Batch Name/ID/Type. */
+  name: string;
+  /** FHS-10/BHS-10 Comment. */
+  comment: string;
+  /** FHS-11 File Control ID, BHS-11 Batch Control ID. */
+  controlId: string;
+  /** FHS-12/BHS-12 Reference Control ID: in a response, the original's id. */
+  referenceControlId: string;
+}
+
+/**
+ * One message of a batch, as found between its MSH and the next one.
+ *
+ * @example Find the messages whose MSH cannot be read
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import type { BatchEntry } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = readBatch(
+ *   "BHS|^~\\&|S|SF|R|RF|20240101\r" +
+ *     "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5\r" +
+ *     "MSH|^~|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5\r" +
+ *     "BTS|2\r",
+ * );
+ * const unreadable = batch.entries.filter((e: BatchEntry) => !e.message);
+ * assertEquals(unreadable.map((e) => e.controlId), ["M2"]);
+ * assertEquals(unreadable[0].error?.name, "HeaderError");
+ * ```
+ */
+export interface BatchEntry {
+  /** The message's bytes, exactly as in the batch. */
+  raw: Uint8Array;
+  /** The message, or `undefined` when its MSH cannot be read. */
+  message: Hl7Message | undefined;
+  /** Why its MSH cannot be read, when it cannot. */
+  error: HeaderError | undefined;
+  /**
+   * MSH-10; for a message whose MSH cannot be read, the tenth field of its
+   * first segment split at its fourth character (a best guess, maybe `""`).
+   */
+  controlId: string;
+}
+
+/**
+ * One batch of a payload: a BHS, its messages, and its BTS.
+ *
+ * @example Count the messages of each batch in a batch file
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import type { BatchGroup } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const msh = (id: string) => `MSH|^~\\&|S|SF|R|RF|1||ADT^A04|${id}|P|2.5\r`;
+ * const file = readBatch(
+ *   "FHS|^~\\&|S\r" +
+ *     "BHS|^~\\&|S||||||||B1\r" + msh("M1") + "BTS|1\r" +
+ *     "BHS|^~\\&|S||||||||B2\r" + msh("M2") + msh("M3") + "BTS|2\r" +
+ *     "FTS|2\r",
+ * );
+ * const sizes = file.batches.map((group: BatchGroup) =>
+ *   `${group.header.controlId}: ${group.entries.length}/${group.messageCount}`
+ * );
+ * assertEquals(sizes, ["B1: 1/1", "B2: 2/2"]);
+ * ```
+ */
+export interface BatchGroup {
+  /**
+   * The BHS; for messages that follow an FHS without a BHS (noted in
+   * {@linkcode BatchMessage.problems}), the FHS.
+   */
+  header: BatchHeader;
+  /** The messages, in order. */
+  entries: readonly BatchEntry[];
+  /** BTS-1 Batch Message Count, or `undefined` without a BTS or a count. */
+  messageCount: number | undefined;
+}
+
+const FHS = 0x464853; // "FHS"
+const BHS = 0x424853;
+const MSH = 0x4d5348;
+const BTS = 0x425453;
+const FTS = 0x465453;
+const CR = 0x0d;
+const LF = 0x0a;
+
+function tagOf(bytes: Uint8Array, at: number): number {
+  return at + 3 <= bytes.length
+    ? (bytes[at] << 16) | (bytes[at + 1] << 8) | bytes[at + 2]
+    : -1;
+}
+
+/**
+ * Tells whether a payload is an HL7 batch: it starts with `FHS` or `BHS`.
+ *
+ * @param payload The frame payload.
+ * @returns Whether it starts with `FHS` or `BHS`.
+ *
+ * @example Check payloads
+ * ```ts
+ * import { isBatch } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * assertEquals(isBatch("BHS|^~\\&|A"), true);
+ * assertEquals(isBatch("MSH|^~\\&|A"), false);
+ * ```
+ */
+export function isBatch(payload: Uint8Array | string): boolean {
+  if (typeof payload === "string") {
+    return payload.startsWith("FHS") || payload.startsWith("BHS");
+  }
+  const tag = tagOf(payload, 0);
+  return tag === FHS || tag === BHS;
+}
+
+/**
+ * An HL7 batch (or batch file): a payload that starts with `FHS` or `BHS`.
+ * Read one with {@linkcode readMessage} (or {@linkcode readBatch}), build
+ * one with {@linkcode buildBatch}.
+ *
+ * Reading is forgiving: a missing BTS or FTS, counts that do not match,
+ * and segments outside any message are noted in
+ * {@linkcode BatchMessage.problems} rather than thrown. Only an FHS or BHS
+ * that cannot be read makes the whole payload unreadable.
+ *
+ * @example Read a batch file
+ * ```ts
+ * import { readMessage } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = readMessage(
+ *   "FHS|^~\\&|S|SF|R|RF|20240101||||F1\r" +
+ *     "BHS|^~\\&|S|SF|R|RF|20240101||||B1\r" +
+ *     "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5\rPID|1\r" +
+ *     "BTS|2\rFTS|1\r",
+ * );
+ * if (batch.kind === "batch") {
+ *   assertEquals(batch.file?.controlId, "F1");
+ *   assertEquals(batch.controlId, "B1");
+ *   assertEquals(batch.entries.length, 1);
+ *   assertEquals(batch.problems, [
+ *     'BTS-1 of batch "B1" counts 2 messages, the batch holds 1',
+ *   ]);
+ * }
+ * ```
+ */
+export class BatchMessage {
+  /** Always `"batch"`. */
+  readonly kind = "batch" as const;
+  /**
+   * Always `undefined`: a batch has no MSH. See {@linkcode BatchMessage.file}
+   * and {@linkcode BatchMessage.batches} for its FHS and BHS.
+   */
+  readonly header: undefined = undefined;
+  /** The payload bytes, exactly as framed. */
+  readonly raw: Uint8Array;
+  /**
+   * The encoding of the batch's own segments and of
+   * {@linkcode BatchMessage.text}: the one its first message's MSH-18
+   * names, UTF-8 when it names none.
+   */
+  readonly encoding: string;
+  /** The FHS, when the payload is a batch file. */
+  readonly file: BatchHeader | undefined;
+  /** The batches, in order; usually one. */
+  readonly batches: readonly BatchGroup[];
+  /** FTS-1 File Batch Count, or `undefined` without an FTS or a count. */
+  readonly batchCount: number | undefined;
+  /** What does not add up: missing trailers, wrong counts, stray segments. */
+  readonly problems: readonly string[];
+  #text: string | undefined;
+
+  /**
+   * Constructs a batch from parts already read; use {@linkcode readBatch}
+   * or {@linkcode readMessage} to read one from a payload.
+   *
+   * @param raw The payload bytes.
+   * @param parts The parts read from them.
+   */
+  constructor(raw: Uint8Array, parts: BatchParts) {
+    this.raw = raw;
+    this.encoding = parts.encoding;
+    this.file = parts.file;
+    this.batches = parts.batches;
+    this.batchCount = parts.batchCount;
+    this.problems = parts.problems;
+  }
+
+  /** Every message of every batch, in order, readable or not. */
+  get entries(): BatchEntry[] {
+    return this.batches.flatMap((batch) => batch.entries);
+  }
+
+  /** The messages whose MSH can be read, in order. */
+  get messages(): Hl7Message[] {
+    return this.entries.flatMap((entry) => entry.message ?? []);
+  }
+
+  /** The first batch's BHS-11, or the FHS-11 when there is no BHS. */
+  get controlId(): string {
+    return this.batches[0]?.header.controlId ?? this.file?.controlId ?? "";
+  }
+
+  /** The separators of the first FHS or BHS. */
+  get separators(): Hl7Separators {
+    return (this.file ?? this.batches[0].header).separators;
+  }
+
+  /** The payload decoded as text (decoded on first use). */
+  get text(): string {
+    return this.#text ??= decodeText(this.raw, this.encoding);
+  }
+
+  /** The payload's size in bytes. */
+  get size(): number {
+    return this.raw.length;
+  }
+}
+
+/**
+ * What {@linkcode BatchMessage}'s constructor takes.
+ *
+ * @example Rebuild a batch without its problems
+ * ```ts
+ * import { BatchMessage, readBatch } from "@x/mllp/batch";
+ * import type { BatchParts } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const read = readBatch("BHS|^~\\&|S|SF|R|RF|20240101||||B1\r");
+ * assertEquals(read.problems, ['Batch "B1" has no BTS']);
+ * const parts: BatchParts = { ...read, problems: [] };
+ * const batch = new BatchMessage(read.raw, parts);
+ * assertEquals([batch.controlId, batch.problems], ["B1", []]);
+ * ```
+ */
+export interface BatchParts {
+  /** The encoding of the batch's own segments. */
+  encoding: string;
+  /** The FHS, if any. */
+  file: BatchHeader | undefined;
+  /** The batches. */
+  batches: readonly BatchGroup[];
+  /** FTS-1, if any. */
+  batchCount: number | undefined;
+  /** What does not add up. */
+  problems: readonly string[];
+}
+
+function parseHeader(segment: string, tag: "FHS" | "BHS"): BatchHeader {
+  const field = segment[3] ?? "";
+  const fields = segment.split(field, 12);
+  const encodingCharacters = fields[1] ?? "";
+  const get = (n: number) => fields[n - 1] ?? "";
+  return {
+    segment: tag,
+    separators: checkedSeparators(
+      field,
+      encodingCharacters,
+      (problem) => new HeaderError(`Cannot read batch: ${problem} in ${tag}`),
+    ),
+    encodingCharacters,
+    sendingApplication: get(3),
+    sendingFacility: get(4),
+    receivingApplication: get(5),
+    receivingFacility: get(6),
+    dateTime: get(7),
+    security: get(8),
+    name: get(9),
+    comment: get(10),
+    controlId: get(11),
+    referenceControlId: get(12),
+  };
+}
+
+/** The first field of a trailer segment (BTS-1, FTS-1) as a count. */
+function trailerCount(segment: string, separator: string): number | undefined {
+  const value = (segment.split(separator)[1] ?? "").trim();
+  return /^\d+$/.test(value) ? Number(value) : undefined;
+}
+
+/** MSH-10 of a message whose MSH does not read, as best it can be found. */
+function guessControlId(raw: Uint8Array): string {
+  let end = 0;
+  while (end < raw.length && raw[end] !== CR && raw[end] !== LF) end++;
+  const segment = decodeText(raw.subarray(0, end), "latin1");
+  const field = segment[3];
+  if (!field) return "";
+  // fields[0] is "MSH", fields[9] is MSH-10.
+  return segment.split(field)[9] ?? "";
+}
+
+/**
+ * Reads a batch payload (one that starts with `FHS` or `BHS`).
+ * {@linkcode readMessage} calls it for such payloads.
+ *
+ * @param payload The payload, without MLLP framing. Text is encoded
+ *   message by message, each in the charset its MSH-18 names.
+ * @returns The batch.
+ * @throws {HeaderError} If the payload does not start with `FHS` or `BHS`,
+ *   or an FHS or BHS cannot be read.
+ *
+ * @example A bare batch without FHS
+ * ```ts
+ * import { readBatch } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = readBatch(
+ *   "BHS|^~\\&|S|SF|R|RF|20240101||||B7\r" +
+ *     "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5\rBTS|1\r",
+ * );
+ * assertEquals(batch.file, undefined);
+ * assertEquals(batch.batches[0].messageCount, 1);
+ * assertEquals(batch.messages[0].header.controlId, "M1");
+ * ```
+ */
+export function readBatch(payload: Uint8Array | string): BatchMessage {
+  const raw = typeof payload === "string" ? encodeBatchText(payload) : payload;
+  if (!isBatch(raw)) {
+    throw new HeaderError(
+      "Cannot read batch: payload does not start with FHS or BHS",
+    );
+  }
+  const segments = splitSegments(raw);
+  // The batch's own segments are read in its first message's charset.
+  let encoding = "utf-8";
+  const first = segments.find((s) => s.tag === MSH);
+  if (first) {
+    try {
+      encoding = charsetEncoding(
+        readHeader(raw.subarray(first.start)).characterSet,
+      ) ?? "utf-8";
+    } catch {
+      // An unreadable first MSH: UTF-8.
+    }
+  }
+  const text = (s: Segment) =>
+    decodeText(raw.subarray(s.start, s.end), encoding);
+  const problems: string[] = [];
+  const batches: BatchGroup[] = [];
+  let file: BatchHeader | undefined;
+  let batchCount: number | undefined;
+  let sawFts = false;
+  let group: { header: BatchHeader; entries: BatchEntry[] } | undefined;
+  let messageStart = -1;
+  const describe = (header: BatchHeader) =>
+    header.controlId ? `"${header.controlId}"` : `${batches.length + 1}`;
+
+  const endMessage = (at: number) => {
+    if (messageStart < 0 || !group) return;
+    const bytes = raw.subarray(messageStart, at);
+    messageStart = -1;
+    try {
+      const message = readMessage(bytes) as Hl7Message;
+      group.entries.push({
+        raw: bytes,
+        message,
+        error: undefined,
+        controlId: message.header.controlId,
+      });
+    } catch (error) {
+      if (!(error instanceof HeaderError)) throw error;
+      group.entries.push({
+        raw: bytes,
+        message: undefined,
+        error,
+        controlId: guessControlId(bytes),
+      });
+    }
+  };
+  const endGroup = (count: number | undefined) => {
+    if (!group) return;
+    if (count !== undefined && count !== group.entries.length) {
+      problems.push(
+        `BTS-1 of batch ${
+          describe(group.header)
+        } counts ${count} messages, the batch holds ${group.entries.length}`,
+      );
+    }
+    batches.push({ ...group, messageCount: count });
+    group = undefined;
+  };
+
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i];
+    switch (segment.tag) {
+      case FHS:
+        if (i === 0) file = parseHeader(text(segment), "FHS");
+        else problems.push("An FHS after the start of the payload is ignored");
+        break;
+      case BHS:
+        endMessage(segment.start);
+        if (group) {
+          problems.push(`Batch ${describe(group.header)} has no BTS`);
+          endGroup(undefined);
+        }
+        group = { header: parseHeader(text(segment), "BHS"), entries: [] };
+        break;
+      case MSH:
+        endMessage(segment.start);
+        if (!group) {
+          // Only after an FHS (a payload starts with FHS or BHS).
+          problems.push(
+            "Messages follow the FHS without a BHS: read as one batch",
+          );
+          group = { header: file!, entries: [] };
+        }
+        messageStart = segment.start;
+        break;
+      case BTS:
+        endMessage(segment.start);
+        if (group) {
+          endGroup(trailerCount(text(segment), group.header.separators.field));
+        } else problems.push("A BTS without its BHS is ignored");
+        break;
+      case FTS: {
+        endMessage(segment.start);
+        if (group) {
+          problems.push(`Batch ${describe(group.header)} has no BTS`);
+          endGroup(undefined);
+        }
+        sawFts = true;
+        const separator = (file ?? batches[0]?.header)?.separators.field ?? "|";
+        batchCount = trailerCount(text(segment), separator);
+        break;
+      }
+      default:
+        if (messageStart < 0) {
+          problems.push(
+            `A segment outside any message is ignored: "${
+              text(segment).slice(0, 3)
+            }"`,
+          );
+        }
+    }
+  }
+  endMessage(raw.length);
+  if (group) {
+    problems.push(`Batch ${describe(group.header)} has no BTS`);
+    endGroup(undefined);
+  }
+  if (file && !sawFts) problems.push("The batch file has no FTS");
+  if (!file && sawFts) problems.push("An FTS without an FHS");
+  if (batchCount !== undefined && batchCount !== batches.length) {
+    problems.push(
+      `FTS-1 counts ${batchCount} batches, the file holds ${batches.length}`,
+    );
+  }
+  if (batches.length === 0) {
+    // An FHS and FTS around nothing: keep the FHS as the (empty) batch.
+    batches.push({ header: file!, entries: [], messageCount: undefined });
+  }
+  return new BatchMessage(raw, {
+    encoding,
+    file,
+    batches,
+    batchCount,
+    problems,
+  });
+}
+
+interface Segment {
+  tag: number;
+  start: number;
+  end: number;
+}
+
+/** The non-empty segments of a payload, ended by CR, LF or CR LF. */
+function splitSegments(raw: Uint8Array): Segment[] {
+  const segments: Segment[] = [];
+  let start = 0;
+  for (let i = 0; i <= raw.length; i++) {
+    if (i === raw.length || raw[i] === CR || raw[i] === LF) {
+      if (i > start) segments.push({ tag: tagOf(raw, start), start, end: i });
+      start = i + 1;
+    }
+  }
+  return segments;
+}
+
+/**
+ * Encodes batch text: each message in the charset its MSH-18 names, the
+ * batch's own segments in UTF-8.
+ */
+function encodeBatchText(text: string): Uint8Array {
+  const parts: Uint8Array[] = [];
+  // Split before every FHS, BHS, MSH, BTS and FTS segment.
+  const pieces = text.split(/(?<=^|[\r\n])(?=(?:FHS|BHS|MSH|BTS|FTS))/);
+  for (const piece of pieces) {
+    if (piece.startsWith("MSH")) {
+      try {
+        const encoding = charsetEncoding(readHeader(piece).characterSet) ??
+          "utf-8";
+        parts.push(encodeText(piece, encoding));
+        continue;
+      } catch {
+        // Unreadable: UTF-8, as below.
+      }
+    }
+    parts.push(encodeText(piece));
+  }
+  return concat(parts);
+}
+
+function concat(parts: readonly Uint8Array[]): Uint8Array {
+  let length = 0;
+  for (const part of parts) length += part.length;
+  const out = new Uint8Array(length);
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+/**
+ * Options for {@linkcode buildBatch}.
+ *
+ * @example A batch file with a chosen control id and name
+ * ```ts
+ * import { buildBatch } from "@x/mllp/batch";
+ * import type { BuildBatchOptions } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: BuildBatchOptions = {
+ *   file: true,
+ *   controlId: "B1",
+ *   name: "ADT",
+ *   sendingApplication: "Feed",
+ * };
+ * const batch = buildBatch(["MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5"], options);
+ * const header = batch.batches[0].header;
+ * assertEquals([header.controlId, header.name, header.sendingApplication], [
+ *   "B1",
+ *   "ADT",
+ *   "Feed",
+ * ]);
+ * assertEquals([batch.file?.receivingApplication, batch.batchCount], ["C", 1]);
+ * ```
+ */
+export interface BuildBatchOptions {
+  /**
+   * Wrap the batch in a batch file: FHS before the BHS, FTS after the BTS.
+   *
+   * @default {false}
+   */
+  file?: boolean;
+  /**
+   * BHS-11 Batch Control ID (FHS-11 gets its own fresh id).
+   *
+   * @default {a fresh unique id}
+   */
+  controlId?: string;
+  /** BHS-12 (and FHS-12): the control id of the batch this one answers. */
+  referenceControlId?: string;
+  /** BHS-9 (and FHS-9) Name/ID/Type. */
+  name?: string;
+  /** BHS-10 (and FHS-10) Comment. */
+  comment?: string;
+  /**
+   * BHS-3 and FHS-3 Sending Application.
+   *
+   * @default {the first message's MSH-3}
+   */
+  sendingApplication?: string;
+  /**
+   * BHS-4 and FHS-4 Sending Facility.
+   *
+   * @default {the first message's MSH-4}
+   */
+  sendingFacility?: string;
+  /**
+   * BHS-5 and FHS-5 Receiving Application.
+   *
+   * @default {the first message's MSH-5}
+   */
+  receivingApplication?: string;
+  /**
+   * BHS-6 and FHS-6 Receiving Facility.
+   *
+   * @default {the first message's MSH-6}
+   */
+  receivingFacility?: string;
+  /**
+   * BHS-7 and FHS-7 Creation Date/Time.
+   *
+   * @default {the current time}
+   */
+  dateTime?: Date;
+}
+
+/** The fields of one FHS or BHS to write. */
+interface HeaderFields {
+  sendingApplication: string;
+  sendingFacility: string;
+  receivingApplication: string;
+  receivingFacility: string;
+  dateTime: string;
+  name: string;
+  comment: string;
+  controlId: string;
+  referenceControlId: string;
+}
+
+function headerSegment(
+  tag: "FHS" | "BHS",
+  separators: Hl7Separators,
+  encodingCharacters: string,
+  h: HeaderFields,
+): string {
+  const fields = [
+    tag,
+    encodingCharacters,
+    h.sendingApplication,
+    h.sendingFacility,
+    h.receivingApplication,
+    h.receivingFacility,
+    h.dateTime,
+    "",
+    h.name,
+    h.comment,
+    h.controlId,
+    h.referenceControlId,
+  ];
+  while (fields.length > 2 && fields[fields.length - 1] === "") fields.pop();
+  return fields.join(separators.field) + "\r";
+}
+
+/** A message's bytes, ended by a segment terminator. */
+function terminated(raw: Uint8Array): Uint8Array {
+  const last = raw[raw.length - 1];
+  return last === CR || last === LF ? raw : concat([raw, new Uint8Array([CR])]);
+}
+
+/**
+ * Builds a batch from messages: BHS, the messages (each in its own
+ * charset, as {@linkcode readMessage} encodes it), BTS with their count;
+ * with `file`, FHS and FTS around them. The batch's separators are the
+ * first message's.
+ *
+ * @param messages The messages, as text, bytes or read messages.
+ * @param options Control ids, names, and whether to make a batch file.
+ * @returns The batch, read back from the bytes built.
+ * @throws {HeaderError} If a message's MSH cannot be read.
+ * @throws {TypeError} If a message is not HL7 (or is itself a batch), or
+ *   a header field holds a separator or line break.
+ *
+ * @example A batch file of one message
+ * ```ts
+ * import { buildBatch } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = buildBatch(
+ *   ["MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5\rPID|1"],
+ *   { file: true, controlId: "B1", dateTime: new Date(2024, 0, 1) },
+ * );
+ * const segments = batch.text.split("\r");
+ * assertEquals(segments[0].slice(0, 3), "FHS");
+ * assertEquals(segments[1].startsWith("BHS|^~\\&|S|SF|R|RF|2024010100"), true);
+ * assertEquals(segments[1].endsWith("||||B1"), true);
+ * assertEquals(segments.slice(-3), ["BTS|1", "FTS|1", ""]);
+ * ```
+ */
+export function buildBatch(
+  messages: readonly (string | Uint8Array | Message)[],
+  options: BuildBatchOptions = {},
+): BatchMessage {
+  const read = messages.map((payload, i) => {
+    const message = typeof payload === "string" ||
+        payload instanceof Uint8Array
+      ? readMessage(payload)
+      : payload;
+    if (message.kind !== "hl7") {
+      throw new TypeError(
+        `Cannot build batch: message ${
+          i + 1
+        } is not HL7 (kind "${message.kind}")`,
+      );
+    }
+    return message;
+  });
+  const first = read[0]?.header;
+  const separators = first?.separators ?? DEFAULT_SEPARATORS;
+  const encodingCharacters = first?.encodingCharacters ?? "^~\\&";
+  const fields: HeaderFields = {
+    sendingApplication: options.sendingApplication ??
+      first?.sendingApplication ?? "",
+    sendingFacility: options.sendingFacility ?? first?.sendingFacility ?? "",
+    receivingApplication: options.receivingApplication ??
+      first?.receivingApplication ?? "",
+    receivingFacility: options.receivingFacility ?? first?.receivingFacility ??
+      "",
+    dateTime: formatTimestamp(options.dateTime ?? new Date()),
+    name: options.name ?? "",
+    comment: options.comment ?? "",
+    controlId: options.controlId ?? newControlId(),
+    referenceControlId: options.referenceControlId ?? "",
+  };
+  checkFields(fields, separators);
+  const encoding = read[0]?.encoding ?? "utf-8";
+  const head = (tag: "FHS" | "BHS", controlId: string) =>
+    encodeText(
+      headerSegment(tag, separators, encodingCharacters, {
+        ...fields,
+        controlId,
+      }),
+      encoding,
+    );
+  const parts: Uint8Array[] = [];
+  if (options.file) parts.push(head("FHS", newControlId()));
+  parts.push(head("BHS", fields.controlId));
+  for (const message of read) parts.push(terminated(message.raw));
+  parts.push(encodeText(`BTS${separators.field}${read.length}\r`));
+  if (options.file) parts.push(encodeText(`FTS${separators.field}1\r`));
+  return readBatch(concat(parts));
+}
+
+function checkFields(fields: HeaderFields, separators: Hl7Separators) {
+  for (const [name, value] of Object.entries(fields)) {
+    if (
+      value.includes(separators.field) || value.includes("\r") ||
+      value.includes("\n")
+    ) {
+      throw new TypeError(
+        `Cannot build batch: ${name} "${value}" holds a field separator or line break`,
+      );
+    }
+  }
+}
+
+/**
+ * Which ACKs a response batch carries: only those that do not accept
+ * (`"errors"`, HL7's exception mode) or one per message (`"all"`).
+ *
+ * @example A receiver that acknowledges every message of a batch
+ * ```ts
+ * import { Ack, Client, Receiver } from "@x/mllp";
+ * import type { BatchAcks } from "@x/mllp/batch";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batchAcks: BatchAcks = "all";
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   dispatcher: (m) => Ack.forMessage(m, "AA"),
+ *   batchAcks,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const { results } = await client.sendBatch([
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5\r",
+ *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M2|P|2.5\r",
+ * ]);
+ * assertEquals(results.map((r) => r.ack?.code), ["AA", "AA"]);
+ * ```
+ */
+export type BatchAcks = "errors" | "all";
+
+/**
+ * Options for {@linkcode buildBatchResponse}.
+ *
+ * @example One `AA` per message, with a text
+ * ```ts
+ * import { buildBatch, buildBatchResponse } from "@x/mllp/batch";
+ * import type { BatchResponseOptions } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ]);
+ * const options: BatchResponseOptions = { acks: "all", text: "Filed" };
+ * const response = buildBatchResponse(batch, "AA", options);
+ * const acks = response.messages.map((m) => Ack.parse(m));
+ * assertEquals(acks.map((a) => `${a.messageControlId} ${a.text}`), [
+ *   "M1 Filed",
+ *   "M2 Filed",
+ * ]);
+ * ```
+ */
+export interface BatchResponseOptions {
+  /**
+   * Which ACKs the response carries. With `"errors"`, messages that are
+   * not in the response were accepted.
+   *
+   * @default {"errors"}
+   */
+  acks?: BatchAcks;
+  /** MSA-3 of each ACK, when `acks` is given as a code. */
+  text?: string;
+  /**
+   * FHS-7 and BHS-7 of the response.
+   *
+   * @default {the current time}
+   */
+  dateTime?: Date;
+}
+
+/**
+ * Builds the response batch that acknowledges a batch: for each of its
+ * batches a BHS (BHS-3..6 the original's BHS-5, 6, 3, 4; BHS-11 a fresh
+ * id; BHS-12 the original's BHS-11), the ACKs, and a BTS whose BTS-1
+ * counts them; with an FHS and FTS when the original had an FHS. Each ACK
+ * is encoded in its own message's charset.
+ *
+ * @param batch The batch to acknowledge.
+ * @param acks One ACK per entry (in {@linkcode BatchMessage.entries}
+ *   order, `undefined` for "accepted, build its AA"), or one code for
+ *   every message. A message whose MSH cannot be read always gets `AR`.
+ * @param options Which ACKs to include, MSA-3, and the time.
+ * @returns The response batch.
+ *
+ * @example Acknowledge a batch in exception mode
+ * ```ts
+ * import { buildBatch, buildBatchResponse } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const batch = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ], { controlId: "B1" });
+ * const [m1, m2] = batch.messages;
+ * const response = buildBatchResponse(batch, [
+ *   Ack.forMessage(m1, "AA"),
+ *   Ack.forMessage(m2, "AE", { text: "No such patient" }),
+ * ]);
+ * const header = response.batches[0].header;
+ * assertEquals([header.sendingApplication, header.referenceControlId], ["R", "B1"]);
+ * assertEquals(response.messages.length, 1);
+ * assertEquals(response.batches[0].messageCount, 1);
+ * assertEquals(Ack.parse(response.messages[0]).code, "AE");
+ * ```
+ */
+export function buildBatchResponse(
+  batch: BatchMessage,
+  acks: readonly (Ack | undefined)[] | AckCode,
+  options: BatchResponseOptions = {},
+): BatchMessage {
+  const include = options.acks ?? "errors";
+  const dateTime = formatTimestamp(options.dateTime ?? new Date());
+  const encoding = batch.encoding;
+  const parts: Uint8Array[] = [];
+  const swapped = (h: BatchHeader): HeaderFields => ({
+    sendingApplication: h.receivingApplication,
+    sendingFacility: h.receivingFacility,
+    receivingApplication: h.sendingApplication,
+    receivingFacility: h.sendingFacility,
+    dateTime,
+    name: h.name,
+    comment: "",
+    controlId: newControlId(),
+    referenceControlId: h.controlId,
+  });
+  const file = batch.file;
+  if (file) {
+    parts.push(encodeText(
+      headerSegment("FHS", file.separators, file.encodingCharacters, {
+        ...swapped(file),
+        name: file.name,
+      }),
+      encoding,
+    ));
+  }
+  let index = 0;
+  for (const group of batch.batches) {
+    const h = group.header;
+    parts.push(encodeText(
+      headerSegment("BHS", h.separators, h.encodingCharacters, swapped(h)),
+      encoding,
+    ));
+    let count = 0;
+    for (const entry of group.entries) {
+      const given = typeof acks === "string" ? undefined : acks[index];
+      index++;
+      const ack = entry.message
+        ? given ?? Ack.forMessage(
+          entry.message,
+          typeof acks === "string" ? acks : "AA",
+          options.text ? { text: options.text } : {},
+        )
+        : unreadableAck(entry, h.separators);
+      if (include === "errors" && ack.accepted) continue;
+      parts.push(terminated(ack.toBytes()));
+      count++;
+    }
+    parts.push(encodeText(`BTS${h.separators.field}${count}\r`));
+  }
+  if (file) {
+    parts.push(
+      encodeText(`FTS${file.separators.field}${batch.batches.length}\r`),
+    );
+  }
+  return readBatch(concat(parts));
+}
+
+/**
+ * The `AR` for a message of a batch whose MSH cannot be read: MSA-2 is its
+ * control id as best it can be found, so the sender can tell which.
+ */
+function unreadableAck(entry: BatchEntry, separators: Hl7Separators): Ack {
+  const f = separators.field;
+  const reason = entry.error?.message ?? "Cannot read message";
+  const controlId = entry.controlId.replace(/[\r\n]/g, "");
+  const hl7 = [
+    "MSH",
+    separators.component + separators.repetition + separators.escape +
+    separators.subcomponent + separators.truncation,
+    "",
+    "",
+    "",
+    "",
+    formatTimestamp(new Date()),
+    "",
+    "ACK",
+    newControlId(),
+    "P",
+    "2.5",
+  ].join(f) +
+    `\rMSA${f}AR${f}${escapeText(controlId, separators)}${f}${
+      escapeText(reason, separators)
+    }\r`;
+  return Ack.parse(hl7);
+}
+
+/**
+ * What became of one message of a batch sent.
+ *
+ * @example Pick the messages to send again
+ * ```ts
+ * import { batchResults, buildBatch, buildBatchResponse } from "@x/mllp/batch";
+ * import type { BatchItemResult } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function retry(item: BatchItemResult): boolean {
+ *   switch (item.outcome) {
+ *     case "accept":
+ *     case "reject":
+ *       return false;
+ *     case "error":
+ *     case "unknown":
+ *       return true;
+ *   }
+ * }
+ * const sent = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ]);
+ * const reply = buildBatchResponse(sent, [
+ *   undefined,
+ *   Ack.forMessage(sent.messages[1], "AE"),
+ * ]).raw;
+ * const { results } = batchResults(sent, reply);
+ * assertEquals(results.filter(retry).map((r) => r.controlId), ["M2"]);
+ * ```
+ */
+export interface BatchItemResult {
+  /** The message's MSH-10. */
+  controlId: string;
+  /**
+   * `"accept"` (`AA`/`CA`, or no ACK in a response batch: accepted by
+   * exception), `"error"` (`AE`/`CE`), `"reject"` (`AR`/`CR`), or
+   * `"unknown"` when the reply says nothing that can be trusted about it.
+   */
+  outcome: "accept" | "error" | "reject" | "unknown";
+  /** The ACK that named it, or the single ACK for the whole batch. */
+  ack?: Ack;
+}
+
+/**
+ * The outcome of a batch sent: one result per message, in order.
+ *
+ * @example A single ACK that rejects the whole batch
+ * ```ts
+ * import { batchResults, buildBatch } from "@x/mllp/batch";
+ * import type { BatchResult } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals, assertInstanceOf } from "@std/assert";
+ *
+ * const sent = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ], { controlId: "B1" });
+ * const result: BatchResult = batchResults(
+ *   sent,
+ *   "MSH|^~\\&|R|RF|S|SF|20240101||ACK|A1|P|2.5\rMSA|AR|B1|No batches\r",
+ * );
+ * assertInstanceOf(result.response, Ack);
+ * assertEquals(result.ok, false);
+ * assertEquals(result.results.map((r) => r.outcome), ["reject", "reject"]);
+ * ```
+ */
+export interface BatchResult {
+  /** Whether every message was accepted. */
+  ok: boolean;
+  /** One result per message of the batch sent, in its order. */
+  results: BatchItemResult[];
+  /** The reply payload, without framing. */
+  reply: Uint8Array;
+  /** The reply read as a response batch or an ACK, when it is one. */
+  response: BatchMessage | Ack | undefined;
+  /** Why the reply says nothing certain, when it does not. */
+  problem?: string;
+}
+
+function outcomeOf(code: AckCode): BatchItemResult["outcome"] {
+  return code === "AA" || code === "CA"
+    ? "accept"
+    : code === "AE" || code === "CE"
+    ? "error"
+    : "reject";
+}
+
+/**
+ * Reads the reply to a batch into per-message results: a response batch
+ * (messages without an ACK in it were accepted by exception), or one ACK
+ * for the whole batch (MSA-2 the batch's or file's control id, or empty),
+ * which applies to every message. Anything else leaves every message
+ * `"unknown"`.
+ *
+ * @param sent The batch sent.
+ * @param reply The reply payload, without framing.
+ * @returns The results, in the order of the batch's entries.
+ *
+ * @example One error in a response batch
+ * ```ts
+ * import { batchResults, buildBatch, buildBatchResponse } from "@x/mllp/batch";
+ * import { Ack } from "@x/mllp/ack";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const sent = buildBatch([
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M1|P|2.5",
+ *   "MSH|^~\\&|S|SF|R|RF|20240101||ADT^A04|M2|P|2.5",
+ * ]);
+ * const reply = buildBatchResponse(sent, [
+ *   undefined,
+ *   Ack.forMessage(sent.messages[1], "AE"),
+ * ]).raw;
+ * const { ok, results } = batchResults(sent, reply);
+ * assertEquals(ok, false);
+ * assertEquals(results.map((r) => r.outcome), ["accept", "error"]);
+ * ```
+ */
+export function batchResults(
+  sent: BatchMessage,
+  reply: Uint8Array | string,
+): BatchResult {
+  const bytes = typeof reply === "string" ? encodeText(reply) : reply;
+  const entries = sent.entries;
+  const unknown = (
+    problem: string,
+    response?: BatchMessage | Ack,
+  ): BatchResult => ({
+    ok: false,
+    results: entries.map((e) => ({
+      controlId: e.controlId,
+      outcome: "unknown",
+    })),
+    reply: bytes,
+    response,
+    problem,
+  });
+  let read: Message;
+  try {
+    read = readMessage(bytes);
+  } catch (error) {
+    return unknown(error instanceof Error ? error.message : String(error));
+  }
+  if (read.kind === "unknown") return unknown("The reply is not HL7");
+  if (read.kind === "hl7") {
+    let ack: Ack;
+    try {
+      ack = Ack.parse(read);
+    } catch (error) {
+      return unknown(error instanceof Error ? error.message : String(error));
+    }
+    const id = ack.messageControlId;
+    if (id !== "" && id !== sent.controlId && id !== sent.file?.controlId) {
+      return unknown(
+        `The reply is an ACK for "${id}", not for batch "${sent.controlId}"`,
+        ack,
+      );
+    }
+    const outcome = outcomeOf(ack.code);
+    return {
+      ok: outcome === "accept",
+      results: entries.map((e) => ({ controlId: e.controlId, outcome, ack })),
+      reply: bytes,
+      response: ack,
+    };
+  }
+  const sentIds = new Set(sent.batches.map((b) => b.header.controlId));
+  const answered = read.batches.map((b) => b.header.referenceControlId);
+  const stranger = answered.find((id) => id !== "" && !sentIds.has(id));
+  if (stranger !== undefined) {
+    return unknown(
+      `The response batch answers batch "${stranger}", not "${sent.controlId}"`,
+      read,
+    );
+  }
+  const acks = new Map<string, Ack>();
+  for (const entry of read.entries) {
+    if (!entry.message) continue;
+    try {
+      const ack = Ack.parse(entry.message);
+      if (!acks.has(ack.messageControlId)) acks.set(ack.messageControlId, ack);
+    } catch {
+      // Not an ACK: it names no message.
+    }
+  }
+  const results = entries.map((e): BatchItemResult => {
+    const ack = acks.get(e.controlId);
+    return ack
+      ? { controlId: e.controlId, outcome: outcomeOf(ack.code), ack }
+      : { controlId: e.controlId, outcome: "accept" };
+  });
+  return {
+    ok: results.every((r) => r.outcome === "accept"),
+    results,
+    reply: bytes,
+    response: read,
+  };
+}

@@ -1,0 +1,399 @@
+/**
+ * The durable outbound queue (`KvOutbox`): committed before `enqueue`
+ * returns, delivered in order, retried with backoff while the receiver is
+ * down, parked on AE/AR and unknown outcomes, resent with the same control
+ * id (flagged) after a crash mid-send, one worker per destination, 4 MiB
+ * messages, and the stats behind the gauges.
+ *
+ * @module
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertInstanceOf,
+  assertRejects,
+  assertStringIncludes,
+} from "@std/assert";
+import { Ack } from "../../src/hl7/ack.ts";
+import { HeaderError } from "../../src/errors.ts";
+import {
+  KvOutbox,
+  type OutboxRetryDetail,
+} from "../../src/durable/kv_outbox.ts";
+import { Receiver } from "../../src/receiver/receiver.ts";
+import { KvMessageStore } from "../../src/durable/kv_store.ts";
+import { FaultPeer } from "../_fault_peer.ts";
+
+function hl7(controlId: string): string {
+  return `MSH|^~\\&|SND|SFAC|RCV|RFAC|20240101120000||ADT^A01^ADT_A01|${controlId}|P|2.5\rPID|1||${controlId}^^^SFAC^MR\r`;
+}
+
+const FAST_RETRY = { initialDelay: 20, maxDelay: 100, jitter: 0 };
+
+/** A receiver that records the control ids it gets, in order. */
+async function recordingReceiver(port = 0, answer?: (id: string) => string) {
+  const arrivals: string[] = [];
+  const receiver = await Receiver.start({
+    port,
+    hostname: "127.0.0.1",
+    dispatcher: (message) => {
+      if (message.kind !== "hl7") return;
+      const id = message.header.controlId;
+      arrivals.push(id);
+      const code = (answer?.(id) ?? "AA") as "AA" | "AE" | "AR";
+      return Ack.forMessage(message, code, { text: `${code} for ${id}` });
+    },
+  });
+  return { receiver, arrivals };
+}
+
+function freePort(): number {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+Deno.test("outbox: enqueue commits in order; the worker delivers in order and records each ACK", async () => {
+  const { receiver, arrivals } = await recordingReceiver();
+  await using _r = receiver;
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port: receiver.port },
+  });
+  const ids = Array.from({ length: 50 }, (_, i) => `IN-${i}`);
+  const seqs = [];
+  for (const id of ids) seqs.push((await outbox.enqueue(hl7(id))).seq);
+  assertEquals(seqs, ids.map((_, i) => i + 1));
+  const before = await outbox.stats();
+  assertEquals([before.depth, before.parked, before.enqueued], [50, 0, 50]);
+  assert(before.oldestAgeMs >= 0);
+  outbox.start();
+  const last = await outbox.waitFor(50);
+  assertEquals(last.state, "acked");
+  assertEquals(arrivals, ids);
+  const records = await Array.fromAsync(outbox.list());
+  assert(records.every((r) => r.state === "acked" && r.ackCode === "AA"));
+  assert(records.every((r) => !r.possibleDuplicate && r.attempts === 1));
+  assertEquals(records[3].ackText, "AA for IN-3");
+  const after = await outbox.stats();
+  assertEquals([after.depth, after.oldestAgeMs, after.parked], [0, 0, 0]);
+});
+
+Deno.test("outbox: AE and AR are parked, later messages still go; requeue sends a parked one again", async () => {
+  let reject = true;
+  const { receiver, arrivals } = await recordingReceiver(
+    0,
+    (id) =>
+      id === "BAD-AR" && reject
+        ? "AR"
+        : id === "BAD-AE" && reject
+        ? "AE"
+        : "AA",
+  );
+  await using _r = receiver;
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port: receiver.port },
+  });
+  const parked: string[] = [];
+  outbox.addEventListener("parked", (e) => parked.push(e.detail.controlId!));
+  for (const id of ["OK-1", "BAD-AR", "BAD-AE", "OK-2"]) {
+    await outbox.enqueue(hl7(id));
+  }
+  outbox.start();
+  assertEquals((await outbox.waitFor(4)).state, "acked");
+  assertEquals(parked, ["BAD-AR", "BAD-AE"]);
+  assertEquals((await outbox.get(2))?.reason, "AR: AR for BAD-AR");
+  assertEquals((await outbox.get(3))?.reason, "AE: AE for BAD-AE");
+  assertEquals((await outbox.stats()).parked, 2);
+  reject = false;
+  assert(await outbox.requeue(2));
+  assertEquals((await outbox.waitFor(2)).state, "acked");
+  assertEquals(arrivals, ["OK-1", "BAD-AR", "BAD-AE", "OK-2", "BAD-AR"]);
+  const stats = await outbox.stats();
+  assertEquals([stats.depth, stats.parked], [0, 1]);
+});
+
+Deno.test("outbox: while the receiver is down it retries with backoff, in order, without duplicates", async () => {
+  const port = freePort();
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port, connectTimeout: 500 },
+    retry: FAST_RETRY,
+  });
+  const retries: OutboxRetryDetail[] = [];
+  outbox.addEventListener("retrying", (e) => retries.push(e.detail));
+  for (let i = 0; i < 5; i++) await outbox.enqueue(hl7(`DOWN-${i}`));
+  outbox.start();
+  while (retries.length < 3) {
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+  assert(retries.every((r) => !r.written && r.record.controlId === "DOWN-0"));
+  assertEquals(retries.map((r) => r.delayMs).slice(0, 3), [20, 40, 80]);
+  assertEquals((await outbox.get(1))?.state, "pending");
+  const { receiver, arrivals } = await recordingReceiver(port);
+  await using _r = receiver;
+  assertEquals((await outbox.waitFor(5)).state, "acked");
+  assertEquals(arrivals, [0, 1, 2, 3, 4].map((i) => `DOWN-${i}`));
+  const records = await Array.fromAsync(outbox.list());
+  assert(records.every((r) => !r.possibleDuplicate));
+});
+
+Deno.test("outbox: no reply in time is an unknown outcome: parked, not resent", async () => {
+  await using peer = await FaultPeer.start({
+    decide: ({ controlId }) => controlId === "SILENT" ? "silent" : "none",
+  });
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port: peer.port, replyTimeout: 100 },
+    retry: FAST_RETRY,
+  });
+  await outbox.enqueue(hl7("SILENT"));
+  await outbox.enqueue(hl7("AFTER"));
+  outbox.start();
+  assertEquals((await outbox.waitFor(2)).state, "acked");
+  const silent = await outbox.get(1);
+  assertEquals(silent?.state, "parked");
+  assertStringIncludes(silent?.reason ?? "", "Outcome unknown");
+  assertEquals(peer.count("SILENT"), 1);
+});
+
+Deno.test("outbox: with resendUnknown an unknown outcome is resent with the same control id, flagged, and a store receiver dedupes it", async () => {
+  await using store = await KvMessageStore.open(":memory:", {
+    pollInterval: 10,
+  });
+  let stall = true;
+  const receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    store,
+    dispatcher: () => {},
+  });
+  await using _r = receiver;
+  // A proxy that swallows the first reply: the message is stored, the
+  // ACK lost.
+  const proxy = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const pipes: Promise<unknown>[] = [];
+  const conns: Deno.Conn[] = [];
+  const accepting = (async () => {
+    for await (const conn of proxy) {
+      const upstream = await Deno.connect({
+        hostname: "127.0.0.1",
+        port: receiver.port,
+      });
+      conns.push(conn, upstream);
+      pipes.push(conn.readable.pipeTo(upstream.writable).catch(() => {}));
+      pipes.push(
+        upstream.readable.pipeTo(
+          new WritableStream({
+            async write(chunk) {
+              if (stall) {
+                stall = false;
+                return;
+              }
+              const writer = conn.writable.getWriter();
+              await writer.write(chunk);
+              writer.releaseLock();
+            },
+          }),
+        ).catch(() => {}),
+      );
+    }
+  })();
+  try {
+    await using outbox = await KvOutbox.open(":memory:", {
+      destination: {
+        hostname: "127.0.0.1",
+        port: proxy.addr.port,
+        replyTimeout: 150,
+      },
+      retry: FAST_RETRY,
+      resendUnknown: true,
+    });
+    const first = await outbox.enqueue(hl7("LOST-ACK"));
+    outbox.start();
+    const record = await outbox.waitFor(first.seq);
+    assertEquals([record.state, record.ackCode], ["acked", "AA"]);
+    assertEquals([record.attempts, record.possibleDuplicate], [2, true]);
+    const stats = await store.stats();
+    assertEquals([stats.stored, stats.duplicates], [1, 1]);
+  } finally {
+    proxy.close();
+    for (const conn of conns) {
+      try {
+        conn.close();
+      } catch { /* closed */ }
+    }
+    await accepting;
+    await Promise.all(pipes);
+  }
+});
+
+Deno.test("outbox: a message left in flight by a crash is resent with the same control id and flagged", async () => {
+  const { receiver, arrivals } = await recordingReceiver();
+  await using _r = receiver;
+  using kv = await Deno.openKv(":memory:");
+  const destination = { hostname: "127.0.0.1", port: receiver.port };
+  {
+    await using outbox = await KvOutbox.open(kv, { destination });
+    await outbox.enqueue(hl7("CRASH-1"));
+    await outbox.enqueue(hl7("CRASH-2"));
+  }
+  // What a worker leaves when it dies after marking a message in flight.
+  const key = ["mllp", "outbox", `127.0.0.1:${receiver.port}`, "item", 1];
+  const entry = await kv.get<Record<string, unknown>>(key);
+  await kv.set(key, { ...entry.value, state: "in_flight", attempts: 1 });
+  await using outbox = await KvOutbox.open(kv, { destination });
+  outbox.start();
+  assertEquals((await outbox.waitFor(2)).state, "acked");
+  const first = await outbox.get(1);
+  assertEquals([first?.state, first?.possibleDuplicate], ["acked", true]);
+  assertEquals((await outbox.get(2))?.possibleDuplicate, false);
+  assertEquals(arrivals, ["CRASH-1", "CRASH-2"]);
+});
+
+Deno.test("outbox: two workers on one KV and destination: one sends at a time, in order, no duplicates", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/outbox.sqlite`;
+  try {
+    const { receiver, arrivals } = await recordingReceiver();
+    await using _r = receiver;
+    const destination = { hostname: "127.0.0.1", port: receiver.port };
+    await using a = await KvOutbox.open(path, { destination, leaseMs: 300 });
+    await using b = await KvOutbox.open(path, { destination, leaseMs: 300 });
+    const ids = Array.from({ length: 40 }, (_, i) => `TWO-${i}`);
+    for (const [i, id] of ids.entries()) {
+      await (i % 2 ? a : b).enqueue(hl7(id));
+    }
+    a.start();
+    b.start();
+    await a.waitFor(20);
+    // The worker holding the queue stops; the other takes over.
+    await a.stop();
+    await b.waitFor(40);
+    assertEquals(arrivals, ids);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("outbox: a 4 MiB message is queued in chunks and delivered exactly", async () => {
+  let got: Uint8Array | undefined;
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: (message) => {
+      got = message.raw;
+      return Ack.forMessage(message, "AA");
+    },
+  });
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port: receiver.port },
+  });
+  const header = new TextEncoder().encode(hl7("BIG"));
+  const big = new Uint8Array(4 * 1024 * 1024).fill(0x41);
+  big.set(header);
+  const { seq } = await outbox.enqueue(big);
+  assertEquals(await outbox.read(seq), big);
+  outbox.start();
+  assertEquals((await outbox.waitFor(seq)).state, "acked");
+  assertEquals(got, big);
+});
+
+Deno.test("outbox: what cannot be sent is refused at enqueue, and nothing is queued", async () => {
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port: 9 },
+  });
+  const error = await assertRejects(() =>
+    outbox.enqueue(hl7("X").replace("PID", "\x0bPID"))
+  );
+  assertInstanceOf(error, TypeError);
+  await assertRejects(() => outbox.enqueue("MSH|"), HeaderError);
+  assertEquals((await outbox.stats()).enqueued, 0);
+});
+
+Deno.test("outbox: non-HL7 payloads are acked on a reply and parked on a NAK", async () => {
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: (message) => {
+      if (message.text === "boom") throw new Error("no");
+      return "mllp_unknown";
+    },
+  });
+  await using outbox = await KvOutbox.open(":memory:", {
+    destination: { hostname: "127.0.0.1", port: receiver.port },
+  });
+  await outbox.enqueue("hello");
+  await outbox.enqueue("boom");
+  outbox.start();
+  await outbox.waitFor(2);
+  const [hello, boom] = [await outbox.get(1), await outbox.get(2)];
+  assertEquals([hello?.state, hello?.reply], ["acked", "mllp_unknown"]);
+  assertEquals([boom?.state, boom?.reason], ["parked", "NAK"]);
+});
+
+Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as gauges", async () => {
+  const gauges = new Map<string, { value: number; address: string }>();
+  await using collector = Deno.serve({
+    hostname: "127.0.0.1",
+    port: 0,
+    onListen() {},
+  }, async (request) => {
+    const body = await request.json().catch(() => ({}));
+    if (new URL(request.url).pathname !== "/v1/metrics") {
+      return Response.json({});
+    }
+    for (const rm of body.resourceMetrics ?? []) {
+      for (const sm of rm.scopeMetrics ?? []) {
+        for (const metric of sm.metrics ?? []) {
+          const point = metric.gauge?.dataPoints?.at(-1);
+          if (!String(metric.name).startsWith("mllp.outbox.") || !point) {
+            continue;
+          }
+          gauges.set(metric.name, {
+            value: Number(point.asInt ?? point.asDouble),
+            address: point.attributes?.[0]?.value?.stringValue,
+          });
+        }
+      }
+    }
+    return Response.json({});
+  });
+  // A worker whose destination refuses: three messages stay queued.
+  const port = freePort();
+  const code = `
+    import { KvOutbox } from "${new URL(
+    "../../src/durable/kv_outbox.ts",
+    import.meta.url,
+  )}";
+    await using outbox = await KvOutbox.open(":memory:", {
+      destination: { hostname: "127.0.0.1", port: ${port} },
+      retry: { initialDelay: 200 },
+    });
+    for (let i = 0; i < 3; i++) {
+      await outbox.enqueue("MSH|^~\\\\&|A|B|C|D|1||ADT^A01|G" + i + "|P|2.5\\r");
+    }
+    outbox.start();
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  `;
+  const output = await new Deno.Command(Deno.execPath(), {
+    args: ["eval", "--config", "deno.json", code],
+    cwd: new URL("..", import.meta.url),
+    env: {
+      OTEL_DENO: "true",
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.addr.port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
+      OTEL_METRIC_EXPORT_INTERVAL: "300",
+      OTEL_DENO_CONSOLE: "ignore",
+    },
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
+  assertEquals(gauges.get("mllp.outbox.depth")?.value, 3);
+  assertEquals(gauges.get("mllp.outbox.parked")?.value, 0);
+  assert((gauges.get("mllp.outbox.oldest_age")?.value ?? 0) > 500);
+  assertEquals(
+    gauges.get("mllp.outbox.depth")?.address,
+    `127.0.0.1:${port}`,
+  );
+});

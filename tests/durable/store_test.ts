@@ -1,0 +1,481 @@
+/**
+ * The receiver's store (`KvMessageStore` and the `store` option): persist
+ * before ACK, duplicates answered with the first ACK and never dispatched
+ * twice, store failures answered with AE (never AA), large messages in
+ * chunks, the consumer's retries, parking, claims and redelivery.
+ *
+ * KVs are `:memory:` or files under a temporary directory removed after.
+ *
+ * @module
+ */
+
+import {
+  assert,
+  assertEquals,
+  assertNotEquals,
+  assertStringIncludes,
+} from "@std/assert";
+import { Ack } from "../../src/hl7/ack.ts";
+import { Client, type SendResult } from "../../src/client/client.ts";
+import type { Dispatcher } from "../../src/dispatch/dispatcher.ts";
+import type { Hl7Message } from "../../src/hl7/message.ts";
+import { readMessage } from "../../src/hl7/message.ts";
+import {
+  type MessageStore,
+  Receiver,
+  type StoredDispatchContext,
+} from "../../src/receiver/receiver.ts";
+import { KvMessageStore } from "../../src/durable/kv_store.ts";
+import { accepted, replied } from "../_helpers.ts";
+
+/** A small ADT^A01 from `app`/`fac` with the given control id. */
+function hl7(controlId: string, app = "SND", fac = "SFAC"): string {
+  return `MSH|^~\\&|${app}|${fac}|RCV|RFAC|20240101120000||ADT^A01^ADT_A01|${controlId}|P|2.5\rPID|1||${controlId}^^^SFAC^MR\r`;
+}
+
+/** Waits until `check` holds, polling; fails after `ms`. */
+async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 5_000,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** The code of an HL7 send result, or its outcome. */
+function codeOf(result: SendResult): string {
+  return "code" in result ? result.code : result.outcome;
+}
+
+const FAST = { pollInterval: 10, retry: { initialDelay: 5, jitter: 0 } };
+
+async function serve(
+  store: MessageStore,
+  dispatcher: Dispatcher,
+  options: { dispatchTimeout?: number } = {},
+) {
+  const receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    store,
+    dispatcher,
+    ...options,
+  });
+  const client = await Client.connect("127.0.0.1", receiver.port);
+  return {
+    receiver,
+    client,
+    async [Symbol.asyncDispose]() {
+      await client.close();
+      await receiver.stop();
+    },
+  };
+}
+
+Deno.test("store: a message is stored before its AA, and dispatched from the store", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  const seen: { id: string; attempt: number; messageId: string }[] = [];
+  await using s = await serve(store, (message, ctx) => {
+    const stored = ctx as StoredDispatchContext;
+    if (message.kind === "hl7") {
+      seen.push({
+        id: message.header.controlId,
+        attempt: stored.attempt,
+        messageId: stored.messageId,
+      });
+    }
+    return Ack.forMessage(message, "AA", { text: "ignored" });
+  });
+  const result = accepted(await s.client.send(hl7("S1")));
+  assertEquals(result.ack.text, "Stored");
+  // The ACK went out after the commit: the record is there with that ACK.
+  const id = (await store.lookup("SND", "SFAC", "S1"))!;
+  assert(id);
+  const record = await store.get(id);
+  assertEquals(new TextDecoder().decode(record?.ack), result.ack.toString());
+  assertEquals(record?.peer.hostname, "127.0.0.1");
+  await until(() => seen.length === 1, "the dispatch");
+  assertEquals(seen, [{ id: "S1", attempt: 1, messageId: id }]);
+  await until(
+    async () => (await store.get(id))?.state === "dispatched",
+    "the mark",
+  );
+  const stats = await store.stats();
+  assertEquals([stats.stored, stats.pending, stats.dispatched], [1, 0, 1]);
+});
+
+Deno.test("store: a resend gets the ACK stored the first time and is not dispatched again", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  let dispatched = 0;
+  await using s = await serve(store, () => {
+    dispatched++;
+  });
+  const first = accepted(await s.client.send(hl7("DUP-1")));
+  const again = accepted(await s.client.send(hl7("DUP-1")));
+  assertEquals(again.ack.toString(), first.ack.toString());
+  // Another facility's DUP-1 is another message.
+  const other = accepted(await s.client.send(hl7("DUP-1", "SND", "OTHER")));
+  assertNotEquals(other.ack.toString(), first.ack.toString());
+  await until(() => dispatched === 2, "two dispatches");
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assertEquals(dispatched, 2);
+  const stats = await store.stats();
+  assertEquals([stats.stored, stats.duplicates], [2, 1]);
+});
+
+Deno.test("store: messages with an empty MSH-10 are never taken for duplicates", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  await using s = await serve(store, () => {});
+  accepted(await s.client.send(hl7("")));
+  accepted(await s.client.send(hl7("")));
+  assertEquals((await store.stats()).stored, 2);
+});
+
+Deno.test("store: the same message on two connections at once is stored once; both get its ACK", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  let dispatched = 0;
+  await using s = await serve(store, () => {
+    dispatched++;
+  });
+  await using other = await Client.connect("127.0.0.1", s.receiver.port);
+  for (let i = 0; i < 20; i++) {
+    const [a, b] = await Promise.all([
+      s.client.send(hl7(`RACE-${i}`)),
+      other.send(hl7(`RACE-${i}`)),
+    ]);
+    assertEquals(accepted(a).ack.toString(), accepted(b).ack.toString());
+  }
+  await until(() => dispatched === 20, "20 dispatches");
+  const stats = await store.stats();
+  assertEquals([stats.stored, stats.duplicates], [20, 20]);
+});
+
+Deno.test("store: non-HL7 payloads go to the dispatcher at once and are not stored", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  await using s = await serve(store, (message) => `got ${message.size}`);
+  assertEquals(replied(await s.client.send("Hip hip hurray")).text, "got 14");
+  assertEquals((await store.stats()).stored, 0);
+});
+
+Deno.test("store failure: a store that throws gets AE, never AA, and nothing is dispatched", async () => {
+  let puts = 0;
+  const failing: MessageStore = {
+    put() {
+      puts++;
+      return Promise.reject(new Error("disk full\rMSH|injected"));
+    },
+    consume() {
+      return { stop: () => Promise.resolve() };
+    },
+  };
+  let dispatched = 0;
+  await using s = await serve(failing, () => {
+    dispatched++;
+  });
+  const result = await s.client.send(hl7("F1"));
+  assertEquals(codeOf(result), "AE");
+  if (result.outcome !== "error") throw new Error("Expected AE");
+  assertStringIncludes(result.ack.text, "Cannot store message: disk full");
+  assertEquals([puts, dispatched], [1, 0]);
+});
+
+Deno.test("store failure: a closed KV gets AE, never AA", async () => {
+  const kv = await Deno.openKv(":memory:");
+  await using store = await KvMessageStore.open(kv, FAST);
+  await using s = await serve(store, () => {});
+  accepted(await s.client.send(hl7("BEFORE")));
+  kv.close();
+  for (const id of ["C1", "C2", "C3"]) {
+    assertEquals(codeOf(await s.client.send(hl7(id))), "AE");
+  }
+});
+
+Deno.test("store failure: with commits failing at random, every AA'd message is stored and no AE'd one is", async () => {
+  await using real = await KvMessageStore.open(":memory:", FAST);
+  let n = 0;
+  const flaky: MessageStore = {
+    async put(entry) {
+      // Fail a third of the commits, before or after the real one.
+      const roll = n++ % 3;
+      if (roll === 1) throw new Error("injected failure before commit");
+      const result = await real.put(entry);
+      if (roll === 2 && !result.duplicate) {
+        // Committed, but the caller hears of a failure (a lost reply from
+        // a remote KV): the sender gets AE and will resend.
+        throw new Error("injected failure after commit");
+      }
+      return result;
+    },
+    consume: (handler) => real.consume(handler),
+  };
+  await using s = await serve(flaky, () => {});
+  const codes = new Map<string, string>();
+  for (let i = 0; i < 60; i++) {
+    const id = `R-${i}`;
+    codes.set(id, codeOf(await s.client.send(hl7(id))));
+  }
+  for (const [id, code] of codes) {
+    assert(code === "AA" || code === "AE", `${id}: ${code}`);
+    if (code === "AA") assert(await real.lookup("SND", "SFAC", id), id);
+  }
+  // Resending the AE'd ones until accepted stores each exactly once.
+  for (const [id, code] of codes) {
+    if (code === "AA") continue;
+    for (let tries = 0; tries < 5; tries++) {
+      if (codeOf(await s.client.send(hl7(id))) === "AA") break;
+    }
+  }
+  const records = await Array.fromAsync(real.list());
+  assertEquals(records.length, 60);
+  assertEquals(new Set(records.map((r) => r.controlId)).size, 60);
+});
+
+Deno.test("store: a 4 MiB message is stored in chunks and read back exactly", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  const got: Uint8Array[] = [];
+  await using s = await serve(store, (message) => {
+    got.push(message.raw);
+  });
+  const header = new TextEncoder().encode(hl7("BIG-1"));
+  const big = new Uint8Array(4 * 1024 * 1024);
+  big.set(header);
+  for (let i = header.length; i < big.length; i++) {
+    // Printable bytes, with a segment break now and then.
+    big[i] = i % 997 === 0 ? 0x0d : 0x20 + (i * 7919) % 95;
+  }
+  accepted(await s.client.send(big));
+  const id = (await store.lookup("SND", "SFAC", "BIG-1"))!;
+  assert(id);
+  assertEquals(await store.read(id), big);
+  await until(() => got.length === 1, "the dispatch");
+  assertEquals(got[0], big);
+  // A resend of the big message: no second copy, and its chunks are gone.
+  accepted(await s.client.send(big));
+  assertEquals((await store.stats()).stored, 1);
+});
+
+Deno.test("store: chunks of a large message whose commit failed are deleted; partial writes are swept at open", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/store.sqlite`;
+  try {
+    const big = new TextEncoder().encode(hl7("LARGE") + "X".repeat(700_000));
+    const message = readMessage(big) as Hl7Message;
+    const address = { hostname: "127.0.0.1", port: 1 };
+    const entry = {
+      message,
+      ack: new Uint8Array([0x41]),
+      peer: address,
+      local: address,
+      receivedAt: new Date(),
+    };
+    {
+      await using store = await KvMessageStore.open(path);
+      assertEquals((await store.put(entry)).duplicate, false);
+      assertEquals((await store.put(entry)).duplicate, true);
+    }
+    using kv = await Deno.openKv(path);
+    const chunkKeys = async () =>
+      (await Array.fromAsync(kv.list({ prefix: ["mllp", "store", "chunk"] })))
+        .map((e) => e.key[3]);
+    // Only the first copy's chunks are left.
+    assertEquals(new Set(await chunkKeys()).size, 1);
+    // A writer that died between its chunks and its record.
+    await kv.atomic()
+      .set(["mllp", "store", "partial", "dead"], { at: 0, chunks: 2 })
+      .set(["mllp", "store", "chunk", "dead", 0], new Uint8Array(10))
+      .set(["mllp", "store", "chunk", "dead", 1], new Uint8Array(10))
+      .commit();
+    assertEquals(new Set(await chunkKeys()).size, 2);
+    await (await KvMessageStore.open(path)).close();
+    assertEquals(new Set(await chunkKeys()).size, 1);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("consumer: a failing dispatcher is retried with backoff, then parked; requeue sends it again", async () => {
+  await using store = await KvMessageStore.open(":memory:", {
+    ...FAST,
+    maxAttempts: 3,
+  });
+  let fail = true;
+  const attempts: number[] = [];
+  await using s = await serve(store, (_message, ctx) => {
+    attempts.push((ctx as StoredDispatchContext).attempt);
+    if (fail) throw new Error("downstream is down");
+  });
+  // The sender's ACK does not wait for the failing dispatcher.
+  accepted(await s.client.send(hl7("P1")));
+  const id = (await store.lookup("SND", "SFAC", "P1"))!;
+  await until(
+    async () => (await store.get(id))?.state === "parked",
+    "parking",
+  );
+  assertEquals(attempts, [1, 2, 3]);
+  const parked = await store.get(id);
+  assertStringIncludes(parked?.lastError ?? "", "Gave up after 3 attempts");
+  assertEquals((await store.stats()).parked, 1);
+  fail = false;
+  assert(await store.requeue(id));
+  await until(
+    async () => (await store.get(id))?.state === "dispatched",
+    "the dispatch after requeue",
+  );
+  const stats = await store.stats();
+  assertEquals([stats.parked, stats.pending, stats.dispatched], [0, 0, 1]);
+});
+
+Deno.test("consumer: AR from the dispatcher parks at once; AE is retried; a timeout is retried", async () => {
+  await using store = await KvMessageStore.open(":memory:", {
+    ...FAST,
+    maxAttempts: 2,
+  });
+  const calls = new Map<string, number>();
+  await using s = await serve(store, (message) => {
+    if (message.kind !== "hl7") return;
+    const id = message.header.controlId;
+    calls.set(id, (calls.get(id) ?? 0) + 1);
+    if (id === "AR") return Ack.forMessage(message, "AR", { text: "bad" });
+    if (id === "AE") return Ack.forMessage(message, "AE");
+    if (id === "SLOW") return new Promise(() => {}); // never answers
+  }, { dispatchTimeout: 50 });
+  for (const id of ["AR", "AE", "SLOW", "OK"]) {
+    accepted(await s.client.send(hl7(id)));
+  }
+  await until(async () => (await store.stats()).pending === 0, "all settled");
+  assertEquals(Object.fromEntries(calls), { AR: 1, AE: 2, SLOW: 2, OK: 1 });
+  const states = Object.fromEntries(
+    (await Array.fromAsync(store.list())).map((r) => [r.controlId, r.state]),
+  );
+  assertEquals(states, {
+    AR: "parked",
+    AE: "parked",
+    SLOW: "parked",
+    OK: "dispatched",
+  });
+  const ar = (await Array.fromAsync(store.list({ state: "parked" })))
+    .find((r) => r.controlId === "AR");
+  assertEquals(ar?.lastError, "Dispatcher answered AR: bad");
+});
+
+Deno.test("consumer: messages are dispatched in arrival order, and a slow dispatcher does not hold up ACKs", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  const order: string[] = [];
+  const { promise: gate, resolve: open } = Promise.withResolvers<void>();
+  await using s = await serve(store, async (message) => {
+    await gate;
+    if (message.kind === "hl7") order.push(message.header.controlId);
+  });
+  const ids = Array.from({ length: 30 }, (_, i) => `O-${i}`);
+  // All 30 are acknowledged while the dispatcher is blocked.
+  for (const id of ids) accepted(await s.client.send(hl7(id)));
+  assertEquals(order, []);
+  open();
+  await until(() => order.length === 30, "30 dispatches");
+  assertEquals(order, ids);
+});
+
+Deno.test("consumer: two consumers on one KV never dispatch the same message; a dead consumer's claim is taken after its lease", async () => {
+  const dir = await Deno.makeTempDir();
+  const path = `${dir}/shared.sqlite`;
+  try {
+    await using a = await KvMessageStore.open(path, { ...FAST, leaseMs: 300 });
+    await using b = await KvMessageStore.open(path, { ...FAST, leaseMs: 300 });
+    const address = { hostname: "127.0.0.1", port: 1 };
+    for (let i = 0; i < 40; i++) {
+      const message = readMessage(hl7(`TWO-${i}`)) as Hl7Message;
+      await a.put({
+        message,
+        ack: new Uint8Array([0x41]),
+        peer: address,
+        local: address,
+        receivedAt: new Date(),
+      });
+    }
+    const calls: string[] = [];
+    const handler = (who: string) => async (m: { id: string }) => {
+      calls.push(`${who}:${m.id}`);
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      return { outcome: "done" as const };
+    };
+    const ca = a.consume(handler("a"));
+    const cb = b.consume(handler("b"));
+    await until(async () => (await a.stats()).pending === 0, "all dispatched");
+    await ca.stop();
+    await cb.stop();
+    const ids = calls.map((c) => c.split(":")[1]);
+    assertEquals(ids.length, 40);
+    assertEquals(new Set(ids).size, 40);
+
+    // A claim by a consumer that died: taken over once its lease runs out,
+    // and handed out as attempt 2.
+    const message = readMessage(hl7("ORPHAN")) as Hl7Message;
+    const { id } = await a.put({
+      message,
+      ack: new Uint8Array([0x41]),
+      peer: address,
+      local: address,
+      receivedAt: new Date(),
+    });
+    using kv = await Deno.openKv(path);
+    const key = ["mllp", "store", "ready", id];
+    const entry = await kv.get<Record<string, unknown>>(key);
+    await kv.set(key, {
+      ...entry.value,
+      attempts: 1,
+      leaseOwner: "dead",
+      leaseUntil: Date.now() + 200,
+    });
+    const started = Date.now();
+    const seen: number[] = [];
+    const consumer = b.consume((m) => {
+      seen.push(m.attempt);
+      return Promise.resolve({ outcome: "done" });
+    });
+    await until(() => seen.length === 1, "the takeover");
+    await consumer.stop();
+    assert(Date.now() - started >= 150, "not before the lease ran out");
+    assertEquals(seen, [2]);
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("consumer: stopping the receiver waits for the dispatch in hand, up to its deadline", async () => {
+  await using store = await KvMessageStore.open(":memory:", FAST);
+  let finished = false;
+  let aborted = false;
+  let started = false;
+  const receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    store,
+    dispatcher: (_message, ctx) =>
+      new Promise<void>((resolve) => {
+        started = true;
+        ctx.signal.addEventListener("abort", () => {
+          aborted = true;
+          resolve();
+        });
+      }),
+  });
+  {
+    await using client = await Client.connect("127.0.0.1", receiver.port);
+    accepted(await client.send(hl7("HANG")));
+  }
+  await until(async () => {
+    const id = await store.lookup("SND", "SFAC", "HANG");
+    return started && (await store.get(id ?? ""))?.attempts === 1;
+  }, "the dispatch in hand");
+  await receiver.stop({ deadline: 50 });
+  finished = true;
+  assert(aborted && finished);
+  // Let go of, not parked: the next consumer takes it at once.
+  const id = (await store.lookup("SND", "SFAC", "HANG"))!;
+  const record = await store.get(id);
+  assertEquals([record?.state, record?.leaseOwner], ["pending", undefined]);
+});
