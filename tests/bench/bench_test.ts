@@ -124,7 +124,7 @@ Deno.test("bench: --target raw,self in child processes, JSON adds up", async () 
 
 Deno.test("bench: raw and self serve TLS with --server-cert", async () => {
   const tls = (path: string) =>
-    new URL(`../tls/${path}`, import.meta.url).pathname;
+    new URL(`../../tls/${path}`, import.meta.url).pathname;
   const run = await cli([
     "bench",
     "--target",

@@ -8,7 +8,7 @@ import {
   assertStringIncludes,
 } from "@std/assert";
 
-export const ROOT = new URL("..", import.meta.url);
+export const ROOT = new URL("../..", import.meta.url);
 export const FIXTURE = "tests/fixtures/adt_a01_wikipedia.hl7";
 export const AA_LINE = /^01052901 AA \d+\.\d ms$/;
 export const STACK_TRACE = /^\s+at /m;

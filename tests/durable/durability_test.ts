@@ -30,7 +30,7 @@ import { KvMessageStore } from "../../src/durable/kv_store.ts";
 import { seededRandom } from "../_fault_peer.ts";
 
 const SEED = Number(Deno.env.get("DURABILITY_SEED") ?? 20240611);
-const ROOT = new URL("..", import.meta.url).pathname;
+const ROOT = new URL("../..", import.meta.url).pathname;
 const TOTAL = 2_000;
 
 const delay = (ms: number) =>

@@ -377,7 +377,7 @@ Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as
   `;
   const output = await new Deno.Command(Deno.execPath(), {
     args: ["eval", "--config", "deno.json", code],
-    cwd: new URL("..", import.meta.url),
+    cwd: new URL("../..", import.meta.url),
     env: {
       OTEL_DENO: "true",
       OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${collector.addr.port}`,

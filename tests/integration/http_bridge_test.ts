@@ -15,7 +15,7 @@ import { fixtureText } from "../_helpers.ts";
 
 type Bridge = typeof import("../../examples/http_bridge.ts");
 
-const ROOT = new URL("..", import.meta.url);
+const ROOT = new URL("../..", import.meta.url);
 const BRIDGE = new URL("../../examples/http_bridge.ts", import.meta.url).href;
 const LIMIT = 20_000;
 let instances = 0;

@@ -16,7 +16,7 @@ import {
   TIMED_OUT,
 } from "./_telemetry_child.ts";
 
-const ROOT = new URL("..", import.meta.url);
+const ROOT = new URL("../..", import.meta.url);
 /** The longest the child may run. */
 const RUN_LIMIT = 30_000;
 /** The scope (meter and tracer name) the library records under. */

@@ -152,7 +152,7 @@ async function tempFile(content: Uint8Array): Promise<
 /** The path of a fixture file. */
 function fixturePath(name: string): string {
   return decodeURIComponent(
-    new URL(`./fixtures/${name}`, import.meta.url).pathname,
+    new URL(`../fixtures/${name}`, import.meta.url).pathname,
   );
 }
 

@@ -7,7 +7,7 @@
 import { assert, assertEquals, assertMatch } from "@std/assert";
 import { findTool } from "../_helpers.ts";
 
-const ROOT = new URL("..", import.meta.url);
+const ROOT = new URL("../..", import.meta.url);
 const LIMIT = 60_000;
 const MODULES = ["framer", "envelope"] as const;
 

@@ -623,7 +623,7 @@ Deno.test("AllowList: the refresh timer does not keep the process alive", async 
   `;
   const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", code],
-    cwd: new URL("..", import.meta.url),
+    cwd: new URL("../..", import.meta.url),
     stdout: "piped",
     stderr: "piped",
   }).spawn();
