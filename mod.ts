@@ -31,7 +31,7 @@
 
 export * from "./src/hl7/ack.ts";
 export * from "./src/hl7/charset.ts";
-export * from "./src/hl7/ack_modes.ts";
+export * from "./src/dispatch/ack_modes.ts";
 export * from "./src/net/allow.ts";
 export * from "./src/hl7/batch.ts";
 export * from "./src/client/client.ts";

@@ -11,7 +11,7 @@ import {
   makeAdtMessage,
   type TargetSpec,
 } from "../bench/bench.ts";
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "../hl7/errors.ts";
 import { isHl7, readHeader } from "../hl7/message.ts";
 import {
   type CommandOptions,

@@ -8,7 +8,7 @@
 import { configureSync, getTextFormatter, resetSync } from "@logtape/logtape";
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
 import type { ClientTlsOptions } from "../client/client.ts";
-import { ClientError, TlsHandshakeError } from "../errors.ts";
+import { ClientError, TlsHandshakeError } from "../client/errors.ts";
 
 /** A synchronous byte sink, such as `Deno.stdout` or `Deno.stderr`. */
 export interface Writer {

@@ -27,7 +27,7 @@
 
 import { reasonOf } from "../dispatch/_util.ts";
 import { type BatchMessage, isBatch, readBatch } from "../hl7/batch.ts";
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "../hl7/errors.ts";
 import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
 import { isHl7, readHeader } from "../hl7/message.ts";
 

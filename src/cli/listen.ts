@@ -7,7 +7,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { formatAddress } from "../dispatch/dispatcher.ts";
+import { formatAddress } from "../net/address.ts";
 import {
   type MessageStore,
   Receiver,

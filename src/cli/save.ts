@@ -12,9 +12,9 @@ import {
   type DispatcherObject,
   type DispatchReply,
   EchoDispatcher,
-  formatAddress,
   NAK,
 } from "../dispatch/dispatcher.ts";
+import { formatAddress } from "../net/address.ts";
 import type { Message } from "../hl7/message.ts";
 import { buildBatchResponse } from "../hl7/batch.ts";
 

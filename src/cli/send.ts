@@ -15,7 +15,7 @@ import {
   DEFAULT_REPLY_TIMEOUT,
   type SendResult,
 } from "../client/client.ts";
-import { isNak } from "../dispatch/_util.ts";
+import { isNak } from "../wire/release2.ts";
 import {
   ClientError,
   ConnectionClosedError,
@@ -23,7 +23,7 @@ import {
   InvalidReplyError,
   ReplyTimeoutError,
   TlsHandshakeError,
-} from "../errors.ts";
+} from "../client/errors.ts";
 import {
   type CommandOptions,
   describeError,

@@ -7,17 +7,17 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { describeTlsError } from "../net/tls.ts";
+import { describeTlsError, isTlsRecord } from "../net/tls.ts";
 import type { TransportConn } from "../net/transport.ts";
 import {
   ClientError,
   ConnectionClosedError,
-  FrameSizeError,
   InvalidReplyError,
   type ReplyProblem,
   ReplyTimeoutError,
   TlsHandshakeError,
-} from "../errors.ts";
+} from "./errors.ts";
+import { FrameSizeError } from "../wire/errors.ts";
 import { MllpDecoderStream, MllpEncoderStream } from "../wire/framer.ts";
 
 const logger = getLogger(["mllp", "client"]);
@@ -427,13 +427,4 @@ export function isTlsError(error: unknown): boolean {
   } ${error.message}`;
   return /InvalidData|certificate|alert|tls|ssl|handshake|UnexpectedEof|close_notify/i
     .test(text);
-}
-
-/**
- * Whether bytes start like a TLS record (a handshake or an alert, TLS
- * 1.0 to 1.3): what a TLS peer sends to a plain one.
- */
-export function isTlsRecord(data: Uint8Array): boolean {
-  return data.length >= 3 && (data[0] === 0x16 || data[0] === 0x15) &&
-    data[1] === 0x03 && data[2] <= 0x04;
 }

@@ -16,15 +16,11 @@
  * @module
  */
 
-import { COMMIT_FRAME } from "../dispatch/_util.ts";
+import { COMMIT_FRAME } from "../wire/release2.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
-import {
-  type AckCondition,
-  COMMIT_ACK,
-  isCommitCode,
-  isCommitFrame,
-} from "../hl7/ack_modes.ts";
+import { type AckCondition, isCommitCode } from "../hl7/ack_conditions.ts";
+import { COMMIT_ACK, isCommitFrame } from "../wire/release2.ts";
 const logger = getLogger(["mllp", "client"]);
 
 /** How many control ids whose late replies are swallowed are remembered. */

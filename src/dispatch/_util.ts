@@ -5,26 +5,11 @@
  * @module
  */
 
-import { COMMIT_ACK, COMMIT_NAK } from "../hl7/ack_modes.ts";
 import type {
   Dispatcher,
   DispatchFunction,
   DispatchReply,
 } from "./dispatcher.ts";
-
-/** The payload of an MLLP release 2 commit frame that accepts: `0x06`. */
-export const COMMIT_FRAME: Uint8Array = new Uint8Array([COMMIT_ACK]);
-
-/**
- * The payload of a release 2 commit frame that refuses, `0x15`; also the
- * one-byte NAK a receiver answers a failed non-HL7 payload with.
- */
-export const NAK_FRAME: Uint8Array = new Uint8Array([COMMIT_NAK]);
-
-/** Whether a reply is the one-byte NAK (`0x15`). */
-export function isNak(reply: Uint8Array): boolean {
-  return reply.length === 1 && reply[0] === COMMIT_NAK;
-}
 
 /** Whether a dispatcher's return value is a promise (or another thenable). */
 export function isThenable(

@@ -8,13 +8,8 @@
  * @module
  */
 
-import {
-  asFunction,
-  COMMIT_FRAME,
-  isThenable,
-  plain,
-  reasonOf,
-} from "./_util.ts";
+import { asFunction, isThenable, plain, reasonOf } from "./_util.ts";
+import { COMMIT_FRAME } from "../wire/release2.ts";
 import {
   COMMITS_ITSELF,
   commitsItself,
@@ -35,8 +30,8 @@ import {
   type Dispatcher,
   type DispatchFunction,
   type DispatchReply,
-  formatAddress,
 } from "./dispatcher.ts";
+import { formatAddress } from "../net/address.ts";
 import type { Hl7Message } from "../hl7/message.ts";
 
 const logger = getLogger(["mllp", "batch"]);

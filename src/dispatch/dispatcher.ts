@@ -23,14 +23,15 @@
  * @module
  */
 
-import { COMMIT_FRAME, isThenable, NAK_FRAME } from "./_util.ts";
+import { COMMIT_FRAME, NAK_FRAME } from "../wire/release2.ts";
+import { isThenable } from "./_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
 import { buildBatchResponse } from "../hl7/batch.ts";
 import { isWrapped, unwrap } from "../wire/envelope.ts";
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "../hl7/errors.ts";
 import { BytePool } from "../wire/_pool.ts";
-import { isCommitFrame } from "../hl7/ack_modes.ts";
+import { isCommitFrame } from "../wire/release2.ts";
 import {
   commitsItself,
   type FailureReply,
@@ -57,38 +58,10 @@ import {
   type ReadMessageOptions,
 } from "../hl7/message.ts";
 
-const logger = getLogger(["mllp", "dispatcher"]);
+export { type Address, formatAddress } from "../net/address.ts";
+import { type Address, formatAddress } from "../net/address.ts";
 
-/**
- * A network address: host name or IP address, and port.
- *
- * @example Log where a message came from
- * ```ts
- * import {
- *   type Address,
- *   DispatchStream,
- *   formatAddress,
- * } from "@x/mllp/dispatcher";
- * import { assertEquals } from "@std/assert";
- *
- * const peer: Address = { hostname: "192.0.2.7", port: 40_001 };
- * const [reply] = await Array.fromAsync(
- *   ReadableStream.from([new TextEncoder().encode("PING")])
- *     .pipeThrough(
- *       new DispatchStream((_message, ctx) => `from ${formatAddress(ctx.peer)}`, {
- *         peer,
- *       }),
- *     ),
- * );
- * assertEquals(new TextDecoder().decode(reply), "from 192.0.2.7:40001");
- * ```
- */
-export interface Address {
-  /** The IP address or host name. */
-  hostname: string;
-  /** The port. */
-  port: number;
-}
+const logger = getLogger(["mllp", "dispatcher"]);
 
 /**
  * What a dispatcher knows about where a message came from.
@@ -361,26 +334,6 @@ export const EchoDispatcher: DispatcherObject = {
  * ```
  */
 export const NAK = 0x15;
-
-/**
- * Formats an address as `host:port`, with IPv6 hosts in brackets.
- *
- * @param address The address.
- * @returns The text.
- *
- * @example Format addresses
- * ```ts
- * import { formatAddress } from "@x/mllp/dispatcher";
- * import { assertEquals } from "@std/assert";
- *
- * assertEquals(formatAddress({ hostname: "::1", port: 2575 }), "[::1]:2575");
- * ```
- */
-export function formatAddress(address: Address): string {
-  return address.hostname.includes(":")
-    ? `[${address.hostname}]:${address.port}`
-    : `${address.hostname}:${address.port}`;
-}
 
 /**
  * What happened to one frame in a {@linkcode DispatchStream}.

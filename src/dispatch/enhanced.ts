@@ -16,31 +16,28 @@
  * @module
  */
 
-import {
-  asFunction,
-  COMMIT_FRAME,
-  NAK_FRAME,
-  plain,
-  reasonOf,
-} from "./_util.ts";
+import { asFunction, plain, reasonOf } from "./_util.ts";
+import { COMMIT_FRAME, NAK_FRAME } from "../wire/release2.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
 import {
   type AckMode,
-  type ApplicationAckHandler,
-  type ApplicationAckRoute,
   invalidAckConditions,
   isCommitCode,
   wantsAck,
-} from "../hl7/ack_modes.ts";
+} from "../hl7/ack_conditions.ts";
+import {
+  type ApplicationAckHandler,
+  type ApplicationAckRoute,
+} from "./ack_modes.ts";
 import {
   type DispatchContext,
   type Dispatcher,
   type DispatchFunction,
   type DispatchReply,
-  formatAddress,
 } from "./dispatcher.ts";
-import { ackModeOf } from "../hl7/ack_modes.ts";
+import { formatAddress } from "../net/address.ts";
+import { ackModeOf } from "../hl7/ack_conditions.ts";
 import type { Hl7Message, Message } from "../hl7/message.ts";
 import { type MessageStore, storingDispatcher } from "./message_store.ts";
 import {

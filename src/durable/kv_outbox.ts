@@ -62,12 +62,9 @@ import {
 } from "./_kv.ts";
 import { OutboxWorker } from "./kv_outbox_worker.ts";
 import { meter } from "../observe/telemetry.ts";
-import type {
-  BackoffOptions,
-  ClientOptions,
-  SendResult,
-} from "../client/client.ts";
-import { formatAddress } from "../dispatch/dispatcher.ts";
+import type { ClientOptions, SendResult } from "../client/client.ts";
+import type { BackoffOptions } from "../net/backoff.ts";
+import { formatAddress } from "../net/address.ts";
 import { unwrap } from "../wire/envelope.ts";
 import { TypedEventTarget } from "../observe/events.ts";
 import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";

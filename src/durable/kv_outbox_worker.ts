@@ -10,14 +10,14 @@
 import { getLogger } from "@logtape/logtape";
 import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
 import {
-  type BackoffOptions,
   Client,
-  reconnectDelay,
   type SendErrorDetail,
   type SendResult,
 } from "../client/client.ts";
-import { isNak, reasonOf } from "../dispatch/_util.ts";
-import { ClientError, ReplyTimeoutError } from "../errors.ts";
+import { type BackoffOptions, reconnectDelay } from "../net/backoff.ts";
+import { isNak } from "../wire/release2.ts";
+import { reasonOf } from "../dispatch/_util.ts";
+import { ClientError, ReplyTimeoutError } from "../client/errors.ts";
 import type {
   OutboxDestination,
   OutboxRecord,

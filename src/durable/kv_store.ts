@@ -64,8 +64,8 @@ import type {
   StoreEntry,
   StorePutResult,
 } from "../dispatch/message_store.ts";
-import type { BackoffOptions } from "../client/client.ts";
-import type { Address } from "../dispatch/dispatcher.ts";
+import type { BackoffOptions } from "../net/backoff.ts";
+import type { Address } from "../net/address.ts";
 
 export type {
   MessageStore,

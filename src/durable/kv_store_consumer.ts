@@ -17,7 +17,7 @@ import type {
   StoredMessageHandler,
   StoredOutcome,
 } from "../dispatch/message_store.ts";
-import { type BackoffOptions, reconnectDelay } from "../client/client.ts";
+import { type BackoffOptions, reconnectDelay } from "../net/backoff.ts";
 import type { StoredRecord } from "./kv_store.ts";
 
 const logger = getLogger(["mllp", "store"]);

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { HeaderError } from "../errors.ts";
+import type { HeaderError } from "./errors.ts";
 import type { Hl7Header, Hl7Separators } from "./message.ts";
 
 /** The separators HL7 recommends: `|^~\&`. */

@@ -23,7 +23,7 @@
  */
 
 import { DEFAULT_SEPARATORS, headerOfFields } from "./_msh.ts";
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "./errors.ts";
 import {
   charsetEncoding,
   encodeText,

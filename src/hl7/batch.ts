@@ -38,7 +38,7 @@ import {
   formatTimestamp,
   newControlId,
 } from "./ack.ts";
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "./errors.ts";
 import {
   charsetEncoding,
   decodeText,

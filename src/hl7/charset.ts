@@ -26,7 +26,7 @@
  * @module
  */
 
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "./errors.ts";
 import type { Hl7Header } from "./message.ts";
 import {
   decodeLabel,

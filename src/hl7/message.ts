@@ -21,7 +21,7 @@
  * @module
  */
 
-import { HeaderError } from "../errors.ts";
+import { HeaderError } from "./errors.ts";
 import { checkedSeparators, headerOfFields } from "./_msh.ts";
 import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 import {

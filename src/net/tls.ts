@@ -5,7 +5,66 @@
  * @module
  */
 
-import type { TlsFailure, TlsSide } from "../errors.ts";
+/**
+ * A side of a TLS connection.
+ *
+ * @example Blame the right side
+ * ```ts
+ * import { TlsHandshakeError, type TlsSide } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const fix: Record<TlsSide, string> = {
+ *   client: "check the receiver's certificate and our CA",
+ *   server: "check the certificate we present",
+ * };
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "client",
+ *   failure: "unknown_ca",
+ * });
+ * assertEquals(
+ *   fix[error.refusedBy],
+ *   "check the receiver's certificate and our CA",
+ * );
+ * ```
+ */
+export type TlsSide = "client" | "server";
+
+/**
+ * Why a TLS handshake failed, in a few stable words:
+ * `expired`, `unknown_ca`, `name_mismatch`, `wrong_usage`,
+ * `bad_certificate`, `certificate_required`, `protocol_version`,
+ * `handshake_failure`, `refused` (the peer closed the connection without
+ * saying why), `not_tls` or `other`.
+ *
+ * @example Explain a failure
+ * ```ts
+ * import { type TlsFailure, TlsHandshakeError } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * function explain(failure: TlsFailure): string {
+ *   return failure === "expired"
+ *     ? "a certificate has expired"
+ *     : `handshake failed: ${failure}`;
+ * }
+ * const error = new TlsHandshakeError("Refused", {
+ *   refusedBy: "client",
+ *   failure: "expired",
+ * });
+ * assertEquals(explain(error.failure), "a certificate has expired");
+ * ```
+ */
+export type TlsFailure =
+  | "expired"
+  | "unknown_ca"
+  | "name_mismatch"
+  | "wrong_usage"
+  | "bad_certificate"
+  | "certificate_required"
+  | "protocol_version"
+  | "handshake_failure"
+  | "refused"
+  | "not_tls"
+  | "other";
 
 /**
  * Returns PEM text: the value itself when it holds a PEM block, else the
@@ -204,4 +263,13 @@ export function describeTlsError(
     failure: "other",
     detail: error instanceof Error ? error.message : String(error),
   };
+}
+
+/**
+ * Whether bytes start like a TLS record (a handshake or an alert, TLS
+ * 1.0 to 1.3): what a TLS peer sends to a plain one.
+ */
+export function isTlsRecord(data: Uint8Array): boolean {
+  return data.length >= 3 && (data[0] === 0x16 || data[0] === 0x15) &&
+    data[1] === 0x03 && data[2] <= 0x04;
 }

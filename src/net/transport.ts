@@ -15,7 +15,7 @@
 import type * as net from "node:net";
 import { Duplex } from "node:stream";
 import * as nodeTls from "node:tls";
-import type { Address } from "../dispatch/dispatcher.ts";
+import type { Address } from "./address.ts";
 
 /** The names a peer's certificate carries. */
 export interface PeerCertificate {

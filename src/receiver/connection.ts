@@ -21,7 +21,7 @@ import {
   type DispatchOutcome,
   DispatchStream,
 } from "../dispatch/dispatcher.ts";
-import { FrameSizeError } from "../errors.ts";
+import { FrameSizeError } from "../wire/errors.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";
 import { MllpDecoderStream, MllpEncoderStream } from "../wire/framer.ts";
 

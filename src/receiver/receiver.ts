@@ -28,10 +28,15 @@ import {
   ackModeDispatcher,
   storedApplicationAcks,
 } from "../dispatch/enhanced.ts";
-import type { ApplicationAckRoute } from "../hl7/ack_modes.ts";
-import { isTlsRecord } from "../client/link.ts";
+import type { ApplicationAckRoute } from "../dispatch/ack_modes.ts";
 import { WarningLimiter } from "../observe/ratelimit.ts";
-import { describeTlsError, loadPem, loadPems } from "../net/tls.ts";
+import {
+  describeTlsError,
+  isTlsRecord,
+  loadPem,
+  loadPems,
+  type TlsFailure,
+} from "../net/tls.ts";
 import {
   type ListenHooks,
   listenTcp,
@@ -44,12 +49,12 @@ import { withBatches } from "../dispatch/batches.ts";
 import type { BatchAcks } from "../hl7/batch.ts";
 import { type CharsetOptions, checkCharsetOptions } from "../hl7/charset.ts";
 import {
-  type Address,
   type Dispatcher,
   type DispatchOutcome,
-  formatAddress,
 } from "../dispatch/dispatcher.ts";
-import { FrameSizeError, type TlsFailure } from "../errors.ts";
+import { type Address, formatAddress } from "../net/address.ts";
+import { FrameSizeError } from "../wire/errors.ts";
+
 import {
   type MessageStore,
   startStoredDispatch,

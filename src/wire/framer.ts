@@ -24,7 +24,7 @@
 import { getLogger } from "@logtape/logtape";
 import { BytePool } from "./_pool.ts";
 import { findFramingByte, framingProblem } from "./_scan.ts";
-import { FrameSizeError } from "../errors.ts";
+import { FrameSizeError } from "./errors.ts";
 
 /**
  * The MLLP start block byte, VT (`0x0b`).

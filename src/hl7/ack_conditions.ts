@@ -31,7 +31,6 @@
  */
 
 import type { Ack, AckCode } from "./ack.ts";
-import type { DispatchContext } from "../dispatch/dispatcher.ts";
 import type { Hl7Header, Hl7Message } from "./message.ts";
 
 /**
@@ -82,84 +81,6 @@ export type AckMode =
     /** MSH-16: when the application ACK (`AA`/`AE`/`AR`) is sent. */
     application: AckCondition;
   };
-
-/**
- * Delivers the application ACK of an enhanced-mode message some other way
- * than on the connection it came in on: the receiver's `applicationAcks`
- * option. Typically it sends the ACK with a `Client` to the sender's own
- * receiver. It is called once the dispatcher has answered (and MSH-16 wants
- * the ACK); the receiver does not wait for it, and logs its failure.
- *
- * @typeParam C The type of the receiver's `context` option.
- *
- * @example Send application ACKs back to the sender's own receiver
- * ```ts
- * import { Ack, Client, Receiver } from "@x/mllp";
- * import { assertEquals } from "@std/assert";
- *
- * const received = Promise.withResolvers<string>();
- * await using senderSide = await Receiver.start({
- *   port: 0,
- *   hostname: "127.0.0.1",
- *   dispatcher: (m) => {
- *     received.resolve(m.text.split("\r")[1]);
- *     return Ack.forMessage(m, "AA");
- *   },
- * });
- * await using back = await Client.connect("127.0.0.1", senderSide.port);
- * await using receiver = await Receiver.start({
- *   port: 0,
- *   hostname: "127.0.0.1",
- *   dispatcher: (m) => Ack.forMessage(m, "AA"),
- *   applicationAcks: async (ack) => {
- *     await back.send(ack.toString());
- *   },
- * });
- * await using client = await Client.connect("127.0.0.1", receiver.port);
- * const result = await client.send(
- *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|M1|P|2.5|||AL|AL\r",
- * );
- * assertEquals(result.outcome === "accept" && result.code, "CA");
- * assertEquals(await received.promise, "MSA|AA|M1");
- * ```
- */
-export type ApplicationAckHandler<C = unknown> = (
-  ack: Ack,
-  message: Hl7Message,
-  ctx: DispatchContext<C>,
-) => void | Promise<void>;
-
-/**
- * Where a receiver sends the application ACKs of enhanced-mode messages:
- * `"connection"` (on the connection the message came in on) or an
- * {@linkcode ApplicationAckHandler}.
- *
- * @typeParam C The type of the receiver's `context` option.
- *
- * @example Application ACKs on the same connection, after the commit ACK
- * ```ts
- * import { Ack, Client, Receiver } from "@x/mllp";
- * import type { ApplicationAckRoute } from "@x/mllp/ack-modes";
- * import { assertEquals } from "@std/assert";
- *
- * const route: ApplicationAckRoute = "connection"; // the default
- * await using receiver = await Receiver.start({
- *   port: 0,
- *   dispatcher: (m) => Ack.forMessage(m, "AA"),
- *   applicationAcks: route,
- * });
- * await using client = await Client.connect("127.0.0.1", receiver.port);
- * const result = await client.send(
- *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|M1|P|2.5|||AL|AL\r",
- * );
- * if (result.outcome !== "accept") throw new Error("expected an accept");
- * assertEquals(result.code, "CA");
- * assertEquals((await result.applicationAck)?.code, "AA");
- * ```
- */
-export type ApplicationAckRoute<C = unknown> =
-  | "connection"
-  | ApplicationAckHandler<C>;
 
 const ORIGINAL: AckMode = Object.freeze({ mode: "original" });
 
@@ -363,70 +284,4 @@ export function silenceMeans(
  */
 export function isCommitCode(code: AckCode): code is "CA" | "CE" | "CR" {
   return code === "CA" || code === "CE" || code === "CR";
-}
-
-/**
- * The one-byte MLLP release 2 positive commit reply (ACK).
- *
- * @example A release 2 receiver commits a frame before it replies
- * ```ts
- * import { EchoDispatcher, Receiver } from "@x/mllp";
- * import { COMMIT_ACK } from "@x/mllp/ack-modes";
- * import { encodeFrame } from "@x/mllp/framer";
- * import { assertEquals } from "@std/assert";
- *
- * await using receiver = await Receiver.start({
- *   port: 0,
- *   dispatcher: EchoDispatcher,
- *   mllpRelease: 2,
- * });
- * using conn = await Deno.connect({
- *   hostname: "127.0.0.1",
- *   port: receiver.port,
- * });
- * const hl7 = "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r";
- * await conn.write(encodeFrame(new TextEncoder().encode(hl7)));
- * const first = new Uint8Array(4);
- * for (let n = 0; n < 4;) n += (await conn.read(first.subarray(n))) ?? 4;
- * assertEquals(first, encodeFrame(new Uint8Array([COMMIT_ACK])));
- * ```
- */
-export const COMMIT_ACK = 0x06;
-/**
- * The one-byte MLLP release 2 negative commit reply (NAK).
- *
- * @example Tell a commit from a NAK
- * ```ts
- * import { COMMIT_NAK, isCommitFrame } from "@x/mllp/ack-modes";
- * import { assertEquals } from "@std/assert";
- *
- * function commitOf(payload: Uint8Array): "ack" | "nak" | undefined {
- *   if (!isCommitFrame(payload)) return undefined;
- *   return payload[0] === COMMIT_NAK ? "nak" : "ack";
- * }
- * assertEquals(commitOf(new Uint8Array([0x15])), "nak");
- * assertEquals(commitOf(new Uint8Array([0x06])), "ack");
- * ```
- */
-export const COMMIT_NAK = 0x15;
-
-/**
- * Whether a frame payload is an MLLP release 2 commit reply: the single
- * byte `0x06` (ACK) or `0x15` (NAK).
- *
- * @param payload The frame payload.
- * @returns Whether it is a commit reply.
- *
- * @example Commit frames
- * ```ts
- * import { isCommitFrame } from "@x/mllp/ack-modes";
- * import { assertEquals } from "@std/assert";
- *
- * assertEquals(isCommitFrame(new Uint8Array([0x06])), true);
- * assertEquals(isCommitFrame(new Uint8Array([0x06, 0x06])), false);
- * ```
- */
-export function isCommitFrame(payload: Uint8Array): boolean {
-  return payload.length === 1 &&
-    (payload[0] === COMMIT_ACK || payload[0] === COMMIT_NAK);
 }
