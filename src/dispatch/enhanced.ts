@@ -26,15 +26,15 @@ import {
   isCommitCode,
   wantsAck,
 } from "../hl7/ack_conditions.ts";
-import {
-  type ApplicationAckHandler,
-  type ApplicationAckRoute,
+import type {
+  ApplicationAckHandler,
+  ApplicationAckRoute,
 } from "./ack_modes.ts";
-import {
-  type DispatchContext,
-  type Dispatcher,
-  type DispatchFunction,
-  type DispatchReply,
+import type {
+  DispatchContext,
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
 } from "./dispatcher.ts";
 import { formatAddress } from "../net/address.ts";
 import { ackModeOf } from "../hl7/ack_conditions.ts";

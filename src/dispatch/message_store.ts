@@ -13,11 +13,11 @@
 import { asFunction, plain, reasonOf } from "./_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
-import {
-  type DispatchContext,
-  type Dispatcher,
-  type DispatchFunction,
-  type DispatchReply,
+import type {
+  DispatchContext,
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
 } from "./dispatcher.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";

@@ -30,8 +30,8 @@
  * @module
  */
 
-import type { Ack, AckCode } from "./ack.ts";
-import type { Hl7Header, Hl7Message } from "./message.ts";
+import type { AckCode } from "./ack.ts";
+import type { Hl7Header } from "./message.ts";
 
 /**
  * When an acknowledgment is sent (HL7 table 0155): `AL` always, `NE`

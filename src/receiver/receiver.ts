@@ -48,10 +48,7 @@ import { AllowList } from "../net/allow.ts";
 import { withBatches } from "../dispatch/batches.ts";
 import type { BatchAcks } from "../hl7/batch.ts";
 import { type CharsetOptions, checkCharsetOptions } from "../hl7/charset.ts";
-import {
-  type Dispatcher,
-  type DispatchOutcome,
-} from "../dispatch/dispatcher.ts";
+import type { Dispatcher, DispatchOutcome } from "../dispatch/dispatcher.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import { FrameSizeError } from "../wire/errors.ts";
 
