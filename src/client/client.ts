@@ -46,7 +46,7 @@ import {
 import { ackModeOf, silenceMeans } from "../hl7/ack_conditions.ts";
 import { type CommitAnswer, ReplyRouter } from "./reply_router.ts";
 import { SilenceError } from "./link.ts";
-import { formatAddress } from "../dispatch/dispatcher.ts";
+import { formatAddress } from "../net/address.ts";
 import { unwrap } from "../wire/envelope.ts";
 import {
   ClientError,
