@@ -7,7 +7,13 @@
 
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
-import { type DispatchContext, type DispatcherObject, type DispatchReply, EchoDispatcher, NAK } from "../dispatch/dispatcher.ts";
+import {
+  type DispatchContext,
+  type DispatcherObject,
+  type DispatchReply,
+  EchoDispatcher,
+  NAK,
+} from "../dispatch/dispatcher.ts";
 import { formatAddress } from "../net/address.ts";
 import type { Message } from "../hl7/message.ts";
 import { buildBatchResponse } from "../hl7/batch.ts";

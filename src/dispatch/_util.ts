@@ -5,7 +5,11 @@
  * @module
  */
 
-import type { Dispatcher, DispatchFunction, DispatchReply } from "./dispatcher.ts";
+import type {
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
+} from "./dispatcher.ts";
 
 /** Whether a dispatcher's return value is a promise (or another thenable). */
 export function isThenable(

@@ -25,7 +25,12 @@ import {
   type BatchMessage,
   buildBatchResponse,
 } from "../hl7/batch.ts";
-import type { DispatchContext, Dispatcher, DispatchFunction, DispatchReply } from "./dispatcher.ts";
+import type {
+  DispatchContext,
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
+} from "./dispatcher.ts";
 import { formatAddress } from "../net/address.ts";
 import type { Hl7Message } from "../hl7/message.ts";
 

@@ -30,7 +30,12 @@ import type {
   ApplicationAckHandler,
   ApplicationAckRoute,
 } from "./ack_modes.ts";
-import type { DispatchContext, Dispatcher, DispatchFunction, DispatchReply } from "./dispatcher.ts";
+import type {
+  DispatchContext,
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
+} from "./dispatcher.ts";
 import { formatAddress } from "../net/address.ts";
 import { ackModeOf } from "../hl7/ack_conditions.ts";
 import type { Hl7Message, Message } from "../hl7/message.ts";

@@ -13,7 +13,12 @@
 import { asFunction, plain, reasonOf } from "./_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
-import type { DispatchContext, Dispatcher, DispatchFunction, DispatchReply } from "./dispatcher.ts";
+import type {
+  DispatchContext,
+  Dispatcher,
+  DispatchFunction,
+  DispatchReply,
+} from "./dispatcher.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";
 import { type Hl7Message, type Message, readMessage } from "../hl7/message.ts";

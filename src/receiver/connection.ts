@@ -16,7 +16,11 @@
  */
 
 import type { ChunkReader, TransportConn } from "../net/transport.ts";
-import { type Dispatcher, type DispatchOutcome, DispatchStream } from "../dispatch/dispatcher.ts";
+import {
+  type Dispatcher,
+  type DispatchOutcome,
+  DispatchStream,
+} from "../dispatch/dispatcher.ts";
 import { FrameSizeError } from "../wire/errors.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";
 import { MllpDecoderStream, MllpEncoderStream } from "../wire/framer.ts";

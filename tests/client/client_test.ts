@@ -20,7 +20,10 @@ import {
 import { delay as untypedDelay } from "@std/async/delay";
 import { Ack, type AckMismatch } from "../../src/hl7/ack.ts";
 import { Client, type ClosedDetail } from "../../src/client/client.ts";
-import { EchoDispatcher, UNKNOWN_REPLY } from "../../src/dispatch/dispatcher.ts";
+import {
+  EchoDispatcher,
+  UNKNOWN_REPLY,
+} from "../../src/dispatch/dispatcher.ts";
 import { wrap } from "../../src/wire/envelope.ts";
 import {
   ClientError,

@@ -35,7 +35,11 @@ import {
   type ClientTlsOptions,
   type SendResult,
 } from "../../src/client/client.ts";
-import { type DispatchContext, type DispatcherObject, EchoDispatcher } from "../../src/dispatch/dispatcher.ts";
+import {
+  type DispatchContext,
+  type DispatcherObject,
+  EchoDispatcher,
+} from "../../src/dispatch/dispatcher.ts";
 import { formatAddress } from "../../src/net/address.ts";
 import {
   ConnectionClosedError,

@@ -27,7 +27,11 @@ import {
 } from "@std/assert";
 import { delay as untypedDelay } from "@std/async/delay";
 import { Ack } from "../../src/hl7/ack.ts";
-import type { DispatchContext, Dispatcher, DispatchReply } from "../../src/dispatch/dispatcher.ts";
+import type {
+  DispatchContext,
+  Dispatcher,
+  DispatchReply,
+} from "../../src/dispatch/dispatcher.ts";
 import type { Message } from "../../src/hl7/message.ts";
 import {
   Receiver,

@@ -20,7 +20,14 @@ import {
 import { delay as untypedDelay } from "@std/async/delay";
 import { Ack } from "../../src/hl7/ack.ts";
 import { Client } from "../../src/client/client.ts";
-import { type DispatchContext, type DispatcherObject, type DispatchOutcome, ECHO_TEXT, EchoDispatcher, UNKNOWN_REPLY } from "../../src/dispatch/dispatcher.ts";
+import {
+  type DispatchContext,
+  type DispatcherObject,
+  type DispatchOutcome,
+  ECHO_TEXT,
+  EchoDispatcher,
+  UNKNOWN_REPLY,
+} from "../../src/dispatch/dispatcher.ts";
 import { wrap } from "../../src/wire/envelope.ts";
 import { ConnectionRefusedError } from "../../src/errors.ts";
 import type { Message } from "../../src/hl7/message.ts";

@@ -14,7 +14,12 @@
 
 import { assert, assertEquals, assertInstanceOf } from "@std/assert";
 import fc from "fast-check";
-import { type Dispatcher, DispatchStream, EchoDispatcher, UNKNOWN_REPLY } from "../../src/dispatch/dispatcher.ts";
+import {
+  type Dispatcher,
+  DispatchStream,
+  EchoDispatcher,
+  UNKNOWN_REPLY,
+} from "../../src/dispatch/dispatcher.ts";
 import { FrameSizeError } from "../../src/errors.ts";
 import {
   CARRIAGE_RETURN as CR,
