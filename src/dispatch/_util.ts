@@ -1,23 +1,11 @@
 /**
- * Small helpers the dispatch stream, the receiver's dispatcher wrappers
- * (store, enhanced mode, batches), the client, the queues and the CLI share.
+ * Small helpers the dispatch stream, its stages, the client, the queues and
+ * the CLI share.
  *
  * @module
  */
 
-import type {
-  Dispatcher,
-  DispatchFunction,
-  DispatchReply,
-} from "./dispatcher.ts";
-
-/** Whether a dispatcher's return value is a promise (or another thenable). */
-export function isThenable(
-  value: DispatchReply | PromiseLike<DispatchReply>,
-): value is PromiseLike<DispatchReply> {
-  return typeof value === "object" && value !== null &&
-    typeof (value as { then?: unknown }).then === "function";
-}
+import type { Dispatcher, DispatchFunction } from "./types.ts";
 
 /** A dispatcher as a function, whichever form it was given in. */
 export function asFunction<C>(

@@ -1,29 +1,19 @@
 /**
  * Store-and-forward for the receiver, independent of any database: the
  * {@linkcode MessageStore} interface the receiver's `store` option takes,
- * the dispatcher wrapper that persists each HL7 message before its ACK
- * goes out, and the consumer handler that runs the application's
- * dispatcher over stored messages. `KvMessageStore` (`@x/mllp/store`)
- * implements the interface on Deno KV; this module needs no `Deno.Kv`
- * types, so the receiver does not either.
+ * and what passes through it. The store stage
+ * (`src/dispatch/stages/store.ts`) persists each HL7 message before its ACK
+ * goes out; `startStoredDispatch` (`src/dispatch/stored_dispatch.ts`) runs
+ * the application's dispatcher over stored messages. `KvMessageStore`
+ * (`@x/mllp/store`) implements the interface on Deno KV; this module needs
+ * no `Deno.Kv` types, so the receiver does not either.
  *
  * @module
  */
 
-import { asFunction, plain, reasonOf } from "./_util.ts";
-import { getLogger } from "@logtape/logtape";
-import { Ack } from "../hl7/ack.ts";
-import type {
-  DispatchContext,
-  Dispatcher,
-  DispatchFunction,
-  DispatchReply,
-} from "./dispatcher.ts";
-import { type Address, formatAddress } from "../net/address.ts";
-import type { CharsetOptions } from "../hl7/charset.ts";
-import { type Hl7Message, type Message, readMessage } from "../hl7/message.ts";
-
-const logger = getLogger(["mllp", "store"]);
+import type { Hl7Message } from "../hl7/message.ts";
+import type { Address } from "../net/address.ts";
+import type { DispatchContext } from "./types.ts";
 
 /**
  * The MSA-3 text of the `AA` a receiver with a store sends once a message is stored.
@@ -334,8 +324,9 @@ export interface MessageStore {
  *   port: 0,
  *   store,
  *   dispatcher: (_message, ctx) => {
- *     const { messageId, attempt } = ctx as StoredDispatchContext;
- *     seen.resolve([messageId, attempt]);
+ *     // From a store, the context carries the message's id and attempt.
+ *     const { messageId, attempt }: Partial<StoredDispatchContext> = ctx;
+ *     if (messageId && attempt) seen.resolve([messageId, attempt]);
  *   },
  * });
  * await using client = await Client.connect("127.0.0.1", receiver.port);
@@ -355,189 +346,4 @@ export interface StoredDispatchContext<C = unknown> extends DispatchContext<C> {
   messageId: string;
   /** Which attempt this is, from 1 (see {@linkcode StoredMessage.attempt}). */
   attempt: number;
-}
-
-/**
- * Wraps a receiver's dispatcher for a store: each HL7 message is stored
- * with its `AA` before the `AA` is returned (a resend gets the ACK stored
- * the first time; a failed store gets `AE`); other payloads go to the
- * dispatcher at once, unstored.
- */
-export function storingDispatcher<C>(
-  store: MessageStore,
-  dispatcher: Dispatcher<C>,
-): DispatchFunction<C> {
-  const inline = asFunction(dispatcher);
-  return async (message, ctx) => {
-    if (message.kind !== "hl7") return inline(message, ctx);
-    const ack = Ack.forMessage(message, "AA", { text: STORED_TEXT });
-    let result: StorePutResult;
-    try {
-      result = await store.put({
-        message,
-        ack: ack.toBytes(),
-        peer: ctx.peer,
-        local: ctx.local,
-        certificateName: ctx.certificateName,
-        receivedAt: ctx.receivedAt,
-      });
-    } catch (error) {
-      const reason = reasonOf(error);
-      logger.error(
-        "Cannot store message {controlId} from {peer}: {reason}; replying AE",
-        {
-          controlId: message.header.controlId,
-          peer: formatAddress(ctx.peer),
-          reason,
-        },
-      );
-      return Ack.forMessage(message, "AE", {
-        text: plain(`Cannot store message: ${reason}`),
-      });
-    }
-    if (!result.duplicate) return ack;
-    logger.info(
-      "Message {controlId} from {peer} is a resend of stored message {id}; replying its ACK again",
-      {
-        controlId: message.header.controlId,
-        peer: formatAddress(ctx.peer),
-        id: result.id,
-      },
-    );
-    return sameAck(result.ack);
-  };
-}
-
-/**
- * The stored ACK as an {@linkcode Ack} when it reads back to the same
- * bytes (so the receiver's events carry its code), else the bytes.
- */
-function sameAck(bytes: Uint8Array): Ack | Uint8Array {
-  try {
-    const ack = Ack.parse(bytes);
-    const again = ack.toBytes();
-    if (
-      again.length === bytes.length && again.every((b, i) => b === bytes[i])
-    ) return ack;
-  } catch {
-    // Not readable as an ACK: send the bytes as they are.
-  }
-  return bytes;
-}
-
-/** Options for {@linkcode startStoredDispatch}. */
-export interface StoredDispatchOptions<C> {
-  /** The receiver's `context` option. */
-  context: C | undefined;
-  /** How long one dispatch may take, in ms; 0 for no limit. */
-  dispatchTimeout: number;
-  /** The receiver's `charset` option: stored messages are read with it. */
-  charset?: CharsetOptions;
-}
-
-/**
- * Starts the consumer that runs the receiver's dispatcher over stored
- * messages. A dispatcher that returns normally (or an accepting ACK) is
- * done; one that throws, times out or returns `AE`/`CE` is retried; one
- * that returns `AR`/`CR` parks the message. Its other replies are
- * dropped: the sender had its ACK when the message was stored.
- */
-export function startStoredDispatch<C>(
-  store: MessageStore,
-  dispatcher: Dispatcher<C>,
-  options: StoredDispatchOptions<C>,
-): StoreConsumer {
-  const dispatch = asFunction(dispatcher);
-  return store.consume(async (stored, signal) => {
-    let message: Message;
-    try {
-      message = readMessage(stored.raw, { charset: options.charset });
-    } catch (error) {
-      return {
-        outcome: "park",
-        reason: `Cannot read message: ${
-          error instanceof Error ? error.message : String(error)
-        }`,
-      };
-    }
-    let reply: DispatchReply;
-    try {
-      reply = await bounded(
-        dispatch,
-        message,
-        {
-          peer: stored.peer,
-          local: stored.local,
-          certificateName: stored.certificateName,
-          receivedAt: stored.receivedAt,
-          context: options.context as C,
-          messageId: stored.id,
-          attempt: stored.attempt,
-        },
-        options.dispatchTimeout,
-        signal,
-      );
-    } catch (error) {
-      return {
-        outcome: "retry",
-        reason: error instanceof Error ? error.message : String(error),
-      };
-    }
-    if (reply instanceof Ack && !reply.accepted) {
-      const reason = `Dispatcher answered ${reply.code}${
-        reply.text ? `: ${reply.text}` : ""
-      }`;
-      return reply.code === "AR" || reply.code === "CR"
-        ? { outcome: "park", reason }
-        : { outcome: "retry", reason };
-    }
-    return { outcome: "done" };
-  });
-}
-
-/**
- * Runs a dispatch with its own signal, aborted when `timeout` passes (0:
- * never) or `outer` aborts; a dispatcher that ignores its signal is not
- * waited for past either.
- */
-async function bounded<C>(
-  dispatch: DispatchFunction<C>,
-  message: Message,
-  ctx: Omit<StoredDispatchContext<C>, "signal">,
-  timeout: number,
-  outer: AbortSignal,
-): Promise<DispatchReply> {
-  const controller = new AbortController();
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  let onAbort: (() => void) | undefined;
-  try {
-    const running = Promise.resolve(
-      dispatch(message, { ...ctx, signal: controller.signal }),
-    );
-    running.catch(() => {});
-    const limit = new Promise<never>((_, reject) => {
-      const give = (reason: Error) => {
-        controller.abort(reason);
-        reject(reason);
-      };
-      if (timeout > 0) {
-        timer = setTimeout(
-          () =>
-            give(new Error(`Dispatcher did not answer within ${timeout} ms`)),
-          timeout,
-        );
-      }
-      onAbort = () =>
-        give(new Error("Dispatch given up on: the store stopped"));
-      if (outer.aborted) onAbort();
-      else outer.addEventListener("abort", onAbort, { once: true });
-    });
-    const reply = await Promise.race([running, limit]);
-    // Given up on (it may have answered in the same turn): not done.
-    if (controller.signal.aborted) throw controller.signal.reason;
-    return reply;
-  } finally {
-    clearTimeout(timer);
-    if (onAbort) outer.removeEventListener("abort", onAbort);
-  }
 }

@@ -1,7 +1,8 @@
 /**
  * One receiver connection: the connection's bytes → a source stream that
  * notes activity and can be drained → {@linkcode MllpDecoderStream} →
- * {@linkcode DispatchStream} → {@linkcode MllpEncoderStream} →
+ * a dispatch stream over the receiver's path (`path.ts`) →
+ * {@linkcode MllpEncoderStream} →
  * `conn.writable`. Backpressure is the streams' own: while the dispatcher
  * works on one message, at most three chunks more are read from the socket
  * (two of them decoded, waiting in the decoder and the dispatch stream).
@@ -16,18 +17,16 @@
  */
 
 import type { ChunkReader, TransportConn } from "../net/transport.ts";
-import {
-  type Dispatcher,
-  type DispatchOutcome,
-  DispatchStream,
-} from "../dispatch/dispatcher.ts";
+import type { Path } from "../dispatch/stage.ts";
+import { type DispatchOutcome, PathStream } from "../dispatch/stream.ts";
 import { FrameSizeError } from "../wire/errors.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";
 import { MllpDecoderStream, MllpEncoderStream } from "../wire/framer.ts";
 
 /** What a connection needs from its receiver. */
 export interface ConnectionSettings<C> {
-  dispatcher: Dispatcher<C>;
+  /** The stages and the dispatcher (see `path.ts`). */
+  path: Path<C>;
   context: C | undefined;
   maxFrameBytes: number | undefined;
   dispatchTimeout: number;
@@ -56,7 +55,7 @@ export class ServedConnection<C> {
   #reader: ChunkReader;
   /** The pipeline's parts, once the first bytes have arrived. */
   #decoder: MllpDecoderStream | undefined;
-  #dispatch: DispatchStream<C> | undefined;
+  #dispatch: PathStream<C> | undefined;
   #sourceController: ReadableStreamDefaultController<Uint8Array> | undefined;
   #draining = false;
   /** Resolves when draining starts before the first bytes arrived. */
@@ -137,7 +136,7 @@ export class ServedConnection<C> {
       // The frame's first bytes came with the chunk being decoded.
       onFrameStart: () => this.frameStartedAt = this.lastActivity,
     });
-    const dispatch = this.#dispatch = new DispatchStream(settings.dispatcher, {
+    const dispatch = this.#dispatch = new PathStream(settings.path, {
       peer: conn.peer,
       local: conn.local,
       certificateName: conn.certificate?.commonName,

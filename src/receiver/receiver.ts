@@ -24,11 +24,11 @@
 import { createPrivateKey, X509Certificate } from "node:crypto";
 import { getLogger } from "@logtape/logtape";
 import { ServedConnection } from "./connection.ts";
-import {
-  ackModeDispatcher,
-  storedApplicationAcks,
-} from "../dispatch/enhanced.ts";
+import { withApplicationAcks } from "../dispatch/stages/enhanced.ts";
 import type { ApplicationAckRoute } from "../dispatch/ack_modes.ts";
+import type { Path } from "../dispatch/stage.ts";
+import { startStoredDispatch } from "../dispatch/stored_dispatch.ts";
+import { receiverPath } from "./path.ts";
 import { WarningLimiter } from "../observe/ratelimit.ts";
 import {
   describeTlsError,
@@ -45,19 +45,13 @@ import {
   type TransportListener,
 } from "../net/transport.ts";
 import { AllowList } from "../net/allow.ts";
-import { withBatches } from "../dispatch/batches.ts";
 import type { BatchAcks } from "../hl7/batch.ts";
 import { type CharsetOptions, checkCharsetOptions } from "../hl7/charset.ts";
-import type { Dispatcher, DispatchOutcome } from "../dispatch/dispatcher.ts";
+import type { DispatchOutcome } from "../dispatch/stream.ts";
+import type { Dispatcher } from "../dispatch/types.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import { FrameSizeError } from "../wire/errors.ts";
-
-import {
-  type MessageStore,
-  startStoredDispatch,
-  type StoreConsumer,
-  storingDispatcher,
-} from "../dispatch/message_store.ts";
+import type { MessageStore, StoreConsumer } from "../dispatch/message_store.ts";
 import { TypedEventTarget } from "../observe/events.ts";
 import {
   recordConnection,
@@ -836,8 +830,8 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
   #dispatchTimeout: number;
   #sweeper: ReturnType<typeof setInterval> | undefined;
   #warnings = new WarningLimiter(logger, { limit: 5, windowMs: 60_000 });
-  /** What connections dispatch to: the store's wrapper, with a store. */
-  #dispatcher: Dispatcher<unknown>;
+  /** The stages and the dispatcher every connection runs. */
+  #path: Path<unknown>;
   /** With a store: the loop running the dispatcher over stored messages. */
   #consumer: StoreConsumer | undefined;
 
@@ -867,23 +861,24 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
       const every = Math.max(10, Math.min(5_000, Math.min(...timeouts) / 4));
       this.#sweeper = setInterval(() => this.#sweep(), every);
     }
-    const release = options.mllpRelease ?? 1;
     const applicationAcks = options.applicationAcks ?? "connection";
-    this.#dispatcher = ackModeDispatcher({
+    const enhancedMode = options.enhancedMode ?? true;
+    this.#path = receiverPath({
       dispatcher: options.dispatcher,
       store: options.store,
-      release,
+      mllpRelease: options.mllpRelease ?? 1,
+      enhancedMode,
       applicationAcks,
-      enhancedMode: options.enhancedMode ?? true,
+      batches: options.batches ?? "each",
+      batchAcks: options.batchAcks ?? "errors",
     });
     if (options.store) {
+      // Stored messages reach the dispatcher from the store's consumer.
       this.#consumer = startStoredDispatch(
         options.store,
-        storedApplicationAcks(
-          options.dispatcher,
-          applicationAcks,
-          options.enhancedMode ?? true,
-        ),
+        enhancedMode
+          ? withApplicationAcks(options.dispatcher, applicationAcks)
+          : options.dispatcher,
         {
           context: options.context,
           dispatchTimeout: this.#dispatchTimeout,
@@ -891,18 +886,6 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         },
       );
     }
-    this.#dispatcher = withBatches(
-      this.#dispatcher,
-      // A batch's messages: stored each, answered in its response batch.
-      options.store
-        ? storingDispatcher(options.store, options.dispatcher)
-        : options.dispatcher,
-      {
-        mode: options.batches ?? "each",
-        acks: options.batchAcks ?? "errors",
-        release,
-      },
-    );
     this.#accepting = this.#accept();
     this.#signal = options.signal;
     this.#signal?.addEventListener("abort", this.#onAbort, { once: true });
@@ -1360,7 +1343,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     const connection: Connection = {
       done: Promise.resolve(),
       served: new ServedConnection<unknown>(conn, {
-        dispatcher: this.#dispatcher,
+        path: this.#path,
         context: options.context,
         maxFrameBytes: options.maxFrameBytes,
         dispatchTimeout: this.#dispatchTimeout,
