@@ -31,7 +31,7 @@
  * application ACK too).
  *
  * `bench` measures receivers (messages/s, round trips, against a bare TCP
- * baseline; see `mllp bench --help` and `@x/mllp/bench`):
+ * baseline; see `mllp bench --help` and `@x/mllp/unstable-bench`):
  *
  * ```sh
  * deno run -A jsr:@x/mllp/cli bench --target raw,self --connections 64
@@ -64,7 +64,6 @@
  * @module
  */
 
-import { bench } from "./cli/bench.ts";
 import { describeError, type Io, UsageError, write } from "./cli/common.ts";
 import { listen } from "./cli/listen.ts";
 import { send } from "./cli/send.ts";
@@ -224,7 +223,9 @@ export async function main(
       case "send":
         return await send(rest, io, options);
       case "bench":
-        return await bench(rest, io, options);
+        // Loaded when asked for: `send` and `listen` never load the
+        // load generator.
+        return await (await import("./cli/bench.ts")).bench(rest, io, options);
       case "-h":
       case "--help":
         write(io.stdout, USAGE);

@@ -1,6 +1,7 @@
 /**
  * A load tool for MLLP receivers, and the bare TCP responder it measures
- * them against.
+ * them against. Unstable: exported as `@x/mllp/unstable-bench`, its API
+ * may change in any release (`mllp bench` is the stable way to use it).
  *
  * {@linkcode runBench} opens N connections with this library's
  * {@linkcode Client} and sends M messages on each, stop-and-wait (one in
@@ -26,7 +27,7 @@
  *
  * @example Measure the raw responder and this library's receiver
  * ```ts
- * import { compare, formatReport } from "@x/mllp/bench";
+ * import { compare, formatReport } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * const report = await compare({

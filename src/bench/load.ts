@@ -24,7 +24,7 @@ const encoder = new TextEncoder();
  *   DEFAULT_CONNECTIONS,
  *   runBench,
  *   startRawResponder,
- * } from "@x/mllp/bench";
+ * } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_CONNECTIONS, 1);
@@ -44,7 +44,7 @@ export const DEFAULT_CONNECTIONS = 1;
  *
  * @example A quick run with a tenth of the default messages
  * ```ts
- * import { DEFAULT_MESSAGES, runBench, startRawResponder } from "@x/mllp/bench";
+ * import { DEFAULT_MESSAGES, runBench, startRawResponder } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_MESSAGES, 1000);
@@ -63,7 +63,7 @@ export const DEFAULT_MESSAGES = 1000;
  *
  * @example Skip most of the warm-up
  * ```ts
- * import { DEFAULT_WARMUP, runBench, startRawResponder } from "@x/mllp/bench";
+ * import { DEFAULT_WARMUP, runBench, startRawResponder } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_WARMUP, 100);
@@ -82,7 +82,7 @@ export const DEFAULT_WARMUP = 100;
  *
  * @example Two connections sending a 2 KiB message
  * ```ts
- * import { type BenchOptions, makeAdtMessage, runBench, startTarget } from "@x/mllp/bench";
+ * import { type BenchOptions, makeAdtMessage, runBench, startTarget } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * const payload = makeAdtMessage(2048);
@@ -151,7 +151,7 @@ export interface BenchOptions {
  *
  * @example Read percentiles
  * ```ts
- * import { type LatencySummary, summarizeLatency } from "@x/mllp/bench";
+ * import { type LatencySummary, summarizeLatency } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * const roundTrips = Float64Array.from([4, 1, 3, 2]);
@@ -177,7 +177,7 @@ export interface LatencySummary {
  *
  * @example Check a run for failures
  * ```ts
- * import { type BenchResult, runBench, startRawResponder } from "@x/mllp/bench";
+ * import { type BenchResult, runBench, startRawResponder } from "@x/mllp/unstable-bench";
  * import { assert, assertEquals } from "@std/assert";
  *
  * await using responder = startRawResponder();
@@ -233,7 +233,7 @@ export interface BenchResult {
  *
  * @example Measure a receiver
  * ```ts
- * import { runBench } from "@x/mllp/bench";
+ * import { runBench } from "@x/mllp/unstable-bench";
  * import { EchoDispatcher, Receiver } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *
@@ -367,7 +367,7 @@ async function openClients(
  *
  * @example Percentiles of 1 to 100
  * ```ts
- * import { summarizeLatency } from "@x/mllp/bench";
+ * import { summarizeLatency } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * const times = Float64Array.from({ length: 100 }, (_, i) => 100 - i);
@@ -397,7 +397,7 @@ export function summarizeLatency(times: Float64Array): LatencySummary {
  * @example Measure idle connections to a receiver in this process
  * ```ts
  * import { EchoDispatcher, Receiver } from "@x/mllp";
- * import { type IdleOptions, measureIdle } from "@x/mllp/bench";
+ * import { type IdleOptions, measureIdle } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * await using receiver = await Receiver.start({
@@ -444,7 +444,7 @@ export interface IdleOptions {
  *
  * @example Report the cost per connection
  * ```ts
- * import type { IdleResult } from "@x/mllp/bench";
+ * import type { IdleResult } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * function describe(result: IdleResult): string {
@@ -487,7 +487,7 @@ export interface IdleResult {
  *
  * @example Idle connections to a child-process receiver
  * ```ts
- * import { measureIdle, startTarget } from "@x/mllp/bench";
+ * import { measureIdle, startTarget } from "@x/mllp/unstable-bench";
  * import { assert } from "@std/assert";
  *
  * await using target = await startTarget("self");

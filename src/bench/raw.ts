@@ -21,7 +21,7 @@ const encoder = new TextEncoder();
  *
  * @example The default message is 1 KiB
  * ```ts
- * import { DEFAULT_MESSAGE_SIZE, makeAdtMessage } from "@x/mllp/bench";
+ * import { DEFAULT_MESSAGE_SIZE, makeAdtMessage } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * assertEquals(DEFAULT_MESSAGE_SIZE, 1024);
@@ -35,7 +35,7 @@ export const DEFAULT_MESSAGE_SIZE = 1024;
  *
  * @example Every bench message has the same control id
  * ```ts
- * import { BENCH_CONTROL_ID, makeAdtMessage } from "@x/mllp/bench";
+ * import { BENCH_CONTROL_ID, makeAdtMessage } from "@x/mllp/unstable-bench";
  * import { readHeader } from "@x/mllp/hl7";
  * import { assertEquals } from "@std/assert";
  *
@@ -67,7 +67,7 @@ const ADT_SEGMENTS = [
  *
  * @example A 1 KiB ADT^A01
  * ```ts
- * import { makeAdtMessage } from "@x/mllp/bench";
+ * import { makeAdtMessage } from "@x/mllp/unstable-bench";
  * import { readMessage } from "@x/mllp/hl7";
  * import { assertEquals } from "@std/assert";
  *
@@ -93,7 +93,7 @@ export function makeAdtMessage(size: number = DEFAULT_MESSAGE_SIZE): string {
  *
  * @example A responder with a fixed reply
  * ```ts
- * import { type RawResponderOptions, startRawResponder } from "@x/mllp/bench";
+ * import { type RawResponderOptions, startRawResponder } from "@x/mllp/unstable-bench";
  * import { Client } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *
@@ -136,7 +136,7 @@ export interface RawResponderOptions {
  *
  * @example Count its connections
  * ```ts
- * import { type RawResponder, startRawResponder } from "@x/mllp/bench";
+ * import { type RawResponder, startRawResponder } from "@x/mllp/unstable-bench";
  * import { Client } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *
@@ -173,7 +173,7 @@ export interface RawResponder extends AsyncDisposable {
  *
  * @example The ACK names the message
  * ```ts
- * import { BENCH_CONTROL_ID, makeAdtMessage, replyFor } from "@x/mllp/bench";
+ * import { BENCH_CONTROL_ID, makeAdtMessage, replyFor } from "@x/mllp/unstable-bench";
  * import { verifyAck } from "@x/mllp/ack";
  * import { assertEquals } from "@std/assert";
  *
@@ -199,7 +199,7 @@ export function replyFor(payload: Uint8Array | string): Uint8Array {
  *
  * @example Answer a frame
  * ```ts
- * import { startRawResponder } from "@x/mllp/bench";
+ * import { startRawResponder } from "@x/mllp/unstable-bench";
  * import { Client } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
  *

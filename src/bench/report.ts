@@ -28,7 +28,7 @@ const encoder = new TextEncoder();
  *
  * @example Three short rounds against the raw responder
  * ```ts
- * import { compare, type CompareOptions } from "@x/mllp/bench";
+ * import { compare, type CompareOptions } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * const progress: string[] = [];
@@ -74,7 +74,7 @@ export interface CompareOptions
  *
  * @example Describe this machine
  * ```ts
- * import { type MachineInfo, machineInfo } from "@x/mllp/bench";
+ * import { type MachineInfo, machineInfo } from "@x/mllp/unstable-bench";
  * import { assert, assertEquals } from "@std/assert";
  *
  * const machine: MachineInfo = await machineInfo();
@@ -102,7 +102,7 @@ export interface MachineInfo {
  *
  * @example Read a target's medians
  * ```ts
- * import { type BenchSummary, compare } from "@x/mllp/bench";
+ * import { type BenchSummary, compare } from "@x/mllp/unstable-bench";
  * import { assert, assertEquals } from "@std/assert";
  *
  * const report = await compare({
@@ -140,7 +140,7 @@ export interface BenchSummary {
  *
  * @example Compare this library's receiver with the raw responder
  * ```ts
- * import { compare, type TargetReport } from "@x/mllp/bench";
+ * import { compare, type TargetReport } from "@x/mllp/unstable-bench";
  * import { assert, assertEquals } from "@std/assert";
  *
  * const report = await compare({
@@ -180,7 +180,7 @@ export interface TargetReport {
  *
  * @example Save a report as JSON
  * ```ts
- * import { type BenchReport, compare, formatReport } from "@x/mllp/bench";
+ * import { type BenchReport, compare, formatReport } from "@x/mllp/unstable-bench";
  * import { assertEquals, assertStringIncludes } from "@std/assert";
  *
  * const report: BenchReport = await compare({
@@ -222,7 +222,7 @@ export interface BenchReport {
  *
  * @example Raw and self, two rounds
  * ```ts
- * import { compare } from "@x/mllp/bench";
+ * import { compare } from "@x/mllp/unstable-bench";
  * import { assert } from "@std/assert";
  *
  * const report = await compare({
@@ -385,7 +385,7 @@ function medianIdle(idles: IdleResult[]): IdleResult | undefined {
  *
  * @example Where a report was made
  * ```ts
- * import { machineInfo } from "@x/mllp/bench";
+ * import { machineInfo } from "@x/mllp/unstable-bench";
  * import { assert } from "@std/assert";
  *
  * assert((await machineInfo()).cpus > 0);
@@ -435,7 +435,7 @@ function mib(bytes: number): string {
  *
  * @example Print a report
  * ```ts
- * import { compare, formatReport } from "@x/mllp/bench";
+ * import { compare, formatReport } from "@x/mllp/unstable-bench";
  * import { assertStringIncludes } from "@std/assert";
  *
  * const report = await compare({ targets: ["raw"], messages: 10, warmup: 0, inProcess: true });

@@ -25,7 +25,7 @@ const BENCH_MODULE = new URL("./bench.ts", import.meta.url).href;
  *
  * @example Read a target from a command-line argument
  * ```ts
- * import { startTarget, type TargetSpec } from "@x/mllp/bench";
+ * import { startTarget, type TargetSpec } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * function parseTarget(arg: string): TargetSpec {
@@ -54,7 +54,7 @@ export type TargetSpec =
  *
  * @example Start a server command that speaks the child protocol
  * ```ts
- * import { type CommandTarget, startTarget } from "@x/mllp/bench";
+ * import { type CommandTarget, startTarget } from "@x/mllp/unstable-bench";
  * import { assert, assertEquals } from "@std/assert";
  *
  * // Any program will do if it prints its address as one JSON line once it listens.
@@ -82,7 +82,7 @@ export interface CommandTarget {
  * @example Measure a receiver that is already running
  * ```ts
  * import { EchoDispatcher, Receiver } from "@x/mllp";
- * import { type AddressTarget, runBench, startTarget } from "@x/mllp/bench";
+ * import { type AddressTarget, runBench, startTarget } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * await using receiver = await Receiver.start({
@@ -125,7 +125,7 @@ export interface AddressTarget {
  *
  * @example The raw responder in this process, answering a 2 KiB message
  * ```ts
- * import { makeAdtMessage, runBench, startTarget, type StartTargetOptions } from "@x/mllp/bench";
+ * import { makeAdtMessage, runBench, startTarget, type StartTargetOptions } from "@x/mllp/unstable-bench";
  * import { assertEquals } from "@std/assert";
  *
  * const payload = makeAdtMessage(2048);
@@ -166,7 +166,7 @@ export interface StartTargetOptions {
  *
  * @example Read a target's memory
  * ```ts
- * import { type RunningTarget, startTarget } from "@x/mllp/bench";
+ * import { type RunningTarget, startTarget } from "@x/mllp/unstable-bench";
  * import { assert, assertEquals } from "@std/assert";
  *
  * const target: RunningTarget = await startTarget("self", { inProcess: true });
@@ -219,7 +219,7 @@ export interface RunningTarget extends AsyncDisposable {
  *
  * @example Start this library's receiver in a child process
  * ```ts
- * import { startTarget } from "@x/mllp/bench";
+ * import { startTarget } from "@x/mllp/unstable-bench";
  * import { assert } from "@std/assert";
  *
  * await using target = await startTarget("self");

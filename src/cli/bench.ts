@@ -1,5 +1,5 @@
 /**
- * `mllp bench`: measure MLLP receivers (see `@x/mllp/bench`).
+ * `mllp bench`: measure MLLP receivers (see `@x/mllp/unstable-bench`).
  *
  * @module
  */
