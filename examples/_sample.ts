@@ -1,5 +1,5 @@
 /**
- * The seed's sample message (`HL7.Examples.wikipedia_sample_hl7()`): an
+ * The sample message from Wikipedia's HL7 article (also elixir-mllp's): an
  * ADT^A01 in HL7 2.5 with `\r` between segments, and LogTape set up to
  * print the library's log lines to the console.
  *
@@ -13,7 +13,7 @@ import {
   type LogLevel,
 } from "@logtape/logtape";
 
-/** The seed's sample ADT^A01 message, control id `01052901`. */
+/** The sample ADT^A01 message, control id `01052901`. */
 export const SAMPLE_ADT_A01: string = [
   "MSH|^~\\&|MegaReg|XYZHospC|SuperOE|XYZImgCtr|20060529090131-0500||ADT^A01^ADT_A01|01052901|P|2.5",
   "EVN||200605290901||||200605290900",

@@ -1,5 +1,5 @@
 /**
- * Sends the seed's sample ADT^A01 to a receiver and prints the typed
+ * Sends the sample ADT^A01 to a receiver and prints the typed
  * result. Start `examples/receiver.ts` first.
  *
  *     deno run -A examples/client.ts [--host localhost] [--port 2575]

@@ -1,5 +1,5 @@
 /**
- * The seed's "Writing a message dispatcher": a DemoDispatcher that
+ * Writing a message dispatcher: a DemoDispatcher that
  * accepts every HL7 message, behind a receiver on a free port.
  *
  *     deno run -A examples/custom_dispatcher.ts

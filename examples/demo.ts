@@ -1,5 +1,5 @@
 /**
- * `deno task demo`: the seed's first walkthrough in one run. It starts a
+ * `deno task demo`: the first walkthrough in one run. It starts a
  * receiver with the EchoDispatcher on a free port, sends the sample
  * ADT^A01 with a client, prints the typed ACK result, and stops.
  *

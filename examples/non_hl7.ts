@@ -1,5 +1,5 @@
 /**
- * The seed's "Non-HL7 over MLLP": an ExpandedDemoDispatcher that accepts
+ * Non-HL7 over MLLP: an ExpandedDemoDispatcher that accepts
  * HL7 and answers any other payload with "Got the BLOB".
  *
  *     deno run -A examples/non_hl7.ts

@@ -1,5 +1,5 @@
 /**
- * The seed's "Using TLS" client: sends the sample ADT^A01 over TLS and
+ * The TLS client: sends the sample ADT^A01 over TLS and
  * prints the typed result. Start `examples/tls_receiver.ts` first.
  *
  *     deno run -A examples/tls_client.ts [--host localhost] [--port 8154]

@@ -1,5 +1,5 @@
 /**
- * The seed's "Using TLS" receiver: the EchoDispatcher over TLS with the
+ * The TLS receiver: the EchoDispatcher over TLS with the
  * test certificates in `tls/`, running until Ctrl-C.
  *
  *     deno run -A examples/tls_receiver.ts [--port 8154] [--hostname 0.0.0.0]

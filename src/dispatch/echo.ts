@@ -1,5 +1,5 @@
 /**
- * The seed's default dispatcher: it logs and acknowledges.
+ * The default dispatcher: it logs and acknowledges.
  *
  * @module
  */
@@ -57,7 +57,7 @@ export const ECHO_TEXT = "A real MLLP message dispatcher was not provided";
 export const UNKNOWN_REPLY = "mllp_unknown";
 
 /**
- * The seed's default dispatcher: it logs each message's type and control
+ * The default dispatcher: it logs each message's type and control
  * id at info (the body only at debug) and answers HL7 with `AA` and the
  * text {@linkcode ECHO_TEXT}, and anything else with `mllp_unknown`.
  *

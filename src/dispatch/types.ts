@@ -120,8 +120,8 @@ export type DispatchFunction<C = unknown> = (
 ) => DispatchReply | Promise<DispatchReply>;
 
 /**
- * A dispatcher as an object with a `dispatch` method, like the seed's
- * `MLLP.Dispatcher` behaviour.
+ * A dispatcher as an object with a `dispatch` method (one that keeps
+ * state, say).
  *
  * @typeParam C The type of the receiver's `context` option.
  *

@@ -93,7 +93,7 @@ export interface FixedIntervalOptions {
  * @param random A source of numbers in [0, 1), for the jitter.
  * @returns The delay in milliseconds.
  *
- * @example The seed's defaults
+ * @example The defaults
  * ```ts
  * import { reconnectDelay } from "@x/mllp/client";
  * import { assertEquals } from "@std/assert";

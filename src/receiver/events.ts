@@ -123,8 +123,9 @@ export interface ClientRejectDetail {
   /** The client's address. */
   peer: Address;
   /**
-   * The seed's error atom, as a string, or `too_many_connections` past
-   * `maxConnections` or `maxConnectionsPerClient`.
+   * Why: the peer's address or certificate is not allowed, or
+   * `too_many_connections` past `maxConnections` or
+   * `maxConnectionsPerClient`.
    */
   reason:
     | "client_ip_not_allowed"

@@ -41,7 +41,7 @@ import { DEFAULT_MAX_FRAME_BYTES } from "../wire/framer.ts";
 export const DEFAULT_HANDSHAKE_TIMEOUT = 10_000;
 
 /**
- * TLS settings for a receiver (the seed's `transport_opts: %{tls: [...]}`).
+ * TLS settings for a receiver.
  *
  * @example Serve MLLP over TLS
  * ```ts
@@ -78,9 +78,9 @@ export interface ReceiverTlsOptions {
    */
   ca?: string | readonly string[];
   /**
-   * Demand a client certificate signed by `ca` (the seed's
-   * `verify: :verify_peer`). Connections without one, or with an
-   * untrusted, expired or wrong-usage one, are refused in the handshake.
+   * Demand a client certificate signed by `ca`. Connections without one,
+   * or with an untrusted, expired or wrong-usage one, are refused in the
+   * handshake.
    *
    * @default {false}
    */

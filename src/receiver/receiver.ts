@@ -118,7 +118,7 @@ interface Connection {
  * An MLLP receiver listening on TCP or TLS. Start one with
  * {@linkcode Receiver.start}; stop it with {@linkcode Receiver.stop},
  * `await using`, the `signal` option, or by port with
- * `Receiver.stop(port)` as the seed does.
+ * `Receiver.stop(port)`.
  *
  * Each connection gets one reply per message, in order, even when a sender
  * pipelines several messages in one write. A dispatcher error becomes an
@@ -126,7 +126,7 @@ interface Connection {
  *
  * The receiver is an `EventTarget`: see {@linkcode ReceiverEventMap}.
  *
- * @example Stop by port, as the seed does
+ * @example Stop by port
  * ```ts
  * import { EchoDispatcher, Receiver } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
@@ -312,7 +312,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    * Stops a running receiver.
    *
    * With a port, stops the receiver started on that port in this process
-   * (the seed's `MLLP.Receiver.stop(4090)`) and tells whether there was one.
+   * and tells whether there was one.
    *
    * @param port The port of the receiver to stop.
    * @returns Whether a receiver was listening on that port.
@@ -541,7 +541,8 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     reason: ClientRejectDetail["reason"],
     certificateNames?: string[],
   ) {
-    // The seed's wording, so existing log alerts keep matching.
+    // Worded as elixir-mllp logs it, so log alerts written for that
+    // library keep matching.
     this.#warnings.warn(
       peer.hostname,
       "Failed to verify client {client}, error: {reason}",

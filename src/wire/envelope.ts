@@ -1,6 +1,6 @@
 /**
- * Envelope helpers: add or remove the MLLP frame around one whole payload,
- * as the seed's `MLLP.Envelope` does. For streams, use the framer.
+ * Envelope helpers: add or remove the MLLP frame around one whole payload.
+ * For streams, use the framer.
  *
  * @example Wrap and unwrap
  * ```ts
@@ -80,8 +80,8 @@ export function wrap<T extends string | Uint8Array>(payload: T): T {
 
 /**
  * Removes the MLLP frame from a payload. A payload that is not wrapped is
- * returned unchanged (and a debug line says the unwrapping was not needed,
- * as the seed logs).
+ * returned unchanged (and a debug line says the unwrapping was not
+ * needed).
  *
  * @typeParam T Text in, text out; bytes in, bytes out.
  * @param payload The framed payload.
