@@ -22,7 +22,7 @@
  * @module
  */
 
-import { DEFAULT_SEPARATORS, headerOfFields } from "./_msh.ts";
+import { DEFAULT_SEPARATORS, headerOfFields } from "./header.ts";
 import { HeaderError } from "./errors.ts";
 import {
   charsetEncoding,

@@ -30,7 +30,7 @@
  * @module
  */
 
-import { checkedSeparators, DEFAULT_SEPARATORS } from "./_msh.ts";
+import { checkedSeparators, DEFAULT_SEPARATORS } from "./header.ts";
 import {
   Ack,
   type AckCode,

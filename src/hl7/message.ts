@@ -22,7 +22,6 @@
  */
 
 import { HeaderError } from "./errors.ts";
-import { checkedSeparators, headerOfFields } from "./_msh.ts";
 import { type BatchMessage, isBatch, readBatch } from "./batch.ts";
 import {
   CharsetError,
@@ -31,98 +30,32 @@ import {
   resolveCharset,
 } from "./charset.ts";
 import {
+  type Hl7Header,
+  isHl7,
+  parseMsh,
+  readHeader,
+  segmentEnd,
+} from "./header.ts";
+import {
+  charsetEncoding,
+  decodeLatin1,
+  decodeText,
+  encodeText,
+} from "./text.ts";
+import {
   decodeLabel,
-  encodeLabel,
   InvalidBytesError,
   isWide,
   wideEncoding,
 } from "./_codecs.ts";
 
-/**
- * The separators a message declares in MSH-1 and MSH-2.
- *
- * @example Split a field with the message's own separators
- * ```ts
- * import { type Hl7Separators, readHeader } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * const header = readHeader(
- *   "MSH|^~\\&|App|Fac|Rcv|RFac|20240101||ADT^A01|1|P|2.5\r",
- * );
- * const separators: Hl7Separators = header.separators;
- * assertEquals(separators.field, "|");
- * assertEquals("Smith^John".split(separators.component), ["Smith", "John"]);
- * ```
- */
-export interface Hl7Separators {
-  /** MSH-1, usually `|`. */
-  field: string;
-  /** The first MSH-2 character, usually `^`. */
-  component: string;
-  /** The second MSH-2 character, usually `~`. */
-  repetition: string;
-  /** The third MSH-2 character, usually `\`. */
-  escape: string;
-  /** The fourth MSH-2 character, usually `&`. */
-  subcomponent: string;
-  /** The fifth MSH-2 character (HL7 v2.7 and later), usually `#`, or `""`. */
-  truncation: string;
-}
-
-/**
- * The fields of an MSH segment this library reads. Absent fields are `""`.
- *
- * @example Route by message type
- * ```ts
- * import { type Hl7Header, readHeader } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * const header: Hl7Header = readHeader(
- *   "MSH|^~\\&|Lab|Fac|Rcv|RFac|20240101||ORU^R01^ORU_R01|42|P|2.5.1\r",
- * );
- * assertEquals([header.messageCode, header.triggerEvent], ["ORU", "R01"]);
- * assertEquals([header.controlId, header.versionId], ["42", "2.5.1"]);
- * assertEquals(header.characterSet, ""); // absent fields are ""
- * ```
- */
-export interface Hl7Header {
-  /** MSH-1 and MSH-2, split into named characters. */
-  separators: Hl7Separators;
-  /** MSH-2 as it appears in the message, such as `^~\&` or `^~\&#`. */
-  encodingCharacters: string;
-  /** MSH-3 Sending Application. */
-  sendingApplication: string;
-  /** MSH-4 Sending Facility. */
-  sendingFacility: string;
-  /** MSH-5 Receiving Application. */
-  receivingApplication: string;
-  /** MSH-6 Receiving Facility. */
-  receivingFacility: string;
-  /** MSH-7 Date/Time of Message. */
-  dateTime: string;
-  /** MSH-8 Security. */
-  security: string;
-  /** MSH-9 Message Type, whole, such as `ADT^A01^ADT_A01`. */
-  messageType: string;
-  /** MSH-9.1 Message Code, such as `ADT`. */
-  messageCode: string;
-  /** MSH-9.2 Trigger Event, such as `A01`. */
-  triggerEvent: string;
-  /** MSH-9.3 Message Structure, such as `ADT_A01`. */
-  messageStructure: string;
-  /** MSH-10 Message Control ID. */
-  controlId: string;
-  /** MSH-11 Processing ID, such as `P`. */
-  processingId: string;
-  /** MSH-12 Version ID, such as `2.5`. */
-  versionId: string;
-  /** MSH-15 Accept Acknowledgment Type (`AL`, `NE`, `ER`, `SU`). */
-  acceptAckType: string;
-  /** MSH-16 Application Acknowledgment Type (`AL`, `NE`, `ER`, `SU`). */
-  applicationAckType: string;
-  /** MSH-18 Character Set, its first repetition, such as `UNICODE UTF-8`. */
-  characterSet: string;
-}
+export {
+  type Hl7Header,
+  type Hl7Separators,
+  isHl7,
+  readHeader,
+} from "./header.ts";
+export { charsetEncoding, decodeText, encodeText } from "./text.ts";
 
 /**
  * The kind of a framed payload: HL7 (starts with `MSH`), an HL7 batch
@@ -144,231 +77,7 @@ export type MessageKind = "hl7" | "batch" | "unknown";
 
 const CR = 0x0d;
 const LF = 0x0a;
-const utf8Decoder = new TextDecoder();
 const utf8Encoder = new TextEncoder();
-
-/**
- * Tells whether a payload is HL7: it starts with the bytes `MSH`, or with
- * `MSH` in UTF-16 or UTF-32 (a byte order mark, or zero bytes between the
- * letters).
- *
- * @param payload The frame payload.
- * @returns `true` when the payload starts with `MSH`.
- *
- * @example Check payloads
- * ```ts
- * import { isHl7 } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * assertEquals(isHl7("MSH|^~\\&|A"), true);
- * assertEquals(isHl7("Hip hip hurray"), false);
- * ```
- */
-export function isHl7(payload: Uint8Array | string): boolean {
-  if (typeof payload === "string") return payload.startsWith("MSH");
-  return (payload.length >= 3 && payload[0] === 0x4d &&
-    payload[1] === 0x53 && payload[2] === 0x48) ||
-    wideEncoding(payload) !== undefined;
-}
-
-/**
- * Maps an MSH-18 character set name to the encoding used to decode it.
- *
- * @param characterSet MSH-18, such as `8859/1` or `UNICODE UTF-8`.
- * @returns A WHATWG encoding label, or one of this library's exact ones
- *   (`"latin1"`, `"ascii"`, `"iso-8859-9"`, `"jis-x0201"`,
- *   `"iso-2022-jp-1"`, `"utf-32le"`),
- *   or `undefined` when the name is not in HL7 table 0211 or this runtime
- *   cannot decode it (see `listCharsets` in `@x/mllp/charset`).
- *
- * @example Look up charsets
- * ```ts
- * import { charsetEncoding } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * assertEquals(charsetEncoding("8859/1"), "latin1");
- * assertEquals(charsetEncoding("UNICODE UTF-8"), "utf-8");
- * assertEquals(charsetEncoding(""), "utf-8");
- * ```
- */
-export function charsetEncoding(characterSet: string): string | undefined {
-  if (characterSet === "") return "utf-8";
-  return findCharset(characterSet)?.encoding;
-}
-
-/**
- * Decodes bytes with an encoding label from {@linkcode charsetEncoding}.
- * Bytes that do not decode become U+FFFD (for `"ascii"`: every byte above
- * `0x7f`).
- *
- * @param bytes The bytes to decode.
- * @param encoding The encoding label.
- * @returns The text.
- * @throws {RangeError} If the label is not an encoding `TextDecoder` knows.
- *
- * @example Decode ISO-8859-1 exactly
- * ```ts
- * import { decodeText } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * assertEquals(decodeText(new Uint8Array([0x4d, 0xfc]), "latin1"), "Mü");
- * ```
- */
-export function decodeText(bytes: Uint8Array, encoding = "utf-8"): string {
-  if (encoding === "latin1") return latin1(bytes, 0, bytes.length);
-  if (encoding === "ascii") {
-    return latin1(bytes, 0, bytes.length).replace(/[\x80-\xff]/g, "\ufffd");
-  }
-  if (encoding === "utf-8") return utf8Decoder.decode(bytes);
-  return decodeLabel(bytes, encoding);
-}
-
-/**
- * Encodes text for a payload in an encoding from
- * {@linkcode charsetEncoding}: UTF-8 with `TextEncoder`, every other one
- * through a reverse table built from its decoder. Characters the encoding
- * cannot hold become `?`.
- *
- * @param text The text to encode.
- * @param encoding The encoding label from {@linkcode charsetEncoding}.
- * @returns The bytes.
- * @throws {RangeError} If the label is not one {@linkcode charsetEncoding}
- *   returns.
- *
- * @example Encode for an 8859/1 peer
- * ```ts
- * import { encodeText } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * assertEquals(encodeText("Mü", "latin1"), new Uint8Array([0x4d, 0xfc]));
- * ```
- */
-export function encodeText(text: string, encoding = "utf-8"): Uint8Array {
-  if (encoding === "latin1" || encoding === "ascii") {
-    const max = encoding === "latin1" ? 0xff : 0x7f;
-    const bytes = new Uint8Array(text.length);
-    let length = 0;
-    // By code point, so a character outside the BMP becomes one `?`.
-    for (const char of text) {
-      const code = char.codePointAt(0)!;
-      bytes[length++] = code <= max ? code : 0x3f;
-    }
-    return length === bytes.length ? bytes : bytes.slice(0, length);
-  }
-  if (encoding === "utf-8") return utf8Encoder.encode(text);
-  return encodeLabel(text, encoding);
-}
-
-/** Decodes bytes as exact ISO-8859-1 (each byte is one character). */
-function latin1(bytes: Uint8Array, start: number, end: number): string {
-  // ASCII (nearly every header, most messages) reads the same as UTF-8,
-  // which the runtime decodes natively: over ten times faster than
-  // building the string from char codes.
-  if (isAscii(bytes, start, end)) {
-    return utf8Decoder.decode(bytes.subarray(start, end));
-  }
-  let text = "";
-  for (let i = start; i < end; i += 8192) {
-    // apply() takes the typed array as it is; spreading it into arguments
-    // is several times slower.
-    text += String.fromCharCode.apply(
-      null,
-      bytes.subarray(i, Math.min(end, i + 8192)) as unknown as number[],
-    );
-  }
-  return text;
-}
-
-function segmentEnd(text: string): number {
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === CR || c === LF) return i;
-  }
-  return text.length;
-}
-
-/**
- * Reads the MSH segment at the start of an HL7 payload.
- *
- * @param payload The payload, as text or bytes. Bytes are read with the
- *   charset MSH-18 names (UTF-8 when it names none, or one this library
- *   does not know); UTF-16 and UTF-32 payloads are recognised by their
- *   bytes (see {@linkcode isHl7}).
- * @returns The header fields.
- * @throws {HeaderError} If the payload does not start with a readable MSH
- *   segment.
- *
- * @example Custom separators
- * ```ts
- * import { readHeader } from "@x/mllp/hl7";
- * import { assertEquals } from "@std/assert";
- *
- * const header = readHeader("MSH*:~\\&#*A*B*C*D*20240101**ADT:A08*X1*P*2.7");
- * assertEquals(header.separators.component, ":");
- * assertEquals(header.separators.truncation, "#");
- * assertEquals(header.controlId, "X1");
- * assertEquals(header.triggerEvent, "A08");
- * ```
- */
-export function readHeader(payload: Uint8Array | string): Hl7Header {
-  if (typeof payload === "string") {
-    return parseMsh(payload.slice(0, segmentEnd(payload)));
-  }
-  if (!isHl7(payload)) throw notHl7();
-  const wide = wideEncoding(payload);
-  if (wide) return readHeader(decodeLabel(payload, wide));
-  // One pass to the end of the segment, noting whether it is ASCII.
-  let end = payload.length;
-  let ascii = true;
-  for (let i = 0; i < end; i++) {
-    const byte = payload[i];
-    if (byte === CR || byte === LF) end = i;
-    else if (byte > 0x7f) ascii = false;
-  }
-  const header = parseMsh(
-    ascii
-      ? utf8Decoder.decode(payload.subarray(0, end))
-      : latin1(payload, 0, end),
-  );
-  // Unknown charsets are read as UTF-8, as Hl7Message decodes its text;
-  // a UTF-16 or UTF-32 name on single-byte bytes is wrong (readMessage
-  // refuses it), and read as UTF-8 too.
-  let encoding = charsetEncoding(header.characterSet) ?? "utf-8";
-  if (isWide(encoding)) encoding = "utf-8";
-  // An ASCII header reads the same in every ASCII-compatible charset.
-  if (encoding === "latin1" || (encoding !== "iso-2022-jp" && ascii)) {
-    return header;
-  }
-  return parseMsh(decodeText(payload.subarray(0, end), encoding));
-}
-
-function isAscii(bytes: Uint8Array, start: number, end: number): boolean {
-  for (let i = start; i < end; i++) if (bytes[i] > 0x7f) return false;
-  return true;
-}
-
-function notHl7(): HeaderError {
-  return new HeaderError("Cannot read header: payload does not start with MSH");
-}
-
-function parseMsh(segment: string): Hl7Header {
-  if (!segment.startsWith("MSH")) throw notHl7();
-  if (segment.length < 8) {
-    throw new HeaderError(
-      `Cannot read header: MSH segment is too short (${segment.length} characters)`,
-    );
-  }
-  // fields[0] is "MSH", fields[1] is MSH-2, fields[n - 1] is MSH-n; no
-  // field past MSH-18 is read.
-  const field = segment[3];
-  const fields = segment.split(field, 18);
-  const separators = checkedSeparators(
-    field,
-    fields[1],
-    (problem) => new HeaderError(`Cannot read header: ${problem}`),
-  );
-  return headerOfFields(fields, separators);
-}
 
 /**
  * An HL7 v2 message: a payload that starts with a readable MSH segment.
@@ -664,7 +373,7 @@ function codeExtension(
     while (
       end < payload.length && payload[end] !== CR && payload[end] !== LF
     ) end++;
-    segment = latin1(payload, 0, end);
+    segment = decodeLatin1(payload, 0, end);
   }
   const { field, repetition } = header.separators;
   const msh18 = segment.split(field, 18)[17] ?? "";
