@@ -31,7 +31,7 @@
  */
 
 import type { AckCode } from "./ack.ts";
-import type { Hl7Header } from "./message.ts";
+import type { Hl7Header } from "./header.ts";
 
 /**
  * When an acknowledgment is sent (HL7 table 0155): `AL` always, `NE`
