@@ -88,8 +88,8 @@ Client restrictions:
                        (subject CN or SAN DNS name, any case). Others are
                        closed and logged: "Failed to verify client ..."
 
-Protocol (see README: MLLP release 2, Character sets, Batches,
-Enhanced acknowledgment mode):
+Protocol (see docs/protocol.md: MLLP release 2, character sets, batches,
+enhanced acknowledgment mode):
   --mllp-release N     1, or 2: answer each frame with a commit frame
                        (0x06) before its reply              [default: 1]
   --charset NAME       Charset (HL7 table 0211, such as 8859/1) of

@@ -93,8 +93,8 @@ Options:
   -v, --verbose    Log at debug level to stderr (includes message bodies)
   -h, --help       Show this help
 
-Protocol (see README: MLLP release 2, Batches, Enhanced acknowledgment
-mode):
+Protocol (see docs/protocol.md: MLLP release 2, batches, enhanced
+acknowledgment mode):
   --mllp-release N   1, or 2: wait for the receiver's commit frame (0x06)
                      after each write, writing the frame again after a
                      timeout or a NAK (0x15), 3 times at most [default: 1]

@@ -214,7 +214,7 @@ export interface ReceiverOptions<C = unknown> {
    * stored. A resend (same MSH-3, MSH-4 and MSH-10) gets the ACK stored
    * the first time and is not dispatched again. The `dispatcher` then runs
    * from the store's consumer loop, apart from the connections (its reply
-   * is not sent: see the README's "Durable delivery"). Payloads that are
+   * is not sent: see docs/durable.md). Payloads that are
    * not HL7 are not stored: they go to the dispatcher at once, as without
    * a store.
    */

@@ -1,12 +1,12 @@
 /**
- * The performance comparison behind the README's "Performance" section:
+ * The performance comparison behind docs/performance.md:
  * `deno task bench` runs it.
  *
  * It measures, with the same load tool (`src/bench/bench.ts`, this library's
  * client) in one run: the raw TCP baseline, this library's receiver, and
  * two MLLP servers from npm run under Node (`@medplum/hl7` and `nodehl7`,
  * pinned in `tests/bench/peers/package.json` and installed into
- * `tests/peers/node_modules` on first use). Each server runs in its own
+ * `tests/bench/peers/node_modules` on first use). Each server runs in its own
  * child process. Then it checks the framer with `tests/wire/framer_bench.ts`,
  * prints Markdown tables and says which targets were met.
  *
@@ -87,7 +87,7 @@ async function peerTargets(): Promise<
     new URL("node_modules/@medplum/hl7/package.json", PEERS),
   ) && await exists(new URL("node_modules/nodehl7/package.json", PEERS));
   if (!installed) {
-    say("Installing the peers into tests/peers/node_modules (npm ci)");
+    say("Installing the peers into tests/bench/peers/node_modules (npm ci)");
     await run("npm", [
       "ci",
       "--no-audit",

@@ -7,7 +7,7 @@
  * Its dispatcher records each call under `["test", "call", messageId,
  * random]` (with the attempt and TAG), and its effect exactly once under
  * `["test", "effect", messageId]`: a commit that checks the key is absent,
- * the pattern the README gives for effects in the same KV. Once listening
+ * the pattern docs/durable.md gives for effects in the same KV. Once listening
  * it prints `{"port": N}` on stdout. SIGTERM stops it gracefully.
  *
  * @module

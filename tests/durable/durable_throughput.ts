@@ -1,6 +1,6 @@
 /**
- * Messages per second with and without durable delivery, for the README's
- * "Durable delivery" section:
+ * Messages per second with and without durable delivery, for
+ * docs/durable.md:
  *
  * - receiver without a store (EchoDispatcher), as the baseline;
  * - receiver with a `KvMessageStore` on a SQLite file (every ACK after a
