@@ -29,6 +29,7 @@ import {
   buildBatch,
 } from "../hl7/batch.ts";
 import { ackModeOf } from "../hl7/ack_conditions.ts";
+import { CharsetError } from "../hl7/charset.ts";
 import { type Message, readMessage } from "../hl7/message.ts";
 import { TypedEventTarget } from "../observe/events.ts";
 import { unwrap } from "../wire/envelope.ts";
@@ -250,9 +251,10 @@ export class Client extends TypedEventTarget<ClientEventMap>
   /**
    * Sends one payload and waits for its reply.
    *
-   * Text is encoded in the charset its MSH-18 names (UTF-8 by default);
-   * bytes are sent as they are. A payload that is already wrapped in an
-   * MLLP frame is unwrapped first.
+   * Text is encoded in the charset its MSH-18 names (UTF-8 by default;
+   * the client's `charset` option can set a default, an override, and
+   * allow UTF-16/UTF-32); bytes are sent as they are. A payload that is
+   * already wrapped in an MLLP frame is unwrapped first.
    *
    * @param payload An HL7 message, or any other payload.
    * @param options The reply timeout for this send, and an abort signal.
@@ -261,6 +263,10 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *   ACK to come in `applicationAck`); otherwise the reply.
    * @throws {HeaderError} If the payload starts with `MSH` but its header
    *   cannot be read (nothing is sent).
+   * @throws {CharsetError} (a `HeaderError`) If its charset cannot be used
+   *   (UTF-16 or UTF-32 without the client's `charset.allowWide`, one this
+   *   runtime does not support) or, with `charset.invalid: "strict"`, its
+   *   bytes do not decode (nothing is sent).
    * @throws {CommitError} With `mllpRelease: 2`, if the receiver did not
    *   commit the frame however often it was written.
    * @throws {TypeError} If the payload holds a VT (`0x0b`) or FS (`0x1c`)
@@ -288,6 +294,25 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *   client.send(`MSH|^~\\&|A|B|C|D|20240101||ADT^A01|${id}|P|2.5\r`)
    * ));
    * assertEquals(results.map((r) => r.ok), [true, true, true]);
+   * ```
+   *
+   * @example Send text in UTF-16
+   * ```ts
+   * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using receiver = await Receiver.start({
+   *   port: 0,
+   *   dispatcher: EchoDispatcher,
+   *   charset: { allowWide: true },
+   * });
+   * await using client = await Client.connect("127.0.0.1", receiver.port, {
+   *   charset: { allowWide: true },
+   * });
+   * const result = await client.send(
+   *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5|||||CHN|UNICODE UTF-16\rPID|1||7||王^芳\r",
+   * );
+   * assertEquals(result.outcome === "accept" && result.ack.code, "AA");
    * ```
    */
   send(
@@ -372,7 +397,15 @@ export class Client extends TypedEventTarget<ClientEventMap>
     messages: BatchMessage | readonly (string | Uint8Array | Message)[],
     options: SendBatchOptions = {},
   ): Promise<BatchResult> {
-    const batch = "kind" in messages ? messages : buildBatch(messages, options);
+    const batch = "kind" in messages ? messages : buildBatch(
+      // Read with the client's charset options, not buildBatch's defaults.
+      this.#settings.charset === undefined
+        ? messages
+        : messages.map((m) =>
+          typeof m === "string" || m instanceof Uint8Array ? this.#read(m) : m
+        ),
+      options,
+    );
     const result = await this.send(batch, options);
     // A batch's reply always comes back as a plain reply (see #verify).
     return batchResults(batch, result.outcome === "reply" ? result.reply : "");
@@ -435,7 +468,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
   /** Reads a payload to send, and checks that it can be framed. */
   #prepare(payload: string | Uint8Array | Message): Message {
     const message = typeof payload === "string" || payload instanceof Uint8Array
-      ? readMessage(unwrap(payload))
+      ? this.#read(unwrap(payload))
       : payload;
     const problem = framingProblem(message.raw);
     if (problem) {
@@ -444,6 +477,31 @@ export class Client extends TypedEventTarget<ClientEventMap>
       );
     }
     return message;
+  }
+
+  /**
+   * Reads text or bytes to send with the client's charset options; a wide
+   * charset refused for want of `allowWide` says which option to set.
+   */
+  #read(payload: string | Uint8Array): Message {
+    try {
+      return readMessage(payload, this.#settings.read);
+    } catch (error) {
+      if (
+        !(error instanceof CharsetError) || error.problem !== "wide_refused"
+      ) {
+        throw error;
+      }
+      throw new CharsetError(
+        `Cannot send: charset "${error.charset}" is UTF-16 or UTF-32, whose bytes can contain the MLLP framing bytes; set the client's charset.allowWide to send it`,
+        {
+          charset: error.charset,
+          problem: error.problem,
+          header: error.header,
+        },
+        { cause: error },
+      );
+    }
   }
 
   /**

@@ -359,6 +359,7 @@ export class Connector {
       const router: ReplyRouter = new ReplyRouter({
         release: settings.release,
         applicationAckTimeout: settings.applicationAckTimeout,
+        read: settings.charset === undefined ? undefined : settings.read,
         // The router writes only once frames arrive, after `link` is set.
         write: (payload) => void link.write(payload).catch(() => {}),
       });

@@ -11,7 +11,8 @@
 import { getLogger } from "@logtape/logtape";
 import { type AckResult, verifyAck } from "../hl7/ack.ts";
 import { ackModeOf, silenceMeans } from "../hl7/ack_conditions.ts";
-import { decodeText, type Message } from "../hl7/message.ts";
+import { decodeText, type Message, readMessage } from "../hl7/message.ts";
+import { HeaderError } from "../hl7/errors.ts";
 import {
   endSpan,
   recordClientError,
@@ -259,7 +260,9 @@ export class Exchange implements SendQueueHandlers {
         text: decodeText(frame),
       };
     }
-    const result = verifyAck(message, frame);
+    const result = this.#settings.charset === undefined
+      ? verifyAck(message, frame)
+      : this.#verifyRead(message, frame);
     const controlId = message.header.controlId;
     if (result.outcome === "mismatch") {
       const detail =
@@ -287,5 +290,24 @@ export class Exchange implements SendQueueHandlers {
       });
     }
     return result;
+  }
+
+  /** Verifies a reply read with the client's charset options. */
+  #verifyRead(message: Message, frame: Uint8Array): AckResult {
+    let reply: Message;
+    try {
+      reply = readMessage(frame, this.#settings.read);
+    } catch (error) {
+      if (!(error instanceof HeaderError) && !(error instanceof TypeError)) {
+        throw error;
+      }
+      return {
+        ok: false,
+        outcome: "not_ack",
+        reason: error.message,
+        reply: frame,
+      };
+    }
+    return verifyAck(message, reply);
   }
 }

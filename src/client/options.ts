@@ -1,13 +1,15 @@
 /**
  * The client's options: {@linkcode ClientOptions} (timeouts, TLS,
- * reconnection, the queue, MLLP release 2), the options of one send,
- * their defaults, and the checks that turn them into the settings a
+ * reconnection, the queue, MLLP release 2, charsets), the options of one
+ * send, their defaults, and the checks that turn them into the settings a
  * client runs with.
  *
  * @module
  */
 
 import type { BuildBatchOptions } from "../hl7/batch.ts";
+import { type CharsetOptions, checkCharsetOptions } from "../hl7/charset.ts";
+import type { ReadMessageOptions } from "../hl7/message.ts";
 import type { BackoffOptions, FixedIntervalOptions } from "../net/backoff.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/framer.ts";
 
@@ -260,6 +262,17 @@ export interface ClientOptions {
    * @default {the replyTimeout}
    */
   applicationAckTimeout?: number;
+  /**
+   * How the text and bytes given to {@linkcode Client.send} are read, and
+   * the ACKs that come back: a default for an empty MSH-18, an override,
+   * strict or replace decoding, and whether UTF-16/UTF-32 may be sent
+   * (see `CharsetOptions` in `@x/mllp/charset`; checked as a receiver's
+   * are). Text is encoded in the charset chosen; bytes are sent as they
+   * are. A `Message` given to a send was read already, and goes as it is.
+   *
+   * @default {{}}
+   */
+  charset?: CharsetOptions;
 }
 
 /**
@@ -403,6 +416,10 @@ export interface ClientSettings {
   whenDisconnected: "wait" | "fail";
   reconnect: BackoffOptions | FixedIntervalOptions | false;
   tls: ClientTlsOptions | undefined;
+  /** The charset options, when any were given. */
+  charset: CharsetOptions | undefined;
+  /** What payloads and replies are read with (made once, for every send). */
+  read: ReadMessageOptions;
 }
 
 /**
@@ -410,7 +427,7 @@ export interface ClientSettings {
  *
  * @throws {RangeError} If an option is out of range.
  * @throws {TypeError} If `tls.cert` is given without `tls.key` or the
- *   other way round.
+ *   other way round, or the charset options cannot be honoured.
  */
 export function clientSettings(options: ClientOptions): ClientSettings {
   const replyTimeout = positive(
@@ -476,6 +493,16 @@ export function clientSettings(options: ClientOptions): ClientSettings {
       "Invalid tls: a client certificate (tls.cert) needs its key (tls.key), and a key needs its certificate",
     );
   }
+  const charset = options.charset;
+  if (charset !== undefined) {
+    try {
+      checkCharsetOptions(charset);
+    } catch (error) {
+      throw new TypeError(
+        `Cannot create client: ${(error as Error).message}`,
+      );
+    }
+  }
   return {
     replyTimeout,
     connectTimeout,
@@ -489,6 +516,8 @@ export function clientSettings(options: ClientOptions): ClientSettings {
     whenDisconnected: options.whenDisconnected ?? "wait",
     reconnect: policy,
     tls,
+    charset,
+    read: charset === undefined ? {} : { charset },
   };
 }
 
