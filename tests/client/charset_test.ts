@@ -27,9 +27,12 @@ import { bytes } from "../_helpers.ts";
 const TIMEOUT = 5_000;
 const CLIENT_OPTIONS = { replyTimeout: TIMEOUT, connectTimeout: TIMEOUT };
 
-/** An ADT^A01 whose MSH-18 is `charset` ("" for none), naming `name`. */
-function adt(controlId: string, charset: string, name: string, extra = "") {
-  return `MSH|^~\\&|SND|SFAC|RCV|RFAC|20240101120000||ADT^A01|${controlId}|P|2.5|||${extra}||DEU|${charset}\rPID|1||${controlId}||${name}\r`;
+/**
+ * An ADT^A01 whose MSH-18 is `charset` ("" for none), naming `name`;
+ * `modes` is MSH-15 and MSH-16.
+ */
+function adt(controlId: string, charset: string, name: string, modes = "|") {
+  return `MSH|^~\\&|SND|SFAC|RCV|RFAC|20240101120000||ADT^A01|${controlId}|P|2.5|||${modes}|DEU|${charset}\rPID|1||${controlId}||${name}\r`;
 }
 
 /** A receiver that records what it dispatches and answers with `reply`. */
@@ -145,7 +148,7 @@ Deno.test("charset: strict decoding refuses bytes that do not decode, before the
 });
 
 Deno.test("charset: enhanced mode in UTF-16, the application ACK is read with the client's options", async () => {
-  const { receiver } = await recordingReceiver(
+  const { receiver, seen } = await recordingReceiver(
     { allowWide: true },
     (m) => Ack.forMessage(m, "AE", { text: "王芳 unbekannt" }),
   );
@@ -166,6 +169,7 @@ Deno.test("charset: enhanced mode in UTF-16, the application ACK is read with th
     [applicationAck?.code, applicationAck?.text],
     ["AE", "王芳 unbekannt"],
   );
+  assertEquals(seen.map((m) => m.encoding), ["utf-16le"]);
   // The application ACK was not taken for an unsolicited frame.
   assertEquals(closed, []);
   assertEquals(client.isConnected, true);
