@@ -79,6 +79,11 @@ export class Connector {
    * reconnect at once): the next wait is number `#waits + 1`.
    */
   #waits = 0;
+  /**
+   * The next attempt was announced already (by a backoff wait), or is the
+   * client's first: no `reconnecting` at once for it.
+   */
+  #announced = true;
   /** A connection is wanted now (always true at creation). */
   #demand = true;
   #connectAbort: AbortController | undefined;
@@ -158,6 +163,10 @@ export class Connector {
       }
       this.#demand = false;
       this.#state = "connecting";
+      // Every attempt after the first is a reconnection, counted once:
+      // when its backoff wait began, or now if there was none.
+      if (!this.#announced) this.#announce(attempt, 0);
+      this.#announced = false;
       let link: Link;
       try {
         link = await this.#open();
@@ -263,17 +272,8 @@ export class Connector {
     }
     const delayMs = reconnectDelay(policy, ++this.#waits);
     this.#state = "waiting";
-    recordReconnect();
-    logger.info("Reconnecting to {address} in {delay} ms (attempt {attempt})", {
-      address: this.address,
-      delay: delayMs,
-      attempt: next,
-    });
-    this.#hooks.emit("reconnecting", {
-      address: this.address,
-      attempt: next,
-      delayMs,
-    });
+    this.#announce(next, delayMs);
+    this.#announced = true;
     const woken = await this.#sleep(delayMs);
     if (woken && this.#reconnectNow) {
       // reconnect(): try at once, and the backoff starts over.
@@ -282,6 +282,30 @@ export class Connector {
       return 1;
     }
     return next;
+  }
+
+  /**
+   * Counts a reconnection attempt and tells the world: `reconnecting`,
+   * with the wait before it (0: at once).
+   */
+  #announce(attempt: number, delayMs: number) {
+    recordReconnect();
+    if (delayMs > 0) {
+      logger.info(
+        "Reconnecting to {address} in {delay} ms (attempt {attempt})",
+        { address: this.address, delay: delayMs, attempt },
+      );
+    } else {
+      logger.info("Reconnecting to {address} (attempt {attempt})", {
+        address: this.address,
+        attempt,
+      });
+    }
+    this.#hooks.emit("reconnecting", {
+      address: this.address,
+      attempt,
+      delayMs,
+    });
   }
 
   /** Sleeps until the delay passes or something wakes the loop. */

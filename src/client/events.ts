@@ -158,7 +158,10 @@ export interface ReconnectingDetail {
   address: string;
   /** The attempt about to be made. */
   attempt: number;
-  /** The wait before it, in milliseconds. */
+  /**
+   * The wait before it, in milliseconds: 0 when it is made at once (after
+   * this client closed the connection itself, or on `reconnect()`).
+   */
   delayMs: number;
 }
 
@@ -334,7 +337,10 @@ export interface ClientEventMap {
   connectfailed: CustomEvent<ConnectFailedDetail>;
   /** A connection ended. */
   closed: CustomEvent<ClosedDetail>;
-  /** A reconnection attempt is scheduled. */
+  /**
+   * A reconnection attempt is scheduled: every attempt after the first,
+   * at once or after a backoff wait.
+   */
   reconnecting: CustomEvent<ReconnectingDetail>;
   /** A send failed. */
   senderror: CustomEvent<SendErrorDetail>;
