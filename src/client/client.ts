@@ -130,10 +130,8 @@ export class Client extends TypedEventTarget<ClientEventMap>
   #settings: ClientSettings;
   /** Keeps the connection: opens it, reconnects, hands out links. */
   #connector: Connector;
-  /** The sends, queued in call order. */
+  /** The sends, queued in call order; an `Exchange` runs each on a link. */
   #queue: SendQueue;
-  /** Runs each send on a link. */
-  #exchange: Exchange;
   #closing: Promise<void> | undefined;
 
   /**
@@ -142,10 +140,10 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *
    * @param hostname An IP address or a host name such as `"localhost"`.
    * @param port The receiver's port.
-   * @param options Timeouts, TLS, reconnection and queue limits.
+   * @param options Timeouts, TLS, reconnection, queue limits and charsets.
    * @throws {RangeError} If an option is out of range.
    * @throws {TypeError} If `tls.cert` is given without `tls.key` or the
-   *   other way round.
+   *   other way round, or the charset options cannot be honoured.
    */
   constructor(hostname: string, port: number, options: ClientOptions = {}) {
     super();
@@ -164,8 +162,10 @@ export class Client extends TypedEventTarget<ClientEventMap>
         disconnected: () => this.#queue.disconnected(),
       },
     );
-    this.#exchange = new Exchange(settings, this.#connector, emit);
-    this.#queue = new SendQueue(settings.maxQueued, this.#exchange);
+    this.#queue = new SendQueue(
+      settings.maxQueued,
+      new Exchange(settings, this.#connector, emit),
+    );
     this.#connector.start();
   }
 
@@ -174,7 +174,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *
    * @param hostname An IP address or a host name such as `"localhost"`.
    * @param port The receiver's port.
-   * @param options Timeouts, TLS, reconnection and queue limits.
+   * @param options Timeouts, TLS, reconnection, queue limits and charsets.
    * @returns The connected client.
    * @throws {ConnectionRefusedError} If the receiver cannot be reached.
    * @throws {ConnectTimeoutError} If connecting takes too long.
@@ -182,7 +182,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
    *   side refused and why.
    * @throws {RangeError} If an option is out of range.
    * @throws {TypeError} If `tls.cert` is given without `tls.key` or the
-   *   other way round.
+   *   other way round, or the charset options cannot be honoured.
    *
    * @example A refused connection
    * ```ts
@@ -407,7 +407,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
       options,
     );
     const result = await this.send(batch, options);
-    // A batch's reply always comes back as a plain reply (see #verify).
+    // A batch's reply always comes back as a plain reply (see exchange.ts).
     return batchResults(batch, result.outcome === "reply" ? result.reply : "");
   }
 
