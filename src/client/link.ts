@@ -111,7 +111,7 @@ export class Link {
     this.#intercept = options.intercept;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
     // The client checks every payload for VT and FS before it gets here
-    // (see prepare in client.ts): no need to scan it twice.
+    // (see Client#prepare in client.ts): no need to scan it twice.
     const encoder = new MllpEncoderStream({ validate: false });
     const writing = encoder.readable.pipeTo(conn.writable).catch(() => {});
     this.#writer = encoder.writable.getWriter();

@@ -19,6 +19,7 @@
 import { COMMIT_FRAME } from "../wire/release2.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
+import { readMessage, type ReadMessageOptions } from "../hl7/message.ts";
 import { type AckCondition, isCommitCode } from "../hl7/ack_conditions.ts";
 import { COMMIT_ACK, isCommitFrame } from "../wire/release2.ts";
 const logger = getLogger(["mllp", "client"]);
@@ -46,6 +47,8 @@ export interface ReplyRouterOptions {
   applicationAckTimeout: number;
   /** Writes a payload on the connection (for release 2 commit frames). */
   write(payload: Uint8Array): void;
+  /** How ACKs are read, when the client was given charset options. */
+  read?: ReadMessageOptions;
 }
 
 /** Routes one connection's incoming frames (see the module doc). */
@@ -53,6 +56,7 @@ export class ReplyRouter {
   #release: 1 | 2;
   #timeout: number;
   #write: (payload: Uint8Array) => void;
+  #read: ReadMessageOptions | undefined;
   #waiters = new Map<string, ApplicationWaiter>();
   #commit: ((answer: CommitAnswer) => void) | undefined;
   /** Control ids resent after a lost commit: late replies to swallow. */
@@ -67,6 +71,7 @@ export class ReplyRouter {
     this.#release = options.release;
     this.#timeout = options.applicationAckTimeout;
     this.#write = options.write;
+    this.#read = options.read;
   }
 
   /**
@@ -177,7 +182,9 @@ export class ReplyRouter {
     }
     let ack: Ack;
     try {
-      ack = Ack.parse(frame);
+      ack = Ack.parse(
+        this.#read === undefined ? frame : readMessage(frame, this.#read),
+      );
     } catch {
       this.#current = undefined;
       return false;

@@ -19,7 +19,11 @@ import {
 } from "@std/assert";
 import { delay as untypedDelay } from "@std/async/delay";
 import { Ack, type AckMismatch } from "../../src/hl7/ack.ts";
-import { Client, type ClosedDetail } from "../../src/client/client.ts";
+import {
+  Client,
+  type ClosedDetail,
+  type ReconnectingDetail,
+} from "../../src/client/client.ts";
 import {
   EchoDispatcher,
   UNKNOWN_REPLY,
@@ -593,6 +597,119 @@ Deno.test("errors: invalid timeouts are RangeErrors", async () => {
   );
   await assertRejects(() => client.send("x", { timeout: -1 }), RangeError);
   assertEquals(replied(await client.send("x")).text, UNKNOWN_REPLY);
+});
+
+// --- Reconnections ---------------------------------------------------------------
+
+/** The lifecycle events of a client, in order, from now on. */
+function lifecycle(client: Client): [string, unknown][] {
+  const seen: [string, unknown][] = [];
+  for (
+    const type of [
+      "closed",
+      "reconnecting",
+      "connected",
+      "connectfailed",
+    ] as const
+  ) {
+    client.addEventListener(type, (event) => seen.push([type, event.detail]));
+  }
+  return seen;
+}
+
+/** Resolves on the `count`-th `connected` event from now on. */
+function connections(client: Client, count: number): Promise<void> {
+  const { promise, resolve, reject } = Promise.withResolvers<void>();
+  let seen = 0;
+  const timer = setTimeout(
+    () => reject(new Error(`No ${count} connections within ${TIMEOUT} ms`)),
+    TIMEOUT,
+  );
+  client.addEventListener("connected", () => {
+    if (++seen !== count) return;
+    clearTimeout(timer);
+    resolve();
+  });
+  return promise;
+}
+
+Deno.test("reconnections: each one is announced and counted once, at once (delay 0) or after a backoff wait", async () => {
+  await using server = new RawServer(async (conn, reader, index) => {
+    while (true) {
+      const payload = await reader.next();
+      if (payload === null) return;
+      // The first connection never answers: the send times out.
+      if (index === 0) continue;
+      await writeQuietly(conn, frame(handAck(controlIdOfPayload(payload))));
+      // The third is dropped by the receiver after one reply.
+      if (index === 2) return;
+    }
+  });
+  await using client = await Client.connect("127.0.0.1", server.port, {
+    ...CLIENT_OPTIONS,
+    reconnect: { interval: 20 },
+  });
+  const seen = lifecycle(client);
+  const three = connections(client, 3);
+  // A reply timeout: the client closes the connection, reconnects at once.
+  await assertRejects(
+    () => client.send(hl7("RC-1"), { timeout: 50 }),
+    ReplyTimeoutError,
+  );
+  accepted(await client.send(hl7("RC-2")));
+  // reconnect(): the same.
+  await client.reconnect();
+  // The receiver drops the connection: the client waits 20 ms first.
+  accepted(await client.send(hl7("RC-3")));
+  await three;
+
+  assertEquals(seen.map(([type]) => type), [
+    ...["closed", "reconnecting", "connected"],
+    ...["closed", "reconnecting", "connected"],
+    ...["closed", "reconnecting", "connected"],
+  ]);
+  const waits = seen.filter(([type]) => type === "reconnecting").map((
+    [, detail],
+  ) => {
+    const { attempt, delayMs } = detail as ReconnectingDetail;
+    return [attempt, delayMs];
+  });
+  assertEquals(waits, [[1, 0], [1, 0], [1, 20]]);
+  const closedBy = seen.filter(([type]) => type === "closed").map((
+    [, detail],
+  ) => (detail as ClosedDetail).byClient);
+  assertEquals(closedBy, [true, true, false]);
+  assertEquals(server.conns.length, 4);
+});
+
+Deno.test("reconnections: with reconnect false, the one a send asks for after a drop is announced too", async () => {
+  await using server = new RawServer(async (conn, reader, index) => {
+    while (true) {
+      const payload = await reader.next();
+      if (payload === null) return;
+      await writeQuietly(conn, frame(handAck(controlIdOfPayload(payload))));
+      if (index === 0) return; // dropped after one reply
+    }
+  });
+  await using client = await Client.connect("127.0.0.1", server.port, {
+    ...CLIENT_OPTIONS,
+    reconnect: false,
+  });
+  const seen = lifecycle(client);
+  const dropped = new Promise<void>((resolve) =>
+    client.addEventListener("closed", () => resolve(), { once: true })
+  );
+  accepted(await client.send(hl7("LZ-1")));
+  await dropped;
+  assertEquals(seen.map(([type]) => type), ["closed"]);
+  accepted(await client.send(hl7("LZ-2")));
+  assertEquals(seen.map(([type]) => type), [
+    "closed",
+    "reconnecting",
+    "connected",
+  ]);
+  const { attempt, delayMs } = seen[1][1] as ReconnectingDetail;
+  assertEquals([attempt, delayMs], [1, 0]);
 });
 
 // --- Payload forms -------------------------------------------------------------
