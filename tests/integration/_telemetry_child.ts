@@ -8,8 +8,9 @@
  * to the EchoDispatcher, `AR-` is rejected, `AE-` throws (so the receiver
  * answers AE) and `SLOW-` answers after {@linkcode SLOW_DELAY} ms, longer
  * than that send's timeout. After the timeout the client reconnects at
- * once and sends one more message; then the receiver stops, which drops
- * the client's connection and makes it schedule a reconnection.
+ * once (a reconnection without a wait) and sends one more message; then
+ * the receiver stops, which drops the client's connection and makes it
+ * schedule a reconnection after a wait.
  *
  * It prints one line of JSON: the {@linkcode ChildReport}.
  *

@@ -341,7 +341,7 @@ Deno.test("OpenTelemetry: metrics and spans reach an OTLP collector with OTEL_DE
     });
     assertEquals(
       [report.opened, report.closed, report.reconnecting, report.timeouts],
-      [2, 2, 1, 1],
+      [2, 2, 2, 1],
     );
     assertEquals(received.other, []);
     assert(received.metrics.length > 0, "no metrics were posted");
@@ -403,12 +403,12 @@ Deno.test("OpenTelemetry: metrics and spans reach an OTLP collector with OTEL_DE
   );
 
   await t.step(
-    "mllp.client.reconnects counts scheduled reconnections only",
+    "mllp.client.reconnects counts every reconnection, at once or after a wait",
     () => {
-      // The reconnection right after the timeout is immediate (no backoff,
-      // no `reconnecting` event) and not counted; the drop when the receiver
-      // stops schedules one, which is.
-      assertEquals(total(sumPoints(received, "mllp.client.reconnects")), 1);
+      // The reconnection right after the timeout is made at once (a
+      // `reconnecting` event with delayMs 0); the drop when the receiver
+      // stops schedules one after a wait. Both count.
+      assertEquals(total(sumPoints(received, "mllp.client.reconnects")), 2);
     },
   );
 
