@@ -26,8 +26,8 @@ const decoder = new TextDecoder();
  * - `reject` / `error`: answers `AR` / `AE`.
  * - `close`: closes the connection without answering.
  * - `reset`: writes the first half of the reply frame, then closes.
- * - `late`: answers `AA` after `lateMs`, on the same socket, then goes on
- *   serving that socket.
+ * - `late`: answers `AA` after `lateMs` (or once `lateUntil` resolves), on
+ *   the same socket, then goes on serving that socket.
  * - `mismatch`: answers `AA` for another control id.
  * - `junk`: writes junk bytes, then the reply, in one write.
  * - `trailing`: writes the reply followed by junk bytes, in one write.
@@ -93,6 +93,12 @@ export interface FaultPeerOptions {
    * @default {30}
    */
   downMs?: number;
+  /**
+   * When set, a `late` reply waits for the promise this returns instead of
+   * `lateMs`: a reply held until the client has given up on the message
+   * is late however slow the machine is. Stopping the peer ends the wait.
+   */
+  lateUntil?: (message: SeenMessage) => Promise<void>;
 }
 
 /** Decides by control id; anything not listed gets `fallback`. */
@@ -238,13 +244,16 @@ interface Connection {
  * dispose of it with `await using`.
  */
 export class FaultPeer implements AsyncDisposable {
-  #options: Required<FaultPeerOptions>;
+  #options: Required<Omit<FaultPeerOptions, "lateUntil">> & {
+    lateUntil?: (message: SeenMessage) => Promise<void>;
+  };
   #listener: Deno.TcpListener | undefined;
   #port = 0;
   #accepting: Promise<void> = Promise.resolve();
   #connections = new Set<Connection>();
   #serving = new Set<Promise<void>>();
   #sleepers = new Map<ReturnType<typeof setTimeout>, () => void>();
+  #holds = new Set<() => void>();
   #restarts = new Set<Promise<void>>();
   #disposed = false;
   #accepted = 0;
@@ -269,6 +278,7 @@ export class FaultPeer implements AsyncDisposable {
       decide: options.decide ?? (() => "none"),
       lateMs: options.lateMs ?? 300,
       downMs: options.downMs ?? 30,
+      lateUntil: options.lateUntil,
     };
   }
 
@@ -411,12 +421,23 @@ export class FaultPeer implements AsyncDisposable {
     });
   }
 
+  /** Waits for `promise`, or until the peer stops, whichever is first. */
+  #hold(promise: Promise<void>): Promise<void> {
+    const { promise: stopped, resolve } = Promise.withResolvers<void>();
+    this.#holds.add(resolve);
+    return Promise.race([promise, stopped]).finally(() =>
+      this.#holds.delete(resolve)
+    );
+  }
+
   #wakeSleepers() {
     for (const [id, wake] of this.#sleepers) {
       clearTimeout(id);
       wake();
     }
     this.#sleepers.clear();
+    for (const wake of this.#holds) wake();
+    this.#holds.clear();
   }
 
   async #accept(listener: Deno.TcpListener): Promise<void> {
@@ -523,7 +544,11 @@ export class FaultPeer implements AsyncDisposable {
         return;
       }
       case "late":
-        await this.sleep(this.#options.lateMs);
+        if (this.#options.lateUntil) {
+          await this.#hold(this.#options.lateUntil(message));
+        } else {
+          await this.sleep(this.#options.lateMs);
+        }
         return answer(reply());
       case "mismatch":
         return answer(reply("AA", `${id}-OTHER`));

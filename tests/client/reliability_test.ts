@@ -7,8 +7,11 @@
  *
  * The peer is `FaultPeer` (tests/_fault_peer.ts): its own framing and
  * ACKs, not the library's. Delays are kept small; nothing asserts on wall
- * time, but every wait is bounded. Set `SOAK_SEED` to run the soak with
- * another fault sequence.
+ * time, but every wait is bounded. A reply that must come too late is held
+ * until the client has given up on its message (its `replytimeout` event),
+ * never raced against a short timeout, and a send that must succeed has a
+ * timeout a busy machine cannot run into. Set `SOAK_SEED` to run the soak
+ * with another fault sequence.
  *
  * @module
  */
@@ -152,6 +155,36 @@ function holding(controlId: string, release: Promise<void>): Decide {
   return async ({ controlId: id }): Promise<Fault> => {
     if (id === controlId) await release;
     return "none";
+  };
+}
+
+/**
+ * Tells when the client gave up waiting for a reply: `until(controlId)`
+ * resolves once a `replytimeout` event for that control id has been
+ * dispatched (the client has closed the connection by then), whether it
+ * came before or after the call. `watch` attaches it to a client, so a
+ * peer started first can already hold replies on it.
+ */
+function replyTimeouts(): {
+  watch(client: Client): void;
+  until(controlId: string): Promise<void>;
+} {
+  const gaveUp = new Map<string, PromiseWithResolvers<void>>();
+  const entry = (controlId: string) => {
+    let found = gaveUp.get(controlId);
+    if (!found) {
+      found = Promise.withResolvers<void>();
+      gaveUp.set(controlId, found);
+    }
+    return found;
+  };
+  return {
+    watch(client) {
+      client.addEventListener("replytimeout", (event) => {
+        entry(event.detail.controlId ?? "").resolve();
+      });
+    },
+    until: (controlId) => entry(controlId).promise,
   };
 }
 
@@ -335,11 +368,23 @@ Deno.test('restart: with whenDisconnected "fail" a send during the outage fails 
 // --- Late reply ----------------------------------------------------------------
 
 Deno.test("late reply: never credited to the next message", async () => {
-  await using peer = await FaultPeer.start({
-    decide: byControlId({ "LATE-1": "late" }),
-    lateMs: 300,
+  const gaveUp = replyTimeouts();
+  // LATE-1's reply is held until the client has given up on it and NEXT-2
+  // has arrived; NEXT-2's reply waits until LATE-1's is out. So the late
+  // ACK goes out while NEXT-2 waits for its own, on any machine.
+  await using peer: FaultPeer = await FaultPeer.start({
+    decide: async ({ controlId }) => {
+      if (controlId === "LATE-1") return "late";
+      if (controlId === "NEXT-2") await peer.waitForHandled("LATE-1");
+      return "none";
+    },
+    lateUntil: async () => {
+      await gaveUp.until("LATE-1");
+      await peer.waitForArrival("NEXT-2");
+    },
   });
   await using client = await Client.connect("127.0.0.1", peer.port, PATIENT);
+  gaveUp.watch(client);
   const timeouts = record(client, "replytimeout");
   const error: ReplyTimeoutError = await assertRejects(
     () => client.send(hl7("LATE-1"), { timeout: 100 }),
@@ -351,8 +396,8 @@ Deno.test("late reply: never credited to the next message", async () => {
 
   const next = accepted(await client.send(hl7("NEXT-2")));
   assertEquals(next.ack.messageControlId, "NEXT-2");
-  // The late ACK for LATE-1 is out now (on the old socket, which the
-  // client closed); later sends still get their own.
+  // The late ACK for LATE-1 went out while NEXT-2 was in flight (on the
+  // old socket, which the client closed); later sends still get their own.
   await within(peer.waitForHandled("LATE-1"), TIMEOUT, "the late reply");
   const third = accepted(await client.send(hl7("NEXT-3")));
   assertEquals(third.ack.messageControlId, "NEXT-3");
@@ -640,13 +685,16 @@ Deno.test("deadline: time queued behind a send in flight does not count as waiti
     decide: byControlId({ "QD-1": "silent" }),
   });
   await using client = await Client.connect("127.0.0.1", peer.port, PATIENT);
+  // QD-1 is never answered: its timeout fires, whatever the machine's
+  // speed. QD-2 is queued behind it for longer than its own timeout (a
+  // timer wrongly failing QD-2 would fire before QD-1's), on an open
+  // connection; QD-1's timeout then closes that connection. QD-2's own
+  // timeout leaves a busy machine ample time to reconnect and answer.
   const first = assertRejects(
-    () => client.send(hl7("QD-1"), { timeout: 150 }),
+    () => client.send(hl7("QD-1"), { timeout: 1_100 }),
     ReplyTimeoutError,
   );
-  // Queued behind QD-1 for longer than its own timeout, on an open
-  // connection; QD-1's timeout then closes that connection.
-  const second = client.send(hl7("QD-2"), { timeout: 100 });
+  const second = client.send(hl7("QD-2"), { timeout: 1_000 });
   await first;
   assertEquals(accepted(await second).ack.messageControlId, "QD-2");
   assertEquals(peer.connections, 2);
@@ -878,7 +926,10 @@ const SOAK_SEED = Number(Deno.env.get("SOAK_SEED") ?? 20240101);
 
 Deno.test("soak: 2,000 messages with about 5 % faults each end accepted, rejected or errored", async () => {
   const TOTAL = 2_000;
-  const REPLY_TIMEOUT = 200;
+  /** Long enough that no reply the peer means to give in time misses it. */
+  const REPLY_TIMEOUT = 30_000;
+  /** The timeout of a message whose reply the peer holds back (`late`). */
+  const LATE_TIMEOUT = 200;
   const faultRates: Partial<Record<Fault, number>> = {
     close: 0.01,
     reset: 0.01,
@@ -888,9 +939,25 @@ Deno.test("soak: 2,000 messages with about 5 % faults each end accepted, rejecte
     restart: 0.005,
     reject: 0.01, // not a fault: an honest AR
   };
+  const ids = Array.from(
+    { length: TOTAL },
+    (_, i) => `SOAK-${String(i + 1).padStart(4, "0")}`,
+  );
+  // Each message's fault, drawn up front from the seed: a message planned
+  // late is sent with a short timeout, and the peer holds its reply until
+  // the client has given up on it.
+  const roll = seededFaults(SOAK_SEED, faultRates);
+  const plan = new Map<string, Fault>();
+  for (const id of ids) {
+    plan.set(
+      id,
+      await roll({ controlId: id, text: "", index: 0, connection: 0 }),
+    );
+  }
+  const gaveUp = replyTimeouts();
   await using peer = await FaultPeer.start({
-    decide: seededFaults(SOAK_SEED, faultRates),
-    lateMs: REPLY_TIMEOUT + 200,
+    decide: ({ controlId }) => plan.get(controlId) ?? "none",
+    lateUntil: ({ controlId }) => gaveUp.until(controlId),
     downMs: 30,
   });
   await using client = await Client.connect("127.0.0.1", peer.port, {
@@ -898,6 +965,7 @@ Deno.test("soak: 2,000 messages with about 5 % faults each end accepted, rejecte
     connectTimeout: TIMEOUT,
     reconnect: { initialDelay: 10, maxDelay: 200, jitter: 0.1 },
   });
+  gaveUp.watch(client);
   const errors = sendErrors(client);
   let connects = 0;
   client.addEventListener("connected", () => connects++);
@@ -905,14 +973,13 @@ Deno.test("soak: 2,000 messages with about 5 % faults each end accepted, rejecte
   type Outcome = "accepted" | "rejected" | "errored";
   const outcomes = new Map<string, Outcome>();
   const mismatched: string[] = [];
-  const ids = Array.from(
-    { length: TOTAL },
-    (_, i) => `SOAK-${String(i + 1).padStart(4, "0")}`,
-  );
   const classify = async (id: string) => {
     let outcome: Outcome;
     try {
-      const result = await client.send(hl7(id));
+      const result = await client.send(
+        hl7(id),
+        plan.get(id) === "late" ? { timeout: LATE_TIMEOUT } : {},
+      );
       switch (result.outcome) {
         case "accept":
           assertEquals(result.ack.messageControlId, id, "its own ACK");
@@ -946,7 +1013,7 @@ Deno.test("soak: 2,000 messages with about 5 % faults each end accepted, rejecte
   };
   await within(
     Promise.all(Array.from({ length: 4 }, worker)),
-    60_000,
+    120_000,
     "the soak",
   );
 
@@ -971,6 +1038,10 @@ Deno.test("soak: 2,000 messages with about 5 % faults each end accepted, rejecte
       ? "rejected"
       : "errored";
     assertEquals(outcomes.get(id), expected, `${id} (peer: ${fault})`);
+    if (fault === "late") {
+      // Held until the client gave up on it: a reply timeout, nothing else.
+      assertInstanceOf(errors.get(id)?.error, ReplyTimeoutError, id);
+    }
   }
   const injected =
     peer.handled.filter((m) => m.fault !== "none" && m.fault !== "reject")

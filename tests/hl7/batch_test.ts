@@ -343,6 +343,57 @@ Deno.test("receiver: a dispatcher failure on one message gives that message AE, 
   assertEquals(response.file, undefined);
 });
 
+/** Dispatchers that fail every call, by throwing or by rejecting. */
+const FAILING: [string, () => never | Promise<never>][] = [
+  ["throws", () => {
+    throw new Error("No such patient");
+  }],
+  ["rejects", () => Promise.reject(new Error("No such patient"))],
+];
+
+for (const [how, fail] of FAILING) {
+  for (const batches of ["each", "whole"] as const) {
+    Deno.test(`receiver: a dispatcher that ${how} gets AE for every message of the batch (batches "${batches}")`, async () => {
+      const seen: string[] = [];
+      await using s = await serve((message) => {
+        seen.push(
+          message.kind === "batch"
+            ? `batch ${message.controlId}`
+            : message.header?.controlId ?? message.kind,
+        );
+        return fail();
+      }, { batches });
+      const result = await s.client.sendBatch(
+        [hl7("F1"), hl7("F2"), hl7("F3")],
+        { controlId: "BF" },
+      );
+      // "each" calls the dispatcher for every message, whatever the ones
+      // before it did; "whole" calls it once, for the batch.
+      assertEquals(
+        seen,
+        batches === "each" ? ["F1", "F2", "F3"] : ["batch BF"],
+      );
+      assertEquals(result.ok, false);
+      assertEquals(result.results.map((r) => [r.controlId, r.outcome]), [
+        ["F1", "error"],
+        ["F2", "error"],
+        ["F3", "error"],
+      ]);
+      for (const { ack } of result.results) {
+        assertStringIncludes(ack?.text ?? "", "No such patient");
+      }
+      const response = result.response as BatchMessage;
+      assertEquals(response.batches[0].header.referenceControlId, "BF");
+      assertEquals(acksIn(response), [
+        ["AE", "F1"],
+        ["AE", "F2"],
+        ["AE", "F3"],
+      ]);
+      assertEquals(response.batches[0].messageCount, 3);
+    });
+  }
+}
+
 Deno.test("receiver: a message with an unreadable MSH gets AR and is not dispatched", async () => {
   const seen: string[] = [];
   await using s = await serve(recording(seen));

@@ -52,6 +52,12 @@ const NAK = 0x15;
 const READ_TIMEOUT = 5_000;
 /** How long a test waits for a receiver event or a condition. */
 const WAIT_TIMEOUT = 5_000;
+/**
+ * How long a test waits for bulk work (tens of MiB through the receiver):
+ * only a bound against hanging, as the work takes seconds of CPU on a
+ * busy machine.
+ */
+const BULK_TIMEOUT = 120_000;
 
 const TLS_DIR = new URL("../../tls/", import.meta.url);
 const SERVER_CERT = await Deno.readTextFile(
@@ -330,8 +336,15 @@ class Gate {
   }
 }
 
-/** Rejects if `promise` takes longer than {@linkcode WAIT_TIMEOUT}. */
-async function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
+/**
+ * Rejects if `promise` takes longer than `ms` (by default
+ * {@linkcode WAIT_TIMEOUT}).
+ */
+async function bounded<T>(
+  promise: Promise<T>,
+  what: string,
+  ms: number = WAIT_TIMEOUT,
+): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   try {
     return await Promise.race([
@@ -339,7 +352,7 @@ async function bounded<T>(promise: Promise<T>, what: string): Promise<T> {
       new Promise<never>((_, reject) => {
         timer = setTimeout(
           () => reject(new Error(`Timed out waiting for ${what}`)),
-          WAIT_TIMEOUT,
+          ms,
         );
       }),
     ]);
@@ -712,7 +725,10 @@ hardeningTest(
     const store = new Store();
     const gate = new Gate();
     await using receiver = await start({
-      idleTimeout: 400,
+      // The silent connection and the witness meet it for certain; the
+      // chatty one (a message every few ms) must never, so it leaves a
+      // busy machine over a second of room.
+      idleTimeout: 1_500,
       dispatcher: store.dispatcher(async (message) => {
         const id = controlIdOf(message);
         if (id.startsWith("SLOW")) await gate.hold(id);
@@ -735,11 +751,11 @@ hardeningTest(
       assertEquals(await witness.closed(), "eof");
       for (const wire of [silent, witness]) {
         const closed = await events.waitFor("connectionclose", wire.port);
-        assertEquals(closed.reason, "idle timeout: no data for 400 ms");
+        assertEquals(closed.reason, "idle timeout: no data for 1500 ms");
       }
       assert(
         receiverWarnings(logs).includes(
-          `Closing connection from 127.0.0.1:${silent.port}: idle timeout: no data for 400 ms`,
+          `Closing connection from 127.0.0.1:${silent.port}: idle timeout: no data for 1500 ms`,
         ),
       );
 
@@ -1007,7 +1023,7 @@ hardeningTest(
       assertEquals(store.calls, 6);
 
       gate.release("BIG-0");
-      await bounded(writing, "the rest of the writes");
+      await bounded(writing, "the rest of the writes", BULK_TIMEOUT);
       for (let i = 0; i < FRAMES; i++) {
         const id = `BIG-${i}`;
         assertEquals(msa(await heavy.frame()).slice(1, 3), ["AA", id]);
@@ -1373,9 +1389,14 @@ hardeningTest(
       maxFrameBytes: 8 * 1024,
       maxConnections: 40,
       maxConnectionsPerClient: 40,
-      idleTimeout: 600,
-      frameTimeout: 600,
-      dispatchTimeout: 250,
+      // The faults meet these for certain (an idler never sends, a loris
+      // never finishes, HANG-1 is held until the end); the good senders
+      // must never meet them, so they leave a busy machine seconds of
+      // room. A loris trickles a byte every 20 ms: its frame timeout
+      // comes long before an idle timeout could.
+      idleTimeout: 3_000,
+      frameTimeout: 1_500,
+      dispatchTimeout: 1_000,
       dispatcher: store.dispatcher(async (message) => {
         const id = controlIdOf(message);
         if (id.startsWith("HANG") || (id === "RESEND-1" && resends++ === 0)) {
@@ -1506,7 +1527,7 @@ hardeningTest(
           }
         }
       })());
-      await bounded(Promise.all(work), "the senders");
+      await bounded(Promise.all(work), "the senders", BULK_TIMEOUT);
       // Idlers and slowlorises are gone by their timeouts.
       for (const wire of [...idlers, ...lorises, ...oversize]) {
         await events.waitFor("connectionclose", wire.port);
