@@ -18,27 +18,9 @@ import type {
   StoredOutcome,
 } from "../dispatch/message_store.ts";
 import { type BackoffOptions, reconnectDelay } from "../net/backoff.ts";
-import type { StoredRecord } from "./kv_store.ts";
+import type { QueueEntry, StoredRecord } from "./kv_store_types.ts";
 
 const logger = getLogger(["mllp", "store"]);
-
-/**
- * A pending message's entry in the queue (`[...prefix, "ready", id]`):
- * the claim on it lives here, so that claiming reads nothing but the
- * queue, and the record is written once more, when it is done or parked.
- */
-export interface QueueEntry {
-  /** When the message was received, in ms since the epoch. */
-  receivedAt: number;
-  /** How many times it was handed out. */
-  attempts: number;
-  /** The consumer that holds it, while one does. */
-  leaseOwner?: string;
-  /** Until when that claim lasts, in ms since the epoch. */
-  leaseUntil?: number;
-  /** Why the last attempt failed. */
-  lastError?: string;
-}
 
 /** What a consumer needs from its store. */
 export interface ConsumerSettings {
