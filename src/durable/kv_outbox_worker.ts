@@ -22,7 +22,7 @@ import type {
   OutboxDestination,
   OutboxRecord,
   OutboxRetryDetail,
-} from "./kv_outbox.ts";
+} from "./kv_outbox_types.ts";
 
 const logger = getLogger(["mllp", "outbox"]);
 
