@@ -44,22 +44,18 @@
  * @module
  */
 
+import { atomic, newId, openKv, readCounters } from "./_kv.ts";
 import {
-  atomic,
   chunkCount,
   clearPartial,
   deleteChunks,
   fitsInline,
-  newId,
-  openKv,
   readChunks,
-  readCounters,
   setChunks,
-  sleep,
   sweepPartials,
-  Wakeup,
   writeLargeChunks,
-} from "./_kv.ts";
+} from "./_kv_chunks.ts";
+import { sleep, Wakeup } from "./_wakeup.ts";
 import { OutboxWorker } from "./kv_outbox_worker.ts";
 import type {
   Enqueued,

@@ -8,7 +8,9 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import { atomic } from "./_kv.ts";
+import { readChunks } from "./_kv_chunks.ts";
+import { sleep, type Wakeup } from "./_wakeup.ts";
 import {
   Client,
   type SendErrorDetail,

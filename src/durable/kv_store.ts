@@ -40,22 +40,18 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { atomic, newId, openKv, readCounters, retryBusy } from "./_kv.ts";
 import {
-  atomic,
   chunkCount,
   clearPartial,
   deleteChunks,
   fitsInline,
-  newId,
-  openKv,
   readChunks,
-  readCounters,
-  retryBusy,
   setChunks,
   sweepPartials,
-  Wakeup,
   writeLargeChunks,
-} from "./_kv.ts";
+} from "./_kv_chunks.ts";
+import { Wakeup } from "./_wakeup.ts";
 import { startConsumer } from "./kv_store_consumer.ts";
 import type {
   QueueEntry,

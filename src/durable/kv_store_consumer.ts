@@ -11,7 +11,9 @@
 
 import { reasonOf } from "../dispatch/_util.ts";
 import { getLogger } from "@logtape/logtape";
-import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import { atomic } from "./_kv.ts";
+import { readChunks } from "./_kv_chunks.ts";
+import { sleep, type Wakeup } from "./_wakeup.ts";
 import type {
   StoreConsumer,
   StoredMessageHandler,
