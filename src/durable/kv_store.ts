@@ -10,6 +10,26 @@
  * shared KV opened by URL (KV Connect): it uses plain keys, atomic commits
  * and polling, not KV queues, which KV Connect does not support.
  *
+ * What it guarantees, and where that ends:
+ *
+ * - An `AA` goes out only after the message, its ACK and its queue entry
+ *   are committed; a commit that fails is answered `AE` (send it again).
+ * - Each message (keyed on MSH-3, MSH-4 and a non-empty MSH-10) is stored
+ *   once and marked dispatched once; a message marked dispatched is never
+ *   dispatched again.
+ * - Dispatch is at least once, not exactly once. A consumer claims a
+ *   message for `leaseMs`, renews the claim every third of that while the
+ *   dispatcher works, and marks the message dispatched in a commit that
+ *   checks the claim. If the claim runs out first, another consumer (or the
+ *   same one) dispatches the message again, as the next `ctx.attempt`:
+ *   after the process died mid-dispatch; after the consumer stalled for
+ *   longer than what was left of its lease (a paused process, a machine
+ *   short of CPU, a KV too busy to commit the renewal), in which case the
+ *   two dispatches can overlap; and after the commit that marks it
+ *   dispatched failed. Keep `leaseMs` well above the longest stall you
+ *   expect, and make the dispatcher's effects idempotent on
+ *   `ctx.messageId`, which every attempt at one message shares.
+ *
  * @example A receiver that stores before it acknowledges
  * ```ts
  * import { Client, Receiver } from "@x/mllp";
@@ -130,8 +150,10 @@ export interface KvMessageStoreOptions {
   /**
    * How long a consumer's claim on a message lasts without being renewed,
    * in ms. It is renewed every third of this while the dispatcher works,
-   * so it only runs out when the consumer's process dies: then another
-   * consumer (or the restarted one) takes the message after this long.
+   * so it runs out only when the consumer's process dies or stalls for
+   * longer than what is left of it: then another consumer (or the
+   * restarted one) takes the message and dispatches it again (see the
+   * module documentation).
    *
    * @default {15000}
    */
@@ -169,9 +191,11 @@ const DEFAULT_RETRY: BackoffOptions = {
  * makes the receiver answer `AE`. Duplicates are keyed on MSH-3, MSH-4 and
  * MSH-10 (messages with an empty MSH-10 are never taken for duplicates).
  * Stored messages are dispatched in order by a consumer loop that claims
- * each one with a versionstamp check, so no two consumers (in this process
- * or another sharing the KV) dispatch it at once, and marks it dispatched
- * in a checked commit, so it is never dispatched again.
+ * each one with a versionstamp check, so that while the claim holds no
+ * other consumer (in this process or another sharing the KV) dispatches
+ * it, and marks it dispatched in a commit that checks the claim, so it is
+ * never dispatched again. A claim that runs out before that commit means a
+ * second dispatch: see the module documentation.
  *
  * @example Look at what was stored
  * ```ts
@@ -545,6 +569,7 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
       pollInterval: this.#pollInterval,
       wakeup: this.#wakeup,
       closing: () => this.#closing !== undefined,
+      now: Date.now,
     }, handler);
     const stop = consumer.stop;
     consumer.stop = async (deadline) => {
