@@ -332,7 +332,19 @@ Deno.test("outbox: non-HL7 payloads are acked on a reply and parked on a NAK", a
 });
 
 Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as gauges", async () => {
-  const gauges = new Map<string, { value: number; address: string }>();
+  const gauges = new Map<
+    string,
+    { value: number; address: string; receivedAt: number }
+  >();
+  const names = ["depth", "oldest_age", "parked"].map((n) =>
+    `mllp.outbox.${n}`
+  );
+  // Every oldest age the collector gets, in order.
+  const ages: number[] = [];
+  // The child runs until the collector has all three gauges and has seen
+  // the oldest age grow (the worker reads them again while it runs): the
+  // test waits for that, however long a busy machine takes to get there.
+  const allThere = Promise.withResolvers<void>();
   await using collector = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -349,33 +361,49 @@ Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as
           if (!String(metric.name).startsWith("mllp.outbox.") || !point) {
             continue;
           }
+          const value = Number(point.asInt ?? point.asDouble);
           gauges.set(metric.name, {
-            value: Number(point.asInt ?? point.asDouble),
+            value,
             address: point.attributes?.[0]?.value?.stringValue,
+            receivedAt: Date.now(),
           });
+          if (metric.name === "mllp.outbox.oldest_age") ages.push(value);
         }
       }
     }
+    if (
+      names.every((name) => gauges.has(name)) &&
+      ages.some((age) => age > ages[0])
+    ) allThere.resolve();
     return Response.json({});
   });
-  // A worker whose destination refuses: three messages stay queued.
+  // A worker whose destination refuses: three messages stay queued, the
+  // oldest of them (as its queue entry says) queued ten minutes ago.
   const port = freePort();
+  const AGE = 600_000;
   const code = `
     import { KvOutbox } from "${new URL(
     "../../src/durable/kv_outbox.ts",
     import.meta.url,
   )}";
-    await using outbox = await KvOutbox.open(":memory:", {
+    using kv = await Deno.openKv(":memory:");
+    await using outbox = await KvOutbox.open(kv, {
       destination: { hostname: "127.0.0.1", port: ${port} },
       retry: { initialDelay: 200 },
     });
     for (let i = 0; i < 3; i++) {
       await outbox.enqueue("MSH|^~\\\\&|A|B|C|D|1||ADT^A01|G" + i + "|P|2.5\\r");
     }
+    const pending = ["mllp", "outbox", outbox.destination, "pending"];
+    for await (const entry of kv.list({ prefix: pending })) {
+      await kv.set(entry.key, Date.now() - ${AGE});
+    }
     outbox.start();
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    // Until the test closes stdin.
+    await Deno.stdin.readable.pipeTo(new WritableStream());
   `;
-  const output = await new Deno.Command(Deno.execPath(), {
+  const spawnedAt = Date.now();
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", "--config", "deno.json", code],
     cwd: new URL("../..", import.meta.url),
     env: {
@@ -385,13 +413,35 @@ Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as
       OTEL_METRIC_EXPORT_INTERVAL: "300",
       OTEL_DENO_CONSOLE: "ignore",
     },
+    stdin: "piped",
     stdout: "null",
     stderr: "piped",
-  }).output();
-  assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waited = await Promise.race([
+    allThere.promise.then(() => "gauges"),
+    child.status.then(() => "exited"),
+    // Only a bound for a test that fails: never reached otherwise.
+    new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve("not within 60 s"), 60_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  await child.stdin.close();
+  const { code: exitCode } = await child.status;
+  assertEquals(exitCode, 0, await stderr);
+  assertEquals(waited, "gauges", await stderr);
   assertEquals(gauges.get("mllp.outbox.depth")?.value, 3);
   assertEquals(gauges.get("mllp.outbox.parked")?.value, 0);
-  assert((gauges.get("mllp.outbox.oldest_age")?.value ?? 0) > 500);
+  // In ms: at least the ten minutes, at most that plus the time since the
+  // child started; and growing while the worker runs.
+  const age = gauges.get("mllp.outbox.oldest_age")!;
+  assert(
+    ages[0] >= AGE && age.value <= AGE + (age.receivedAt - spawnedAt),
+    `oldest ages ${ages} ms`,
+  );
+  assert(age.value > ages[0], `oldest ages ${ages} ms`);
   assertEquals(
     gauges.get("mllp.outbox.depth")?.address,
     `127.0.0.1:${port}`,
