@@ -9,6 +9,16 @@
  * was; a message that was being sent when the process died is sent again
  * with the same control id and flagged `possibleDuplicate`.
  *
+ * One worker sends to a destination at a time, across processes sharing
+ * the KV, while it holds the destination's lease (`leaseMs`, renewed every
+ * third of that). A worker that stalls for longer than what is left of its
+ * lease (a paused process, a machine short of CPU, a KV too busy to commit
+ * the renewal) is taken over like a dead one: the message it was sending
+ * is sent again, flagged `possibleDuplicate`, possibly while the first
+ * send is still waiting for its reply, whose result is then not recorded.
+ * So delivery is at least once: the receiver should detect duplicates by
+ * sender and control id, as a receiver with a `KvMessageStore` does.
+ *
  * Needs Deno KV: run with `--unstable-kv` (or `"unstable": ["kv"]` in
  * deno.json). Works on a local file, `":memory:"`, or a KV opened by URL
  * (KV Connect): plain keys, atomic commits and polling, no KV queues.
@@ -143,8 +153,10 @@ export interface KvOutboxOptions {
   /**
    * How long the worker's claim on the destination's queue lasts without
    * renewal, in ms (it is renewed every third of this). One worker sends
-   * to a destination at a time, even across processes sharing the KV; a
-   * worker that died is taken over after this long.
+   * to a destination at a time, even across processes sharing the KV,
+   * while its claim holds; a worker that died, or stalled for longer than
+   * what was left of its claim, is taken over, and the message it was
+   * sending is sent again (see the module documentation).
    *
    * @default {15000}
    */
@@ -511,6 +523,7 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
       onRetry: (detail) => {
         this.dispatchEvent(new CustomEvent("retrying", { detail }));
       },
+      now: Date.now,
     });
     this.#working = worker.run(stopping.signal).finally(() => {
       running.delete(this);

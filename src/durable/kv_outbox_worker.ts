@@ -1,8 +1,9 @@
 /**
  * The delivery worker of `KvOutbox`: holds a lease on its destination's
- * queue (one worker per destination, across processes), sends the head of
- * the queue with the library's client after marking it in flight, and
- * records the outcome: acked, parked, or back to pending for a later try.
+ * queue (one worker per destination, across processes, while the lease
+ * holds), sends the head of the queue with the library's client after
+ * marking it in flight, and records the outcome: acked, parked, or back to
+ * pending for a later try.
  *
  * @module
  */
@@ -49,6 +50,12 @@ export interface WorkerSettings {
   refreshStats(): Promise<unknown>;
   onFinished(state: "acked" | "parked", record: OutboxRecord): void;
   onRetry(detail: OutboxRetryDetail): void;
+  /**
+   * The clock the lease is measured on, in ms since the epoch: `Date.now`
+   * (tests give a clock of their own, to let a lease run out exactly when
+   * they say).
+   */
+  now(): number;
 }
 
 /** The backoff after the queue itself cannot be read. */
@@ -120,7 +127,7 @@ export class OutboxWorker {
 
   /** Takes or renews the claim on this destination's queue. */
   async #holdLease(): Promise<boolean> {
-    const now = Date.now();
+    const now = this.#s.now();
     if (this.#lease && this.#lease.until - now > this.#s.leaseMs / 2) {
       return true;
     }
@@ -152,7 +159,7 @@ export class OutboxWorker {
   async #renew(): Promise<void> {
     const lease = this.#lease;
     if (!lease) return;
-    const until = Date.now() + this.#s.leaseMs;
+    const until = this.#s.now() + this.#s.leaseMs;
     const result = await atomic(this.#s.kv)
       .check({ key: this.#key("lease"), versionstamp: lease.versionstamp })
       .set(this.#key("lease"), { owner: this.#s.owner, until }).commit();
