@@ -33,6 +33,7 @@ import {
 } from "../../src/durable/kv_store.ts";
 import { startConsumer } from "../../src/durable/kv_store_consumer.ts";
 import { Wakeup } from "../../src/durable/_wakeup.ts";
+import { looks, TestClock } from "./_test_clock.ts";
 import { accepted, replied } from "../_helpers.ts";
 
 /** A small ADT^A01 from `app`/`fac` with the given control id. */
@@ -399,24 +400,6 @@ function entryFor(controlId: string): StoreEntry {
 }
 
 /**
- * The clock a consumer measures its claims on, standing still until the
- * test moves it, so that a claim runs out exactly when the test says and
- * never because the machine is busy. It counts how often it is read: a
- * consumer reads it each time it looks at a claimed message in the queue.
- */
-class TestClock {
-  #ms = Date.now();
-  reads = 0;
-  now = (): number => {
-    this.reads++;
-    return this.#ms;
-  };
-  advance(ms: number): void {
-    this.#ms += ms;
-  }
-}
-
-/**
  * A consumer of the store under `["mllp", "store"]` in `kv`, as
  * `KvMessageStore.consume` starts one, with the claims measured on `clock`.
  */
@@ -439,12 +422,6 @@ function consumerOn(
     closing: () => false,
     now: clock.now,
   }, handler);
-}
-
-/** Waits until `clock` has been read `more` more times. */
-async function looks(clock: TestClock, more: number, what: string) {
-  const target = clock.reads + more;
-  await until(() => clock.reads >= target, what);
 }
 
 Deno.test("consumer: two consumers on one KV never dispatch the same message while their claims hold", async () => {
