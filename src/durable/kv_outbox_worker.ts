@@ -69,6 +69,11 @@ export class OutboxWorker {
   #client: Client | undefined;
   #lastSendError: SendErrorDetail | undefined;
   #failures = 0;
+  /**
+   * The renewal of the lease in progress, if any: one at a time (two
+   * would fail each other's check), and releasing the lease waits for it.
+   */
+  #renewing: Promise<void> | undefined;
 
   constructor(settings: WorkerSettings) {
     this.#s = settings;
@@ -84,10 +89,11 @@ export class OutboxWorker {
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    const heartbeat = setInterval(
-      () => void this.#renew().catch(() => {}),
-      this.#s.leaseMs / 3,
-    );
+    const heartbeat = setInterval(() => {
+      this.#renewing ??= this.#renew().catch(() => {}).finally(() => {
+        this.#renewing = undefined;
+      });
+    }, this.#s.leaseMs / 3);
     const refresh = setInterval(
       () => void this.#s.refreshStats().catch(() => {}),
       1000,
@@ -121,6 +127,8 @@ export class OutboxWorker {
     } finally {
       clearInterval(heartbeat);
       clearInterval(refresh);
+      // A renewal landing after the release would leave the lease behind.
+      await this.#renewing;
       await this.#releaseLease().catch(() => {});
     }
   }
