@@ -266,6 +266,7 @@ function startWorker(
   clock: TestClock,
   destination: OutboxDestination,
   leaseMs: number,
+  pollInterval = 10,
 ) {
   const name = `${destination.hostname}:${destination.port}`;
   const finished: OutboxRecord[] = [];
@@ -278,7 +279,7 @@ function startWorker(
     resendUnknown: false,
     maxAttempts: 5,
     leaseMs,
-    pollInterval: 10,
+    pollInterval,
     owner,
     queued: new Wakeup(),
     refreshStats: () => Promise.resolve(),
@@ -300,12 +301,12 @@ function startWorker(
 
 /** Waits until `check` holds, polling; fails after `ms`. */
 async function until(
-  check: () => boolean,
+  check: () => boolean | Promise<boolean>,
   what: string,
   ms = 30_000,
 ): Promise<void> {
   const end = Date.now() + ms;
-  while (!check()) {
+  while (!(await check())) {
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
@@ -355,6 +356,57 @@ Deno.test("outbox: two workers on one KV and destination: one sends at a time, i
   const seqs = (records: OutboxRecord[]) => records.map((r) => r.seq);
   assertEquals(seqs(first.finished), ids.slice(0, 21).map((_, i) => i + 1));
   assertEquals(seqs(second.finished), ids.slice(21).map((_, i) => i + 22));
+});
+
+Deno.test("outbox: a worker that stops releases the destination's lease, even with a renewal of it in flight", async () => {
+  using kv = await Deno.openKv(":memory:");
+  // Commits go through; the result of one the test picks is held back
+  // until the test lets it go.
+  let holdNext = false;
+  const held = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const slow = new Proxy(kv, {
+    get(target, property) {
+      if (property === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            const hold = holdNext;
+            holdNext = false;
+            const result = await commit();
+            if (hold) {
+              held.resolve();
+              await release.promise;
+            }
+            return result;
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const destination = { hostname: "127.0.0.1", port: 9 };
+  const key = ["mllp", "outbox", "127.0.0.1:9", "lease"];
+  // It finds the queue empty and waits for work: its next commit renews
+  // its lease.
+  const worker = startWorker(
+    slow,
+    "a",
+    new TestClock(),
+    destination,
+    300,
+    60_000,
+  );
+  await until(async () => (await kv.get(key)).value !== null, "the lease");
+  holdNext = true;
+  await held.promise;
+  const stopped = worker.stop();
+  release.resolve();
+  await stopped;
+  assertEquals((await kv.get(key)).value, null);
 });
 
 Deno.test("outbox: a worker stalled past its lease mid-send is taken over: the message is sent again with the same control id, flagged, and its result recorded once", async () => {
