@@ -9,6 +9,16 @@
  * was; a message that was being sent when the process died is sent again
  * with the same control id and flagged `possibleDuplicate`.
  *
+ * One worker sends to a destination at a time, across processes sharing
+ * the KV, while it holds the destination's lease (`leaseMs`, renewed every
+ * third of that). A worker that stalls for longer than what is left of its
+ * lease (a paused process, a machine short of CPU, a KV too busy to commit
+ * the renewal) is taken over like a dead one: the message it was sending
+ * is sent again, flagged `possibleDuplicate`, possibly while the first
+ * send is still waiting for its reply, whose result is then not recorded.
+ * So delivery is at least once: the receiver should detect duplicates by
+ * sender and control id, as a receiver with a `KvMessageStore` does.
+ *
  * Needs Deno KV: run with `--unstable-kv` (or `"unstable": ["kv"]` in
  * deno.json). Works on a local file, `":memory:"`, or a KV opened by URL
  * (KV Connect): plain keys, atomic commits and polling, no KV queues.
@@ -44,25 +54,28 @@
  * @module
  */
 
+import { atomic, newId, openKv, readCounters } from "./_kv.ts";
 import {
-  atomic,
   chunkCount,
   clearPartial,
   deleteChunks,
   fitsInline,
-  newId,
-  openKv,
   readChunks,
-  readCounters,
   setChunks,
-  sleep,
   sweepPartials,
-  Wakeup,
   writeLargeChunks,
-} from "./_kv.ts";
+} from "./_kv_chunks.ts";
+import { sleep, Wakeup } from "./_wakeup.ts";
 import { OutboxWorker } from "./kv_outbox_worker.ts";
+import type {
+  Enqueued,
+  OutboxDestination,
+  OutboxEventMap,
+  OutboxRecord,
+  OutboxState,
+  OutboxStats,
+} from "./kv_outbox_types.ts";
 import { meter } from "../observe/telemetry.ts";
-import type { ClientOptions, SendResult } from "../client/client.ts";
 import type { BackoffOptions } from "../net/backoff.ts";
 import { formatAddress } from "../net/address.ts";
 import { unwrap } from "../wire/envelope.ts";
@@ -70,37 +83,15 @@ import { TypedEventTarget } from "../observe/events.ts";
 import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
 import { type Message, readMessage } from "../hl7/message.ts";
 
-/**
- * Where an outbox sends: a receiver's address and the client's options.
- *
- * @example A destination with its own reply timeout
- * ```ts
- * import { EchoDispatcher, Receiver } from "@x/mllp";
- * import { KvOutbox, type OutboxDestination } from "@x/mllp/outbox";
- * import { assertEquals } from "@std/assert";
- *
- * await using receiver = await Receiver.start({
- *   port: 0,
- *   dispatcher: EchoDispatcher,
- * });
- * const destination: OutboxDestination = {
- *   hostname: "127.0.0.1",
- *   port: receiver.port,
- *   replyTimeout: 5_000,
- *   connectTimeout: 2_000,
- * };
- * await using outbox = await KvOutbox.open(":memory:", { destination });
- * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
- * outbox.start();
- * assertEquals((await outbox.waitFor(seq)).state, "acked");
- * ```
- */
-export interface OutboxDestination extends ClientOptions {
-  /** The receiver's host name or IP address. */
-  hostname: string;
-  /** The receiver's port. */
-  port: number;
-}
+export type {
+  Enqueued,
+  OutboxDestination,
+  OutboxEventMap,
+  OutboxRecord,
+  OutboxRetryDetail,
+  OutboxState,
+  OutboxStats,
+} from "./kv_outbox_types.ts";
 
 /**
  * Options for {@linkcode KvOutbox.open}.
@@ -162,8 +153,10 @@ export interface KvOutboxOptions {
   /**
    * How long the worker's claim on the destination's queue lasts without
    * renewal, in ms (it is renewed every third of this). One worker sends
-   * to a destination at a time, even across processes sharing the KV; a
-   * worker that died is taken over after this long.
+   * to a destination at a time, even across processes sharing the KV,
+   * while its claim holds; a worker that died, or stalled for longer than
+   * what was left of its claim, is taken over, and the message it was
+   * sending is sent again (see the module documentation).
    *
    * @default {15000}
    */
@@ -176,214 +169,6 @@ export interface KvOutboxOptions {
    * @default {250}
    */
   pollInterval?: number;
-}
-
-/**
- * Where a queued message is.
- *
- * @example List the messages still waiting
- * ```ts
- * import { KvOutbox, type OutboxState } from "@x/mllp/outbox";
- * import { assertEquals } from "@std/assert";
- *
- * await using outbox = await KvOutbox.open(":memory:", {
- *   destination: { hostname: "127.0.0.1", port: 2575 },
- * });
- * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
- * const state: OutboxState = "pending";
- * const waiting = await Array.fromAsync(outbox.list({ state }));
- * assertEquals(waiting.map((record) => record.controlId), ["Q1"]);
- * ```
- */
-export type OutboxState = "pending" | "in_flight" | "acked" | "parked";
-
-/**
- * What the outbox keeps about one message (its bytes are kept apart).
- *
- * @example Inspect a queued message
- * ```ts
- * import { KvOutbox, type OutboxRecord } from "@x/mllp/outbox";
- * import { assertEquals } from "@std/assert";
- *
- * await using outbox = await KvOutbox.open(":memory:", {
- *   destination: { hostname: "127.0.0.1", port: 2575 },
- * });
- * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
- * const record: OutboxRecord | undefined = await outbox.get(seq);
- * assertEquals(record?.state, "pending");
- * assertEquals([record?.controlId, record?.messageType], ["Q1", "ADT^A01"]);
- * assertEquals([record?.attempts, record?.possibleDuplicate], [0, false]);
- * ```
- */
-export interface OutboxRecord {
-  /** Its place in the destination's queue, from 1. */
-  seq: number;
-  /** The id its bytes are kept under. */
-  id: string;
-  /** MSH-10, for HL7. */
-  controlId?: string;
-  /** MSH-9, for HL7. */
-  messageType?: string;
-  /** Its size in bytes. */
-  size: number;
-  /** When it was queued, in ms since the epoch. */
-  enqueuedAt: number;
-  /** Where it is. */
-  state: OutboxState;
-  /** How many times it was marked in flight (about to be written). */
-  attempts: number;
-  /**
-   * Whether the receiver may have it already: it was sent again after a
-   * send whose outcome is unknown (a process that died mid-send, or
-   * `resendUnknown`), always with the same control id.
-   */
-  possibleDuplicate: boolean;
-  /** When the last attempt started, in ms since the epoch. */
-  sentAt?: number;
-  /** When it was acknowledged or parked, in ms since the epoch. */
-  finishedAt?: number;
-  /** The result's outcome, as in {@linkcode SendResult}, or `"failed"`. */
-  outcome?: SendResult["outcome"] | "failed";
-  /** The ACK code (MSA-1). */
-  ackCode?: string;
-  /** The ACK's text (MSA-3). */
-  ackText?: string;
-  /** The whole ACK (or the reply, for a payload that is not HL7). */
-  reply?: string;
-  /** The last round trip, in ms. */
-  roundTripMs?: number;
-  /** Why it was parked, or why the last attempt failed. */
-  reason?: string;
-}
-
-/**
- * Numbers from {@linkcode KvOutbox.stats}.
- *
- * @example Watch the queue depth
- * ```ts
- * import { KvOutbox, type OutboxStats } from "@x/mllp/outbox";
- * import { assertEquals } from "@std/assert";
- *
- * await using outbox = await KvOutbox.open(":memory:", {
- *   destination: { hostname: "127.0.0.1", port: 2575 },
- * });
- * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
- * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A08|Q2|P|2.5\r");
- * const stats: OutboxStats = await outbox.stats();
- * assertEquals([stats.depth, stats.enqueued, stats.parked], [2, 2, 0]);
- * ```
- */
-export interface OutboxStats {
-  /** Messages queued and not yet acknowledged or parked. */
-  depth: number;
-  /** The age of the oldest of them, in ms (0 when none). */
-  oldestAgeMs: number;
-  /** Messages parked now. */
-  parked: number;
-  /** Messages queued in all. */
-  enqueued: number;
-}
-
-/**
- * What {@linkcode KvOutbox.enqueue} returns.
- *
- * @example Keep the place of each message
- * ```ts
- * import { type Enqueued, KvOutbox } from "@x/mllp/outbox";
- * import { assertEquals } from "@std/assert";
- *
- * await using outbox = await KvOutbox.open(":memory:", {
- *   destination: { hostname: "127.0.0.1", port: 2575 },
- * });
- * const hl7: Enqueued = await outbox.enqueue(
- *   "MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r",
- * );
- * const other: Enqueued = await outbox.enqueue("not HL7");
- * assertEquals(hl7, { seq: 1, controlId: "Q1" });
- * assertEquals([other.seq, other.controlId], [2, undefined]);
- * ```
- */
-export interface Enqueued {
-  /** The message's place in the queue. */
-  seq: number;
-  /** Its MSH-10, for HL7. */
-  controlId?: string;
-}
-
-/**
- * Detail of the `retrying` event: the destination could not be reached.
- *
- * @example See why a destination cannot be reached
- * ```ts
- * import { ConnectionRefusedError } from "@x/mllp";
- * import { KvOutbox, type OutboxRetryDetail } from "@x/mllp/outbox";
- * import { assert, assertEquals } from "@std/assert";
- *
- * const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
- * const { port } = listener.addr;
- * listener.close(); // nothing listens on this port now
- * await using outbox = await KvOutbox.open(":memory:", {
- *   destination: { hostname: "127.0.0.1", port },
- *   retry: { initialDelay: 60_000, jitter: 0 },
- * });
- * const retrying = new Promise<OutboxRetryDetail>((resolve) =>
- *   outbox.addEventListener("retrying", (event) => resolve(event.detail), {
- *     once: true,
- *   })
- * );
- * await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
- * outbox.start();
- * const detail = await retrying;
- * assert(detail.error instanceof ConnectionRefusedError);
- * assertEquals(detail.record.controlId, "Q1");
- * assertEquals([detail.written, detail.delayMs], [false, 60_000]);
- * ```
- */
-export interface OutboxRetryDetail {
-  /** The message at the head of the queue. */
-  record: OutboxRecord;
-  /** Why. */
-  error: Error;
-  /** Whether the message was written (its outcome is then unknown). */
-  written: boolean;
-  /** The wait before the next attempt, in ms. */
-  delayMs: number;
-}
-
-/**
- * The events a {@linkcode KvOutbox} emits, each a `CustomEvent`.
- *
- * @example Log acknowledged messages
- * ```ts
- * import { EchoDispatcher, Receiver } from "@x/mllp";
- * import { KvOutbox, type OutboxEventMap } from "@x/mllp/outbox";
- * import { assertEquals } from "@std/assert";
- *
- * await using receiver = await Receiver.start({
- *   port: 0,
- *   dispatcher: EchoDispatcher,
- * });
- * await using outbox = await KvOutbox.open(":memory:", {
- *   destination: { hostname: "127.0.0.1", port: receiver.port },
- * });
- * const acked: OutboxEventMap["acked"]["detail"][] = [];
- * outbox.addEventListener("acked", (event) => acked.push(event.detail));
- * const { seq } = await outbox.enqueue("MSH|^~\\&|A|B|C|D|1||ADT^A01|Q1|P|2.5\r");
- * outbox.start();
- * await outbox.waitFor(seq);
- * assertEquals(acked.map((record) => [record.controlId, record.ackCode]), [[
- *   "Q1",
- *   "AA",
- * ]]);
- * ```
- */
-export interface OutboxEventMap {
-  /** A message was acknowledged (`AA`/`CA`, or a reply other than NAK). */
-  acked: CustomEvent<OutboxRecord>;
-  /** A message was parked for review. */
-  parked: CustomEvent<OutboxRecord>;
-  /** Sending failed in transport; the message will be tried again. */
-  retrying: CustomEvent<OutboxRetryDetail>;
 }
 
 const DEFAULT_RETRY: BackoffOptions = {
@@ -738,6 +523,7 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
       onRetry: (detail) => {
         this.dispatchEvent(new CustomEvent("retrying", { detail }));
       },
+      now: Date.now,
     });
     this.#working = worker.run(stopping.signal).finally(() => {
       running.delete(this);

@@ -1,14 +1,17 @@
 /**
  * The delivery worker of `KvOutbox`: holds a lease on its destination's
- * queue (one worker per destination, across processes), sends the head of
- * the queue with the library's client after marking it in flight, and
- * records the outcome: acked, parked, or back to pending for a later try.
+ * queue (one worker per destination, across processes, while the lease
+ * holds), sends the head of the queue with the library's client after
+ * marking it in flight, and records the outcome: acked, parked, or back to
+ * pending for a later try.
  *
  * @module
  */
 
 import { getLogger } from "@logtape/logtape";
-import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import { atomic } from "./_kv.ts";
+import { readChunks } from "./_kv_chunks.ts";
+import { sleep, type Wakeup } from "./_wakeup.ts";
 import {
   Client,
   type SendErrorDetail,
@@ -22,7 +25,7 @@ import type {
   OutboxDestination,
   OutboxRecord,
   OutboxRetryDetail,
-} from "./kv_outbox.ts";
+} from "./kv_outbox_types.ts";
 
 const logger = getLogger(["mllp", "outbox"]);
 
@@ -47,6 +50,12 @@ export interface WorkerSettings {
   refreshStats(): Promise<unknown>;
   onFinished(state: "acked" | "parked", record: OutboxRecord): void;
   onRetry(detail: OutboxRetryDetail): void;
+  /**
+   * The clock the lease is measured on, in ms since the epoch: `Date.now`
+   * (tests give a clock of their own, to let a lease run out exactly when
+   * they say).
+   */
+  now(): number;
 }
 
 /** The backoff after the queue itself cannot be read. */
@@ -60,6 +69,11 @@ export class OutboxWorker {
   #client: Client | undefined;
   #lastSendError: SendErrorDetail | undefined;
   #failures = 0;
+  /**
+   * The renewal of the lease in progress, if any: one at a time (two
+   * would fail each other's check), and releasing the lease waits for it.
+   */
+  #renewing: Promise<void> | undefined;
 
   constructor(settings: WorkerSettings) {
     this.#s = settings;
@@ -75,10 +89,11 @@ export class OutboxWorker {
   }
 
   async run(signal: AbortSignal): Promise<void> {
-    const heartbeat = setInterval(
-      () => void this.#renew().catch(() => {}),
-      this.#s.leaseMs / 3,
-    );
+    const heartbeat = setInterval(() => {
+      this.#renewing ??= this.#renew().catch(() => {}).finally(() => {
+        this.#renewing = undefined;
+      });
+    }, this.#s.leaseMs / 3);
     const refresh = setInterval(
       () => void this.#s.refreshStats().catch(() => {}),
       1000,
@@ -112,13 +127,15 @@ export class OutboxWorker {
     } finally {
       clearInterval(heartbeat);
       clearInterval(refresh);
+      // A renewal landing after the release would leave the lease behind.
+      await this.#renewing;
       await this.#releaseLease().catch(() => {});
     }
   }
 
   /** Takes or renews the claim on this destination's queue. */
   async #holdLease(): Promise<boolean> {
-    const now = Date.now();
+    const now = this.#s.now();
     if (this.#lease && this.#lease.until - now > this.#s.leaseMs / 2) {
       return true;
     }
@@ -150,7 +167,7 @@ export class OutboxWorker {
   async #renew(): Promise<void> {
     const lease = this.#lease;
     if (!lease) return;
-    const until = Date.now() + this.#s.leaseMs;
+    const until = this.#s.now() + this.#s.leaseMs;
     const result = await atomic(this.#s.kv)
       .check({ key: this.#key("lease"), versionstamp: lease.versionstamp })
       .set(this.#key("lease"), { owner: this.#s.owner, until }).commit();

@@ -10,6 +10,26 @@
  * shared KV opened by URL (KV Connect): it uses plain keys, atomic commits
  * and polling, not KV queues, which KV Connect does not support.
  *
+ * What it guarantees, and where that ends:
+ *
+ * - An `AA` goes out only after the message, its ACK and its queue entry
+ *   are committed; a commit that fails is answered `AE` (send it again).
+ * - Each message (keyed on MSH-3, MSH-4 and a non-empty MSH-10) is stored
+ *   once and marked dispatched once; a message marked dispatched is never
+ *   dispatched again.
+ * - Dispatch is at least once, not exactly once. A consumer claims a
+ *   message for `leaseMs`, renews the claim every third of that while the
+ *   dispatcher works, and marks the message dispatched in a commit that
+ *   checks the claim. If the claim runs out first, another consumer (or the
+ *   same one) dispatches the message again, as the next `ctx.attempt`:
+ *   after the process died mid-dispatch; after the consumer stalled for
+ *   longer than what was left of its lease (a paused process, a machine
+ *   short of CPU, a KV too busy to commit the renewal), in which case the
+ *   two dispatches can overlap; and after the commit that marks it
+ *   dispatched failed. Keep `leaseMs` well above the longest stall you
+ *   expect, and make the dispatcher's effects idempotent on
+ *   `ctx.messageId`, which every attempt at one message shares.
+ *
  * @example A receiver that stores before it acknowledges
  * ```ts
  * import { Client, Receiver } from "@x/mllp";
@@ -40,23 +60,25 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { atomic, newId, openKv, readCounters, retryBusy } from "./_kv.ts";
 import {
-  atomic,
   chunkCount,
   clearPartial,
   deleteChunks,
   fitsInline,
-  newId,
-  openKv,
   readChunks,
-  readCounters,
-  retryBusy,
   setChunks,
   sweepPartials,
-  Wakeup,
   writeLargeChunks,
-} from "./_kv.ts";
-import { type QueueEntry, startConsumer } from "./kv_store_consumer.ts";
+} from "./_kv_chunks.ts";
+import { Wakeup } from "./_wakeup.ts";
+import { startConsumer } from "./kv_store_consumer.ts";
+import type {
+  QueueEntry,
+  StoredRecord,
+  StoredState,
+  StoreStats,
+} from "./kv_store_types.ts";
 import type {
   MessageStore,
   StoreConsumer,
@@ -65,7 +87,6 @@ import type {
   StorePutResult,
 } from "../dispatch/message_store.ts";
 import type { BackoffOptions } from "../net/backoff.ts";
-import type { Address } from "../net/address.ts";
 
 export type {
   MessageStore,
@@ -78,6 +99,11 @@ export type {
   StorePutResult,
 } from "../dispatch/message_store.ts";
 export { STORED_TEXT } from "../dispatch/message_store.ts";
+export type {
+  StoredRecord,
+  StoredState,
+  StoreStats,
+} from "./kv_store_types.ts";
 
 const logger = getLogger(["mllp", "store"]);
 
@@ -124,8 +150,10 @@ export interface KvMessageStoreOptions {
   /**
    * How long a consumer's claim on a message lasts without being renewed,
    * in ms. It is renewed every third of this while the dispatcher works,
-   * so it only runs out when the consumer's process dies: then another
-   * consumer (or the restarted one) takes the message after this long.
+   * so it runs out only when the consumer's process dies or stalls for
+   * longer than what is left of it: then another consumer (or the
+   * restarted one) takes the message and dispatches it again (see the
+   * module documentation).
    *
    * @default {15000}
    */
@@ -147,135 +175,6 @@ export interface KvMessageStoreOptions {
   partialTtl?: number;
 }
 
-/**
- * Where a stored message is: waiting for (or in) dispatch, done, or parked.
- *
- * @example List the parked messages
- * ```ts
- * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
- * import { KvMessageStore, type StoredState } from "@x/mllp/store";
- * import { assertEquals } from "@std/assert";
- *
- * await using store = await KvMessageStore.open(":memory:");
- * const message = readMessage(
- *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
- * ) as Hl7Message;
- * const peer = { hostname: "127.0.0.1", port: 2575 };
- * const ack = Ack.forMessage(message, "AA").toBytes();
- * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
- * await store.put(entry);
- * const state: StoredState = "pending";
- * const pending = await Array.fromAsync(store.list({ state }));
- * assertEquals(pending.map((record) => record.controlId), ["L1"]);
- * assertEquals(await Array.fromAsync(store.list({ state: "parked" })), []);
- * ```
- */
-export type StoredState = "pending" | "dispatched" | "parked";
-
-/**
- * What the store keeps about one message (its bytes are kept apart).
- *
- * @example Inspect a stored message
- * ```ts
- * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
- * import { KvMessageStore, type StoredRecord } from "@x/mllp/store";
- * import { assertEquals } from "@std/assert";
- *
- * await using store = await KvMessageStore.open(":memory:");
- * const message = readMessage(
- *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
- * ) as Hl7Message;
- * const peer = { hostname: "127.0.0.1", port: 2575 };
- * const ack = Ack.forMessage(message, "AA").toBytes();
- * const entry = { message, ack, peer, local: peer, receivedAt: new Date() };
- * const { id } = await store.put(entry);
- * const record: StoredRecord | undefined = await store.get(id);
- * assertEquals([
- *   record?.sendingApplication,
- *   record?.controlId,
- *   record?.messageType,
- * ], ["LAB", "L1", "ORU^R01"]);
- * assertEquals([record?.state, record?.attempts, record?.size], [
- *   "pending",
- *   0,
- *   message.size,
- * ]);
- * ```
- */
-export interface StoredRecord {
-  /** The store's id: sortable by arrival. */
-  id: string;
-  /** MSH-3 Sending Application. */
-  sendingApplication: string;
-  /** MSH-4 Sending Facility. */
-  sendingFacility: string;
-  /** MSH-10 Message Control ID. */
-  controlId: string;
-  /** MSH-9 Message Type. */
-  messageType: string;
-  /** The message's size in bytes. */
-  size: number;
-  /** When it was received, in ms since the epoch. */
-  receivedAt: number;
-  /** The sender's address. */
-  peer: Address;
-  /** The receiver's address. */
-  local: Address;
-  /** The sender's certificate name, with mutual TLS. */
-  certificateName?: string;
-  /** The ACK it got (and that resends of it get). */
-  ack: Uint8Array;
-  /** Where it is. */
-  state: StoredState;
-  /**
-   * How many times it was handed to a dispatcher. (While it is pending,
-   * this and the claim below are read from its entry in the queue.)
-   */
-  attempts: number;
-  /** The consumer that holds it, while one does. */
-  leaseOwner?: string;
-  /** Until when that consumer's claim lasts, in ms since the epoch. */
-  leaseUntil?: number;
-  /** Why the last attempt failed or it was parked. */
-  lastError?: string;
-  /** When it was dispatched, in ms since the epoch. */
-  dispatchedAt?: number;
-  /** When it was parked, in ms since the epoch. */
-  parkedAt?: number;
-}
-
-/**
- * Counts from {@linkcode KvMessageStore.stats}.
- *
- * @example Watch the backlog
- * ```ts
- * import { KvMessageStore, type StoreStats } from "@x/mllp/store";
- * import { assertEquals } from "@std/assert";
- *
- * await using store = await KvMessageStore.open(":memory:");
- * const stats: StoreStats = await store.stats();
- * const backlog = stats.pending > 0
- *   ? `${stats.pending} waiting, oldest ${stats.oldestAgeMs} ms`
- *   : "empty";
- * assertEquals(backlog, "empty");
- * assertEquals([stats.stored, stats.duplicates, stats.parked], [0, 0, 0]);
- * ```
- */
-export interface StoreStats {
-  /** Messages stored in all (resends not counted). */
-  stored: number;
-  /** Messages waiting for dispatch or being dispatched. */
-  pending: number;
-  /** Messages dispatched. */
-  dispatched: number;
-  /** Messages parked now. */
-  parked: number;
-  /** Resends answered with a stored ACK. */
-  duplicates: number;
-  /** The age of the oldest pending message, in ms (0 when none). */
-  oldestAgeMs: number;
-}
-
 const DEFAULT_RETRY: BackoffOptions = {
   initialDelay: 1000,
   maxDelay: 60_000,
@@ -292,9 +191,11 @@ const DEFAULT_RETRY: BackoffOptions = {
  * makes the receiver answer `AE`. Duplicates are keyed on MSH-3, MSH-4 and
  * MSH-10 (messages with an empty MSH-10 are never taken for duplicates).
  * Stored messages are dispatched in order by a consumer loop that claims
- * each one with a versionstamp check, so no two consumers (in this process
- * or another sharing the KV) dispatch it at once, and marks it dispatched
- * in a checked commit, so it is never dispatched again.
+ * each one with a versionstamp check, so that while the claim holds no
+ * other consumer (in this process or another sharing the KV) dispatches
+ * it, and marks it dispatched in a commit that checks the claim, so it is
+ * never dispatched again. A claim that runs out before that commit means a
+ * second dispatch: see the module documentation.
  *
  * @example Look at what was stored
  * ```ts
@@ -668,6 +569,7 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
       pollInterval: this.#pollInterval,
       wakeup: this.#wakeup,
       closing: () => this.#closing !== undefined,
+      now: Date.now,
     }, handler);
     const stop = consumer.stop;
     consumer.stop = async (deadline) => {

@@ -4,41 +4,27 @@
  * or another sharing the KV, hold it at once), renews the claim while the
  * handler works, and records the outcome in a commit that checks the claim
  * still holds: dispatched (never handed out again), retried after a
- * backoff, or parked.
+ * backoff, or parked. A claim that runs out before that commit (a dead or
+ * stalled consumer) lets the message be dispatched again: dispatch is at
+ * least once, as kv_store.ts states.
  *
  * @module
  */
 
 import { reasonOf } from "../dispatch/_util.ts";
 import { getLogger } from "@logtape/logtape";
-import { atomic, readChunks, sleep, type Wakeup } from "./_kv.ts";
+import { atomic } from "./_kv.ts";
+import { readChunks } from "./_kv_chunks.ts";
+import { sleep, type Wakeup } from "./_wakeup.ts";
 import type {
   StoreConsumer,
   StoredMessageHandler,
   StoredOutcome,
 } from "../dispatch/message_store.ts";
 import { type BackoffOptions, reconnectDelay } from "../net/backoff.ts";
-import type { StoredRecord } from "./kv_store.ts";
+import type { QueueEntry, StoredRecord } from "./kv_store_types.ts";
 
 const logger = getLogger(["mllp", "store"]);
-
-/**
- * A pending message's entry in the queue (`[...prefix, "ready", id]`):
- * the claim on it lives here, so that claiming reads nothing but the
- * queue, and the record is written once more, when it is done or parked.
- */
-export interface QueueEntry {
-  /** When the message was received, in ms since the epoch. */
-  receivedAt: number;
-  /** How many times it was handed out. */
-  attempts: number;
-  /** The consumer that holds it, while one does. */
-  leaseOwner?: string;
-  /** Until when that claim lasts, in ms since the epoch. */
-  leaseUntil?: number;
-  /** Why the last attempt failed. */
-  lastError?: string;
-}
 
 /** What a consumer needs from its store. */
 export interface ConsumerSettings {
@@ -54,6 +40,12 @@ export interface ConsumerSettings {
   wakeup: Wakeup;
   /** Whether the store is closing. */
   closing(): boolean;
+  /**
+   * The clock claims are measured on, in ms since the epoch: `Date.now`
+   * (tests give a clock of their own, to let a claim run out exactly when
+   * they say).
+   */
+  now(): number;
 }
 
 /**
@@ -156,12 +148,12 @@ class Consumer implements StoreConsumer {
         }
         try {
           // A claim made with the batch may need renewing before its turn.
-          const claim = first.queue.leaseUntil! - Date.now() >
+          const claim = first.queue.leaseUntil! - this.#settings.now() >
               this.#settings.leaseMs / 2
             ? first
             : await this.#update(first, {
               ...first.queue,
-              leaseUntil: Date.now() + this.#settings.leaseMs,
+              leaseUntil: this.#settings.now() + this.#settings.leaseMs,
             });
           if (claim) await this.#dispatchClaimed(claim, handler, soft, hard);
         } catch (error) {
@@ -190,7 +182,10 @@ class Consumer implements StoreConsumer {
     });
     for await (const entry of entries) {
       const queue = entry.value;
-      if (queue.leaseUntil !== undefined && queue.leaseUntil > Date.now()) {
+      if (
+        queue.leaseUntil !== undefined &&
+        queue.leaseUntil > this.#settings.now()
+      ) {
         continue;
       }
       free.push(entry);
@@ -209,7 +204,7 @@ class Consumer implements StoreConsumer {
   /** Claims these queue entries in one commit; none if it fails. */
   async #claim(entries: Deno.KvEntry<QueueEntry>[]): Promise<Claim[]> {
     const kv = this.#settings.kv;
-    const until = Date.now() + this.#settings.leaseMs;
+    const until = this.#settings.now() + this.#settings.leaseMs;
     const op = atomic(kv);
     const claimed = entries.map((entry) => {
       const queue: QueueEntry = {
@@ -295,7 +290,7 @@ class Consumer implements StoreConsumer {
           if (!claim) return;
           claim = await this.#update(claim, {
             ...claim.queue,
-            leaseUntil: Date.now() + this.#settings.leaseMs,
+            leaseUntil: this.#settings.now() + this.#settings.leaseMs,
           }).catch(() => claim);
         });
       }, this.#settings.leaseMs / 3);
@@ -406,7 +401,7 @@ class Consumer implements StoreConsumer {
     const waiting = await this.#update(claim, {
       ...queue,
       lastError: outcome.reason,
-      leaseUntil: Date.now() + delay + this.#settings.leaseMs,
+      leaseUntil: this.#settings.now() + delay + this.#settings.leaseMs,
     });
     if (!waiting) return undefined;
     await sleep(delay, soft);
@@ -418,7 +413,7 @@ class Consumer implements StoreConsumer {
       ...waiting.queue,
       attempts: attempts + 1,
       leaseOwner: this.#settings.owner,
-      leaseUntil: Date.now() + this.#settings.leaseMs,
+      leaseUntil: this.#settings.now() + this.#settings.leaseMs,
     });
   }
 }

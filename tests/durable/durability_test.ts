@@ -13,7 +13,8 @@
  *   is delivered, in order, and a message that arrived twice is flagged
  *   `possibleDuplicate`;
  * - scale-out without a server: two receiver processes sharing one KV
- *   file, each message sent to both: stored once, dispatched once.
+ *   file, each message sent to both: stored once, its effect once (it can
+ *   be dispatched again after a failed attempt, as a higher attempt).
  *
  * Set `DURABILITY_SEED` to replay another kill schedule.
  *
@@ -388,7 +389,7 @@ Deno.test("durability: a sender SIGKILLed mid-queue and restarted delivers every
   });
 });
 
-Deno.test("scale-out: two receiver processes sharing one KV file store and dispatch each message once", async () => {
+Deno.test("scale-out: two receiver processes sharing one KV file store each message once, and each dispatch's effect happens once", async () => {
   await withTempDir(async (dir) => {
     const path = `${dir}/shared.sqlite`;
     const [portA, portB] = [freePort(), freePort()];

@@ -19,8 +19,13 @@ import { Ack } from "../../src/hl7/ack.ts";
 import { HeaderError } from "../../src/errors.ts";
 import {
   KvOutbox,
+  type OutboxDestination,
+  type OutboxRecord,
   type OutboxRetryDetail,
 } from "../../src/durable/kv_outbox.ts";
+import { OutboxWorker } from "../../src/durable/kv_outbox_worker.ts";
+import { Wakeup } from "../../src/durable/_wakeup.ts";
+import { TestClock } from "./_test_clock.ts";
 import { Receiver } from "../../src/receiver/receiver.ts";
 import { KvMessageStore } from "../../src/durable/kv_store.ts";
 import { FaultPeer } from "../_fault_peer.ts";
@@ -250,29 +255,207 @@ Deno.test("outbox: a message left in flight by a crash is resent with the same c
   assertEquals(arrivals, ["CRASH-1", "CRASH-2"]);
 });
 
-Deno.test("outbox: two workers on one KV and destination: one sends at a time, in order, no duplicates", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/outbox.sqlite`;
-  try {
-    const { receiver, arrivals } = await recordingReceiver();
-    await using _r = receiver;
-    const destination = { hostname: "127.0.0.1", port: receiver.port };
-    await using a = await KvOutbox.open(path, { destination, leaseMs: 300 });
-    await using b = await KvOutbox.open(path, { destination, leaseMs: 300 });
-    const ids = Array.from({ length: 40 }, (_, i) => `TWO-${i}`);
-    for (const [i, id] of ids.entries()) {
-      await (i % 2 ? a : b).enqueue(hl7(id));
-    }
-    a.start();
-    b.start();
-    await a.waitFor(20);
-    // The worker holding the queue stops; the other takes over.
-    await a.stop();
-    await b.waitFor(40);
-    assertEquals(arrivals, ids);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
+/**
+ * A delivery worker for `destination` in `kv`, as `KvOutbox.start` makes
+ * one, with its lease measured on `clock`; it records what it finishes.
+ * Runs until `stop()` (`KvOutbox.stop`, then `close`).
+ */
+function startWorker(
+  kv: Deno.Kv,
+  owner: string,
+  clock: TestClock,
+  destination: OutboxDestination,
+  leaseMs: number,
+  pollInterval = 10,
+) {
+  const name = `${destination.hostname}:${destination.port}`;
+  const finished: OutboxRecord[] = [];
+  const worker = new OutboxWorker({
+    kv,
+    base: ["mllp", "outbox", name],
+    destination: name,
+    target: destination,
+    retry: FAST_RETRY,
+    resendUnknown: false,
+    maxAttempts: 5,
+    leaseMs,
+    pollInterval,
+    owner,
+    queued: new Wakeup(),
+    refreshStats: () => Promise.resolve(),
+    onFinished: (_state, record) => finished.push(record),
+    onRetry: () => {},
+    now: clock.now,
+  });
+  const stopping = new AbortController();
+  const running = worker.run(stopping.signal);
+  return {
+    finished,
+    async stop() {
+      stopping.abort();
+      await running;
+      await worker.close();
+    },
+  };
+}
+
+/** Waits until `check` holds, polling; fails after `ms`. */
+async function until(
+  check: () => boolean | Promise<boolean>,
+  what: string,
+  ms = 30_000,
+): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+Deno.test("outbox: two workers on one KV and destination: one sends at a time, in order, no duplicates", async () => {
+  const arrivals: string[] = [];
+  const atTwenty = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: async (message) => {
+      if (message.kind !== "hl7") return;
+      arrivals.push(message.header.controlId);
+      if (message.header.controlId === "TWO-20") {
+        // The reply to the 21st waits until the test lets it go.
+        atTwenty.resolve();
+        await release.promise;
+      }
+      return Ack.forMessage(message, "AA");
+    },
+  });
+  using kv = await Deno.openKv(":memory:");
+  const destination = { hostname: "127.0.0.1", port: receiver.port };
+  await using a = await KvOutbox.open(kv, { destination });
+  await using b = await KvOutbox.open(kv, { destination, pollInterval: 10 });
+  const ids = Array.from({ length: 40 }, (_, i) => `TWO-${i}`);
+  for (const [i, id] of ids.entries()) {
+    await (i % 2 ? a : b).enqueue(hl7(id));
+  }
+  // The leases cannot run out: the clock stands still.
+  const clock = new TestClock();
+  const first = startWorker(kv, "a", clock, destination, 300);
+  await until(() => first.finished.length > 0, "the first worker's send");
+  const second = startWorker(kv, "b", clock, destination, 300);
+  await atTwenty.promise;
+  // The worker holding the queue stops after the send in hand; the other
+  // takes over.
+  const stopped = first.stop();
+  release.resolve();
+  await stopped;
+  assertEquals(second.finished, [], "the second sent while the first held");
+  await until(() => second.finished.length === 19, "the takeover");
+  await second.stop();
+  assertEquals(arrivals, ids);
+  const seqs = (records: OutboxRecord[]) => records.map((r) => r.seq);
+  assertEquals(seqs(first.finished), ids.slice(0, 21).map((_, i) => i + 1));
+  assertEquals(seqs(second.finished), ids.slice(21).map((_, i) => i + 22));
+});
+
+Deno.test("outbox: a worker that stops releases the destination's lease, even with a renewal of it in flight", async () => {
+  using kv = await Deno.openKv(":memory:");
+  // Commits go through; the result of one the test picks is held back
+  // until the test lets it go.
+  let holdNext = false;
+  const held = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const slow = new Proxy(kv, {
+    get(target, property) {
+      if (property === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = async () => {
+            const hold = holdNext;
+            holdNext = false;
+            const result = await commit();
+            if (hold) {
+              held.resolve();
+              await release.promise;
+            }
+            return result;
+          };
+          return op;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+  const destination = { hostname: "127.0.0.1", port: 9 };
+  const key = ["mllp", "outbox", "127.0.0.1:9", "lease"];
+  // It finds the queue empty and waits for work: its next commit renews
+  // its lease.
+  const worker = startWorker(
+    slow,
+    "a",
+    new TestClock(),
+    destination,
+    300,
+    60_000,
+  );
+  await until(async () => (await kv.get(key)).value !== null, "the lease");
+  holdNext = true;
+  await held.promise;
+  const stopped = worker.stop();
+  release.resolve();
+  await stopped;
+  assertEquals((await kv.get(key)).value, null);
+});
+
+Deno.test("outbox: a worker stalled past its lease mid-send is taken over: the message is sent again with the same control id, flagged, and its result recorded once", async () => {
+  const arrivals: string[] = [];
+  const inHand = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: async (message) => {
+      if (message.kind !== "hl7") return;
+      arrivals.push(message.header.controlId);
+      if (arrivals.length === 1) {
+        // The first send's reply waits until the test lets it go.
+        inHand.resolve();
+        await release.promise;
+      }
+      return Ack.forMessage(message, "AA");
+    },
+  });
+  using kv = await Deno.openKv(":memory:");
+  const destination = { hostname: "127.0.0.1", port: receiver.port };
+  await using outbox = await KvOutbox.open(kv, { destination });
+  await outbox.enqueue(hl7("STALLED"));
+  await outbox.enqueue(hl7("NEXT"));
+  const clock = new TestClock();
+  // A lease whose renewal (every third of it) cannot come during the test.
+  const LEASE = 60_000;
+  const first = startWorker(kv, "a", clock, destination, LEASE);
+  await inHand.promise;
+  // The first worker stalls (a paused process) past its lease.
+  clock.advance(LEASE + 1);
+  const second = startWorker(kv, "b", clock, destination, LEASE);
+  await until(() => second.finished.length === 2, "the second's sends");
+  // The first wakes up with its reply: the message changed, so its result
+  // is not recorded.
+  release.resolve();
+  await first.stop();
+  await second.stop();
+  assertEquals(arrivals, ["STALLED", "STALLED", "NEXT"]);
+  assertEquals(first.finished, []);
+  const record = await outbox.get(1);
+  assertEquals(
+    [record?.state, record?.attempts, record?.possibleDuplicate],
+    ["acked", 2, true],
+  );
+  assertEquals((await outbox.get(2))?.possibleDuplicate, false);
+  const stats = await outbox.stats();
+  assertEquals([stats.depth, stats.parked], [0, 0]);
 });
 
 Deno.test("outbox: a 4 MiB message is queued in chunks and delivered exactly", async () => {
@@ -332,7 +515,19 @@ Deno.test("outbox: non-HL7 payloads are acked on a reply and parked on a NAK", a
 });
 
 Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as gauges", async () => {
-  const gauges = new Map<string, { value: number; address: string }>();
+  const gauges = new Map<
+    string,
+    { value: number; address: string; receivedAt: number }
+  >();
+  const names = ["depth", "oldest_age", "parked"].map((n) =>
+    `mllp.outbox.${n}`
+  );
+  // Every oldest age the collector gets, in order.
+  const ages: number[] = [];
+  // The child runs until the collector has all three gauges and has seen
+  // the oldest age grow (the worker reads them again while it runs): the
+  // test waits for that, however long a busy machine takes to get there.
+  const allThere = Promise.withResolvers<void>();
   await using collector = Deno.serve({
     hostname: "127.0.0.1",
     port: 0,
@@ -349,33 +544,49 @@ Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as
           if (!String(metric.name).startsWith("mllp.outbox.") || !point) {
             continue;
           }
+          const value = Number(point.asInt ?? point.asDouble);
           gauges.set(metric.name, {
-            value: Number(point.asInt ?? point.asDouble),
+            value,
             address: point.attributes?.[0]?.value?.stringValue,
+            receivedAt: Date.now(),
           });
+          if (metric.name === "mllp.outbox.oldest_age") ages.push(value);
         }
       }
     }
+    if (
+      names.every((name) => gauges.has(name)) &&
+      ages.some((age) => age > ages[0])
+    ) allThere.resolve();
     return Response.json({});
   });
-  // A worker whose destination refuses: three messages stay queued.
+  // A worker whose destination refuses: three messages stay queued, the
+  // oldest of them (as its queue entry says) queued ten minutes ago.
   const port = freePort();
+  const AGE = 600_000;
   const code = `
     import { KvOutbox } from "${new URL(
     "../../src/durable/kv_outbox.ts",
     import.meta.url,
   )}";
-    await using outbox = await KvOutbox.open(":memory:", {
+    using kv = await Deno.openKv(":memory:");
+    await using outbox = await KvOutbox.open(kv, {
       destination: { hostname: "127.0.0.1", port: ${port} },
       retry: { initialDelay: 200 },
     });
     for (let i = 0; i < 3; i++) {
       await outbox.enqueue("MSH|^~\\\\&|A|B|C|D|1||ADT^A01|G" + i + "|P|2.5\\r");
     }
+    const pending = ["mllp", "outbox", outbox.destination, "pending"];
+    for await (const entry of kv.list({ prefix: pending })) {
+      await kv.set(entry.key, Date.now() - ${AGE});
+    }
     outbox.start();
-    await new Promise((resolve) => setTimeout(resolve, 2000));
+    // Until the test closes stdin.
+    await Deno.stdin.readable.pipeTo(new WritableStream());
   `;
-  const output = await new Deno.Command(Deno.execPath(), {
+  const spawnedAt = Date.now();
+  const child = new Deno.Command(Deno.execPath(), {
     args: ["eval", "--config", "deno.json", code],
     cwd: new URL("../..", import.meta.url),
     env: {
@@ -385,13 +596,35 @@ Deno.test("outbox: depth, oldest age and parked count reach an OTLP collector as
       OTEL_METRIC_EXPORT_INTERVAL: "300",
       OTEL_DENO_CONSOLE: "ignore",
     },
+    stdin: "piped",
     stdout: "null",
     stderr: "piped",
-  }).output();
-  assertEquals(output.code, 0, new TextDecoder().decode(output.stderr));
+  }).spawn();
+  const stderr = new Response(child.stderr).text();
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const waited = await Promise.race([
+    allThere.promise.then(() => "gauges"),
+    child.status.then(() => "exited"),
+    // Only a bound for a test that fails: never reached otherwise.
+    new Promise<string>((resolve) => {
+      timer = setTimeout(() => resolve("not within 60 s"), 60_000);
+    }),
+  ]);
+  clearTimeout(timer);
+  await child.stdin.close();
+  const { code: exitCode } = await child.status;
+  assertEquals(exitCode, 0, await stderr);
+  assertEquals(waited, "gauges", await stderr);
   assertEquals(gauges.get("mllp.outbox.depth")?.value, 3);
   assertEquals(gauges.get("mllp.outbox.parked")?.value, 0);
-  assert((gauges.get("mllp.outbox.oldest_age")?.value ?? 0) > 500);
+  // In ms: at least the ten minutes, at most that plus the time since the
+  // child started; and growing while the worker runs.
+  const age = gauges.get("mllp.outbox.oldest_age")!;
+  assert(
+    ages[0] >= AGE && age.value <= AGE + (age.receivedAt - spawnedAt),
+    `oldest ages ${ages} ms`,
+  );
+  assert(age.value > ages[0], `oldest ages ${ages} ms`);
   assertEquals(
     gauges.get("mllp.outbox.depth")?.address,
     `127.0.0.1:${port}`,

@@ -25,7 +25,15 @@ import {
   Receiver,
   type StoredDispatchContext,
 } from "../../src/receiver/receiver.ts";
-import { KvMessageStore } from "../../src/durable/kv_store.ts";
+import {
+  KvMessageStore,
+  type StoreConsumer,
+  type StoredMessageHandler,
+  type StoreEntry,
+} from "../../src/durable/kv_store.ts";
+import { startConsumer } from "../../src/durable/kv_store_consumer.ts";
+import { Wakeup } from "../../src/durable/_wakeup.ts";
+import { looks, TestClock } from "./_test_clock.ts";
 import { accepted, replied } from "../_helpers.ts";
 
 /** A small ADT^A01 from `app`/`fac` with the given control id. */
@@ -379,70 +387,190 @@ Deno.test("consumer: messages are dispatched in arrival order, and a slow dispat
   assertEquals(order, ids);
 });
 
-Deno.test("consumer: two consumers on one KV never dispatch the same message; a dead consumer's claim is taken after its lease", async () => {
-  const dir = await Deno.makeTempDir();
-  const path = `${dir}/shared.sqlite`;
-  try {
-    await using a = await KvMessageStore.open(path, { ...FAST, leaseMs: 300 });
-    await using b = await KvMessageStore.open(path, { ...FAST, leaseMs: 300 });
-    const address = { hostname: "127.0.0.1", port: 1 };
-    for (let i = 0; i < 40; i++) {
-      const message = readMessage(hl7(`TWO-${i}`)) as Hl7Message;
-      await a.put({
-        message,
-        ack: new Uint8Array([0x41]),
-        peer: address,
-        local: address,
-        receivedAt: new Date(),
-      });
-    }
-    const calls: string[] = [];
-    const handler = (who: string) => async (m: { id: string }) => {
-      calls.push(`${who}:${m.id}`);
-      await new Promise((resolve) => setTimeout(resolve, 1));
-      return { outcome: "done" as const };
-    };
-    const ca = a.consume(handler("a"));
-    const cb = b.consume(handler("b"));
-    await until(async () => (await a.stats()).pending === 0, "all dispatched");
-    await ca.stop();
-    await cb.stop();
-    const ids = calls.map((c) => c.split(":")[1]);
-    assertEquals(ids.length, 40);
-    assertEquals(new Set(ids).size, 40);
+/** A store entry for the message with this control id. */
+function entryFor(controlId: string): StoreEntry {
+  const address = { hostname: "127.0.0.1", port: 1 };
+  return {
+    message: readMessage(hl7(controlId)) as Hl7Message,
+    ack: new Uint8Array([0x41]),
+    peer: address,
+    local: address,
+    receivedAt: new Date(),
+  };
+}
 
-    // A claim by a consumer that died: taken over once its lease runs out,
-    // and handed out as attempt 2.
-    const message = readMessage(hl7("ORPHAN")) as Hl7Message;
-    const { id } = await a.put({
-      message,
-      ack: new Uint8Array([0x41]),
-      peer: address,
-      local: address,
-      receivedAt: new Date(),
-    });
-    using kv = await Deno.openKv(path);
-    const key = ["mllp", "store", "ready", id];
-    const entry = await kv.get<Record<string, unknown>>(key);
-    await kv.set(key, {
-      ...entry.value,
-      attempts: 1,
-      leaseOwner: "dead",
-      leaseUntil: Date.now() + 200,
-    });
-    const started = Date.now();
-    const seen: number[] = [];
-    const consumer = b.consume((m) => {
-      seen.push(m.attempt);
-      return Promise.resolve({ outcome: "done" });
-    });
-    await until(() => seen.length === 1, "the takeover");
-    await consumer.stop();
-    assert(Date.now() - started >= 150, "not before the lease ran out");
-    assertEquals(seen, [2]);
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+/**
+ * A consumer of the store under `["mllp", "store"]` in `kv`, as
+ * `KvMessageStore.consume` starts one, with the claims measured on `clock`.
+ */
+function consumerOn(
+  kv: Deno.Kv,
+  owner: string,
+  clock: TestClock,
+  leaseMs: number,
+  handler: StoredMessageHandler,
+): StoreConsumer {
+  return startConsumer({
+    kv,
+    prefix: ["mllp", "store"],
+    owner,
+    maxAttempts: 10,
+    retry: FAST.retry,
+    leaseMs,
+    pollInterval: FAST.pollInterval,
+    wakeup: new Wakeup(),
+    closing: () => false,
+    now: clock.now,
+  }, handler);
+}
+
+Deno.test("consumer: two consumers on one KV never dispatch the same message while their claims hold", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await using store = await KvMessageStore.open(kv, FAST);
+  for (let i = 0; i < 40; i++) await store.put(entryFor(`TWO-${i}`));
+  // The claims cannot run out: the clock stands still.
+  const clock = new TestClock();
+  const calls: string[] = [];
+  const handler = (who: string) => async (m: { id: string }) => {
+    calls.push(`${who}:${m.id}`);
+    await new Promise((resolve) => setTimeout(resolve, 1));
+    return { outcome: "done" as const };
+  };
+  const ca = consumerOn(kv, "a", clock, 300, handler("a"));
+  const cb = consumerOn(kv, "b", clock, 300, handler("b"));
+  await until(
+    async () => (await store.stats()).pending === 0,
+    "all dispatched",
+  );
+  await ca.stop();
+  await cb.stop();
+  const ids = calls.map((c) => c.split(":")[1]);
+  assertEquals(ids.length, 40);
+  assertEquals(new Set(ids).size, 40);
+});
+
+Deno.test("consumer: a dead consumer's claim is taken once its lease runs out, not before, as attempt 2", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await using store = await KvMessageStore.open(kv, FAST);
+  const clock = new TestClock();
+  const { id } = await store.put(entryFor("ORPHAN"));
+  // What a consumer that died while holding the message leaves behind.
+  const key = ["mllp", "store", "ready", id];
+  const entry = await kv.get<Record<string, unknown>>(key);
+  const leaseUntil = clock.now() + 200;
+  await kv.set(key, {
+    ...entry.value,
+    attempts: 1,
+    leaseOwner: "dead",
+    leaseUntil,
+  });
+  const seen: number[] = [];
+  const consumer = consumerOn(kv, "b", clock, 300, (m) => {
+    seen.push(m.attempt);
+    return Promise.resolve({ outcome: "done" });
+  });
+  await looks(clock, 3, "three looks at the claimed message");
+  clock.advance(199);
+  await looks(clock, 3, "three looks 1 ms before the lease runs out");
+  assertEquals(seen, [], "not before the lease ran out");
+  clock.advance(1);
+  await until(() => seen.length === 1, "the takeover");
+  await consumer.stop();
+  assertEquals(seen, [2]);
+  assertEquals((await store.get(id))?.state, "dispatched");
+});
+
+Deno.test("consumer: a claim that runs out mid-dispatch (a consumer stalled past its lease) lets another consumer dispatch the message again, as the next attempt with the same id; it is marked dispatched once", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await using store = await KvMessageStore.open(kv, FAST);
+  const clock = new TestClock();
+  // A lease whose renewal (every third of it) cannot come during the test.
+  const LEASE = 60_000;
+  const { id } = await store.put(entryFor("STALLED"));
+  const calls: [string, string, number][] = [];
+  const inHand = Promise.withResolvers<void>();
+  const release = Promise.withResolvers<void>();
+  const a = consumerOn(kv, "a", clock, LEASE, async (m) => {
+    calls.push(["a", m.id, m.attempt]);
+    inHand.resolve();
+    await release.promise;
+    return { outcome: "done" };
+  });
+  await inHand.promise;
+  // a stalls (a paused process, a KV it cannot commit to) past its lease.
+  clock.advance(LEASE + 1);
+  const b = consumerOn(kv, "b", clock, LEASE, (m) => {
+    calls.push(["b", m.id, m.attempt]);
+    return Promise.resolve({ outcome: "done" });
+  });
+  await until(
+    async () => (await store.get(id))?.state === "dispatched",
+    "the second consumer's dispatch",
+  );
+  // a wakes up and finishes: its claim is gone, so its mark fails.
+  release.resolve();
+  await a.stop();
+  await b.stop();
+  assertEquals(calls, [["a", id, 1], ["b", id, 2]]);
+  const record = await store.get(id);
+  assertEquals([record?.state, record?.attempts], ["dispatched", 2]);
+  const stats = await store.stats();
+  assertEquals([stats.dispatched, stats.pending], [1, 0]);
+});
+
+/** `kv`, whose commits fail while `fail()` says so. */
+function withFailingCommits(kv: Deno.Kv, fail: () => boolean): Deno.Kv {
+  return new Proxy(kv, {
+    get(target, property) {
+      if (property === "atomic") {
+        return () => {
+          const op = target.atomic();
+          const commit = op.commit.bind(op);
+          op.commit = () =>
+            fail()
+              ? Promise.reject(new Error("Cannot commit: injected failure"))
+              : commit();
+          return op;
+        };
+      }
+      const value = Reflect.get(target, property, target);
+      return typeof value === "function" ? value.bind(target) : value;
+    },
+  });
+}
+
+Deno.test("consumer: when the commit that marks a message dispatched fails, it is dispatched again once its claim runs out, as the next attempt with the same id", async () => {
+  using kv = await Deno.openKv(":memory:");
+  await using store = await KvMessageStore.open(kv, FAST);
+  const clock = new TestClock();
+  const LEASE = 60_000;
+  const { id } = await store.put(entryFor("UNMARKED"));
+  let failNext = false;
+  const flaky = withFailingCommits(kv, () => {
+    const fail = failNext;
+    failNext = false;
+    return fail;
+  });
+  const calls: [string, number][] = [];
+  const consumer = consumerOn(flaky, "c", clock, LEASE, (m) => {
+    calls.push([m.id, m.attempt]);
+    // The consumer's next commit is the one that marks it dispatched.
+    if (m.attempt === 1) failNext = true;
+    return Promise.resolve({ outcome: "done" });
+  });
+  await until(() => calls.length === 1 && !failNext, "the failed mark");
+  // While the claim holds, nobody dispatches it again.
+  await looks(clock, 3, "three looks at the claimed message");
+  assertEquals(calls, [[id, 1]]);
+  assertEquals((await store.get(id))?.state, "pending");
+  clock.advance(LEASE);
+  await until(
+    async () => (await store.get(id))?.state === "dispatched",
+    "the dispatch after the claim ran out",
+  );
+  await consumer.stop();
+  assertEquals(calls, [[id, 1], [id, 2]]);
+  assertEquals((await store.stats()).dispatched, 1);
 });
 
 Deno.test("consumer: stopping the receiver waits for the dispatch in hand, up to its deadline", async () => {
