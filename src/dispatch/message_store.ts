@@ -154,7 +154,9 @@ export interface StoredMessage {
   certificateName?: string;
   /**
    * Which attempt at dispatching it this is, from 1. More than 1 after a
-   * failed attempt, or after a process died while dispatching it.
+   * failed attempt, or when the claim on it ran out before it was marked
+   * dispatched (a process that died or stalled mid-dispatch, a failed
+   * mark): dispatch is at least once.
    */
   attempt: number;
 }
