@@ -4,7 +4,7 @@
  * reconnects after a drop with backoff, queues sends in order, and verifies
  * each reply against the message it answers.
  *
- * @example Send the seed's message and read the typed ACK
+ * @example Send a message and read the typed ACK
  * ```ts
  * import { Client, EchoDispatcher, Receiver } from "@x/mllp";
  * import { assertEquals } from "@std/assert";
@@ -93,7 +93,7 @@ export type {
  *
  * `new Client(host, port)` starts connecting at once and keeps a
  * connection open: after a drop it reconnects with exponential backoff
- * (the seed's 1 s doubling to 180 s, with jitter; or a fixed interval);
+ * (1 s doubling to 180 s, with jitter; or a fixed interval);
  * a successful connection resets the backoff. {@linkcode Client.connect}
  * does the same but waits for the first connection and throws if it fails.
  *
@@ -216,7 +216,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
     return this.#connector.address;
   }
 
-  /** Whether the client has an open connection (the seed's `is_connected?`). */
+  /** Whether the client has an open connection. */
   get isConnected(): boolean {
     return this.#connector.isConnected;
   }
@@ -323,8 +323,8 @@ export class Client extends TypedEventTarget<ClientEventMap>
   }
 
   /**
-   * Sends one payload without waiting for its reply (the seed's
-   * `send_async`): resolves once the message is written. The reply is
+   * Sends one payload without waiting for its reply: resolves once the
+   * message is written. The reply is
    * still read (and verified, and reported through events) before the next
    * send goes out, so the connection stays in step.
    *

@@ -10,7 +10,7 @@
 import type { TlsFailure, TlsSide } from "../net/tls.ts";
 
 /**
- * Where a client error happened, as the seed's error context says.
+ * Where a client error happened: connecting, sending or receiving.
  *
  * @example Say what was going on
  * ```ts
@@ -81,7 +81,7 @@ export class ClientError extends Error {
   readonly context: ClientErrorContext | undefined;
   /** The receiver's address, as `host:port`, when known. */
   readonly address: string | undefined;
-  /** A short, stable reason code, as the seed's error reasons. */
+  /** A short, stable reason code (`refused`, `timeout`, `closed`, ...). */
   get reason(): string {
     return "error";
   }

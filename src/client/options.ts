@@ -14,7 +14,7 @@ import type { BackoffOptions, FixedIntervalOptions } from "../net/backoff.ts";
 import { DEFAULT_MAX_FRAME_BYTES } from "../wire/framer.ts";
 
 /**
- * The default reply timeout: 60 seconds, as the seed's.
+ * The default reply timeout: 60 seconds.
  *
  * @example Wait less than the default for replies
  * ```ts
@@ -196,7 +196,7 @@ export interface ClientOptions {
   tls?: ClientTlsOptions;
   /**
    * How to reconnect after a dropped connection or a failed attempt:
-   * exponential backoff (the seed's 1 s doubling to 180 s, with jitter), a
+   * exponential backoff (1 s doubling to 180 s, with jitter), a
    * fixed interval, or `false` to connect only when a send needs it.
    *
    * @default {{ initialDelay: 1000, maxDelay: 180000, factor: 2, jitter: 0.1 }}
@@ -308,7 +308,7 @@ export interface ClientOptions {
 export interface ClientTlsOptions {
   /**
    * The CA certificates the receiver's certificate must chain to: PEM text
-   * or paths of PEM files (the seed's `cacertfile`).
+   * or paths of PEM files.
    *
    * @default {the system's trusted roots}
    */

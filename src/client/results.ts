@@ -10,7 +10,7 @@
 import type { Ack, AckResult } from "../hl7/ack.ts";
 
 /**
- * The reply to a payload that is not HL7 (the seed's `{:ok, reply}`).
+ * The reply to a payload that is not HL7.
  *
  * @example Read the reply to a non-HL7 payload
  * ```ts

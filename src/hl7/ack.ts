@@ -1,7 +1,6 @@
 /**
- * Typed HL7 acknowledgments: build an ACK for a message the way the seed
- * library does, read one from a reply, and verify a reply against the
- * message it answers.
+ * Typed HL7 acknowledgments: build an ACK for a message, read one from a
+ * reply, and verify a reply against the message it answers.
  *
  * @example Build and verify an ACK
  * ```ts
@@ -167,7 +166,7 @@ interface AckParts {
  * {@linkcode Ack.forMessage} or read from a reply with {@linkcode Ack.parse}.
  * Dispatchers return one; the receiver encodes and frames it.
  *
- * @example The seed's DemoDispatcher reply
+ * @example A dispatcher's reply
  * ```ts
  * import { Ack } from "@x/mllp/ack";
  * import { assertEquals } from "@std/assert";
@@ -372,7 +371,7 @@ export class Ack {
    * @throws {TypeError} If the reply is not HL7, has no MSA segment, or
    *   MSA-1 is not an acknowledgment code.
    *
-   * @example Read the seed's sample ACK
+   * @example Read a sample ACK
    * ```ts
    * import { Ack } from "@x/mllp/ack";
    * import { assertEquals } from "@std/assert";

@@ -57,8 +57,8 @@ export type MessageKind = "hl7" | "batch" | "unknown";
 const utf8Encoder = new TextEncoder();
 
 /**
- * A payload that is not HL7 (it does not start with `MSH`): the seed's
- * `mllp_unknown`. Its text is decoded as UTF-8.
+ * A payload that is not HL7 (it does not start with `MSH`). Its text is
+ * decoded as UTF-8.
  *
  * @example Read a non-HL7 payload
  * ```ts
