@@ -192,7 +192,7 @@ const REPLY_BLOCK_BYTES = 8 * 1024;
  */
 export class DispatchStream<C = unknown>
   extends TransformStream<Uint8Array, Uint8Array> {
-  #frames: FrameDispatcher<C>;
+  #frames: FrameHandler<C>;
 
   /**
    * Constructs a dispatch stream.
@@ -207,11 +207,11 @@ export class DispatchStream<C = unknown>
     const release = options.mllpRelease === 2
       ? release2Stage<C>({ store: false })
       : undefined;
-    const frames = new FrameDispatcher(
+    const frames = new FrameHandler(
       compose([release], asFunction(dispatcher)),
       options,
     );
-    super(frames, WRITABLE_STRATEGY, READABLE_STRATEGY);
+    super(transformer(frames), WRITABLE_STRATEGY, READABLE_STRATEGY);
     this.#frames = frames;
   }
 
@@ -230,7 +230,7 @@ export class DispatchStream<C = unknown>
  */
 export class PathStream<C = unknown>
   extends TransformStream<Uint8Array, Uint8Array> {
-  #frames: FrameDispatcher<C>;
+  #frames: FrameHandler<C>;
 
   /**
    * Constructs the stream.
@@ -239,8 +239,8 @@ export class PathStream<C = unknown>
    * @param options Addresses, context and a callback per frame.
    */
   constructor(path: Path<C>, options: DispatchStreamOptions<C> = {}) {
-    const frames = new FrameDispatcher(path, options);
-    super(frames, WRITABLE_STRATEGY, READABLE_STRATEGY);
+    const frames = new FrameHandler(path, options);
+    super(transformer(frames), WRITABLE_STRATEGY, READABLE_STRATEGY);
     this.#frames = frames;
   }
 
@@ -256,6 +256,26 @@ export class PathStream<C = unknown>
 const WRITABLE_STRATEGY: QueuingStrategy<Uint8Array> = { highWaterMark: 2 };
 const READABLE_STRATEGY: QueuingStrategy<Uint8Array> = { highWaterMark: 1 };
 
+/** A transform stream's transformer over a frame handler. */
+function transformer<C>(
+  frames: FrameHandler<C>,
+): Transformer<Uint8Array, Uint8Array> {
+  let out: ((payload: Uint8Array) => void) | undefined;
+  return {
+    transform(frame, controller) {
+      // The controller is the same for every frame.
+      out ??= (payload) => controller.enqueue(payload);
+      const reply = frames.handle(frame, out);
+      if (reply instanceof Promise) {
+        return reply.then((payload) => {
+          if (payload) controller.enqueue(payload);
+        });
+      }
+      if (reply) controller.enqueue(reply);
+    },
+  };
+}
+
 /** What happened to one frame, and its reply. */
 interface HandledFrame {
   kind: DispatchOutcome["kind"];
@@ -265,8 +285,14 @@ interface HandledFrame {
   reply?: Uint8Array;
 }
 
-/** The transformer of a dispatch stream: one frame at a time. */
-class FrameDispatcher<C> implements Transformer<Uint8Array, Uint8Array> {
+/**
+ * Runs one frame at a time through a path: reads it as a message, runs the
+ * stages and the dispatcher, and returns the reply's payload (not framed).
+ * The transformer of every dispatch stream, and what a receiver's
+ * connection calls directly for each frame its decoder gives it.
+ */
+export class FrameHandler<C = unknown> {
+  /** Whether a dispatch is running. */
   busy = false;
   #path: Path<C>;
   #peer: Address;
@@ -284,9 +310,13 @@ class FrameDispatcher<C> implements Transformer<Uint8Array, Uint8Array> {
   #read: ReadMessageOptions;
   #release: 1 | 2;
   #onDispatched: ((outcome: DispatchOutcome) => void) | undefined;
-  /** Writes a payload ahead of the reply; made on the first frame. */
-  #out: ((payload: Uint8Array) => void) | undefined;
 
+  /**
+   * Constructs the handler.
+   *
+   * @param path The stages and the dispatcher.
+   * @param options Addresses, context, limits and a callback per frame.
+   */
   constructor(path: Path<C>, options: DispatchStreamOptions<C>) {
     this.#path = path;
     this.#peer = options.peer ?? UNKNOWN_ADDRESS;
@@ -301,24 +331,27 @@ class FrameDispatcher<C> implements Transformer<Uint8Array, Uint8Array> {
     this.#onDispatched = options.onDispatched;
   }
 
-  transform = (
+  /**
+   * Handles one frame. A frame that is not a message (a release 2 commit
+   * from the peer), and every frame once `signal` is aborted, gets no reply.
+   *
+   * @param frame The frame's payload.
+   * @param out Sends a payload ahead of the reply (commit frames, commit
+   * ACKs); not called once `signal` is aborted.
+   * @returns The reply's payload, or `undefined` for none: at once when
+   * every step answered at once, else as a promise.
+   */
+  handle(
     frame: Uint8Array,
-    controller: TransformStreamDefaultController<Uint8Array>,
-  ): void | Promise<void> => {
+    out: (payload: Uint8Array) => void,
+  ): Uint8Array | undefined | Promise<Uint8Array | undefined> {
     const stop = this.#stop;
-    if (stop?.aborted) return;
+    if (stop?.aborted) return undefined;
     // Release 2: the peer's commit of a reply is not a message.
-    if (this.#release === 2 && isCommitFrame(frame)) return;
-    // The controller is the same for every frame.
-    const out = this.#out ??= (payload) => {
-      if (!stop?.aborted) controller.enqueue(payload);
-    };
+    if (this.#release === 2 && isCommitFrame(frame)) return undefined;
     const started = performance.now();
-    const finish = (outcome: HandledFrame) => {
+    const finish = (outcome: HandledFrame): Uint8Array | undefined => {
       this.busy = false;
-      if (outcome.reply !== undefined && !stop?.aborted) {
-        controller.enqueue(outcome.reply);
-      }
       this.#onDispatched?.({
         kind: outcome.kind,
         controlId: outcome.controlId,
@@ -327,10 +360,14 @@ class FrameDispatcher<C> implements Transformer<Uint8Array, Uint8Array> {
         ms: performance.now() - started,
         bytes: frame.length,
       });
+      return stop?.aborted ? undefined : outcome.reply;
     };
     this.busy = true;
     let handled: HandledFrame | Promise<HandledFrame>;
     try {
+      // `out` is called only while the dispatch has not been given up on:
+      // an aborted `signal` aborts the dispatch's `ctx.signal`, which the
+      // exchange checks before each send.
       handled = this.#handle(frame, out);
     } catch (error) {
       this.busy = false;
@@ -343,7 +380,7 @@ class FrameDispatcher<C> implements Transformer<Uint8Array, Uint8Array> {
       this.busy = false;
       throw error;
     });
-  };
+  }
 
   /**
    * Reads a frame, runs the path and turns its answer into the reply. The

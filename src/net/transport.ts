@@ -58,6 +58,12 @@ export interface TransportConn {
    * {@linkcode TransportConn.readable} as well.
    */
   reader(): ChunkReader;
+  /**
+   * Writes all of `data`; resolves once it is handed to the socket. Calls
+   * must not overlap (await each), and do not use
+   * {@linkcode TransportConn.writable} as well.
+   */
+  write(data: Uint8Array): Promise<void>;
   readonly peer: Address;
   readonly local: Address;
   /** Whether the connection is encrypted. */
@@ -158,6 +164,12 @@ class DenoConn implements TransportConn {
     };
   }
 
+  async write(data: Uint8Array): Promise<void> {
+    for (let written = 0; written < data.length;) {
+      written += await this.#conn.write(data.subarray(written));
+    }
+  }
+
   close() {
     try {
       this.#conn.close();
@@ -210,6 +222,12 @@ class NodeConn implements TransportConn {
       },
       cancel: (reason) => reader.cancel(reason),
     };
+  }
+
+  write(data: Uint8Array): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#socket.write(data, (error) => error ? reject(error) : resolve());
+    });
   }
 
   close() {

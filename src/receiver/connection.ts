@@ -1,12 +1,13 @@
 /**
- * One receiver connection: the connection's bytes → a source stream that
- * notes activity and can be drained → {@linkcode MllpDecoderStream} →
- * a dispatch stream over the receiver's path (`path.ts`) →
- * {@linkcode MllpEncoderStream} →
- * `conn.writable`. Backpressure is the streams' own: while the dispatcher
- * works on one message, at most three chunks more are read from the socket
- * (two of them decoded, waiting in the decoder and the dispatch stream).
- * The pipeline is built when the first bytes arrive, so that a connection
+ * One receiver connection: the socket's bytes, read with `conn.read` into
+ * a reused buffer → {@linkcode MllpDecoderStream} → each frame through the
+ * receiver's path (`path.ts`) by a {@linkcode FrameHandler} → the reply
+ * framed (VT + payload + FS CR, the rules of `MllpEncoderStream`) and
+ * written with `conn.write`. One frame is handled at a time, so replies
+ * keep the order of the messages; a chunk is read only once the decoder
+ * has taken the one before, and a frame only once the reply before it is
+ * written. A dispatcher that answers at once costs no promise of its own.
+ * The decoder is made when the first bytes arrive, so that a connection
  * that sends nothing costs little more than its pending read.
  *
  * Once the receiver closes a connection (or its stop deadline passes),
@@ -16,12 +17,17 @@
  * @module
  */
 
-import type { ChunkReader, TransportConn } from "../net/transport.ts";
 import type { Path } from "../dispatch/stage.ts";
-import { type DispatchOutcome, PathStream } from "../dispatch/stream.ts";
-import { FrameSizeError } from "../wire/errors.ts";
+import { type DispatchOutcome, FrameHandler } from "../dispatch/stream.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";
-import { MllpDecoderStream, MllpEncoderStream } from "../wire/framer.ts";
+import type { ChunkReader, TransportConn } from "../net/transport.ts";
+import { BytePool } from "../wire/_pool.ts";
+import {
+  CARRIAGE_RETURN,
+  END_BLOCK,
+  MllpDecoderStream,
+  START_BLOCK,
+} from "../wire/framer.ts";
 
 /** What a connection needs from its receiver. */
 export interface ConnectionSettings<C> {
@@ -42,6 +48,9 @@ export interface ConnectionSettings<C> {
   onDispatched(outcome: DispatchOutcome): void;
 }
 
+/** The block size replies are framed into (see `_pool.ts`). */
+const FRAME_BLOCK_BYTES = 16 * 1024;
+
 /** A connection being served. */
 export class ServedConnection<C> {
   readonly conn: TransportConn;
@@ -53,10 +62,11 @@ export class ServedConnection<C> {
   messages = 0;
   #settings: ConnectionSettings<C>;
   #reader: ChunkReader;
-  /** The pipeline's parts, once the first bytes have arrived. */
+  /** The decoder and the handler, once the first bytes have arrived. */
   #decoder: MllpDecoderStream | undefined;
-  #dispatch: PathStream<C> | undefined;
-  #sourceController: ReadableStreamDefaultController<Uint8Array> | undefined;
+  #frames: FrameHandler<C> | undefined;
+  /** The decoder's input, while it is open. */
+  #input: WritableStreamDefaultWriter<Uint8Array> | undefined;
   #draining = false;
   /** Resolves when draining starts before the first bytes arrived. */
   #drained = Promise.withResolvers<null>();
@@ -68,8 +78,10 @@ export class ServedConnection<C> {
   #closed = new AbortController();
   #stop: AbortSignal;
   #onStop = () => this.#closed.abort(this.#stop.reason);
-  /** The decoder's size error, when a frame was too large. */
-  #frameError: FrameSizeError | undefined;
+  /** Where replies are framed. */
+  #pool = new BytePool(FRAME_BLOCK_BYTES);
+  /** Frames sent ahead of a reply (commit frames) not yet written. */
+  #ahead: Promise<void> | undefined;
 
   constructor(conn: TransportConn, settings: ConnectionSettings<C>) {
     this.conn = conn;
@@ -87,7 +99,7 @@ export class ServedConnection<C> {
 
   /** Whether the dispatcher is working on a message. */
   get busy(): boolean {
-    return this.#dispatch?.busy ?? false;
+    return this.#frames?.busy ?? false;
   }
 
   /** Whether the connection is draining (no more reading). */
@@ -99,34 +111,28 @@ export class ServedConnection<C> {
    * Serves until the peer or the receiver ends the connection.
    *
    * @throws {FrameSizeError} If the peer sent a frame over the limit.
-   * @throws {Error} The stream error that ended the connection otherwise.
+   * @throws {Error} The error that ended the connection otherwise.
    */
   async run(): Promise<void> {
     try {
-      // The pipeline is built when the first bytes arrive: until then an
-      // idle connection costs its pending read, and none of the streams.
+      // The decoder is made when the first bytes arrive: until then an
+      // idle connection costs its pending read.
       const reading = this.#reader.next();
       // A read given up on (by draining) fails when the connection closes.
       reading.catch(() => {});
       const first = await Promise.race([reading, this.#drained.promise]);
       if (first === null || this.#draining) return;
       this.lastActivity = performance.now();
-      await this.#pipeline(first).pipeTo(this.conn.writable);
-    } catch (error) {
-      throw this.#frameError ?? error;
+      await this.#serve(first);
     } finally {
       this.#stop.removeEventListener("abort", this.#onStop);
     }
   }
 
-  /**
-   * The connection's bytes, starting with `first` → decoder → dispatch →
-   * encoder: the stream of framed replies.
-   */
-  #pipeline(first: Uint8Array): ReadableStream<Uint8Array> {
+  /** Decodes the connection's bytes, starting with `first`, and answers. */
+  async #serve(first: Uint8Array): Promise<void> {
     const settings = this.#settings;
     const conn = this.conn;
-    const reader = this.#reader;
     const decoder = this.#decoder = new MllpDecoderStream({
       maxFrameBytes: settings.maxFrameBytes,
       label: settings.label,
@@ -136,7 +142,7 @@ export class ServedConnection<C> {
       // The frame's first bytes came with the chunk being decoded.
       onFrameStart: () => this.frameStartedAt = this.lastActivity,
     });
-    const dispatch = this.#dispatch = new PathStream(settings.path, {
+    const frames = this.#frames = new FrameHandler(settings.path, {
       peer: conn.peer,
       local: conn.local,
       certificateName: conn.certificate?.commonName,
@@ -156,47 +162,89 @@ export class ServedConnection<C> {
         settings.onDispatched(outcome);
       },
     });
-    let held: Uint8Array | undefined = first;
-    const source = new ReadableStream<Uint8Array>({
-      start: (controller) => {
-        this.#sourceController = controller;
-      },
-      pull: (controller) => {
-        if (held) {
-          controller.enqueue(held);
-          held = undefined;
-          return;
-        }
-        return reader.next().then((chunk) => {
-          if (this.#draining) return;
-          if (chunk === null) {
-            controller.close();
-            return;
-          }
-          this.lastActivity = performance.now();
-          // A view of the connection's read buffer, which the next read
-          // reuses: no copy is needed, because this stream reads only when
-          // the pipe asks (its high-water mark is 0), and the pipe asks
-          // only once the decoder's writable has room again, that is, once
-          // the decoder has finished with this chunk (it copies what it
-          // keeps).
-          controller.enqueue(chunk);
-        }, (error) => {
-          if (!this.#draining) controller.error(error);
-        });
-      },
-      cancel: (reason) => {
-        // The pipeline cancels its source with the first error downstream:
-        // keep a frame size error, which other errors (a write to the
-        // socket that this cancel closes) could otherwise hide.
-        if (reason instanceof FrameSizeError) this.#frameError ??= reason;
-        return reader.cancel(reason);
-      },
-    }, { highWaterMark: 0 });
-    return source
-      .pipeThrough(decoder)
-      .pipeThrough(dispatch)
-      .pipeThrough(new MllpEncoderStream({ validate: false }));
+    const input = this.#input = decoder.writable.getWriter();
+    const output = decoder.readable.getReader();
+    // Never rejects; ends with the connection (it may wait on a read that
+    // only the connection's closing ends, so it is not awaited).
+    void this.#feed(first, input);
+    const closed = this.#closed.signal;
+    try {
+      while (true) {
+        const { value: frame, done } = await output.read();
+        if (done) break;
+        let reply = frames.handle(frame, this.#sendAhead);
+        if (reply instanceof Promise) reply = await reply;
+        if (reply !== undefined && !closed.aborted) await this.#reply(reply);
+      }
+      await this.#ahead;
+    } catch (error) {
+      // Reading stops with the connection, which the receiver closes.
+      output.cancel(error).catch(() => {});
+      throw error;
+    } finally {
+      this.#input = undefined;
+    }
+  }
+
+  /**
+   * Reads the connection into the decoder, one chunk at a time: the next
+   * read waits until the decoder has taken the chunk before (it copies
+   * what it keeps, so the read buffer can be reused). Ends the decoder's
+   * input when the peer ends the connection or the receiver drains it;
+   * errors it when reading fails.
+   */
+  async #feed(
+    first: Uint8Array,
+    input: WritableStreamDefaultWriter<Uint8Array>,
+  ): Promise<void> {
+    let chunk: Uint8Array | null = first;
+    try {
+      while (chunk !== null) {
+        await input.write(chunk);
+        chunk = await this.#reader.next();
+        // Draining: what arrived after it is not taken.
+        if (this.#draining) return;
+        if (chunk !== null) this.lastActivity = performance.now();
+      }
+      await input.close();
+    } catch (error) {
+      // The decoder failed (a frame too large: its reader has the error)
+      // or reading did: then the decoder's reader gets that error.
+      if (!this.#draining) input.abort(error).catch(() => {});
+    }
+  }
+
+  /** Writes a payload at once, ahead of the reply, in order. */
+  #sendAhead = (payload: Uint8Array): void => {
+    const frame = this.#frame(payload);
+    const before = this.#ahead;
+    const write = before
+      ? before.then(() => this.conn.write(frame))
+      : this.conn.write(frame);
+    // A failed write fails the reply's write after it, or the next read.
+    write.catch(() => {});
+    this.#ahead = write;
+  };
+
+  /** Writes a reply, after what was sent ahead of it. */
+  async #reply(payload: Uint8Array): Promise<void> {
+    const ahead = this.#ahead;
+    if (ahead) {
+      this.#ahead = undefined;
+      await ahead;
+    }
+    await this.conn.write(this.#frame(payload));
+  }
+
+  /** A payload in its MLLP frame. */
+  #frame(payload: Uint8Array): Uint8Array {
+    const end = payload.length + 1;
+    const frame = this.#pool.alloc(end + 2);
+    frame[0] = START_BLOCK;
+    frame.set(payload, 1);
+    frame[end] = END_BLOCK;
+    frame[end + 1] = CARRIAGE_RETURN;
+    return frame;
   }
 
   /**
@@ -207,11 +255,7 @@ export class ServedConnection<C> {
     if (this.#draining) return;
     this.#draining = true;
     this.#drained.resolve(null);
-    try {
-      this.#sourceController?.close();
-    } catch {
-      // Already closed or errored.
-    }
+    this.#input?.close().catch(() => {});
   }
 
   /**
