@@ -16,10 +16,15 @@ import {
   type Message,
   readHeader,
 } from "../hl7/message.ts";
-import type { BytePool } from "../wire/_pool.ts";
-import { framingProblem } from "../wire/_scan.ts";
+import { framingProblem, type WordViews } from "../wire/_scan.ts";
 import { isWrapped, unwrap } from "../wire/envelope.ts";
 import type { DispatchReply } from "./types.ts";
+
+/** Where UTF-8 replies are encoded: a pool, or a reused buffer. */
+export interface ReplyEncoder {
+  /** `text` encoded as UTF-8. */
+  encodeUtf8(text: string): Uint8Array;
+}
 
 /** A reply's bytes, and the code of the ACK it is, if it is one. */
 export interface ReplyBytes {
@@ -35,6 +40,7 @@ export interface ReplyBytes {
  * @param reply What the dispatcher (or a stage) answered.
  * @param message The message it answers: its charset is the reply's.
  * @param pool Where UTF-8 replies are encoded.
+ * @param views The word views kept for checking replies' bytes.
  * @returns The payload and ACK code.
  * @throws {TypeError} If the answer is of the wrong type, or its bytes hold
  * a VT or FS byte.
@@ -42,12 +48,14 @@ export interface ReplyBytes {
 export function toReply(
   reply: DispatchReply,
   message: Message,
-  pool: BytePool,
+  pool: ReplyEncoder,
+  views?: WordViews,
 ): ReplyBytes {
   if (reply === undefined || reply === null) return {};
   if (reply instanceof Ack) {
     return {
       reply: framable(
+        views,
         encodeReply(
           reply.toString(),
           replyEncoding(reply.encoding, message),
@@ -58,7 +66,7 @@ export function toReply(
     };
   }
   if (reply instanceof Uint8Array) {
-    return { reply: framable(isWrapped(reply) ? unwrap(reply) : reply) };
+    return { reply: framable(views, isWrapped(reply) ? unwrap(reply) : reply) };
   }
   if (typeof reply === "string") {
     const text = isWrapped(reply) ? unwrap(reply) : reply;
@@ -71,7 +79,7 @@ export function toReply(
         // Not a readable header: keep the message's charset.
       }
     }
-    return { reply: framable(encodeReply(text, encoding, pool)) };
+    return { reply: framable(views, encodeReply(text, encoding, pool)) };
   }
   throw new TypeError(
     `Cannot send reply: a dispatcher must return an Ack, string, Uint8Array or nothing, got ${typeof reply}`,
@@ -82,7 +90,7 @@ export function toReply(
 function encodeReply(
   text: string,
   encoding: string,
-  pool: BytePool,
+  pool: ReplyEncoder,
 ): Uint8Array {
   return encoding === "utf-8"
     ? pool.encodeUtf8(text)
@@ -90,8 +98,11 @@ function encodeReply(
 }
 
 /** Returns a reply payload, or throws if it would break the MLLP framing. */
-function framable(reply: Uint8Array): Uint8Array {
-  const problem = framingProblem(reply);
+function framable(
+  views: WordViews | undefined,
+  reply: Uint8Array,
+): Uint8Array {
+  const problem = framingProblem(reply, views);
   if (problem) {
     throw new TypeError(
       `Cannot send reply: it contains ${problem}, which would break the MLLP framing`,

@@ -21,10 +21,11 @@ import {
 } from "../hl7/message.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import { endSpan, startDispatchSpan } from "../observe/telemetry.ts";
-import { BytePool } from "../wire/_pool.ts";
+import { BytePool, ScratchBytes } from "../wire/_pool.ts";
+import { WordViews } from "../wire/_scan.ts";
 import { COMMIT_FRAME, isCommitFrame, NAK_FRAME } from "../wire/release2.ts";
 import { asFunction, plain, reasonOf } from "./_util.ts";
-import { toReply } from "./reply.ts";
+import { type ReplyEncoder, toReply } from "./reply.ts";
 import { compose, type Exchange, isThenable, type Path } from "./stage.ts";
 import { release2Stage } from "./stages/release2.ts";
 import type { DispatchContext, Dispatcher, DispatchReply } from "./types.ts";
@@ -158,6 +159,9 @@ const UNKNOWN_ADDRESS: Address = { hostname: "unknown", port: 0 };
  * frames at once.
  */
 const REPLY_BLOCK_BYTES = 8 * 1024;
+
+/** The largest reply a reused reply buffer grows to. */
+const SCRATCH_MAX_BYTES = 64 * 1024;
 
 /**
  * A transform stream from frame payloads to reply payloads: it reads each
@@ -305,7 +309,9 @@ export class FrameHandler<C = unknown> {
   #timeout: number;
   #stop: AbortSignal | undefined;
   /** Where reply payloads are encoded into. */
-  #pool = new BytePool(REPLY_BLOCK_BYTES);
+  #pool: ReplyEncoder;
+  /** The word view of the pool's block, for checking replies. */
+  #words = new WordViews();
   /** How frames are read (their charset options). */
   #read: ReadMessageOptions;
   #release: 1 | 2;
@@ -316,8 +322,15 @@ export class FrameHandler<C = unknown> {
    *
    * @param path The stages and the dispatcher.
    * @param options Addresses, context, limits and a callback per frame.
+   * @param reuse Whether each reply may be made in the buffer of the one
+   * before: for a caller that is done with a reply before it hands over
+   * the next frame (it writes it out), never for a stream's readable.
    */
-  constructor(path: Path<C>, options: DispatchStreamOptions<C>) {
+  constructor(
+    path: Path<C>,
+    options: DispatchStreamOptions<C>,
+    reuse = false,
+  ) {
     this.#path = path;
     this.#peer = options.peer ?? UNKNOWN_ADDRESS;
     this.#local = options.local ?? UNKNOWN_ADDRESS;
@@ -329,6 +342,9 @@ export class FrameHandler<C = unknown> {
     this.#read = { charset: options.charset };
     this.#release = options.mllpRelease ?? 1;
     this.#onDispatched = options.onDispatched;
+    this.#pool = reuse
+      ? new ScratchBytes(SCRATCH_MAX_BYTES)
+      : new BytePool(REPLY_BLOCK_BYTES);
   }
 
   /**
@@ -429,7 +445,7 @@ export class FrameHandler<C = unknown> {
     const settle = (reply: DispatchReply): HandledFrame => {
       let converted;
       try {
-        converted = toReply(reply, message, this.#pool);
+        converted = toReply(reply, message, this.#pool, this.#words);
       } catch (error) {
         // A reply that cannot be sent fails like a dispatcher that threw.
         return failed(error);
@@ -485,7 +501,11 @@ export class FrameHandler<C = unknown> {
   }
 
   /** The outcome of a dispatch that threw, rejected, timed out or stopped. */
-  #failed(error: unknown, exchange: Exchange<C>, span: Span): HandledFrame {
+  #failed(
+    error: unknown,
+    exchange: Exchange<C>,
+    span: Span | undefined,
+  ): HandledFrame {
     const { message } = exchange;
     const controlId = message.header?.controlId;
     const peer = this.#label;
@@ -520,7 +540,7 @@ export class FrameHandler<C = unknown> {
       exchange,
       Ack.forMessage(message, "AE", { text }),
     );
-    const converted = toReply(answer, message, this.#pool);
+    const converted = toReply(answer, message, this.#pool, this.#words);
     return {
       kind: message.kind,
       controlId,

@@ -165,7 +165,9 @@ class DenoConn implements TransportConn {
   }
 
   async write(data: Uint8Array): Promise<void> {
-    for (let written = 0; written < data.length;) {
+    // Most writes take all of it at once: no view for those.
+    let written = await this.#conn.write(data);
+    while (written < data.length) {
       written += await this.#conn.write(data.subarray(written));
     }
   }

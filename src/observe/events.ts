@@ -52,6 +52,31 @@
  */
 export class TypedEventTarget<M extends { [K in keyof M]: Event }>
   extends EventTarget {
+  /** The event names a listener was ever added for. */
+  #listened = new Set<string>();
+
+  /**
+   * Whether a listener was ever added for `type` (and may still be
+   * there): an emitter can skip building events nobody listens to.
+   *
+   * @param type The event name.
+   * @returns `false` when no listener was ever added for it.
+   *
+   * @example Skip an event nobody listens to
+   * ```ts
+   * import { TypedEventTarget } from "@x/mllp/events";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const target = new TypedEventTarget<{ tick: CustomEvent<number> }>();
+   * assertEquals(target.listenedTo("tick"), false);
+   * target.addEventListener("tick", () => {});
+   * assertEquals(target.listenedTo("tick"), true);
+   * ```
+   */
+  listenedTo(type: keyof M & string): boolean {
+    return this.#listened.has(type);
+  }
+
   /**
    * Listens for an event of this target (see its event map).
    *
@@ -85,6 +110,7 @@ export class TypedEventTarget<M extends { [K in keyof M]: Event }>
       | null,
     options?: boolean | AddEventListenerOptions,
   ): void {
+    if (listener) this.#listened.add(type);
     super.addEventListener(
       type,
       listener as EventListenerOrEventListenerObject | null,

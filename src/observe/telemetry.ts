@@ -27,6 +27,7 @@
 
 import {
   type Attributes,
+  createNoopMeter,
   metrics,
   type Span,
   SpanKind,
@@ -40,6 +41,23 @@ export const METER_NAME = "@x/mllp";
 /** This library's meter: every instrument it records with. */
 export const meter = metrics.getMeter(METER_NAME, "0.1.0");
 const tracer = trace.getTracer(METER_NAME, "0.1.0");
+
+/**
+ * Whether metrics are recorded at all: without an OpenTelemetry SDK (or
+ * Deno's exporter) when this module loaded, the meter is the API's no-op
+ * one, and recording only builds attribute objects for nothing.
+ */
+const measuring = meter.constructor !== createNoopMeter().constructor;
+
+/**
+ * Whether spans are recorded: asked at each span, since an SDK may
+ * register its tracer provider after this module loaded.
+ */
+function tracing(): boolean {
+  const provider = trace.getTracerProvider() as { getDelegate?(): object };
+  const delegate = provider.getDelegate ? provider.getDelegate() : provider;
+  return delegate.constructor.name !== "NoopTracerProvider";
+}
 
 const instruments = {
   clientMessages: meter.createCounter("mllp.client.messages", {
@@ -88,6 +106,7 @@ export function recordClientSend(
   sentBytes: number,
   receivedBytes: number,
 ): void {
+  if (!measuring) return;
   const attributes: Attributes = { "mllp.outcome": outcome };
   if (ackCode) attributes["hl7.ack_code"] = ackCode;
   instruments.clientMessages.add(1, attributes);
@@ -104,12 +123,14 @@ export function recordClientSend(
 
 /** Records a client send that failed. */
 export function recordClientError(errorType: string): void {
+  if (!measuring) return;
   instruments.clientErrors.add(1, { "error.type": errorType });
   if (errorType === "ReplyTimeoutError") instruments.timeouts.add(1);
 }
 
 /** Records a scheduled reconnection. */
 export function recordReconnect(): void {
+  if (!measuring) return;
   instruments.reconnects.add(1);
 }
 
@@ -121,6 +142,7 @@ export function recordDispatch(
   ms: number,
   bytes: number,
 ): void {
+  if (!measuring) return;
   const attributes: Attributes = { "mllp.kind": kind, "mllp.failed": failed };
   if (ackCode) attributes["hl7.ack_code"] = ackCode;
   instruments.receiverMessages.add(1, attributes);
@@ -133,37 +155,42 @@ export function recordDispatch(
 
 /** Records a receiver connection opening (+1) or closing (-1). */
 export function recordConnection(delta: 1 | -1): void {
+  if (!measuring) return;
   instruments.connections.add(delta);
 }
 
 /** Records a connection refused by the allow-list or the handshake. */
 export function recordRejection(reason: string): void {
+  if (!measuring) return;
   instruments.rejections.add(1, { "mllp.reason": reason });
 }
 
 /** Records a framing error on a receiver connection. */
 export function recordFramingError(problem: string): void {
+  if (!measuring) return;
   instruments.framingErrors.add(1, { "mllp.problem": problem });
 }
 
-/** Starts the span of one client send. */
+/** Starts the span of one client send, when spans are recorded. */
 export function startSendSpan(
   address: string,
   controlId: string | undefined,
   messageType: string | undefined,
-): Span {
+): Span | undefined {
+  if (!tracing()) return undefined;
   const attributes: Attributes = { "server.address": address };
   if (controlId !== undefined) attributes["hl7.control_id"] = controlId;
   if (messageType !== undefined) attributes["hl7.message_type"] = messageType;
   return tracer.startSpan("mllp send", { kind: SpanKind.CLIENT, attributes });
 }
 
-/** Starts the span of one dispatch. */
+/** Starts the span of one dispatch, when spans are recorded. */
 export function startDispatchSpan(
   peer: string,
   controlId: string | undefined,
   messageType: string | undefined,
-): Span {
+): Span | undefined {
+  if (!tracing()) return undefined;
   const attributes: Attributes = { "client.address": peer };
   if (controlId !== undefined) attributes["hl7.control_id"] = controlId;
   if (messageType !== undefined) attributes["hl7.message_type"] = messageType;
@@ -175,10 +202,11 @@ export function startDispatchSpan(
 
 /** Ends a span, marking it failed when there is an error. */
 export function endSpan(
-  span: Span,
+  span: Span | undefined,
   ackCode: string | undefined,
   error?: unknown,
 ): void {
+  if (span === undefined) return;
   if (ackCode) span.setAttribute("hl7.ack_code", ackCode);
   if (error !== undefined) {
     span.setStatus({

@@ -21,7 +21,7 @@ import type { Path } from "../dispatch/stage.ts";
 import { type DispatchOutcome, FrameHandler } from "../dispatch/stream.ts";
 import type { CharsetOptions } from "../hl7/charset.ts";
 import type { ChunkReader, TransportConn } from "../net/transport.ts";
-import { BytePool } from "../wire/_pool.ts";
+import { BytePool, ScratchBytes } from "../wire/_pool.ts";
 import {
   CARRIAGE_RETURN,
   END_BLOCK,
@@ -48,8 +48,25 @@ export interface ConnectionSettings<C> {
   onDispatched(outcome: DispatchOutcome): void;
 }
 
-/** The block size replies are framed into (see `_pool.ts`). */
-const FRAME_BLOCK_BYTES = 16 * 1024;
+/** The block size frames sent ahead of a reply are made in. */
+const FRAME_BLOCK_BYTES = 4 * 1024;
+
+/** The largest reply frame whose buffer is kept for the next. */
+const REPLY_MAX_KEPT_BYTES = 64 * 1024;
+
+/** `payload` in its MLLP frame, in bytes from `bytes`. */
+function frame(
+  payload: Uint8Array,
+  bytes: { alloc(length: number): Uint8Array },
+): Uint8Array {
+  const end = payload.length + 1;
+  const framed = bytes.alloc(end + 2);
+  framed[0] = START_BLOCK;
+  framed.set(payload, 1);
+  framed[end] = END_BLOCK;
+  framed[end + 1] = CARRIAGE_RETURN;
+  return framed;
+}
 
 /** A connection being served. */
 export class ServedConnection<C> {
@@ -78,8 +95,10 @@ export class ServedConnection<C> {
   #closed = new AbortController();
   #stop: AbortSignal;
   #onStop = () => this.#closed.abort(this.#stop.reason);
-  /** Where replies are framed. */
+  /** Where frames sent ahead of a reply are made. */
   #pool = new BytePool(FRAME_BLOCK_BYTES);
+  /** Where each reply is framed, reused for the next. */
+  #replies = new ScratchBytes(REPLY_MAX_KEPT_BYTES);
   /** Frames sent ahead of a reply (commit frames) not yet written. */
   #ahead: Promise<void> | undefined;
 
@@ -161,7 +180,7 @@ export class ServedConnection<C> {
         if (this.inFrame) this.frameStartedAt = now;
         settings.onDispatched(outcome);
       },
-    });
+    }, true); // Each reply is framed and written before the next frame.
     const input = this.#input = decoder.writable.getWriter();
     const output = decoder.readable.getReader();
     // Never rejects; ends with the connection (it may wait on a read that
@@ -233,18 +252,14 @@ export class ServedConnection<C> {
       this.#ahead = undefined;
       await ahead;
     }
-    await this.conn.write(this.#frame(payload));
+    // The write ends before the next frame is handled: one buffer serves
+    // every reply.
+    await this.conn.write(frame(payload, this.#replies));
   }
 
-  /** A payload in its MLLP frame. */
+  /** A payload sent ahead, in its MLLP frame (its own bytes). */
   #frame(payload: Uint8Array): Uint8Array {
-    const end = payload.length + 1;
-    const frame = this.#pool.alloc(end + 2);
-    frame[0] = START_BLOCK;
-    frame.set(payload, 1);
-    frame[end] = END_BLOCK;
-    frame[end + 1] = CARRIAGE_RETURN;
-    return frame;
+    return frame(payload, this.#pool);
   }
 
   /**

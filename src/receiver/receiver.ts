@@ -44,6 +44,7 @@ import {
   type TransportListener,
 } from "../net/transport.ts";
 import { TypedEventTarget } from "../observe/events.ts";
+import { recordDispatch } from "../observe/telemetry.ts";
 import { WarningLimiter } from "../observe/ratelimit.ts";
 import { FrameSizeError } from "../wire/errors.ts";
 import { ServedConnection } from "./connection.ts";
@@ -617,7 +618,19 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
         },
         onDispatched: (outcome) => {
           options.onDispatched?.(outcome, peer);
-          this.#emit("dispatch", { ...outcome, peer });
+          recordDispatch(
+            outcome.kind,
+            outcome.ackCode,
+            outcome.failed,
+            outcome.ms,
+            outcome.bytes,
+          );
+          // One event per message: built only when someone listens.
+          if (this.listenedTo("dispatch")) {
+            this.dispatchEvent(
+              new CustomEvent("dispatch", { detail: { ...outcome, peer } }),
+            );
+          }
         },
       }),
     };

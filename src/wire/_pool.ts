@@ -84,3 +84,44 @@ export class BytePool {
     return this.#take(block, start, written);
   }
 }
+
+/**
+ * One buffer reused for every array it hands out, for bytes that are used
+ * up before the next are made (a reply framed and written before the next
+ * frame is read): no allocation at all once it is large enough. An array
+ * from it is valid only until the next call.
+ */
+export class ScratchBytes {
+  /** Larger arrays are allocated on their own, not kept. */
+  readonly #maxBytes: number;
+  #buffer: Uint8Array;
+
+  /**
+   * @param maxBytes The largest size kept for reuse.
+   */
+  constructor(maxBytes: number) {
+    this.#maxBytes = maxBytes;
+    this.#buffer = new Uint8Array(0);
+  }
+
+  /** An array of `length` bytes, its contents unspecified. */
+  alloc(length: number): Uint8Array {
+    if (length > this.#buffer.length) {
+      if (length > this.#maxBytes) return new Uint8Array(length);
+      this.#buffer = new Uint8Array(Math.max(length, 1024));
+    }
+    return this.#buffer.subarray(0, length);
+  }
+
+  /** `text` encoded as UTF-8. */
+  encodeUtf8(text: string): Uint8Array {
+    // Each UTF-16 code unit takes at most three bytes.
+    const most = text.length * 3;
+    if (most > this.#maxBytes) return utf8Encoder.encode(text);
+    if (most > this.#buffer.length) {
+      this.#buffer = new Uint8Array(Math.max(most, 1024));
+    }
+    const { written } = utf8Encoder.encodeInto(text, this.#buffer);
+    return this.#buffer.subarray(0, written);
+  }
+}

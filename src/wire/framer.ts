@@ -23,7 +23,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { BytePool } from "./_pool.ts";
-import { findFramingByte, framingProblem } from "./_scan.ts";
+import { findFramingByte, framingProblem, WordViews } from "./_scan.ts";
 import { FrameSizeError } from "./errors.ts";
 
 /**
@@ -223,6 +223,8 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   #frames = 0;
   /** Where the copies of small payloads come from. */
   #pool = new BytePool(DECODER_BLOCK_BYTES);
+  /** The word view of the input's buffer, kept for the next chunk. */
+  #words = new WordViews();
 
   /**
    * Constructs a new decoder.
@@ -415,7 +417,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
       }
       // Inside a frame: look for FS (end) or VT (a new frame: resync). Each
       // search ends at the first of them, so every byte is searched once.
-      const stop = findFramingByte(chunk, i);
+      const stop = findFramingByte(chunk, i, this.#words);
       if (stop === -1) {
         this.#checkSize(length - i);
         this.#keep(chunk, i, length);
