@@ -5,7 +5,13 @@
  * @module
  */
 
-import { configureSync, getTextFormatter, resetSync } from "@logtape/logtape";
+import {
+  configureSync,
+  getTextFormatter,
+  type LogRecord,
+  resetSync,
+  type TextFormatter,
+} from "@logtape/logtape";
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
 import type { ClientTlsOptions } from "../client/client.ts";
 import { ClientError, TlsHandshakeError } from "../client/errors.ts";
@@ -46,6 +52,9 @@ const encoder = new TextEncoder();
 
 /** Writes all of `text`, however many calls it takes. */
 export function write(writer: Writer, text: string): void {
+  // Log lines logged before go first, wherever they go: on a terminal
+  // showing both stdout and stderr, lines keep their order.
+  batched?.flush();
   const data = encoder.encode(text);
   let offset = 0;
   while (offset < data.length) {
@@ -62,9 +71,80 @@ export function describeError(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
 
+/** How many bytes of log lines may wait before they are written at once. */
+export const MAX_PENDING_LOG_BYTES = 1024 * 1024;
+
+/**
+ * Log lines for a writer, written in batches: each line waits (formatted)
+ * for the next turn of the event loop, so that writing it never costs a
+ * message its round trip, and lines logged together go out in one write.
+ * Nothing is dropped: a writer that falls behind by more than
+ * {@linkcode MAX_PENDING_LOG_BYTES} is written to at once, which slows the
+ * logging down rather than losing lines.
+ */
+export class BatchedLines implements Disposable {
+  #writer: Writer;
+  #format: TextFormatter;
+  #lines: string[] = [];
+  #pending = 0;
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #flush = () => this.flush();
+
+  /**
+   * @param writer Where the lines go (stderr).
+   * @param format How a record becomes a line.
+   */
+  constructor(writer: Writer, format: TextFormatter) {
+    this.#writer = writer;
+    this.#format = format;
+  }
+
+  /** The LogTape sink. */
+  readonly sink = (record: LogRecord): void => {
+    const line = this.#format(record);
+    this.#lines.push(line);
+    this.#pending += line.length;
+    if (this.#pending > MAX_PENDING_LOG_BYTES) {
+      this.flush();
+    } else if (this.#timer === undefined) {
+      this.#timer = setTimeout(this.#flush, 0);
+      // Waiting lines do not keep an otherwise finished process alive:
+      // disposing writes them.
+      Deno.unrefTimer(this.#timer);
+    }
+  };
+
+  /** Writes every waiting line now. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#lines.length === 0) return;
+    const data = encoder.encode(this.#lines.join(""));
+    this.#lines.length = 0;
+    this.#pending = 0;
+    try {
+      for (let offset = 0; offset < data.length;) {
+        offset += this.#writer.writeSync(data.subarray(offset));
+      }
+    } catch {
+      // Nowhere left to report it.
+    }
+  }
+
+  /** Writes what waits. */
+  [Symbol.dispose](): void {
+    this.flush();
+  }
+}
+
+/** The batched log lines of the running command, if it logs. */
+let batched: BatchedLines | undefined;
+
 /**
  * Configures LogTape to write to stderr until the result is disposed, at
- * `level` when given (else debug when verbose, info otherwise).
+ * `level` when given (else debug when verbose, info otherwise). Lines are
+ * written in batches (see {@linkcode BatchedLines}); disposing writes the
+ * last of them.
  */
 export function setupLogging(
   stderr: Writer,
@@ -73,18 +153,14 @@ export function setupLogging(
   level?: "info" | "warning",
 ): Disposable {
   if (options.configureLogging === false) return { [Symbol.dispose]() {} };
-  const format = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
+  const lines = new BatchedLines(
+    stderr,
+    getTextFormatter({ timestamp: "rfc3339", value: "bare" }),
+  );
+  batched = lines;
   configureSync({
     reset: true,
-    sinks: {
-      stderr(record) {
-        try {
-          write(stderr, format(record));
-        } catch {
-          // Nowhere left to report it.
-        }
-      },
-    },
+    sinks: { stderr: lines.sink },
     loggers: [
       {
         category: ["mllp"],
@@ -94,7 +170,13 @@ export function setupLogging(
       { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
     ],
   });
-  return { [Symbol.dispose]: () => resetSync() };
+  return {
+    [Symbol.dispose]: () => {
+      resetSync();
+      lines.flush();
+      if (batched === lines) batched = undefined;
+    },
+  };
 }
 
 // @std/cli/parse-args points at a JavaScript file without declarations,

@@ -1,0 +1,78 @@
+// The command line's batched log sink: lines wait for the next turn of the
+// event loop and go out together; a direct write goes after the lines
+// logged before it; disposing writes what waits; nothing is dropped, even
+// past the pending limit.
+
+import { assertEquals } from "@std/assert";
+import type { LogRecord } from "@logtape/logtape";
+import {
+  BatchedLines,
+  MAX_PENDING_LOG_BYTES,
+  setupLogging,
+  write,
+} from "../../src/cli/common.ts";
+import { getLogger } from "@logtape/logtape";
+
+/** A writer that keeps each write. */
+function recorder() {
+  const writes: string[] = [];
+  const decoder = new TextDecoder();
+  return {
+    writes,
+    writeSync(data: Uint8Array): number {
+      writes.push(decoder.decode(data));
+      return data.length;
+    },
+  };
+}
+
+const record = (text: string) => ({ message: [text] }) as unknown as LogRecord;
+const format = (r: LogRecord) => `${r.message.join("")}\n`;
+const turn = () => new Promise((resolve) => setTimeout(resolve, 5));
+
+Deno.test("log sink: lines logged in one turn go out together, on a later turn", async () => {
+  const out = recorder();
+  using lines = new BatchedLines(out, format);
+  lines.sink(record("one"));
+  lines.sink(record("two"));
+  assertEquals(out.writes, []); // nothing written while the message is handled
+  await turn();
+  assertEquals(out.writes, ["one\ntwo\n"]);
+  lines.sink(record("three"));
+  await turn();
+  assertEquals(out.writes, ["one\ntwo\n", "three\n"]);
+});
+
+Deno.test("log sink: disposing writes what waits", () => {
+  const out = recorder();
+  {
+    using lines = new BatchedLines(out, format);
+    lines.sink(record("last words"));
+  }
+  assertEquals(out.writes, ["last words\n"]);
+});
+
+Deno.test("log sink: past the pending limit, lines are written at once and none is dropped", () => {
+  const out = recorder();
+  using lines = new BatchedLines(out, format);
+  const line = "x".repeat(999); // 1,000 bytes with its newline
+  const count = Math.ceil(MAX_PENDING_LOG_BYTES / 1000) + 10;
+  for (let i = 0; i < count; i++) lines.sink(record(line));
+  assertEquals(out.writes.length, 1);
+  lines.flush();
+  assertEquals(out.writes.join("").split("\n").length - 1, count);
+});
+
+Deno.test("log sink: a direct write goes after the log lines logged before it", () => {
+  const out = recorder();
+  const logging = setupLogging(out, false, {});
+  try {
+    getLogger(["mllp", "test"]).info("logged first");
+    write(out, "written second\n");
+  } finally {
+    logging[Symbol.dispose]();
+  }
+  assertEquals(out.writes.length, 2);
+  assertEquals(out.writes[0].endsWith("logged first\n"), true);
+  assertEquals(out.writes[1], "written second\n");
+});
