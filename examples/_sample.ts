@@ -1,16 +1,16 @@
 /**
  * The sample message from Wikipedia's HL7 article (also elixir-mllp's): an
  * ADT^A01 in HL7 2.5 with `\r` between segments, and LogTape set up to
- * print the library's log lines to the console.
+ * print the library's log lines to stderr.
  *
  * @module
  */
 
 import {
   configure,
-  getConsoleSink,
   getTextFormatter,
   type LogLevel,
+  type Sink,
 } from "@logtape/logtape";
 
 /** The sample ADT^A01 message, control id `01052901`. */
@@ -26,23 +26,44 @@ export const SAMPLE_ADT_A01: string = [
 ].join("\r");
 
 /**
- * Sends the library's log lines (category `["mllp"]`) to the console.
+ * Sends the library's log lines (category `["mllp"]`) to stderr, as the
+ * `mllp` command does: each line waits for the next turn of the event
+ * loop and the lines of one turn go out in one write, so that logging
+ * never costs a message its round trip; what waits is written when the
+ * program exits.
  *
  * @param level The lowest level to print.
  */
 export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
+  const format = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
+  const encoder = new TextEncoder();
+  let lines: string[] = [];
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const flush = () => {
+    clearTimeout(timer);
+    timer = undefined;
+    if (lines.length === 0) return;
+    const data = encoder.encode(lines.join(""));
+    lines = [];
+    for (let n = 0; n < data.length;) {
+      n += Deno.stderr.writeSync(data.subarray(n));
+    }
+  };
+  const stderr: Sink = (record) => {
+    lines.push(format(record));
+    if (timer !== undefined) return;
+    timer = setTimeout(flush, 0);
+    Deno.unrefTimer(timer);
+  };
+  globalThis.addEventListener("unload", flush);
   await configure({
-    sinks: {
-      console: getConsoleSink({
-        formatter: getTextFormatter({ value: "bare" }),
-      }),
-    },
+    sinks: { stderr },
     loggers: [
-      { category: ["mllp"], lowestLevel: level, sinks: ["console"] },
+      { category: ["mllp"], lowestLevel: level, sinks: ["stderr"] },
       {
         category: ["logtape", "meta"],
         lowestLevel: "warning",
-        sinks: ["console"],
+        sinks: ["stderr"],
       },
     ],
   });
