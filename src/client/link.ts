@@ -8,7 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { describeTlsError, isTlsRecord } from "../net/tls.ts";
-import type { TransportConn } from "../net/transport.ts";
+import type { ChunkReader, TransportConn } from "../net/transport.ts";
 import {
   ClientError,
   ConnectionClosedError,
@@ -18,7 +18,16 @@ import {
   TlsHandshakeError,
 } from "./errors.ts";
 import { FrameSizeError } from "../wire/errors.ts";
-import { MllpDecoderStream, MllpEncoderStream } from "../wire/framer.ts";
+import { BytePool } from "../wire/_pool.ts";
+import {
+  CARRIAGE_RETURN,
+  END_BLOCK,
+  MllpDecoderStream,
+  START_BLOCK,
+} from "../wire/framer.ts";
+
+/** The block size frames are made in (see `_pool.ts`). */
+const FRAME_BLOCK_BYTES = 16 * 1024;
 
 const logger = getLogger(["mllp", "client"]);
 
@@ -76,7 +85,10 @@ export class Link {
   /** Resolves with why the link closed, as soon as it does. */
   readonly closed: Promise<LinkClosed>;
   readonly conn: TransportConn;
-  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  /** The last write queued, while it is under way. */
+  #writing: Promise<void> | undefined;
+  /** Where frames are made. */
+  #pool = new BytePool(FRAME_BLOCK_BYTES);
   #pending: Pending | undefined;
   #isClosed = false;
   #label: string;
@@ -110,33 +122,37 @@ export class Link {
     this.#sentCertificate = options.sentCertificate;
     this.#intercept = options.intercept;
     this.closed = new Promise((resolve) => this.#resolveClosed = resolve);
-    // The client checks every payload for VT and FS before it gets here
-    // (see Client#prepare in client.ts): no need to scan it twice.
-    const encoder = new MllpEncoderStream({ validate: false });
-    const writing = encoder.readable.pipeTo(conn.writable).catch(() => {});
-    this.#writer = encoder.writable.getWriter();
     this.#decoder = new MllpDecoderStream({
       maxFrameBytes: options.maxFrameBytes,
       label: options.label,
       onJunk: (_bytes, data) => this.#junk(data),
     });
-    const reader = conn.reader();
-    const source = new ReadableStream<Uint8Array>({
-      // A chunk is a view of the connection's read buffer, which the next
-      // read reuses: safe, because this stream reads only when the pipe
-      // asks (its high-water mark is 0), and the pipe asks only once the
-      // decoder has finished with the chunk before (it copies what it
-      // keeps).
-      pull: (controller) =>
-        reader.next().then((chunk) => {
-          if (chunk === null) controller.close();
-          else controller.enqueue(chunk);
-        }),
-      cancel: (reason) => reader.cancel(reason),
-    }, { highWaterMark: 0 });
-    const frames = source.pipeThrough(this.#decoder);
-    this.#reading = this.#read(frames);
-    this.done = Promise.all([writing, this.#reading]).then(() => {});
+    const input = this.#decoder.writable.getWriter();
+    const feeding = this.#feed(conn.reader(), input);
+    this.#reading = this.#read(this.#decoder.readable.getReader());
+    this.done = Promise.all([feeding, this.#reading]).then(() => {});
+  }
+
+  /**
+   * Reads the connection into the decoder, one chunk at a time: the next
+   * read waits until the decoder has taken the chunk before (it copies what
+   * it keeps, so the read buffer can be reused). Ends the decoder's input
+   * with the connection; errors it when reading fails.
+   */
+  async #feed(
+    reader: ChunkReader,
+    input: WritableStreamDefaultWriter<Uint8Array>,
+  ): Promise<void> {
+    try {
+      for (let chunk = await reader.next(); chunk !== null;) {
+        await input.write(chunk);
+        chunk = await reader.next();
+      }
+      await input.close();
+    } catch (error) {
+      input.abort(error).catch(() => {});
+      reader.cancel(error).catch(() => {});
+    }
   }
 
   /** Sets the reply timer to fire at `at`, unless it fires by then anyway. */
@@ -219,10 +235,12 @@ export class Link {
     void this.shutdown(error, true);
   }
 
-  async #read(frames: ReadableStream<Uint8Array>) {
+  async #read(frames: ReadableStreamDefaultReader<Uint8Array>) {
     let cause: unknown;
     try {
-      for await (const frame of frames) {
+      while (true) {
+        const { value: frame, done } = await frames.read();
+        if (done) break;
         this.#delivered++;
         if (this.#intercept?.(frame)) continue;
         const pending = this.#pending;
@@ -245,6 +263,7 @@ export class Link {
     } catch (error) {
       cause = error;
     }
+    frames.cancel(cause).catch(() => {});
     void this.shutdown(cause, cause instanceof ClientError);
   }
 
@@ -260,7 +279,6 @@ export class Link {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       this.conn.close();
-      this.#writer.abort(cause).catch(() => {});
       const error = cause === undefined ? undefined : this.#explain(cause);
       this.#closeError = error;
       const pending = this.#pending;
@@ -319,7 +337,33 @@ export class Link {
         },
       );
     }
-    await this.#writer.write(payload);
+    await this.#write(payload);
+  }
+
+  /**
+   * Writes a payload in its MLLP frame, after the writes before it. The
+   * client checks every payload for VT and FS before it gets here (see
+   * Client#prepare in client.ts): no need to scan it twice.
+   */
+  #write(payload: Uint8Array): Promise<void> {
+    const end = payload.length + 1;
+    const frame = this.#pool.alloc(end + 2);
+    frame[0] = START_BLOCK;
+    frame.set(payload, 1);
+    frame[end] = END_BLOCK;
+    frame[end + 1] = CARRIAGE_RETURN;
+    const before = this.#writing;
+    const write = before
+      ? before.then(() => this.conn.write(frame))
+      : this.conn.write(frame);
+    const settled = write.then(
+      () => {
+        if (this.#writing === settled) this.#writing = undefined;
+      },
+      () => {},
+    );
+    this.#writing = settled;
+    return write;
   }
 
   /**
@@ -381,7 +425,7 @@ export class Link {
     signal?.addEventListener("abort", onAbort, { once: true });
     try {
       try {
-        await this.#writer.write(payload);
+        await this.#write(payload);
         onWritten?.();
       } catch (error) {
         // The read side usually knows why (a TLS alert, say): let it end
