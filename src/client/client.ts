@@ -164,7 +164,12 @@ export class Client extends TypedEventTarget<ClientEventMap>
     );
     this.#queue = new SendQueue(
       settings.maxQueued,
-      new Exchange(settings, this.#connector, emit),
+      new Exchange(
+        settings,
+        this.#connector,
+        emit,
+        (type) => this.listenedTo(type),
+      ),
     );
     this.#connector.start();
   }

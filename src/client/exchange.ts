@@ -41,18 +41,26 @@ export class Exchange implements SendQueueHandlers {
   #settings: ClientSettings;
   #connector: Connector;
   #emit: Emit;
+  #listens: (type: "reply") => boolean;
   #commits: CommitSettings;
 
   /**
    * @param settings The client's settings.
    * @param connector Where links come from.
    * @param emit Emits the client's events.
+   * @param listens Whether anyone listens for an event sent per message.
    */
-  constructor(settings: ClientSettings, connector: Connector, emit: Emit) {
+  constructor(
+    settings: ClientSettings,
+    connector: Connector,
+    emit: Emit,
+    listens: (type: "reply") => boolean,
+  ) {
     this.#address = connector.address;
     this.#settings = settings;
     this.#connector = connector;
     this.#emit = emit;
+    this.#listens = listens;
     this.#commits = {
       address: connector.address,
       commitTimeout: settings.commitTimeout,
@@ -92,7 +100,9 @@ export class Exchange implements SendQueueHandlers {
         job.signal,
       );
       job.tries++;
-      if (controlId === undefined) {
+      if (!logger.isEnabledFor("debug")) {
+        // Nothing to log: skip building the line's properties.
+      } else if (controlId === undefined) {
         logger.debug("Sending {size} byte non-HL7 payload to {address}", {
           size: message.size,
           address: this.#address,
@@ -175,14 +185,16 @@ export class Exchange implements SendQueueHandlers {
         frame.length,
       );
       endSpan(span, ackCode);
-      this.#emit("reply", {
-        address: this.#address,
-        controlId,
-        outcome: result.outcome,
-        ackCode,
-        roundTripMs,
-        bytes: frame.length,
-      });
+      if (this.#listens("reply")) {
+        this.#emit("reply", {
+          address: this.#address,
+          controlId,
+          outcome: result.outcome,
+          ackCode,
+          roundTripMs,
+          bytes: frame.length,
+        });
+      }
       settle(job, result);
       return false;
     } catch (error) {

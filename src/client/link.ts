@@ -18,7 +18,7 @@ import {
   TlsHandshakeError,
 } from "./errors.ts";
 import { FrameSizeError } from "../wire/errors.ts";
-import { BytePool } from "../wire/_pool.ts";
+import { BytePool, ScratchBytes } from "../wire/_pool.ts";
 import {
   CARRIAGE_RETURN,
   END_BLOCK,
@@ -28,6 +28,9 @@ import {
 
 /** The block size frames are made in (see `_pool.ts`). */
 const FRAME_BLOCK_BYTES = 16 * 1024;
+
+/** The largest frame whose buffer is kept for the next. */
+const SCRATCH_MAX_BYTES = 64 * 1024;
 
 const logger = getLogger(["mllp", "client"]);
 
@@ -87,8 +90,10 @@ export class Link {
   readonly conn: TransportConn;
   /** The last write queued, while it is under way. */
   #writing: Promise<void> | undefined;
-  /** Where frames are made. */
+  /** Where frames are made while another write is under way. */
   #pool = new BytePool(FRAME_BLOCK_BYTES);
+  /** Where a frame is made when no other write is under way. */
+  #scratch = new ScratchBytes(SCRATCH_MAX_BYTES);
   #pending: Pending | undefined;
   #isClosed = false;
   #label: string;
@@ -347,12 +352,14 @@ export class Link {
    */
   #write(payload: Uint8Array): Promise<void> {
     const end = payload.length + 1;
-    const frame = this.#pool.alloc(end + 2);
+    const before = this.#writing;
+    // With no write under way, the reused buffer is free: the common case
+    // (one send at a time) allocates nothing.
+    const frame = (before ? this.#pool : this.#scratch).alloc(end + 2);
     frame[0] = START_BLOCK;
     frame.set(payload, 1);
     frame[end] = END_BLOCK;
     frame[end + 1] = CARRIAGE_RETURN;
-    const before = this.#writing;
     const write = before
       ? before.then(() => this.conn.write(frame))
       : this.conn.write(frame);
