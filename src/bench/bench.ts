@@ -33,8 +33,10 @@
  * it listens; answers each `rss` line on its stdin with `{"rss": BYTES}`;
  * and stops when its stdin ends (or it is a plain server command that
  * takes a port: see {@linkcode CommandTarget}). A client started by
- * {@linkcode runClient} speaks the client protocol described in
- * {@linkcode ClientCommand}'s module. This module is both:
+ * {@linkcode runClient} gets the load as flags, prints `{"ready": true}`,
+ * waits for a `go` line, runs, and prints `{"result": ...}` (a
+ * {@linkcode BenchResult}); {@linkcode ClientCommand} has the details.
+ * This module is both:
  *
  * ```sh
  * deno run -A src/bench/bench.ts serve self --port 2575   # or: raw, responder

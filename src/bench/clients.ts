@@ -56,7 +56,15 @@ const encoder = new TextEncoder();
 export type ClientSpec = "lean" | "client" | ClientCommand;
 
 /**
- * A client started as a child process that speaks the client protocol.
+ * A client started as a child process that speaks the client protocol:
+ * it is started with `--hostname H --port P --connections N --messages M
+ * --warmup W --timeout MS --payload BASE64` added to its command (and
+ * `--release 2`, `--ca PEM-OR-FILE`, `--servername NAME` when they apply);
+ * once loaded it prints `{"ready": true}` as one line and waits for a `go`
+ * line on its stdin; then it opens its connections, sends `W` messages on
+ * each (not counted) and `M` more, stop-and-wait, prints
+ * `{"result": {...}}` (a {@linkcode BenchResult}) or `{"error": "..."}`,
+ * and exits when its stdin ends.
  *
  * @example This library's client as a command
  * ```ts
