@@ -1,6 +1,7 @@
 /**
- * The load generator: {@linkcode runBench} drives connections with this
- * library's client, {@linkcode measureIdle} holds idle ones open.
+ * The end-to-end load: {@linkcode runBench} drives connections with this
+ * library's client (the lean generator is `lean.ts`), and
+ * {@linkcode measureIdle} holds idle ones open.
  * Re-exported by `bench.ts`.
  *
  * @module
@@ -140,8 +141,18 @@ export interface BenchOptions {
    * @default {60000}
    */
   replyTimeout?: number;
-  /** Connect with TLS. */
+  /**
+   * Connect with TLS. The lean generator ({@linkcode runLean}) takes
+   * `caCerts` and `serverName` only.
+   */
   tls?: ClientTlsOptions;
+  /**
+   * The MLLP release spoken: with `2`, each message is first answered by a
+   * commit frame (`0x06`), and the sender commits each reply the same way.
+   *
+   * @default {1}
+   */
+  mllpRelease?: 1 | 2;
   /** Stops the run early: it then rejects with the signal's reason. */
   signal?: AbortSignal;
 }
@@ -221,9 +232,12 @@ export interface BenchResult {
 }
 
 /**
- * Measures a receiver: opens `connections` clients, sends `warmup`
- * messages on each, then `messages` more on each, stop-and-wait, and
- * reports the rate and the round trips of the measured ones.
+ * Measures a receiver with this library's {@linkcode Client} as the load
+ * (end to end: the client's own cost is in every round trip; see
+ * {@linkcode runLean} for a load with none): opens `connections` clients,
+ * sends `warmup` messages on each, then `messages` more on each,
+ * stop-and-wait, and reports the rate and the round trips of the measured
+ * ones.
  *
  * @param options Where to connect, how many connections and messages, and
  *   the payload.
@@ -263,6 +277,7 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   const clients = await openClients(hostname, options.port, connections, {
     replyTimeout: options.replyTimeout,
     tls: options.tls,
+    mllpRelease: options.mllpRelease,
   });
   const times = new Float64Array(connections * messages).fill(NaN);
   const failures: Record<string, number> = {};
@@ -330,7 +345,11 @@ async function openClients(
   hostname: string,
   port: number,
   connections: number,
-  options: { replyTimeout?: number; tls?: ClientTlsOptions },
+  options: {
+    replyTimeout?: number;
+    tls?: ClientTlsOptions;
+    mllpRelease?: 1 | 2;
+  },
 ): Promise<Client[]> {
   const clients: Client[] = [];
   try {
@@ -341,6 +360,7 @@ async function openClients(
           Client.connect(hostname, port, {
             replyTimeout: options.replyTimeout,
             tls: options.tls,
+            mllpRelease: options.mllpRelease,
             reconnect: false,
           })),
       );

@@ -11,6 +11,15 @@ import { Ack } from "../hl7/ack.ts";
 import { ECHO_TEXT, UNKNOWN_REPLY } from "../dispatch/dispatcher.ts";
 import { encodeFrame } from "../wire/framer.ts";
 import { readMessage } from "../hl7/message.ts";
+import {
+  listenBare,
+  noDelay,
+  type RawResponder,
+  serveBare,
+  writeAll,
+} from "./_serve.ts";
+
+export type { RawResponder } from "./_serve.ts";
 
 const FS = 0x1c;
 const CR = 0x0d;
@@ -46,8 +55,11 @@ export const DEFAULT_MESSAGE_SIZE = 1024;
 export const BENCH_CONTROL_ID = "BENCH00001";
 
 // A realistic ADT^A01 (admit), ASCII only; NTE segments pad it to size.
+// MSH-15 and MSH-16 (the acknowledgment conditions) go between the halves.
+const MSH_HEAD =
+  `MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|GHH LAB, INC.|GOOD HEALTH HOSPITAL|20240315084512-0500||ADT^A01^ADT_A01|${BENCH_CONTROL_ID}|P|2.5.1|||`;
+const MSH_TAIL = "|USA|UNICODE UTF-8";
 const ADT_SEGMENTS = [
-  `MSH|^~\\&|ADT1|GOOD HEALTH HOSPITAL|GHH LAB, INC.|GOOD HEALTH HOSPITAL|20240315084512-0500||ADT^A01^ADT_A01|${BENCH_CONTROL_ID}|P|2.5.1|||AL|NE|USA|UNICODE UTF-8`,
   "EVN|A01|20240315084500|||ANDERSON^JANE^M^^^^^^^^^^L|20240315084000",
   "PID|1||PATID1234^^^GOOD HEALTH HOSPITAL^MR~123456789^^^USSSA^SS||EVERYMAN^ADAM^A^III^^^L||19610615|M||2106-3^White^CDCREC|2222 HOME STREET^^GREENSBORO^NC^27401-1020^USA^H||^PRN^PH^^1^555^5552004|^WPN^PH^^1^955^5551009|ENG^English^ISO6392|M^Married^HL70002|CHR^Christian^HL70006|PATID12345001^2^M10^ADT1^AN^A|444333333|987654^NC",
   "PV1|1|I|2000^2012^01^GHH^^^^^2000 WEST WING|R^Routine^HL70007|||004777^ATTEND^AARON^A^^^DR^^^^^^^^^^MD|||SUR^Surgery^HL70069||||7^Physician referral^HL70023|||004777^ATTEND^AARON^A^^^DR|IN^Inpatient^HL70004|V1001^^^GHH^VN|||||||||||||||||||||||||20240315084000",
@@ -57,12 +69,38 @@ const ADT_SEGMENTS = [
 ];
 
 /**
+ * Options for {@linkcode makeAdtMessage}.
+ *
+ * @example An ADT^A01 that asks for enhanced acknowledgment mode
+ * ```ts
+ * import { type AdtMessageOptions, makeAdtMessage } from "@x/mllp/unstable-bench";
+ * import { readHeader } from "@x/mllp/hl7";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: AdtMessageOptions = { ackMode: "enhanced" };
+ * const header = readHeader(makeAdtMessage(1024, options));
+ * assertEquals([header.acceptAckType, header.applicationAckType], ["AL", "NE"]);
+ * ```
+ */
+export interface AdtMessageOptions {
+  /**
+   * The acknowledgment mode the message asks for: `"original"` leaves
+   * MSH-15 and MSH-16 empty (one ACK, `AA`); `"enhanced"` sets them to
+   * `AL` and `NE` (a commit ACK, `CA`, and no application ACK).
+   *
+   * @default {"original"}
+   */
+  ackMode?: "original" | "enhanced";
+}
+
+/**
  * Makes a realistic ADT^A01 message (MSH, EVN, PID, PV1, OBX, AL1, DG1),
  * padded with an NTE segment to `size` bytes when that is larger than the
- * message without it (986 bytes). Its control id is
- * {@linkcode BENCH_CONTROL_ID}; segments end with CR.
+ * message without it (982 bytes in original mode, 986 in enhanced mode).
+ * Its control id is {@linkcode BENCH_CONTROL_ID}; segments end with CR.
  *
  * @param size The payload size wanted, in bytes.
+ * @param options The acknowledgment mode it asks for.
  * @returns The message text (ASCII, so its length is its size in bytes).
  *
  * @example A 1 KiB ADT^A01
@@ -77,8 +115,13 @@ const ADT_SEGMENTS = [
  * assertEquals(message.kind === "hl7" && message.header.messageType, "ADT^A01^ADT_A01");
  * ```
  */
-export function makeAdtMessage(size: number = DEFAULT_MESSAGE_SIZE): string {
-  const base = ADT_SEGMENTS.map((segment) => segment + "\r").join("");
+export function makeAdtMessage(
+  size: number = DEFAULT_MESSAGE_SIZE,
+  options: AdtMessageOptions = {},
+): string {
+  const conditions = options.ackMode === "enhanced" ? "AL|NE" : "|";
+  const base = [MSH_HEAD + conditions + MSH_TAIL, ...ADT_SEGMENTS]
+    .map((segment) => segment + "\r").join("");
   const nte = "NTE|1|L|";
   const room = size - base.length - nte.length - 1;
   if (room <= 0) return base;
@@ -129,38 +172,6 @@ export interface RawResponderOptions {
   reply?: Uint8Array | string;
   /** Serve TLS with this certificate chain and key (PEM text). */
   tls?: { cert: string; key: string };
-}
-
-/**
- * A running {@linkcode startRawResponder}.
- *
- * @example Count its connections
- * ```ts
- * import { type RawResponder, startRawResponder } from "@x/mllp/unstable-bench";
- * import { Client } from "@x/mllp";
- * import { assertEquals } from "@std/assert";
- *
- * const raw: RawResponder = startRawResponder();
- * const client = await Client.connect(raw.hostname, raw.port);
- * await client.send("PING");
- * assertEquals(raw.connections, 1);
- * await client.close();
- * await raw.close();
- * ```
- */
-export interface RawResponder extends AsyncDisposable {
-  /** The address it listens on. */
-  readonly hostname: string;
-  /** The port it listens on. */
-  readonly port: number;
-  /** The number of open connections. */
-  readonly connections: number;
-  /**
-   * Stops listening and closes every connection.
-   *
-   * @returns A promise that resolves when every connection is closed.
-   */
-  close(): Promise<void>;
 }
 
 /**
@@ -218,96 +229,38 @@ export function startRawResponder(
       ? encoder.encode(options.reply)
       : options.reply ?? replyFor(makeAdtMessage()),
   );
-  const listener: Deno.Listener = options.tls
-    ? Deno.listenTls({ hostname, port: options.port ?? 0, ...options.tls })
-    : Deno.listen({ hostname, port: options.port ?? 0 });
-  const conns = new Set<Deno.Conn>();
-  const serving = new Set<Promise<void>>();
-  const accepting = (async () => {
-    try {
-      for await (const conn of listener) {
-        conns.add(conn);
-        const done = serveRaw(conn, reply).finally(() => {
-          conns.delete(conn);
-          serving.delete(done);
-        });
-        serving.add(done);
-      }
-    } catch {
-      // The listener was closed.
-    }
-  })();
-  let closing: Promise<void> | undefined;
-  const close = () =>
-    closing ??= (async () => {
-      try {
-        listener.close();
-      } catch {
-        // Closed already.
-      }
-      await accepting;
-      for (const conn of conns) closeQuietly(conn);
-      await Promise.all(serving);
-    })();
-  return {
-    hostname,
-    port: (listener.addr as Deno.NetAddr).port,
-    get connections() {
-      return conns.size;
-    },
-    close,
-    [Symbol.asyncDispose]: close,
-  };
+  const listener = listenBare(hostname, options.port ?? 0, options.tls);
+  return serveBare(listener, hostname, (conn) => serveRaw(conn, reply));
 }
 
 async function serveRaw(conn: Deno.Conn, reply: Uint8Array): Promise<void> {
-  try {
-    if ("setNoDelay" in conn) (conn as Deno.TcpConn).setNoDelay(true);
-  } catch {
-    // The peer may be gone already.
-  }
+  noDelay(conn);
   // 16 KiB: a 1 KiB message fits many times over, and an idle connection
   // costs little more than the kernel's socket.
   const buffer = new Uint8Array(16 * 1024);
   let afterFs = false;
   let replies = reply;
-  try {
-    while (true) {
-      const n = await conn.read(buffer);
-      if (n === null) break;
-      const data = buffer.subarray(0, n);
-      let count = afterFs && data[0] === CR ? 1 : 0;
-      for (
-        let at = data.indexOf(FS);
-        at !== -1;
-        at = data.indexOf(FS, at + 1)
-      ) {
-        if (data[at + 1] === CR) count++;
-      }
-      afterFs = data[n - 1] === FS;
-      if (count === 0) continue;
-      if (replies.length < count * reply.length) {
-        replies = new Uint8Array(count * reply.length);
-        for (let i = 0; i < count; i++) replies.set(reply, i * reply.length);
-      }
-      const out = count === 1
-        ? reply
-        : replies.subarray(0, count * reply.length);
-      for (let written = 0; written < out.length;) {
-        written += await conn.write(out.subarray(written));
-      }
+  while (true) {
+    const n = await conn.read(buffer);
+    if (n === null) break;
+    const data = buffer.subarray(0, n);
+    let count = afterFs && data[0] === CR ? 1 : 0;
+    for (
+      let at = data.indexOf(FS);
+      at !== -1;
+      at = data.indexOf(FS, at + 1)
+    ) {
+      if (data[at + 1] === CR) count++;
     }
-  } catch {
-    // The peer reset the connection, or it was closed on stop.
-  } finally {
-    closeQuietly(conn);
-  }
-}
-
-function closeQuietly(conn: { close(): void }) {
-  try {
-    conn.close();
-  } catch {
-    // Closed already.
+    afterFs = data[n - 1] === FS;
+    if (count === 0) continue;
+    if (replies.length < count * reply.length) {
+      replies = new Uint8Array(count * reply.length);
+      for (let i = 0; i < count; i++) replies.set(reply, i * reply.length);
+    }
+    await writeAll(
+      conn,
+      count === 1 ? reply : replies.subarray(0, count * reply.length),
+    );
   }
 }

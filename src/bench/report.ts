@@ -1,73 +1,16 @@
 /**
- * Several targets in one run: {@linkcode compare} measures them in
- * alternating rounds, {@linkcode formatReport} prints the table.
- * Re-exported by `bench.ts`.
+ * What a comparison reports: {@linkcode BenchReport} and its parts, the
+ * machine ({@linkcode machineInfo}), and how runs become medians and
+ * ratios. {@linkcode compare} and {@linkcode compareClients} (in
+ * `compare.ts`) make reports, {@linkcode formatReport} (in `format.ts`)
+ * prints them. Re-exported by `bench.ts`.
  *
  * @module
  */
 
-import {
-  type BenchOptions,
-  type BenchResult,
-  count,
-  DEFAULT_CONNECTIONS,
-  DEFAULT_MESSAGES,
-  DEFAULT_WARMUP,
-  type IdleResult,
-  type LatencySummary,
-  measureIdle,
-  runBench,
-} from "./load.ts";
-import { makeAdtMessage } from "./raw.ts";
-import { type RunningTarget, startTarget, type TargetSpec } from "./targets.ts";
-
-const encoder = new TextEncoder();
-
-/**
- * Options for {@linkcode compare}.
- *
- * @example Three short rounds against the raw responder
- * ```ts
- * import { compare, type CompareOptions } from "@x/mllp/unstable-bench";
- * import { assertEquals } from "@std/assert";
- *
- * const progress: string[] = [];
- * const options: CompareOptions = {
- *   targets: ["raw"],
- *   connections: 1,
- *   messages: 10,
- *   warmup: 1,
- *   rounds: 3,
- *   inProcess: true,
- *   onProgress: (line) => progress.push(line),
- * };
- * const report = await compare(options);
- * assertEquals([report.targets[0].runs.length, progress.length], [3, 3]);
- * ```
- */
-export interface CompareOptions
-  extends Omit<BenchOptions, "hostname" | "port" | "signal"> {
-  /** The targets, measured in this order in each round. */
-  targets: TargetSpec[];
-  /**
-   * How many times each target is measured; rounds alternate between the
-   * targets, and the report gives the median of each figure.
-   *
-   * @default {1}
-   */
-  rounds?: number;
-  /**
-   * Measure idle connections instead of load: open this many and report
-   * the receiver's RSS growth (see {@linkcode measureIdle}).
-   */
-  idle?: number;
-  /** Start `"raw"` and `"self"` in this process (see {@linkcode StartTargetOptions}). */
-  inProcess?: boolean;
-  /** Serve `"raw"` and `"self"` with TLS (see {@linkcode StartTargetOptions}). */
-  serverTls?: { cert: string; key: string };
-  /** Called with a line of progress after each run. */
-  onProgress?: (line: string) => void;
-}
+import type { IdleResult, LatencySummary } from "./load.ts";
+import type { BenchResult } from "./load.ts";
+import type { ResponderMode } from "./responder.ts";
 
 /**
  * The machine a report was made on.
@@ -130,13 +73,36 @@ export interface BenchSummary {
   /**
    * Median CPU time the server used per message (warm-up included), in
    * microseconds: steadier than messages/s on a busy machine. Only for
-   * servers in a child process or with a known pid, on Linux.
+   * servers in a child process or with a known pid, on Linux. In a
+   * comparison of clients, the server is the responder.
    */
   serverCpuMicros?: number;
+  /**
+   * Median CPU time per message of the process measured: the server in a
+   * comparison of receivers, the client in one of clients (a child
+   * process, on Linux), in microseconds.
+   */
+  cpuMicros?: number;
+  /**
+   * In a comparison of receivers, the median CPU time per message of the
+   * load generator (this process; not known when the server runs in it
+   * too), in microseconds: what the load itself costs.
+   */
+  loadCpuMicros?: number;
+  /**
+   * The RSS of the process measured before the load, in bytes: the
+   * server just started, or the client loaded and not yet connected.
+   */
+  rssBefore?: number;
+  /** The highest RSS of the process measured, sampled under load, in bytes. */
+  rssPeak?: number;
+  /** `rssPeak - rssBefore`: what the load added, in bytes. */
+  rssGrowth?: number;
 }
 
 /**
- * One target's part of a {@linkcode BenchReport}.
+ * One target's part of a {@linkcode BenchReport}: a receiver, or in a
+ * comparison of clients, a client.
  *
  * @example Compare this library's receiver with the raw responder
  * ```ts
@@ -153,17 +119,24 @@ export interface BenchSummary {
  * assertEquals([self.name, self.runs.length], ["self", 1]);
  * assert(self.address.startsWith("127.0.0.1:"));
  * assert(self.ratioToRaw !== undefined && self.ratioToRaw > 0);
+ * assertEquals(self.ratio, self.ratioToRaw);
  * ```
  */
 export interface TargetReport {
   /** The target's name. */
   name: string;
-  /** The address measured, `host:port`. */
+  /** The address measured, `host:port` (for clients, the responder's). */
   address: string;
   /** Every run, in order. */
   runs: BenchResult[];
   /** The server's CPU time per message in each run, in µs, when known. */
   serverCpuMicros?: number[];
+  /** The measured process's CPU time per message in each run, in µs. */
+  cpuMicros?: number[];
+  /** The load generator's CPU time per message in each run, in µs. */
+  loadCpuMicros?: number[];
+  /** The measured process's RSS before and at its peak, in each run. */
+  memory?: { before?: number; peak?: number }[];
   /** The medians (all zeros in idle mode). */
   summary: BenchSummary;
   /**
@@ -171,12 +144,20 @@ export interface TargetReport {
    * `"raw"` was measured in the same run.
    */
   ratioToRaw?: number;
+  /**
+   * Median messages per second divided by the reference's (see
+   * {@linkcode BenchReport.reference}), when it was measured in the same
+   * run.
+   */
+  ratio?: number;
+  /** Median CPU time per message divided by the reference's, when known. */
+  cpuRatio?: number;
   /** The idle-connection readings, in idle mode (median growth). */
   idle?: IdleResult;
 }
 
 /**
- * What {@linkcode compare} measured.
+ * What {@linkcode compare} or {@linkcode compareClients} measured.
  *
  * @example Save a report as JSON
  * ```ts
@@ -191,6 +172,7 @@ export interface TargetReport {
  * });
  * const saved: BenchReport = JSON.parse(JSON.stringify(report));
  * assertEquals(saved.settings.messages, 10);
+ * assertEquals([saved.kind, saved.load, saved.reference], ["receivers", "lean", "raw"]);
  * assertEquals(saved.targets.map((target) => target.name), ["raw"]);
  * assertStringIncludes(formatReport(saved), "raw");
  * ```
@@ -198,6 +180,25 @@ export interface TargetReport {
 export interface BenchReport {
   /** The machine. */
   machine: MachineInfo;
+  /**
+   * `"receivers"`: servers measured with one load generator; `"clients"`:
+   * clients measured against one minimal responder.
+   */
+  kind: "receivers" | "clients";
+  /**
+   * The load that measured receivers: `"lean"` ({@linkcode runLean}) or
+   * `"client"` (this library's client, {@linkcode runBench}).
+   */
+  load?: "lean" | "client";
+  /** What the responder answered, in a comparison of clients. */
+  mode?: ResponderMode;
+  /** Whether the connections used TLS. */
+  tls: boolean;
+  /**
+   * The target the ratios are to: `"raw"` for receivers, `"lean"` for
+   * clients; absent when it was not measured.
+   */
+  reference?: string;
   /** The load: connections, messages, warm-up, payload size, rounds. */
   settings: {
     connections: number;
@@ -211,135 +212,19 @@ export interface BenchReport {
   targets: TargetReport[];
 }
 
-/**
- * Measures several targets in one run: starts them all, then for each
- * round runs {@linkcode runBench} (or {@linkcode measureIdle}) on each in
- * turn, and reports the medians and each target's ratio to `"raw"`.
- *
- * @param options The targets, the load, rounds, and idle mode.
- * @returns The report; print it with {@linkcode formatReport}.
- * @throws {Error} If a target cannot be started or connected to.
- *
- * @example Raw and self, two rounds
- * ```ts
- * import { compare } from "@x/mllp/unstable-bench";
- * import { assert } from "@std/assert";
- *
- * const report = await compare({
- *   targets: ["raw", "self"],
- *   messages: 20,
- *   warmup: 2,
- *   rounds: 2,
- *   inProcess: true,
- * });
- * assert(report.targets[1].ratioToRaw! > 0);
- * ```
- */
-export async function compare(options: CompareOptions): Promise<BenchReport> {
-  const rounds = count(options.rounds ?? 1, 1, "rounds");
-  const payload = typeof options.payload === "string"
-    ? encoder.encode(options.payload)
-    : options.payload ?? encoder.encode(makeAdtMessage());
-  const started: RunningTarget[] = [];
-  const runs: BenchResult[][] = options.targets.map(() => []);
-  const idles: IdleResult[][] = options.targets.map(() => []);
-  const cpus: number[][] = options.targets.map(() => []);
-  try {
-    for (const spec of options.targets) {
-      started.push(
-        await startTarget(spec, {
-          inProcess: options.inProcess,
-          payload,
-          tls: options.serverTls,
-        }),
-      );
-    }
-    for (let round = 0; round < rounds; round++) {
-      // Alternate the order, so that no target always runs first.
-      const order = started.map((_, i) => i);
-      if (round % 2 === 1) order.reverse();
-      for (const i of order) {
-        const target = started[i];
-        if (options.idle !== undefined) {
-          const idle = await measureIdle({
-            hostname: target.hostname,
-            port: target.port,
-            connections: options.idle,
-            rss: () => target.rss(),
-            tls: options.tls,
-          });
-          idles[i].push(idle);
-          options.onProgress?.(
-            `${target.name} round ${
-              round + 1
-            }: ${options.idle} idle connections, RSS +${
-              mib(idle.rssGrowth)
-            } MiB`,
-          );
-          continue;
-        }
-        const cpuBefore = await target.cpuTime();
-        const result = await runBench({
-          ...options,
-          hostname: target.hostname,
-          port: target.port,
-          payload,
-        });
-        const cpuAfter = await target.cpuTime();
-        runs[i].push(result);
-        if (cpuBefore !== undefined && cpuAfter !== undefined) {
-          const handled = result.connections *
-            (result.messagesPerConnection + result.warmup);
-          cpus[i].push((cpuAfter - cpuBefore) * 1000 / handled);
-        }
-        options.onProgress?.(
-          `${target.name} round ${round + 1}: ${
-            Math.round(result.messagesPerSecond)
-          } msg/s, p99 ${
-            result.latency.p99.toFixed(2)
-          } ms, ${result.errors} errors`,
-        );
-      }
-    }
-  } finally {
-    await Promise.all(started.map((target) => target.close()));
-  }
-  const reports: TargetReport[] = started.map((target, i) => {
-    const report: TargetReport = {
-      name: target.name,
-      address: `${target.hostname}:${target.port}`,
-      runs: runs[i],
-      summary: summarize(runs[i]),
-    };
-    if (cpus[i].length > 0) {
-      report.serverCpuMicros = cpus[i];
-      report.summary.serverCpuMicros = median(cpus[i]);
-    }
-    if (options.idle !== undefined) report.idle = medianIdle(idles[i]);
-    return report;
-  });
-  const raw = reports.find((report) => report.name === "raw");
-  if (raw && options.idle === undefined && raw.summary.messagesPerSecond > 0) {
-    for (const report of reports) {
-      report.ratioToRaw = report.summary.messagesPerSecond /
-        raw.summary.messagesPerSecond;
-    }
-  }
-  return {
-    machine: await machineInfo(),
-    settings: {
-      connections: options.connections ?? DEFAULT_CONNECTIONS,
-      messages: options.messages ?? DEFAULT_MESSAGES,
-      warmup: options.warmup ?? DEFAULT_WARMUP,
-      payloadBytes: payload.length,
-      rounds,
-      ...(options.idle !== undefined ? { idle: options.idle } : {}),
-    },
-    targets: reports,
-  };
+/** A target's runs and readings, before they become a report. */
+export interface Measured {
+  name: string;
+  address: string;
+  runs: BenchResult[];
+  serverCpu: number[];
+  cpu: number[];
+  loadCpu: number[];
+  memory: { before?: number; peak?: number }[];
 }
 
-function median(values: number[]): number {
+/** The median of some numbers (0 for none). */
+export function median(values: number[]): number {
   if (values.length === 0) return 0;
   const sorted = [...values].sort((a, b) => a - b);
   const middle = sorted.length >> 1;
@@ -348,6 +233,7 @@ function median(values: number[]): number {
     : (sorted[middle - 1] + sorted[middle]) / 2;
 }
 
+/** The medians of a target's runs, its failures summed. */
 function summarize(runs: BenchResult[]): BenchSummary {
   const failures: Record<string, number> = {};
   for (const run of runs) {
@@ -372,10 +258,68 @@ function summarize(runs: BenchResult[]): BenchSummary {
   };
 }
 
-function medianIdle(idles: IdleResult[]): IdleResult | undefined {
-  if (idles.length === 0) return undefined;
-  const sorted = [...idles].sort((a, b) => a.rssGrowth - b.rssGrowth);
-  return sorted[(sorted.length - 1) >> 1];
+/**
+ * A target's report: the medians of its runs; the RSS before is the first
+ * run's, the peak the highest of all.
+ */
+export function targetReport(measured: Measured): TargetReport {
+  const report: TargetReport = {
+    name: measured.name,
+    address: measured.address,
+    runs: measured.runs,
+    summary: summarize(measured.runs),
+  };
+  if (measured.serverCpu.length > 0) {
+    report.serverCpuMicros = measured.serverCpu;
+    report.summary.serverCpuMicros = median(measured.serverCpu);
+  }
+  if (measured.cpu.length > 0) {
+    report.cpuMicros = measured.cpu;
+    report.summary.cpuMicros = median(measured.cpu);
+  }
+  if (measured.loadCpu.length > 0) {
+    report.loadCpuMicros = measured.loadCpu;
+    report.summary.loadCpuMicros = median(measured.loadCpu);
+  }
+  if (measured.memory.length > 0) {
+    report.memory = measured.memory;
+    const before = measured.memory[0].before;
+    const peaks = measured.memory.flatMap((m) =>
+      m.peak === undefined ? [] : [m.peak]
+    );
+    if (before !== undefined) report.summary.rssBefore = before;
+    if (peaks.length > 0) report.summary.rssPeak = Math.max(...peaks);
+    if (before !== undefined && peaks.length > 0) {
+      report.summary.rssGrowth = Math.max(...peaks) - before;
+    }
+  }
+  return report;
+}
+
+/**
+ * Sets each report's ratios to the reference's (by name), if it was
+ * measured and got messages through.
+ *
+ * @returns The reference's name, if it was measured.
+ */
+export function setRatios(
+  reports: TargetReport[],
+  reference: string,
+): string | undefined {
+  const ref = reports.find((report) => report.name === reference);
+  if (!ref) return undefined;
+  for (const report of reports) {
+    if (ref.summary.messagesPerSecond > 0) {
+      report.ratio = report.summary.messagesPerSecond /
+        ref.summary.messagesPerSecond;
+    }
+    const cpu = report.summary.cpuMicros;
+    const refCpu = ref.summary.cpuMicros;
+    if (cpu !== undefined && refCpu !== undefined && refCpu > 0) {
+      report.cpuRatio = cpu / refCpu;
+    }
+  }
+  return reference;
 }
 
 /**
@@ -419,118 +363,4 @@ export async function machineInfo(): Promise<MachineInfo> {
     memoryBytes,
     deno: Deno.version.deno,
   };
-}
-
-function mib(bytes: number): string {
-  return (bytes / 1024 / 1024).toFixed(1);
-}
-
-/**
- * Formats a report as text: the machine, the load, and one line per
- * target with messages/s, round-trip percentiles, errors and the ratio to
- * the raw responder (or, in idle mode, the RSS readings).
- *
- * @param report What {@linkcode compare} returned.
- * @returns Lines of text, ending with a newline.
- *
- * @example Print a report
- * ```ts
- * import { compare, formatReport } from "@x/mllp/unstable-bench";
- * import { assertStringIncludes } from "@std/assert";
- *
- * const report = await compare({ targets: ["raw"], messages: 10, warmup: 0, inProcess: true });
- * assertStringIncludes(formatReport(report), "raw");
- * ```
- */
-export function formatReport(report: BenchReport): string {
-  const { machine, settings } = report;
-  const lines = [
-    `machine: ${machine.os} ${machine.arch}, ${machine.cpus} CPUs${
-      machine.cpuModel ? ` (${machine.cpuModel})` : ""
-    }${
-      machine.memoryBytes
-        ? `, ${Math.round(machine.memoryBytes / 2 ** 30)} GiB`
-        : ""
-    }, Deno ${machine.deno}`,
-  ];
-  const rounds = settings.rounds > 1
-    ? `, ${settings.rounds} rounds (medians)`
-    : "";
-  if (settings.idle !== undefined) {
-    lines.push(`load: ${settings.idle} idle connections${rounds}`, "");
-    const rows = [[
-      "target",
-      "address",
-      "RSS before",
-      "RSS after",
-      "growth",
-      "per conn",
-    ]];
-    for (const target of report.targets) {
-      const idle = target.idle;
-      rows.push([
-        target.name,
-        target.address,
-        idle ? `${mib(idle.rssBefore)} MiB` : "-",
-        idle ? `${mib(idle.rssAfter)} MiB` : "-",
-        idle ? `${mib(idle.rssGrowth)} MiB` : "-",
-        idle ? `${(idle.bytesPerConnection / 1024).toFixed(1)} KiB` : "-",
-      ]);
-    }
-    return lines.concat(table(rows)).join("\n") + "\n";
-  }
-  lines.push(
-    `load: ${settings.connections} connection${
-      settings.connections === 1 ? "" : "s"
-    } x ${settings.messages} messages (+${settings.warmup} warm-up each), ${settings.payloadBytes}-byte payload, stop-and-wait${rounds}`,
-    "",
-  );
-  const rows = [[
-    "target",
-    "address",
-    "msg/s",
-    "p50 ms",
-    "p90 ms",
-    "p99 ms",
-    "max ms",
-    "cpu us/msg",
-    "errors",
-    "vs raw",
-  ]];
-  for (const target of report.targets) {
-    const { summary } = target;
-    rows.push([
-      target.name,
-      target.address,
-      Math.round(summary.messagesPerSecond).toString(),
-      summary.latency.p50.toFixed(3),
-      summary.latency.p90.toFixed(3),
-      summary.latency.p99.toFixed(3),
-      summary.latency.max.toFixed(3),
-      summary.serverCpuMicros === undefined
-        ? "-"
-        : summary.serverCpuMicros.toFixed(1),
-      summary.errors === 0
-        ? "0"
-        : `${summary.errors} (${
-          Object.entries(summary.failures).map(([k, n]) => `${k}: ${n}`).join(
-            ", ",
-          )
-        })`,
-      target.ratioToRaw === undefined ? "-" : target.ratioToRaw.toFixed(2),
-    ]);
-  }
-  return lines.concat(table(rows)).join("\n") + "\n";
-}
-
-function table(rows: string[][]): string[] {
-  const widths = rows[0].map((_, c) =>
-    Math.max(...rows.map((row) => row[c].length))
-  );
-  return rows.map((row) =>
-    row.map((cell, c) =>
-      c < 2 ? cell.padEnd(widths[c]) : cell.padStart(widths[c])
-    )
-      .join("  ").trimEnd()
-  );
 }

@@ -1,27 +1,29 @@
 /**
  * The servers the load tool measures: {@linkcode startTarget} starts the
- * raw responder or this library's receiver (in a child process or in this
- * one), or any server command that speaks the child protocol, or
- * describes a receiver already running. {@linkcode serveChild} is the
- * child side. Re-exported by `bench.ts`.
+ * raw responder, the minimal ACK responder or this library's receiver (in
+ * a child process or in this one), or any server command, or describes a
+ * receiver already running. The child side is `child.ts`. Re-exported by
+ * `bench.ts`.
  *
  * @module
  */
 
-import { getLogger } from "@logtape/logtape";
-import { EchoDispatcher } from "../dispatch/dispatcher.ts";
-import { Receiver } from "../receiver/receiver.ts";
+import { LineReader, stopChild } from "./_children.ts";
+import { procCpuTime, procListening, procRss } from "./_proc.ts";
+import { closeQuietly } from "./_serve.ts";
 import { makeAdtMessage, replyFor, startRawResponder } from "./raw.ts";
+import { type ResponderMode, startAckResponder } from "./responder.ts";
+import { startSelf } from "./self.ts";
 
-const logger = getLogger(["mllp", "bench"]);
 const encoder = new TextEncoder();
 /** The module a child runs: `bench.ts serve ...`. */
-const BENCH_MODULE = new URL("./bench.ts", import.meta.url).href;
+export const BENCH_MODULE: string = new URL("./bench.ts", import.meta.url).href;
 
 /**
  * What to measure: `"raw"` (the raw responder), `"self"` (this library's
- * receiver with the EchoDispatcher), a server command that speaks the
- * child protocol (see the module doc), or a receiver already running.
+ * receiver with the EchoDispatcher), `"responder"` (the minimal ACK
+ * responder that clients are measured against), a server command, or a
+ * receiver already running.
  *
  * @example Read a target from a command-line argument
  * ```ts
@@ -46,11 +48,14 @@ const BENCH_MODULE = new URL("./bench.ts", import.meta.url).href;
 export type TargetSpec =
   | "raw"
   | "self"
+  | "responder"
   | CommandTarget
   | AddressTarget;
 
 /**
- * A server started as a child process that speaks the child protocol.
+ * A server started as a child process: one that speaks the child protocol
+ * (see the module doc of `@x/mllp/unstable-bench`), or, with
+ * `ready: "listen"`, any server command that takes a port.
  *
  * @example Start a server command that speaks the child protocol
  * ```ts
@@ -66,14 +71,53 @@ export type TargetSpec =
  * assertEquals(target.name, "deno-raw");
  * assert(target.port > 0 && target.pid !== undefined);
  * ```
+ *
+ * @example Start `mllp listen`, its log going to a file
+ * ```ts
+ * import { type CommandTarget, runLean, startTarget } from "@x/mllp/unstable-bench";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const log = await Deno.makeTempFile();
+ * const listen: CommandTarget = {
+ *   name: "listen",
+ *   command: [Deno.execPath(), "run", "-A", "src/cli.ts", "listen", "--port", "{port}", "--hostname", "127.0.0.1"],
+ *   ready: "listen",
+ *   stderr: log,
+ * };
+ * await using target = await startTarget(listen);
+ * const result = await runLean({ port: target.port, messages: 10, warmup: 1 });
+ * assertEquals(result.errors, 0);
+ * await target.close();
+ * await Deno.remove(log);
+ * ```
  */
 export interface CommandTarget {
   /** The name reported. */
   name: string;
-  /** The program and its arguments, such as `["node", "server.mjs"]`. */
+  /**
+   * The program and its arguments, such as `["node", "server.mjs"]`. With
+   * `ready: "listen"`, every `{port}` in them is replaced by the port the
+   * server is to listen on.
+   */
   command: string[];
   /** The working directory. */
   cwd?: string | URL;
+  /**
+   * How the server says it is ready. `"announce"`: it speaks the child
+   * protocol. `"listen"`: it is a plain server command; the bench picks a
+   * free port for its `{port}`, waits until something listens there (on
+   * Linux, read from `/proc/net/tcp`; elsewhere by connecting once), reads
+   * its RSS from `/proc`, and stops it with SIGTERM (SIGKILL after 5 s).
+   *
+   * @default {"announce"}
+   */
+  ready?: "announce" | "listen";
+  /**
+   * A file its stderr is written to (replaced), instead of this process's
+   * stderr: for a server that logs a line per message. Runs the command
+   * through `/bin/sh`, which then `exec`s it.
+   */
+  stderr?: string;
 }
 
 /**
@@ -137,7 +181,8 @@ export interface AddressTarget {
  */
 export interface StartTargetOptions {
   /**
-   * Start `"raw"` and `"self"` in this process rather than in a child.
+   * Start `"raw"`, `"self"` and `"responder"` in this process rather than
+   * in a child.
    * The load generator then shares a thread with the server, and RSS
    * readings include the load generator.
    *
@@ -151,7 +196,16 @@ export interface StartTargetOptions {
    * @default {makeAdtMessage()}
    */
   payload?: Uint8Array | string;
-  /** Serve `"raw"` and `"self"` with TLS: certificate and key, PEM files. */
+  /**
+   * What `"responder"` answers.
+   *
+   * @default {"original"}
+   */
+  mode?: ResponderMode;
+  /**
+   * Serve `"raw"`, `"self"` and `"responder"` with TLS: certificate and
+   * key, PEM files.
+   */
   tls?: { cert: string; key: string };
   /**
    * How long a child may take to start listening, in milliseconds.
@@ -171,6 +225,7 @@ export interface StartTargetOptions {
  *
  * const target: RunningTarget = await startTarget("self", { inProcess: true });
  * assert((await target.rss() ?? 0) > 0);
+ * assert((await target.rssNow() ?? 0) > 0);
  * assertEquals(await target.cpuTime(), undefined); // not known for a server in this process
  * await target.close();
  * ```
@@ -185,11 +240,21 @@ export interface RunningTarget extends AsyncDisposable {
   /** The server's process id, when known. */
   readonly pid?: number;
   /**
-   * Reads the server's resident set size.
+   * Reads the server's resident set size after asking it to collect its
+   * garbage (a child that speaks the child protocol does), for a reading
+   * that settles: what idle connections cost.
    *
    * @returns The RSS in bytes, or `undefined` when it cannot be known.
    */
   rss(): Promise<number | undefined>;
+  /**
+   * Reads the server's resident set size as it is (from `/proc` for a
+   * child or a known pid; this process's for one in this process), for
+   * samples under load.
+   *
+   * @returns The RSS in bytes, or `undefined` when it cannot be known.
+   */
+  rssNow(): Promise<number | undefined>;
   /**
    * Reads the CPU time the server process has used (user and system, all
    * threads), from `/proc` on Linux.
@@ -208,12 +273,13 @@ export interface RunningTarget extends AsyncDisposable {
 
 /**
  * Starts a target (or, for a running receiver, just describes it).
- * `"raw"` and `"self"` run in a child Deno process by default, so that
- * the server and the load generator each get a thread, as a server under
- * Node does; a command target always does.
+ * `"raw"`, `"self"` and `"responder"` run in a child Deno process by
+ * default, so that the server and the load generator each get a thread,
+ * as a server under Node does; a command target always does.
  *
  * @param spec What to start.
- * @param options In-process or not, the payload, TLS and a start timeout.
+ * @param options In-process or not, the payload, the responder's mode,
+ *   TLS and a start timeout.
  * @returns The running target; close it when done.
  * @throws {Error} If the child does not start listening in time.
  *
@@ -232,72 +298,68 @@ export async function startTarget(
   options: StartTargetOptions = {},
 ): Promise<RunningTarget> {
   if (typeof spec === "object" && "hostname" in spec) {
+    const rss = () => Promise.resolve(spec.pid ? procRss(spec.pid) : undefined);
     return {
       name: spec.name ?? `${spec.hostname}:${spec.port}`,
       hostname: spec.hostname,
       port: spec.port,
       pid: spec.pid,
-      rss: () => Promise.resolve(spec.pid ? procRss(spec.pid) : undefined),
+      rss,
+      rssNow: rss,
       cpuTime: () =>
         Promise.resolve(spec.pid ? procCpuTime(spec.pid) : undefined),
       close: () => Promise.resolve(),
       [Symbol.asyncDispose]: () => Promise.resolve(),
     };
   }
-  if (spec === "raw" || spec === "self") {
+  if (spec === "raw" || spec === "self" || spec === "responder") {
     const payload = options.payload ?? makeAdtMessage();
+    const mode = options.mode ?? "original";
     const tls = options.tls && {
       cert: await Deno.readTextFile(options.tls.cert),
       key: await Deno.readTextFile(options.tls.key),
     };
-    if (options.inProcess) return await startInProcess(spec, payload, tls);
+    if (options.inProcess) {
+      return await startInProcess(spec, payload, mode, tls);
+    }
     const args = ["run", "-A", "--v8-flags=--expose-gc", BENCH_MODULE];
-    args.push("serve", spec, "--reply", base64(replyFor(payload)));
+    args.push("serve", spec);
+    if (spec === "raw") args.push("--reply", base64(replyFor(payload)));
+    if (spec === "responder") args.push("--mode", mode);
     if (options.tls) {
       args.push("--cert", options.tls.cert, "--key", options.tls.key);
     }
     return await spawnTarget(spec, Deno.execPath(), args, undefined, options);
   }
+  if (spec.ready === "listen") return await spawnListening(spec, options);
   const [program, ...args] = spec.command;
   return await spawnTarget(spec.name, program, args, spec.cwd, options);
 }
 
 async function startInProcess(
-  kind: "raw" | "self",
+  kind: "raw" | "self" | "responder",
   payload: Uint8Array | string,
+  mode: ResponderMode,
   tls: { cert: string; key: string } | undefined,
 ): Promise<RunningTarget> {
   const server = kind === "raw"
     ? startRawResponder({ reply: replyFor(payload), tls })
+    : kind === "responder"
+    ? startAckResponder({ mode, tls })
     : await startSelf(0, "127.0.0.1", tls);
-  const close = () =>
-    server instanceof Receiver ? server.stop() : server.close();
+  const close = () => "stop" in server ? server.stop() : server.close();
+  const rss = () => Promise.resolve(Deno.memoryUsage().rss);
   return {
     name: kind,
     hostname: "127.0.0.1",
     port: server.port,
     pid: Deno.pid,
-    rss: () => Promise.resolve(Deno.memoryUsage().rss),
+    rss,
+    rssNow: rss,
     cpuTime: () => Promise.resolve(undefined),
     close,
     [Symbol.asyncDispose]: close,
   };
-}
-
-function startSelf(
-  port: number,
-  hostname: string,
-  tls: { cert: string; key: string } | undefined,
-): Promise<Receiver> {
-  return Receiver.start({
-    port,
-    hostname,
-    dispatcher: EchoDispatcher,
-    tls,
-    // The load comes from one address, and may be thousands of connections.
-    maxConnections: 1_000_000,
-    maxConnectionsPerClient: 1_000_000,
-  });
 }
 
 /** Spawns a child that speaks the child protocol and waits for its port. */
@@ -321,23 +383,7 @@ async function spawnTarget(
   const close = () =>
     closing ??= (async () => {
       await writer.close().catch(() => {});
-      let timer: ReturnType<typeof setTimeout> | undefined;
-      const exited = await Promise.race([
-        child.status.then(() => true),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(false), 5000);
-        }),
-      ]);
-      clearTimeout(timer);
-      if (!exited) {
-        logger.warn("{name} did not stop in 5 s; killing it", { name });
-        try {
-          child.kill("SIGKILL");
-        } catch {
-          // It exited just now.
-        }
-        await child.status;
-      }
+      await stopChild(child, name, undefined);
       await lines.cancel();
     })();
   let announced: { hostname?: string; port: number; pid?: number };
@@ -369,173 +415,112 @@ async function spawnTarget(
     port: announced.port,
     pid,
     rss,
+    rssNow: async () => await procRss(pid) ?? await rss(),
     cpuTime: () => procCpuTime(pid),
     close,
     [Symbol.asyncDispose]: close,
   };
 }
 
-/** Lines of a child's stdout. */
-class LineReader {
-  #reader: ReadableStreamDefaultReader<string>;
-  #buffer = "";
-
-  constructor(stream: ReadableStream<Uint8Array>) {
-    this.#reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  }
-
-  async next(): Promise<string | undefined> {
-    while (true) {
-      const end = this.#buffer.indexOf("\n");
-      if (end !== -1) {
-        const line = this.#buffer.slice(0, end);
-        this.#buffer = this.#buffer.slice(end + 1);
-        return line;
-      }
-      const { value, done } = await this.#reader.read();
-      if (done) return undefined;
-      this.#buffer += value;
-    }
-  }
-
-  /** The first line `pick` accepts (lines it throws on are skipped). */
-  async first<T>(
-    pick: (line: string) => T | undefined,
-    timeout: number,
-    label: string,
-  ): Promise<T> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    const late = new Promise<never>((_, reject) => {
-      timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `Cannot start ${label}: not listening within ${timeout} ms`,
-            ),
-          ),
-        timeout,
-      );
-    });
-    try {
-      while (true) {
-        const line = await Promise.race([this.next(), late]);
-        if (line === undefined) {
-          throw new Error(`Cannot start ${label}: it exited before listening`);
-        }
-        try {
-          const value = pick(line);
-          if (value !== undefined) return value;
-        } catch {
-          // Not the announcement.
-        }
-      }
-    } finally {
-      clearTimeout(timer);
-    }
-  }
-
-  cancel(): Promise<void> {
-    return this.#reader.cancel().catch(() => {});
-  }
-}
-
-/** VmRSS from `/proc/PID/status`, in bytes; `undefined` where unreadable. */
-async function procRss(pid: number): Promise<number | undefined> {
-  try {
-    const status = await Deno.readTextFile(`/proc/${pid}/status`);
-    const match = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
-    return match ? Number(match[1]) * 1024 : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /**
- * User plus system CPU time of a process, in ms, from `/proc/PID/stat`
- * (fields 14 and 15, in clock ticks of 10 ms, the Linux default);
- * `undefined` where unreadable.
+ * Spawns a plain server command on a free port, its stderr to a file if
+ * asked, and waits until it listens.
  */
-async function procCpuTime(pid: number): Promise<number | undefined> {
+async function spawnListening(
+  spec: CommandTarget,
+  options: StartTargetOptions,
+): Promise<RunningTarget> {
+  const hostname = "127.0.0.1";
+  const port = freePort(hostname);
+  const command = spec.command.map((arg) =>
+    arg.replaceAll("{port}", String(port))
+  );
+  const [program, ...args] = spec.stderr === undefined ? command : [
+    "/bin/sh",
+    "-c",
+    'f="$1"; shift; exec "$@" 2>"$f"',
+    "sh",
+    spec.stderr,
+    ...command,
+  ];
+  const child = new Deno.Command(program, {
+    args,
+    cwd: spec.cwd,
+    stdin: "null",
+    stdout: "null",
+    stderr: "inherit",
+  }).spawn();
+  let exited = false;
+  child.status.then(() => exited = true);
+  const close = () => stopChild(child, spec.name, "SIGTERM");
+  const timeout = options.startTimeout ?? 30_000;
+  const deadline = performance.now() + timeout;
   try {
-    const stat = await Deno.readTextFile(`/proc/${pid}/stat`);
-    // The fields after the command name, which may hold spaces.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return (Number(fields[11]) + Number(fields[12])) * 10;
-  } catch {
-    return undefined;
-  }
-}
-
-function base64(bytes: Uint8Array): string {
-  return btoa(String.fromCharCode(...bytes));
-}
-
-function unbase64(text: string): Uint8Array {
-  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
-}
-
-/**
- * Runs `serve raw|self [--port N] [--hostname H] [--reply BASE64]
- * [--cert FILE --key FILE]`: the child side of {@linkcode startTarget}.
- *
- * @param args The arguments after `serve`.
- * @returns The exit status.
- */
-export async function serveChild(args: string[]): Promise<number> {
-  const [kind, ...rest] = args;
-  if (kind !== "raw" && kind !== "self") {
-    console.error("Usage: bench.ts serve raw|self [--port N] [--hostname H]");
-    return 2;
-  }
-  const flags: Record<string, string> = {};
-  for (let i = 0; i < rest.length; i += 2) {
-    if (!rest[i].startsWith("--") || rest[i + 1] === undefined) {
-      console.error(`Unexpected argument "${rest[i]}"`);
-      return 2;
+    while (!await listening(hostname, port)) {
+      if (exited) {
+        throw new Error(
+          `Cannot start ${spec.name} (${
+            command[0]
+          }): it exited before listening`,
+        );
+      }
+      if (performance.now() > deadline) {
+        throw new Error(
+          `Cannot start ${spec.name} (${
+            command[0]
+          }): not listening within ${timeout} ms`,
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
-    flags[rest[i].slice(2)] = rest[i + 1];
+  } catch (error) {
+    await close();
+    throw error;
   }
-  const port = Number(flags.port ?? 0);
-  const hostname = flags.hostname ?? "127.0.0.1";
-  const tls = flags.cert && flags.key
-    ? {
-      cert: await Deno.readTextFile(flags.cert),
-      key: await Deno.readTextFile(flags.key),
-    }
-    : undefined;
-  const server = kind === "raw"
-    ? startRawResponder({
-      port,
-      hostname,
-      tls,
-      reply: flags.reply ? unbase64(flags.reply) : undefined,
-    })
-    : await startSelf(port, hostname, tls);
-  const say = (value: unknown) => {
-    const data = encoder.encode(JSON.stringify(value) + "\n");
-    for (let n = 0; n < data.length;) {
-      n += Deno.stdout.writeSync(data.subarray(n));
-    }
+  const rss = () => procRss(child.pid);
+  return {
+    name: spec.name,
+    hostname,
+    port,
+    pid: child.pid,
+    rss,
+    rssNow: rss,
+    cpuTime: () => procCpuTime(child.pid),
+    close,
+    [Symbol.asyncDispose]: close,
   };
-  say({ hostname, port: server.port, pid: Deno.pid });
-  const lines = new LineReader(Deno.stdin.readable);
-  const stop = () => void lines.cancel();
-  Deno.addSignalListener("SIGTERM", stop);
+}
+
+/** A port nothing listens on now. */
+function freePort(hostname: string): number {
+  const listener = Deno.listen({ hostname, port: 0 });
+  const { port } = listener.addr;
+  listener.close();
+  return port;
+}
+
+/** Whether something listens on the port: from /proc, or by connecting. */
+async function listening(hostname: string, port: number): Promise<boolean> {
+  const known = await procListening(port);
+  if (known !== undefined) return known;
   try {
-    for (
-      let line = await lines.next();
-      line !== undefined;
-      line = await lines.next()
-    ) {
-      if (line.trim() === "rss") {
-        (globalThis as { gc?: () => void }).gc?.();
-        say({ rss: Deno.memoryUsage().rss });
-      }
-    }
-  } finally {
-    Deno.removeSignalListener("SIGTERM", stop);
-    if (server instanceof Receiver) await server.stop({ deadline: 1000 });
-    else await server.close();
+    closeQuietly(await Deno.connect({ hostname, port }));
+    return true;
+  } catch {
+    return false;
   }
-  return 0;
+}
+
+/** Bytes as base64, for a child's command line. */
+export function base64(bytes: Uint8Array): string {
+  let binary = "";
+  for (let i = 0; i < bytes.length; i += 8192) {
+    binary += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  }
+  return btoa(binary);
+}
+
+/** Base64 from a command line, as bytes. */
+export function unbase64(text: string): Uint8Array {
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }

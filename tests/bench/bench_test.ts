@@ -203,19 +203,21 @@ Deno.test("bench: --port measures a running receiver, --file sets the payload", 
   assertEquals(report.settings.payloadBytes, 714);
 });
 
-Deno.test("bench: replies that are not accepted count as errors, exit 1", async () => {
+Deno.test("bench: --load client checks replies: those not accepted count as errors, exit 1", async () => {
   await using receiver = await Receiver.start({
     port: 0,
     hostname: "127.0.0.1",
     dispatcher: (message) => Ack.forMessage(message, "AE"),
-    // The bench message asks for enhanced mode (MSH-15 AL, MSH-16 NE),
-    // which would answer CA and keep the AE back.
+    // Should the message ask for enhanced mode (MSH-15 AL, MSH-16 NE,
+    // as with --mode enhanced), it would be answered CA, the AE kept back.
     enhancedMode: false,
   });
   const run = await cli([
     "bench",
     "--port",
     String(receiver.port),
+    "--load",
+    "client",
     "--connections",
     "2",
     "--messages",
@@ -226,9 +228,169 @@ Deno.test("bench: replies that are not accepted count as errors, exit 1", async 
   ]);
   assertEquals(run.code, 1, run.stderr);
   const report: BenchReport = JSON.parse(run.stdout);
+  assertEquals(report.load, "client");
   const [result] = report.targets[0].runs;
   assertEquals([result.sent, result.ok, result.errors], [8, 0, 8]);
   assertEquals(result.failures, { error: 8 });
+});
+
+Deno.test("bench: the report has RSS and CPU columns, and says which load", async () => {
+  const run = await cli([
+    "bench",
+    "--target",
+    "raw,self",
+    "--messages",
+    "50",
+    "--warmup",
+    "5",
+  ]);
+  assertEquals(run.code, 0, run.stderr);
+  assertStringIncludes(run.stdout, "load: lean generator");
+  const lines = run.stdout.split("\n");
+  const header = lines.find((l) => l.startsWith("target ")) ?? "";
+  for (
+    const column of [
+      "msg/s",
+      "p50 ms",
+      "p90 ms",
+      "p99 ms",
+      "max ms",
+      "cpu us/msg",
+      "cpu vs raw",
+      "load cpu",
+      "RSS MiB",
+      "peak MiB",
+      "growth",
+      "vs raw",
+    ]
+  ) {
+    assertStringIncludes(header, column);
+  }
+  const self = (lines.find((l) => l.startsWith("self ")) ?? "").split(/\s+/);
+  assertEquals(self.length, header.split(/\s{2,}/).length, run.stdout);
+  // msg/s, the percentiles, CPU per message, the load's CPU and the RSS
+  // columns are numbers (children on Linux: CPU and RSS known).
+  for (const cell of [...self.slice(1, 7), ...self.slice(8, 12)]) {
+    assert(/^[\d.]+$/.test(cell), run.stdout);
+  }
+
+  // CPU time comes in 10 ms ticks: enough messages for raw to use some.
+  const json = await cli([
+    "bench",
+    "--target",
+    "raw,self",
+    "--connections",
+    "2",
+    "--messages",
+    "1500",
+    "--warmup",
+    "10",
+    "--json",
+  ]);
+  assertEquals(json.code, 0, json.stderr);
+  const report: BenchReport = JSON.parse(json.stdout);
+  assertEquals(report.load, "lean");
+  for (const target of report.targets) {
+    const { summary } = target;
+    assertGreater(summary.cpuMicros!, 0);
+    assertEquals(summary.serverCpuMicros, summary.cpuMicros);
+    assert(summary.loadCpuMicros !== undefined);
+    assertGreater(summary.rssBefore!, 0);
+    assertGreater(summary.rssPeak!, 0);
+    assertEquals(summary.rssGrowth, summary.rssPeak! - summary.rssBefore!);
+    assertEquals(target.memory?.length, 1);
+  }
+  assertEquals(report.targets[0].cpuRatio, 1);
+  assertGreater(report.targets[1].cpuRatio!, 0);
+});
+
+Deno.test("bench: --clients lean,client against the minimal responder, in each mode", async () => {
+  for (const mode of ["original", "enhanced", "release2"]) {
+    const run = await cli([
+      "bench",
+      "--clients",
+      "lean,client",
+      "--mode",
+      mode,
+      "--connections",
+      "2",
+      "--messages",
+      "15",
+      "--warmup",
+      "2",
+      "--json",
+    ]);
+    assertEquals(run.code, 0, run.stderr);
+    const report: BenchReport = JSON.parse(run.stdout);
+    assertEquals([report.kind, report.mode, report.reference], [
+      "clients",
+      mode,
+      "lean",
+    ]);
+    checkTarget(report, 0, "lean", 30);
+    checkTarget(report, 1, "client", 30);
+    const [lean, client] = report.targets;
+    assertEquals(lean.ratio, 1);
+    assertGreater(client.ratio!, 0);
+    // Each client ran in a child process: its CPU time and RSS are known,
+    // and so is the responder's CPU time (in 10 ms ticks: maybe 0 here).
+    for (const target of report.targets) {
+      assertLessOrEqual(0, target.summary.cpuMicros!);
+      assertLessOrEqual(0, target.summary.serverCpuMicros!);
+      assertGreater(target.summary.rssBefore!, 0);
+      assertGreater(target.summary.rssPeak!, 0);
+    }
+  }
+  const text = await cli([
+    "bench",
+    "--clients",
+    "lean",
+    "--clients",
+    "client",
+    "--mode",
+    "enhanced",
+    "--messages",
+    "10",
+    "--warmup",
+    "1",
+    "--in-process",
+  ]);
+  assertEquals(text.code, 0, text.stderr);
+  assertStringIncludes(
+    text.stdout,
+    "clients against the minimal responder (enhanced mode: MSA|CA)",
+  );
+  assertStringIncludes(text.stdout, "vs lean");
+});
+
+Deno.test("bench: --target listen runs mllp listen, its log in --listen-log", async () => {
+  const log = await Deno.makeTempFile();
+  try {
+    const run = await cli([
+      "bench",
+      "--target",
+      "listen",
+      "--listen-log",
+      log,
+      "--connections",
+      "2",
+      "--messages",
+      "10",
+      "--warmup",
+      "1",
+      "--json",
+    ]);
+    assertEquals(run.code, 0, run.stderr);
+    const report: BenchReport = JSON.parse(run.stdout);
+    checkTarget(report, 0, "listen", 20);
+    assertGreater(report.targets[0].summary.rssPeak!, 0);
+    // One log line per message at least (2 x 11), and none on our stderr.
+    const lines = (await Deno.readTextFile(log)).trim().split("\n");
+    assertGreater(lines.length, 22);
+    assertEquals(run.stderr.includes("listening on"), false);
+  } finally {
+    await Deno.remove(log);
+  }
 });
 
 Deno.test("bench: --idle reports the RSS of a child receiver", async () => {
@@ -268,8 +430,23 @@ Deno.test("bench: --help, and bench in the command list", async () => {
 
 Deno.test("bench: bad flags are exit 2 with a reason", async () => {
   const cases: [string[], string][] = [
-    [[], "Missing --target or --port"],
-    [["--target", "nginx"], 'Invalid --target "nginx": expected raw or self'],
+    [[], "Missing --target, --port or --clients"],
+    [
+      ["--target", "nginx"],
+      'Invalid --target "nginx": expected raw, self or listen',
+    ],
+    [["--clients", "curl"], 'Invalid --clients "curl": expected lean or'],
+    [["--target", "raw", "--clients", "lean"], "Give --clients or receivers"],
+    [["--target", "raw", "--load", "x"], 'Invalid --load "x"'],
+    [["--clients", "lean", "--load", "client"], "--load is for receivers"],
+    [["--target", "raw", "--mode", "x"], 'Invalid --mode "x"'],
+    [["--target", "raw", "--mode", "release2"], "--mode release2 is for"],
+    [["--target", "raw", "--listen-log", "f"], "--listen-log needs --target"],
+    [["--clients", "lean", "--idle", "5"], "--idle measures receivers"],
+    [
+      ["--target", "raw", "--ca", "c.pem", "--cert", "c", "--key", "k"],
+      "--cert needs --load client",
+    ],
     [["--target", "raw", "--connections", "0"], 'Invalid --connections "0"'],
     [["--target", "raw", "--messages", "x"], 'Invalid --messages "x"'],
     [["--target", "raw", "--nope"], 'Unknown flag "--nope"'],
