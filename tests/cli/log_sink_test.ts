@@ -1,12 +1,14 @@
-// The command line's batched log sink: lines wait for the next turn of the
-// event loop and go out together; a direct write goes after the lines
+// The command line's batched log sink: lines wait a few milliseconds and go
+// out together; a direct write goes after the lines
 // logged before it; disposing writes what waits; nothing is dropped, even
 // past the pending limit.
 
 import { assertEquals } from "@std/assert";
-import type { LogRecord } from "@logtape/logtape";
+import { getTextFormatter, type LogRecord } from "@logtape/logtape";
 import {
   BatchedLines,
+  lineFormatter,
+  LOG_FLUSH_MS,
   MAX_PENDING_LOG_BYTES,
   setupLogging,
   write,
@@ -28,18 +30,19 @@ function recorder() {
 
 const record = (text: string) => ({ message: [text] }) as unknown as LogRecord;
 const format = (r: LogRecord) => `${r.message.join("")}\n`;
-const turn = () => new Promise((resolve) => setTimeout(resolve, 5));
+const later = () =>
+  new Promise((resolve) => setTimeout(resolve, LOG_FLUSH_MS + 20));
 
-Deno.test("log sink: lines logged in one turn go out together, on a later turn", async () => {
+Deno.test("log sink: lines logged together go out together, a little later", async () => {
   const out = recorder();
   using lines = new BatchedLines(out, format);
   lines.sink(record("one"));
   lines.sink(record("two"));
   assertEquals(out.writes, []); // nothing written while the message is handled
-  await turn();
+  await later();
   assertEquals(out.writes, ["one\ntwo\n"]);
   lines.sink(record("three"));
-  await turn();
+  await later();
   assertEquals(out.writes, ["one\ntwo\n", "three\n"]);
 });
 
@@ -75,4 +78,43 @@ Deno.test("log sink: a direct write goes after the log lines logged before it", 
   assertEquals(out.writes.length, 2);
   assertEquals(out.writes[0].endsWith("logged first\n"), true);
   assertEquals(out.writes[1], "written second\n");
+});
+
+Deno.test("log line format: the same line as LogTape's text formatter, built faster", () => {
+  const reference = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
+  const ours = lineFormatter();
+  const records = [
+    ["Message {id} ({size} bytes) ok: {ok}", [
+      "Message ",
+      "X1",
+      " (",
+      1027,
+      " bytes) ok: ",
+      true,
+      "",
+    ]],
+    ["odd values {a} {b} {c}", [
+      "odd values ",
+      -0,
+      " ",
+      { x: 1 },
+      " ",
+      null,
+      "",
+    ]],
+    ["no values", ["no values"]],
+  ] as const;
+  for (const level of ["debug", "info", "warning", "error"] as const) {
+    for (const [rawMessage, message] of records) {
+      const record = {
+        category: ["mllp", "receiver"],
+        level,
+        timestamp: Date.now(),
+        rawMessage,
+        message,
+        properties: {},
+      } as unknown as LogRecord;
+      assertEquals(ours(record), reference(record));
+    }
+  }
 });
