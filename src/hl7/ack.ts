@@ -150,12 +150,18 @@ export interface AckOptions {
   dateTime?: Date;
 }
 
+/** An ACK's MSH fields (`msh[n - 1]` is MSH-n), read as a header lazily. */
+interface HeaderFields {
+  msh: readonly string[];
+  separators: Hl7Separators;
+}
+
 interface AckParts {
   code: AckCode;
   messageControlId: string;
   text: string;
-  /** The header, or how to make it when first asked for. */
-  header: Hl7Header | (() => Hl7Header);
+  /** The header, or the fields to read it from when first asked for. */
+  header: Hl7Header | HeaderFields;
   /** MSH-18 (its first repetition): what {@linkcode Ack.toBytes} encodes in. */
   characterSet: string;
   hl7: string;
@@ -188,7 +194,8 @@ export class Ack {
   readonly messageControlId: string;
   /** MSA-3, the text message, unescaped; `""` when absent. */
   readonly text: string;
-  #header: Hl7Header | (() => Hl7Header);
+  /** The header, or the fields it is read from when first asked for. */
+  #header: Hl7Header | HeaderFields;
   #characterSet: string;
   #hl7: string;
 
@@ -203,8 +210,11 @@ export class Ack {
 
   /** The ACK's own MSH header (read when first asked for). */
   get header(): Hl7Header {
-    if (typeof this.#header === "function") this.#header = this.#header();
-    return this.#header;
+    const header = this.#header;
+    if ("msh" in header) {
+      return this.#header = headerOfFields(header.msh, header.separators);
+    }
+    return header;
   }
 
   /** Whether the code accepts the message (`AA` or `CA`). */
@@ -336,16 +346,27 @@ export class Ack {
     text = "",
   ): Ack {
     const f = separators.field;
-    const msa = ["MSA", code, messageControlId];
-    if (text) msa.push(escapeText(text, separators));
-    const hl7 = `${msh.join(f)}\r${msa.join(f)}\r`;
+    const msa = text
+      ? `MSA${f}${code}${f}${messageControlId}${f}${
+        escapeText(text, separators)
+      }`
+      : `MSA${f}${code}${f}${messageControlId}`;
+    const hl7 = `${msh.join(f)}\r${msa}\r`;
     // The fields are the header, unless a control id given in the options
     // breaks the segment apart: then the header is what the text reads as.
     const controlId = msh[9];
     const header = controlId.includes(f) || controlId.includes("\r") ||
         controlId.includes("\n")
       ? readHeader(hl7)
-      : () => headerOfFields(msh, separators);
+      : { msh, separators };
+    let characterSet: string;
+    if ("msh" in header) {
+      const msh18 = msh[17] ?? "";
+      const repetition = msh18.indexOf(separators.repetition);
+      characterSet = repetition === -1 ? msh18 : msh18.slice(0, repetition);
+    } else {
+      characterSet = header.characterSet;
+    }
     return new Ack({
       code,
       messageControlId,
@@ -354,9 +375,7 @@ export class Ack {
         ? text.replace(/[\r\n]/g, " ")
         : text,
       header,
-      characterSet: typeof header === "function"
-        ? (msh[17] ?? "").split(separators.repetition)[0]
-        : header.characterSet,
+      characterSet,
       hl7,
     });
   }

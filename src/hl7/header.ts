@@ -164,28 +164,28 @@ export function headerOfFields(
   fields: readonly string[],
   separators: Hl7Separators,
 ): Hl7Header {
-  const get = (n: number) => fields[n - 1] ?? "";
-  const messageType = get(9).split(separators.component);
-  const characterSet = get(18);
+  const messageType = fields[8] ?? "";
+  const types = messageType.split(separators.component, 3);
+  const characterSet = fields[17] ?? "";
   const repetition = characterSet.indexOf(separators.repetition);
   return {
     separators,
-    encodingCharacters: get(2),
-    sendingApplication: get(3),
-    sendingFacility: get(4),
-    receivingApplication: get(5),
-    receivingFacility: get(6),
-    dateTime: get(7),
-    security: get(8),
-    messageType: get(9),
-    messageCode: messageType[0] ?? "",
-    triggerEvent: messageType[1] ?? "",
-    messageStructure: messageType[2] ?? "",
-    controlId: get(10),
-    processingId: get(11),
-    versionId: get(12),
-    acceptAckType: get(15),
-    applicationAckType: get(16),
+    encodingCharacters: fields[1] ?? "",
+    sendingApplication: fields[2] ?? "",
+    sendingFacility: fields[3] ?? "",
+    receivingApplication: fields[4] ?? "",
+    receivingFacility: fields[5] ?? "",
+    dateTime: fields[6] ?? "",
+    security: fields[7] ?? "",
+    messageType,
+    messageCode: types[0] ?? "",
+    triggerEvent: types[1] ?? "",
+    messageStructure: types[2] ?? "",
+    controlId: fields[9] ?? "",
+    processingId: fields[10] ?? "",
+    versionId: fields[11] ?? "",
+    acceptAckType: fields[14] ?? "",
+    applicationAckType: fields[15] ?? "",
     // Its first repetition.
     characterSet: repetition === -1
       ? characterSet
@@ -327,10 +327,11 @@ export function parseMsh(segment: string): Hl7Header {
   // field past MSH-18 is read.
   const field = segment[3];
   const fields = segment.split(field, 18);
-  const separators = checkedSeparators(
-    field,
-    fields[1],
-    (problem) => new HeaderError(`Cannot read header: ${problem}`),
-  );
+  const separators = checkedSeparators(field, fields[1], mshError);
   return headerOfFields(fields, separators);
+}
+
+/** The error for an MSH whose separators cannot be used. */
+function mshError(problem: string): HeaderError {
+  return new HeaderError(`Cannot read header: ${problem}`);
 }

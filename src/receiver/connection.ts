@@ -1,14 +1,16 @@
 /**
- * One receiver connection: the socket's bytes, read with `conn.read` into
- * a reused buffer → {@linkcode MllpDecoderStream} → each frame through the
- * receiver's path (`path.ts`) by a {@linkcode FrameHandler} → the reply
- * framed (VT + payload + FS CR, the rules of `MllpEncoderStream`) and
- * written with `conn.write`. One frame is handled at a time, so replies
- * keep the order of the messages; a chunk is read only once the decoder
- * has taken the one before, and a frame only once the reply before it is
- * written. A dispatcher that answers at once costs no promise of its own.
- * The decoder is made when the first bytes arrive, so that a connection
- * that sends nothing costs little more than its pending read.
+ * One receiver connection, in one loop as a bare TCP responder's: read the
+ * socket with `conn.read` into a reused buffer, decode the chunk with the
+ * connection's {@linkcode MllpDecoderStream} (its `decode`, which skips the
+ * stream's queues), run each whole frame through the receiver's path
+ * (`path.ts`) with a {@linkcode FrameHandler}, frame each reply (VT +
+ * payload + FS CR, the rules of `MllpEncoderStream`) and write it with
+ * `conn.write`, then read again. Replies keep the order of the messages;
+ * nothing more is read while a message is dispatched or its reply written
+ * (the socket's buffers hold what the peer sends meanwhile). A dispatcher
+ * that answers at once costs no promise of its own. The decoder is made
+ * when the first bytes arrive, so that a connection that sends nothing
+ * costs little more than its pending read.
  *
  * Once the receiver closes a connection (or its stop deadline passes),
  * nothing more from it is dispatched, and a dispatch in progress has its
@@ -82,8 +84,8 @@ export class ServedConnection<C> {
   /** The decoder and the handler, once the first bytes have arrived. */
   #decoder: MllpDecoderStream | undefined;
   #frames: FrameHandler<C> | undefined;
-  /** The decoder's input, while it is open. */
-  #input: WritableStreamDefaultWriter<Uint8Array> | undefined;
+  /** Whether the loop waits for the connection's next bytes. */
+  #reading = false;
   #draining = false;
   /** Resolves when draining starts before the first bytes arrived. */
   #drained = Promise.withResolvers<null>();
@@ -148,7 +150,10 @@ export class ServedConnection<C> {
     }
   }
 
-  /** Decodes the connection's bytes, starting with `first`, and answers. */
+  /**
+   * Decodes the connection's bytes, starting with `first`, and answers
+   * each frame before it reads more: one loop, as a bare TCP responder's.
+   */
   async #serve(first: Uint8Array): Promise<void> {
     const settings = this.#settings;
     const conn = this.conn;
@@ -181,56 +186,35 @@ export class ServedConnection<C> {
         settings.onDispatched(outcome);
       },
     }, true); // Each reply is framed and written before the next frame.
-    const input = this.#input = decoder.writable.getWriter();
-    const output = decoder.readable.getReader();
-    // Never rejects; ends with the connection (it may wait on a read that
-    // only the connection's closing ends, so it is not awaited).
-    void this.#feed(first, input);
     const closed = this.#closed.signal;
-    try {
-      while (true) {
-        const { value: frame, done } = await output.read();
-        if (done) break;
-        let reply = frames.handle(frame, this.#sendAhead);
+    // The decoder hands each chunk's frames over here, in order.
+    const queue: Uint8Array[] = [];
+    const sink = { enqueue: (frame: Uint8Array) => queue.push(frame) };
+    let chunk: Uint8Array | null = first;
+    while (true) {
+      if (chunk === null) decoder.end(sink);
+      else decoder.decode(chunk, sink);
+      // The decoder copied what it keeps: the read buffer is free again.
+      for (let k = 0; k < queue.length && !closed.aborted; k++) {
+        let reply = frames.handle(queue[k], this.#sendAhead);
         if (reply instanceof Promise) reply = await reply;
         if (reply !== undefined && !closed.aborted) await this.#reply(reply);
       }
-      await this.#ahead;
-    } catch (error) {
-      // Reading stops with the connection, which the receiver closes.
-      output.cancel(error).catch(() => {});
-      throw error;
-    } finally {
-      this.#input = undefined;
-    }
-  }
-
-  /**
-   * Reads the connection into the decoder, one chunk at a time: the next
-   * read waits until the decoder has taken the chunk before (it copies
-   * what it keeps, so the read buffer can be reused). Ends the decoder's
-   * input when the peer ends the connection or the receiver drains it;
-   * errors it when reading fails.
-   */
-  async #feed(
-    first: Uint8Array,
-    input: WritableStreamDefaultWriter<Uint8Array>,
-  ): Promise<void> {
-    let chunk: Uint8Array | null = first;
-    try {
-      while (chunk !== null) {
-        await input.write(chunk);
+      queue.length = 0;
+      if (chunk === null || this.#draining || closed.aborted) break;
+      this.#reading = true;
+      try {
         chunk = await this.#reader.next();
-        // Draining: what arrived after it is not taken.
-        if (this.#draining) return;
-        if (chunk !== null) this.lastActivity = performance.now();
+      } catch (error) {
+        // Draining closes a connection waiting here: nothing was pending.
+        if (this.#draining) break;
+        throw error;
+      } finally {
+        this.#reading = false;
       }
-      await input.close();
-    } catch (error) {
-      // The decoder failed (a frame too large: its reader has the error)
-      // or reading did: then the decoder's reader gets that error.
-      if (!this.#draining) input.abort(error).catch(() => {});
+      if (chunk !== null) this.lastActivity = performance.now();
     }
+    await this.#ahead;
   }
 
   /** Writes a payload at once, ahead of the reply, in order. */
@@ -270,7 +254,9 @@ export class ServedConnection<C> {
     if (this.#draining) return;
     this.#draining = true;
     this.#drained.resolve(null);
-    this.#input?.close().catch(() => {});
+    // Waiting for more bytes means every frame received was answered: the
+    // connection can go at once. Otherwise it goes after the frames in hand.
+    if (this.#reading) this.#reader.cancel().catch(() => {});
   }
 
   /**

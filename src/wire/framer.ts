@@ -163,6 +163,30 @@ export interface MllpDecoderOptions {
 }
 
 /**
+ * Where {@linkcode MllpDecoderStream.decode} puts each payload: a
+ * `TransformStreamDefaultController`, or any object with `enqueue`.
+ *
+ * @example Collect payloads in an array
+ * ```ts
+ * import { type FrameSink, MllpDecoderStream } from "@x/mllp/framer";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const payloads: Uint8Array[] = [];
+ * const sink: FrameSink = { enqueue: (payload) => payloads.push(payload) };
+ * new MllpDecoderStream().decode(new Uint8Array([0x0b, 0x41, 0x1c, 0x0d]), sink);
+ * assertEquals(payloads, [new Uint8Array([0x41])]);
+ * ```
+ */
+export interface FrameSink {
+  /**
+   * Takes one payload.
+   *
+   * @param payload The frame's payload (a copy, not a view of the input).
+   */
+  enqueue(payload: Uint8Array): void;
+}
+
+/**
  * A transform stream that splits MLLP-framed bytes into frame payloads.
  *
  * It handles every chunking: frames split at any byte (including between
@@ -274,6 +298,51 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     return this.#frames;
   }
 
+  /**
+   * Decodes a chunk at once, outside the stream: each whole frame's
+   * payload goes to `sink.enqueue`, in order, before this returns. For a
+   * caller that reads a socket itself and handles each frame in the same
+   * turn (this library's receiver and client do): it skips the stream's
+   * queues and promises, with the same framing, limits, callbacks and
+   * copies. Use it or the stream's `writable`, not both.
+   *
+   * @param chunk The bytes read; not kept (payloads are copies).
+   * @param sink Where payloads go.
+   * @throws {FrameSizeError} If a frame grows past `maxFrameBytes`; the
+   * decoder drops that frame and can go on with the next chunk.
+   *
+   * @example Decode chunks as they are read
+   * ```ts
+   * import { MllpDecoderStream } from "@x/mllp/framer";
+   * import { assertEquals } from "@std/assert";
+   *
+   * const decoder = new MllpDecoderStream();
+   * const frames: string[] = [];
+   * const sink = {
+   *   enqueue: (payload: Uint8Array) =>
+   *     frames.push(new TextDecoder().decode(payload)),
+   * };
+   * decoder.decode(new Uint8Array([0x0b, 0x41, 0x1c, 0x0d, 0x0b, 0x42]), sink);
+   * decoder.decode(new Uint8Array([0x1c, 0x0d]), sink);
+   * decoder.end(sink);
+   * assertEquals(frames, ["A", "B"]);
+   * ```
+   */
+  decode(chunk: Uint8Array, sink: FrameSink): void {
+    this.#transform(chunk, sink);
+  }
+
+  /**
+   * Ends the input given to {@linkcode MllpDecoderStream.decode}, as the
+   * stream's end does: a payload whose FS came last, without its CR, is
+   * delivered; an unfinished frame is dropped (and logged).
+   *
+   * @param sink Where a last payload goes.
+   */
+  end(sink: FrameSink): void {
+    this.#flush(sink);
+  }
+
   #warn(message: string, properties: Record<string, unknown>) {
     if (!this.#silent) logger.warn(message, properties);
   }
@@ -289,7 +358,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
   }
 
   #emit(
-    controller: TransformStreamDefaultController<Uint8Array>,
+    controller: FrameSink,
     chunk: Uint8Array,
     start: number,
     end: number,
@@ -322,7 +391,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
    */
   #enqueuePending(
     chunk: Uint8Array,
-    controller: TransformStreamDefaultController<Uint8Array>,
+    controller: FrameSink,
   ) {
     const pending = this.#pending;
     const base = pending[0];
@@ -368,7 +437,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
 
   #transform(
     chunk: Uint8Array,
-    controller: TransformStreamDefaultController<Uint8Array>,
+    controller: FrameSink,
   ) {
     if (chunk.constructor !== Uint8Array) {
       // A subclass such as Node's Buffer, whose slice() is a view: read it
@@ -384,7 +453,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
 
   #scan(
     chunk: Uint8Array,
-    controller: TransformStreamDefaultController<Uint8Array>,
+    controller: FrameSink,
   ) {
     const length = chunk.length;
     let i = 0;
@@ -458,7 +527,7 @@ export class MllpDecoderStream extends TransformStream<Uint8Array, Uint8Array> {
     }
   }
 
-  #flush(controller: TransformStreamDefaultController<Uint8Array>) {
+  #flush(controller: FrameSink) {
     if (this.#sawEndBlock) {
       this.#warn("Stream from {label} ended after FS without CR", {
         label: this.#label,
