@@ -1,7 +1,9 @@
 /**
- * One client connection with the framer on both of its directions, and
- * stop-and-wait request/reply on it: at most one request in flight, and a
- * reply is credited only to the request that is in flight.
+ * One client connection and stop-and-wait request/reply on it: at most one
+ * request in flight, and a reply is credited only to the request that is in
+ * flight. Replies are read with `conn.read` into a reused buffer and
+ * decoded by the connection's `MllpDecoderStream` (its `decode`); requests
+ * are framed (VT + payload + FS CR) and written with `conn.write`, in order.
  *
  * @module
  */
@@ -132,32 +134,8 @@ export class Link {
       label: options.label,
       onJunk: (_bytes, data) => this.#junk(data),
     });
-    const input = this.#decoder.writable.getWriter();
-    const feeding = this.#feed(conn.reader(), input);
-    this.#reading = this.#read(this.#decoder.readable.getReader());
-    this.done = Promise.all([feeding, this.#reading]).then(() => {});
-  }
-
-  /**
-   * Reads the connection into the decoder, one chunk at a time: the next
-   * read waits until the decoder has taken the chunk before (it copies what
-   * it keeps, so the read buffer can be reused). Ends the decoder's input
-   * with the connection; errors it when reading fails.
-   */
-  async #feed(
-    reader: ChunkReader,
-    input: WritableStreamDefaultWriter<Uint8Array>,
-  ): Promise<void> {
-    try {
-      for (let chunk = await reader.next(); chunk !== null;) {
-        await input.write(chunk);
-        chunk = await reader.next();
-      }
-      await input.close();
-    } catch (error) {
-      input.abort(error).catch(() => {});
-      reader.cancel(error).catch(() => {});
-    }
+    this.#reading = this.#read(conn.reader());
+    this.done = this.#reading;
   }
 
   /** Sets the reply timer to fire at `at`, unless it fires by then anyway. */
@@ -240,35 +218,47 @@ export class Link {
     void this.shutdown(error, true);
   }
 
-  async #read(frames: ReadableStreamDefaultReader<Uint8Array>) {
+  /**
+   * Reads the connection, one chunk at a time, into the decoder (its
+   * `decode`, which copies what it keeps, so the read buffer is reused),
+   * and hands each frame to the request in flight.
+   */
+  async #read(reader: ChunkReader) {
     let cause: unknown;
+    // The decoder hands each chunk's frames over here, in order.
+    const queue: Uint8Array[] = [];
+    const sink = { enqueue: (frame: Uint8Array) => queue.push(frame) };
     try {
-      while (true) {
-        const { value: frame, done } = await frames.read();
-        if (done) break;
-        this.#delivered++;
-        if (this.#intercept?.(frame)) continue;
-        const pending = this.#pending;
-        if (!pending) {
-          logger.warn(
-            "Unsolicited {bytes} byte frame from {address} with no send in flight; closing the connection",
-            { bytes: frame.length, address: this.#label },
-          );
-          cause = this.#problem("unsolicited", "Unsolicited frame");
-          break;
+      reading: while (true) {
+        const chunk = await reader.next();
+        if (chunk === null) this.#decoder.end(sink);
+        else this.#decoder.decode(chunk, sink);
+        for (const frame of queue) {
+          this.#delivered++;
+          if (this.#intercept?.(frame)) continue;
+          const pending = this.#pending;
+          if (!pending) {
+            logger.warn(
+              "Unsolicited {bytes} byte frame from {address} with no send in flight; closing the connection",
+              { bytes: frame.length, address: this.#label },
+            );
+            cause = this.#problem("unsolicited", "Unsolicited frame");
+            break reading;
+          }
+          this.#pending = undefined;
+          this.#replies++;
+          pending.resolve(frame);
+          if (this.#trailing && this.#delivered >= this.#decoder.frames) {
+            cause = this.#trailing;
+            break reading;
+          }
         }
-        this.#pending = undefined;
-        this.#replies++;
-        pending.resolve(frame);
-        if (this.#trailing && this.#delivered >= this.#decoder.frames) {
-          cause = this.#trailing;
-          break;
-        }
+        queue.length = 0;
+        if (chunk === null || this.#isClosed) break;
       }
     } catch (error) {
       cause = error;
     }
-    frames.cancel(cause).catch(() => {});
     void this.shutdown(cause, cause instanceof ClientError);
   }
 
