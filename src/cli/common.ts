@@ -8,6 +8,7 @@
 import {
   configureSync,
   getTextFormatter,
+  type Logger,
   type LogRecord,
   resetSync,
   type TextFormatter,
@@ -200,6 +201,55 @@ export function lineFormatter(): TextFormatter {
 
 /** The batched log lines of the running command, if it logs. */
 let batched: BatchedLines | undefined;
+
+/** Message templates split into literal parts and property names. */
+const templates = new Map<string, readonly string[]>();
+
+/** `"a {x} b"` as `["a ", "x", " b"]`: literals at even indexes. */
+function splitTemplate(template: string): readonly string[] {
+  let parts = templates.get(template);
+  if (parts === undefined) {
+    parts = template.split(/\{([^{}]*)\}/);
+    templates.set(template, parts);
+  }
+  return parts;
+}
+
+/**
+ * Logs an info line of the command, as `logger.info(template, properties)`
+ * does, for a line written for every message: straight into the command's
+ * own log sink when it has one, which writes the same line without
+ * LogTape's parsing of the template on every call (a receiver's log line
+ * would cost more than answering its message); through LogTape otherwise
+ * (`main` called with `configureLogging: false`).
+ *
+ * @param logger The logger of the line's category.
+ * @param template The message, with `{name}` for each property.
+ * @param properties The values of the properties.
+ */
+export function logInfo(
+  logger: Logger,
+  template: string,
+  properties: Record<string, unknown>,
+): void {
+  if (batched === undefined) {
+    logger.info(template, properties);
+    return;
+  }
+  const split = splitTemplate(template);
+  const message: unknown[] = new Array(split.length);
+  for (let i = 0; i < split.length; i++) {
+    message[i] = i % 2 === 0 ? split[i] : properties[split[i]];
+  }
+  batched.sink({
+    category: logger.category,
+    level: "info",
+    timestamp: Date.now(),
+    message,
+    rawMessage: template,
+    properties,
+  } as LogRecord);
+}
 
 /**
  * Configures LogTape to write to stderr until the result is disposed, at

@@ -47,15 +47,15 @@ const logger = getLogger(["mllp", "cli"]);
 export const LISTEN_USAGE = `Usage: mllp listen [options]
 
 Run an MLLP receiver that answers every message and logs one line per
-message to stderr. By default it is the EchoDispatcher: HL7 messages get
-AA and anything else "mllp_unknown". Once listening it prints
+message to stderr. By default it answers as the EchoDispatcher does: HL7
+messages get AA and anything else "mllp_unknown". Once listening it prints
 "listening on HOST:PORT" to stderr, then runs until SIGINT (Ctrl-C) or
 SIGTERM.
 
 Options:
   --port PORT          Port to listen on; 0 picks a free one  [default: 2575]
   --hostname ADDRESS   Address to listen on                [default: 0.0.0.0]
-  --reply CODE         How to answer: aa (the EchoDispatcher), ae or ar
+  --reply CODE         How to answer: aa (as the EchoDispatcher), ae or ar
                        (that code, with a text saying so; a payload that
                        is not HL7 gets a NAK, 0x15)         [default: aa]
   --save DIR           Write each message, as received, to a file in DIR
@@ -131,7 +131,7 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
   --store PATH         Store each HL7 message, with its ACK, in a Deno KV
                        file (or a KV Connect URL) before acknowledging it;
                        a resend gets the stored ACK and is not dispatched
-                       again; the EchoDispatcher then runs from the store
+                       again; the answer is then made from the store
                        (not with --reply ae|ar or --save)
 
 Without --cert and --key the receiver speaks plain TCP and logs a warning.

@@ -11,9 +11,11 @@ import {
   type DispatchContext,
   type DispatcherObject,
   type DispatchReply,
-  EchoDispatcher,
+  ECHO_TEXT,
   NAK,
+  UNKNOWN_REPLY,
 } from "../dispatch/dispatcher.ts";
+import { logInfo } from "./common.ts";
 import { formatAddress } from "../net/address.ts";
 import type { Message } from "../hl7/message.ts";
 import { buildBatchResponse } from "../hl7/batch.ts";
@@ -30,9 +32,11 @@ export const REPLY_TEXTS: Record<"ae" | "ar", string> = {
 };
 
 /**
- * The dispatcher of `--reply MODE`: `aa` is the EchoDispatcher; `ae` and
- * `ar` answer HL7 with that code and {@linkcode REPLY_TEXTS}, and any other
- * payload with a NAK (`0x15`). A whole batch (`--batches whole`) gets a
+ * The dispatcher of `--reply MODE`: `aa` answers as the EchoDispatcher
+ * does (HL7 with `AA` and its text, anything else with `mllp_unknown`);
+ * `ae` and `ar` answer HL7 with that code and {@linkcode REPLY_TEXTS}, and
+ * any other payload with a NAK (`0x15`). One line per message is logged
+ * (the body at debug). A whole batch (`--batches whole`) gets a
  * response batch: every message accepted with `aa`, else every message
  * answered with that code.
  */
@@ -60,15 +64,25 @@ export function replyDispatcher(mode: ReplyMode): DispatcherObject {
         if (mode === "aa") return undefined;
         return buildBatchResponse(message, code).raw;
       }
-      if (mode === "aa") return EchoDispatcher.dispatch(message, ctx);
       if (message.kind !== "hl7") {
-        logger.info(
+        if (mode === "aa") {
+          // As the EchoDispatcher answers.
+          logInfo(
+            logger,
+            "Answering {reply} (--reply {mode}) to a {size} byte payload that is not HL7 from {peer}",
+            { reply: UNKNOWN_REPLY, mode, size: message.size, peer },
+          );
+          return UNKNOWN_REPLY;
+        }
+        logInfo(
+          logger,
           "Answering NAK (--reply {mode}) to a {size} byte payload that is not HL7 from {peer}",
           { mode, size: message.size, peer },
         );
         return new Uint8Array([NAK]);
       }
-      logger.info(
+      logInfo(
+        logger,
         "Answering {code} (--reply {mode}) to {messageType} control id {controlId} ({size} bytes) from {peer}",
         {
           code,
@@ -79,7 +93,10 @@ export function replyDispatcher(mode: ReplyMode): DispatcherObject {
           peer,
         },
       );
-      return Ack.forMessage(message, code, { text: REPLY_TEXTS[mode] });
+      logger.debug("Message body: {body}", () => ({ body: message.text }));
+      return Ack.forMessage(message, code, {
+        text: mode === "aa" ? ECHO_TEXT : REPLY_TEXTS[mode],
+      });
     },
   };
 }

@@ -74,16 +74,19 @@ const whole = (name: string, fallback: number) => {
 };
 const ROUNDS = whole("rounds", quick ? 1 : 3);
 const MANY = whole("many", 64);
+// Warm-ups long enough for the JIT to settle in a fresh process (each
+// client runs in a process of its own, every round): what is measured is
+// the steady state a long-running receiver or sender is in.
 const LOADS = [
   {
     connections: 1,
-    messages: whole("messages", quick ? 300 : 2000),
-    warmup: quick ? 30 : 200,
+    messages: whole("messages", quick ? 300 : 4000),
+    warmup: quick ? 30 : 2000,
   },
   {
     connections: MANY,
-    messages: whole("many-messages", quick ? 20 : 100),
-    warmup: quick ? 2 : 10,
+    messages: whole("many-messages", quick ? 20 : 150),
+    warmup: quick ? 2 : 40,
   },
 ];
 /** node-hl7-server's messages per connection (see _peers.ts). */

@@ -9,7 +9,15 @@ import {
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
-import { Ack, Client, type Message, readMessage, Receiver } from "../../mod.ts";
+import {
+  Ack,
+  Client,
+  ECHO_TEXT,
+  type Message,
+  readMessage,
+  Receiver,
+  UNKNOWN_REPLY,
+} from "../../mod.ts";
 import {
   MessageSaver,
   REPLY_TEXTS,
@@ -71,11 +79,27 @@ Deno.test("cli listen --reply ae and ar answer that code, and a NAK to other pay
       `Answering ${code.toUpperCase()} (--reply ${code}) to ADT^A01^ADT_A01 control id 01052901`,
     );
   }
-  // aa is the EchoDispatcher, as without the flag.
+  // aa answers as the EchoDispatcher does, as without the flag, and logs
+  // the same line as ae and ar.
   await using aa = await startListen(["--reply", "AA"]);
-  const output = await runCli(["send", "--port", String(aa.port), FIXTURE]);
+  const port = String(aa.port);
+  const [output, other] = await Promise.all([
+    runCli(["send", "--port", port, "--json", FIXTURE]),
+    runCli(["send", "--port", port, "tests/fixtures/not_hl7.txt"]),
+  ]);
   assertEquals(output.code, 0, output.stderr);
-  assertStringIncludes((await aa.stop()).stderr, "The EchoDispatcher");
+  const [result] = lines(output.stdout).map((line) => JSON.parse(line));
+  assertEquals([result.code, result.text], ["AA", ECHO_TEXT]);
+  assertStringIncludes(other.stdout, UNKNOWN_REPLY);
+  const stopped = (await aa.stop()).stderr;
+  assertStringIncludes(
+    stopped,
+    "Answering AA (--reply aa) to ADT^A01^ADT_A01 control id 01052901",
+  );
+  assertStringIncludes(
+    stopped,
+    "Answering mllp_unknown (--reply aa) to a 14 byte payload that is not HL7",
+  );
 });
 
 Deno.test("cli listen --save writes each message before answering, never overwriting", async () => {

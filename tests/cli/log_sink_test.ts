@@ -4,11 +4,17 @@
 // past the pending limit.
 
 import { assertEquals } from "@std/assert";
-import { getTextFormatter, type LogRecord } from "@logtape/logtape";
+import {
+  configureSync,
+  getTextFormatter,
+  type LogRecord,
+  resetSync,
+} from "@logtape/logtape";
 import {
   BatchedLines,
   lineFormatter,
   LOG_FLUSH_MS,
+  logInfo,
   MAX_PENDING_LOG_BYTES,
   setupLogging,
   write,
@@ -117,4 +123,45 @@ Deno.test("log line format: the same line as LogTape's text formatter, built fas
       assertEquals(ours(record), reference(record));
     }
   }
+});
+
+Deno.test("logInfo writes the line logger.info writes, and goes through LogTape without the command's sink", () => {
+  const out = recorder();
+  const logger = getLogger(["mllp", "cli"]);
+  const template =
+    "Answering {code} to {messageType} control id {controlId} ({size} bytes)";
+  const properties = {
+    code: "AA",
+    messageType: "ADT^A01",
+    controlId: "X1",
+    size: 714,
+  };
+  const logging = setupLogging(out, false, {});
+  try {
+    logger.info(template, properties);
+    logInfo(logger, template, properties);
+  } finally {
+    logging[Symbol.dispose]();
+  }
+  const [slow, fast] = out.writes.join("").split("\n").map((line) =>
+    line.slice(line.indexOf(" "))
+  );
+  assertEquals(fast, slow);
+  assertEquals(
+    fast,
+    " [INF] mllp·cli: Answering AA to ADT^A01 control id X1 (714 bytes)",
+  );
+  // Without the command's own sink (configureLogging: false), LogTape.
+  const seen: LogRecord[] = [];
+  configureSync({
+    reset: true,
+    sinks: { seen: (record) => seen.push(record) },
+    loggers: [{ category: ["mllp"], lowestLevel: "info", sinks: ["seen"] }],
+  });
+  try {
+    logInfo(logger, template, properties);
+  } finally {
+    resetSync();
+  }
+  assertEquals(seen.map((r) => r.properties), [properties]);
 });
