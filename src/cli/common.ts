@@ -179,6 +179,8 @@ export function lineFormatter(): TextFormatter {
   const full = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
   let stampAt = NaN;
   let stamp = "";
+  let category: readonly string[] = [];
+  let categoryText = "";
   return (record) => {
     const parts = record.message;
     let text = "";
@@ -193,9 +195,11 @@ export function lineFormatter(): TextFormatter {
       stampAt = record.timestamp;
       stamp = new Date(stampAt).toISOString();
     }
-    return `${stamp} [${LEVELS[record.level]}] ${
-      record.category.join("·")
-    }: ${text}\n`;
+    if (record.category !== category) {
+      category = record.category;
+      categoryText = category.join("·");
+    }
+    return `${stamp} [${LEVELS[record.level]}] ${categoryText}: ${text}\n`;
   };
 }
 

@@ -93,7 +93,9 @@ export function replyDispatcher(mode: ReplyMode): DispatcherObject {
           peer,
         },
       );
-      logger.debug("Message body: {body}", () => ({ body: message.text }));
+      if (logger.isEnabledFor("debug")) {
+        logger.debug("Message body: {body}", { body: message.text });
+      }
       return Ack.forMessage(message, code, {
         text: mode === "aa" ? ECHO_TEXT : REPLY_TEXTS[mode],
       });
