@@ -30,10 +30,12 @@ import {
 } from "../hl7/batch.ts";
 import { ackModeOf } from "../hl7/ack_conditions.ts";
 import { CharsetError } from "../hl7/charset.ts";
-import { type Message, readMessage } from "../hl7/message.ts";
+import { readHl7 } from "../hl7/hl7_message.ts";
+import { isHl7, type Message, readMessage } from "../hl7/message.ts";
 import { TypedEventTarget } from "../observe/events.ts";
 import { unwrap } from "../wire/envelope.ts";
-import { framingProblem } from "../wire/_scan.ts";
+import { BytePool } from "../wire/_pool.ts";
+import { framingProblem, WordViews } from "../wire/_scan.ts";
 import { Connector } from "./connector.ts";
 import {
   type ClientError,
@@ -52,6 +54,9 @@ import {
 } from "./options.ts";
 import { SendQueue } from "./queue.ts";
 import type { SendResult } from "./results.ts";
+
+/** The block size the text given to `send` is encoded in (see `_pool.ts`). */
+const MESSAGE_BLOCK_BYTES = 16 * 1024;
 
 export {
   type BackoffOptions,
@@ -133,6 +138,10 @@ export class Client extends TypedEventTarget<ClientEventMap>
   /** The sends, queued in call order; an `Exchange` runs each on a link. */
   #queue: SendQueue;
   #closing: Promise<void> | undefined;
+  /** Where the text given to `send` is encoded. */
+  #pool = new BytePool(MESSAGE_BLOCK_BYTES);
+  /** The word view kept for checking payloads for the framing bytes. */
+  #words = new WordViews();
 
   /**
    * Creates a client and starts connecting in the background. Sends made
@@ -475,7 +484,7 @@ export class Client extends TypedEventTarget<ClientEventMap>
     const message = typeof payload === "string" || payload instanceof Uint8Array
       ? this.#read(unwrap(payload))
       : payload;
-    const problem = framingProblem(message.raw);
+    const problem = framingProblem(message.raw, this.#words);
     if (problem) {
       throw new TypeError(
         `Cannot send: payload contains ${problem}, which would break the MLLP framing`,
@@ -490,7 +499,10 @@ export class Client extends TypedEventTarget<ClientEventMap>
    */
   #read(payload: string | Uint8Array): Message {
     try {
-      return readMessage(payload, this.#settings.read);
+      // HL7 text is encoded into the client's pool: no allocation per send.
+      return typeof payload === "string" && isHl7(payload)
+        ? readHl7(payload, this.#settings.read.charset ?? {}, this.#pool)
+        : readMessage(payload, this.#settings.read);
     } catch (error) {
       if (
         !(error instanceof CharsetError) || error.problem !== "wide_refused"

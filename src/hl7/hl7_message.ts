@@ -114,6 +114,7 @@ export class Hl7Message {
  *
  * @param payload The payload, without MLLP framing.
  * @param charset The charset options.
+ * @param utf8 Where UTF-8 text is encoded (a caller's pool), if not fresh.
  * @returns The message.
  * @throws {HeaderError} If its header cannot be read.
  * @throws {CharsetError} If its charset cannot be used, or, in strict
@@ -122,16 +123,21 @@ export class Hl7Message {
 export function readHl7(
   payload: Uint8Array | string,
   charset: CharsetOptions,
+  utf8?: { encodeUtf8(text: string): Uint8Array },
 ): Hl7Message {
   if (typeof payload === "string") {
     const header = readHeader(payload);
-    // Text that is not ASCII, for an ISO 2022 code extension.
-    const extension = /[\u0080-\uffff]/.test(payload)
+    // Text that is not ASCII, for an ISO 2022 code extension (the header
+    // says first whether one can apply: most text is never searched).
+    const extension = mayExtend(header, charset) &&
+        /[\u0080-\uffff]/.test(payload)
       ? codeExtension(payload, header, charset)
       : undefined;
     const { encoding } = resolveFor(header, charset, extension);
     return new Hl7Message(
-      encodeText(payload, encoding),
+      encoding === "utf-8" && utf8
+        ? utf8.encodeUtf8(payload)
+        : encodeText(payload, encoding),
       header,
       payload,
       encoding,
@@ -177,15 +183,21 @@ export function readHl7(
  * `undefined` otherwise. Called only for payloads holding an escape byte
  * (text holding other than ASCII).
  */
+/**
+ * Whether an ISO 2022 code extension can apply to a message: not with an
+ * override, and only when MSH-18's first repetition is empty or ASCII.
+ */
+function mayExtend(header: Hl7Header, options: CharsetOptions): boolean {
+  const first = header.characterSet;
+  return !options.override && (!first || findCharset(first)?.name === "ASCII");
+}
+
 function codeExtension(
   payload: Uint8Array | string,
   header: Hl7Header,
   options: CharsetOptions,
 ): string | undefined {
-  const first = header.characterSet;
-  if (options.override || (first && findCharset(first)?.name !== "ASCII")) {
-    return undefined;
-  }
+  if (!mayExtend(header, options)) return undefined;
   let segment: string;
   if (typeof payload === "string") {
     segment = payload.slice(0, segmentEnd(payload));

@@ -97,9 +97,12 @@ export function wrap<T extends string | Uint8Array>(payload: T): T {
  */
 export function unwrap<T extends string | Uint8Array>(payload: T): T {
   if (!isWrapped(payload)) {
-    logger.debug(
-      "MLLP Envelope performed unnecessary unwrapping of unwrapped message",
-    );
+    // Checked first: the client unwraps every payload it sends.
+    if (logger.isEnabledFor("debug")) {
+      logger.debug(
+        "MLLP Envelope performed unnecessary unwrapping of unwrapped message",
+      );
+    }
     return payload;
   }
   if (typeof payload === "string") return payload.slice(1, -2) as T;
