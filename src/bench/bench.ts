@@ -81,6 +81,7 @@ export {
   type ResponderMode,
   startAckResponder,
 } from "./responder.ts";
+export { type FloorResponderOptions, startFloorResponder } from "./floor.ts";
 export { runLean } from "./lean.ts";
 export {
   type ClientCommand,

@@ -8,6 +8,7 @@
  */
 
 import { LineReader } from "./_children.ts";
+import { startFloorResponder } from "./floor.ts";
 import { runLean } from "./lean.ts";
 import { type BenchOptions, type BenchResult, runBench } from "./load.ts";
 import { startRawResponder } from "./raw.ts";
@@ -19,7 +20,9 @@ const encoder = new TextEncoder();
 
 /** The usage line of `bench.ts`. */
 export const CHILD_USAGE =
-  "Usage: bench.ts serve raw|self|responder [--port N] [--hostname H] | bench.ts client lean|client --port N [...]";
+  "Usage: bench.ts serve raw|floor|self|responder [--port N] [--hostname H] | bench.ts client lean|client --port N [...]";
+
+const SERVED = ["raw", "floor", "self", "responder"];
 
 /** Writes one JSON line to stdout, whole. */
 function say(value: unknown) {
@@ -43,7 +46,7 @@ function parsePairs(args: string[]): Record<string, string[]> | undefined {
 }
 
 /**
- * Runs `serve raw|self|responder [--port N] [--hostname H] [--reply
+ * Runs `serve raw|floor|self|responder [--port N] [--hostname H] [--reply
  * BASE64] [--mode MODE] [--cert FILE --key FILE]`: prints the address as
  * one JSON line, answers `rss` lines with the RSS after a garbage
  * collection, and stops when stdin ends or on SIGTERM.
@@ -54,7 +57,7 @@ function parsePairs(args: string[]): Record<string, string[]> | undefined {
 export async function serveChild(args: string[]): Promise<number> {
   const [kind, ...rest] = args;
   const flags = parsePairs(rest);
-  if ((kind !== "raw" && kind !== "self" && kind !== "responder") || !flags) {
+  if (!SERVED.includes(kind) || !flags) {
     console.error(CHILD_USAGE);
     return 2;
   }
@@ -79,6 +82,8 @@ export async function serveChild(args: string[]): Promise<number> {
       tls,
       reply: reply ? unbase64(reply) : undefined,
     })
+    : kind === "floor"
+    ? startFloorResponder({ port, hostname, tls })
     : kind === "responder"
     ? startAckResponder({ port, hostname, tls, mode })
     : await startSelf(port, hostname, tls);

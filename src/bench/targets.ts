@@ -12,6 +12,7 @@ import { LineReader, stopChild } from "./_children.ts";
 import { procCpuTime, procListening, procRss } from "./_proc.ts";
 import { closeQuietly } from "./_serve.ts";
 import { makeAdtMessage, replyFor, startRawResponder } from "./raw.ts";
+import { startFloorResponder } from "./floor.ts";
 import { type ResponderMode, startAckResponder } from "./responder.ts";
 import { startSelf } from "./self.ts";
 
@@ -20,8 +21,10 @@ const encoder = new TextEncoder();
 export const BENCH_MODULE: string = new URL("./bench.ts", import.meta.url).href;
 
 /**
- * What to measure: `"raw"` (the raw responder), `"self"` (this library's
- * receiver with the EchoDispatcher), `"responder"` (the minimal ACK
+ * What to measure: `"raw"` (the raw responder), `"floor"` (the least a
+ * receiver answering each message with its AA can do, see
+ * {@linkcode startFloorResponder}), `"self"` (this library's receiver with
+ * the EchoDispatcher), `"responder"` (the minimal ACK
  * responder that clients are measured against), a server command, or a
  * receiver already running.
  *
@@ -47,6 +50,7 @@ export const BENCH_MODULE: string = new URL("./bench.ts", import.meta.url).href;
  */
 export type TargetSpec =
   | "raw"
+  | "floor"
   | "self"
   | "responder"
   | CommandTarget
@@ -181,7 +185,7 @@ export interface AddressTarget {
  */
 export interface StartTargetOptions {
   /**
-   * Start `"raw"`, `"self"` and `"responder"` in this process rather than
+   * Start `"raw"`, `"floor"`, `"self"` and `"responder"` in this process rather than
    * in a child.
    * The load generator then shares a thread with the server, and RSS
    * readings include the load generator.
@@ -203,7 +207,7 @@ export interface StartTargetOptions {
    */
   mode?: ResponderMode;
   /**
-   * Serve `"raw"`, `"self"` and `"responder"` with TLS: certificate and
+   * Serve `"raw"`, `"floor"`, `"self"` and `"responder"` with TLS: certificate and
    * key, PEM files.
    */
   tls?: { cert: string; key: string };
@@ -273,7 +277,7 @@ export interface RunningTarget extends AsyncDisposable {
 
 /**
  * Starts a target (or, for a running receiver, just describes it).
- * `"raw"`, `"self"` and `"responder"` run in a child Deno process by
+ * `"raw"`, `"floor"`, `"self"` and `"responder"` run in a child Deno process by
  * default, so that the server and the load generator each get a thread,
  * as a server under Node does; a command target always does.
  *
@@ -312,7 +316,10 @@ export async function startTarget(
       [Symbol.asyncDispose]: () => Promise.resolve(),
     };
   }
-  if (spec === "raw" || spec === "self" || spec === "responder") {
+  if (
+    spec === "raw" || spec === "floor" || spec === "self" ||
+    spec === "responder"
+  ) {
     const payload = options.payload ?? makeAdtMessage();
     const mode = options.mode ?? "original";
     const tls = options.tls && {
@@ -337,13 +344,15 @@ export async function startTarget(
 }
 
 async function startInProcess(
-  kind: "raw" | "self" | "responder",
+  kind: "raw" | "floor" | "self" | "responder",
   payload: Uint8Array | string,
   mode: ResponderMode,
   tls: { cert: string; key: string } | undefined,
 ): Promise<RunningTarget> {
   const server = kind === "raw"
     ? startRawResponder({ reply: replyFor(payload), tls })
+    : kind === "floor"
+    ? startFloorResponder({ tls })
     : kind === "responder"
     ? startAckResponder({ mode, tls })
     : await startSelf(0, "127.0.0.1", tls);

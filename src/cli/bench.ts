@@ -38,7 +38,7 @@ import { normalize } from "./input.ts";
 
 /** `mllp bench --help`. */
 export const BENCH_USAGE =
-  `Usage: mllp bench --target raw,self,listen | --port PORT [options]
+  `Usage: mllp bench --target raw,floor,self,listen | --port PORT [options]
        mllp bench --clients lean,client [--mode MODE] [options]
 
 Measure MLLP receivers, or clients. Receivers: open --connections
@@ -58,6 +58,9 @@ run):
                      raw     a bare TCP responder that answers a fixed ACK
                              for each FS CR it reads (no framing library,
                              no HL7): the reference
+                     floor   a bare loop that reads each message and
+                             answers its AA with this library's parts
+                             (no receiver): the least an HL7 answer costs
                      self    this library's receiver with the
                              EchoDispatcher, no logging
                      listen  "mllp listen" with its default logging, its
@@ -184,13 +187,13 @@ export async function bench(
   const targets: TargetSpec[] = [];
   let listen: CommandTarget | undefined;
   for (const target of names("target")) {
-    if (target === "raw" || target === "self") {
+    if (target === "raw" || target === "floor" || target === "self") {
       targets.push(target);
     } else if (target === "listen") {
       targets.push(listen ??= listenTarget());
     } else {
       throw new UsageError(
-        `Invalid --target "${target}": expected raw, self or listen`,
+        `Invalid --target "${target}": expected raw, floor, self or listen`,
       );
     }
   }

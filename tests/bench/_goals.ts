@@ -74,6 +74,19 @@ export function checkGoals(results: Results, baseline?: Results): Goal[] {
       true,
     ));
   }
+  // The floor: what answering with an AA costs without the receiver.
+  for (const c of [one, many]) {
+    const floor = target(receivers(c), "floor");
+    const self = rateRatio(receivers(c), "self", "floor");
+    if (floor?.ratio !== undefined && self !== undefined) {
+      goals.push({
+        status: "report",
+        text: `floor / raw, ${c} connection(s): ${x(floor.ratio)}${
+          floor.cpuRatio !== undefined ? ` (CPU ${x(floor.cpuRatio)})` : ""
+        }; receiver / floor: ${x(self)}`,
+      });
+    }
+  }
   // listen vs self.
   for (const c of [one, many]) {
     const ratio = rateRatio(receivers(c), "listen", "self");
@@ -136,7 +149,15 @@ export function checkGoals(results: Results, baseline?: Results): Goal[] {
     "framer: one 64 MiB frame < 0.2 s",
     framer?.bigFrameSeconds,
     0.2,
-    framer ? `${framer.bigFrameSeconds.toFixed(3)} s` : undefined,
+    framer
+      ? `${framer.bigFrameSeconds.toFixed(3)} s${
+        framer.bigFrameFloorSeconds
+          ? ` (${x(framer.bigFrameSeconds / framer.bigFrameFloorSeconds)} the ${
+            framer.bigFrameFloorSeconds.toFixed(3)
+          } s that copying and joining its chunks takes here)`
+          : ""
+      }`
+      : undefined,
     true,
   ));
   const idle = results.idle?.targets.find((t) => t.name === "self")?.median;

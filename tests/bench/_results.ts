@@ -18,6 +18,11 @@ export interface FramerResult {
   smallFramesMBps: number;
   /** One 64 MiB frame in 64 KiB chunks, seconds. */
   bigFrameSeconds: number;
+  /**
+   * The floor for it: copying the same chunks and joining the copies,
+   * seconds (missing in runs from before it was measured).
+   */
+  bigFrameFloorSeconds?: number;
 }
 
 /** Reports by number of connections (`"1"`, `"64"`). */

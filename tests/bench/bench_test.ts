@@ -15,15 +15,18 @@ import {
 } from "@std/assert";
 import { Ack, Receiver } from "../../mod.ts";
 import {
+  BENCH_CONTROL_ID,
   type BenchReport,
   makeAdtMessage,
   runBench,
+  startFloorResponder,
   startRawResponder,
   summarizeLatency,
 } from "../../src/bench/bench.ts";
 import { main } from "../../src/cli.ts";
 import { encodeFrame } from "../../src/wire/framer.ts";
 import { readMessage } from "../../src/hl7/message.ts";
+import { UNKNOWN_REPLY } from "../../src/dispatch/echo.ts";
 
 interface Run {
   code: number;
@@ -87,11 +90,11 @@ function closedPort(): number {
   return port;
 }
 
-Deno.test("bench: --target raw,self in child processes, JSON adds up", async () => {
+Deno.test("bench: --target raw,floor,self in child processes, JSON adds up", async () => {
   const run = await cli([
     "bench",
     "--target",
-    "raw,self",
+    "raw,floor,self",
     "--connections",
     "3",
     "--messages",
@@ -111,15 +114,17 @@ Deno.test("bench: --target raw,self in child processes, JSON adds up", async () 
     payloadBytes: 1024,
     rounds: 2,
   });
-  assertEquals(report.targets.length, 2);
+  assertEquals(report.targets.length, 3);
   checkTarget(report, 0, "raw", 2 * 3 * 20);
-  checkTarget(report, 1, "self", 2 * 3 * 20);
+  checkTarget(report, 1, "floor", 2 * 3 * 20);
+  checkTarget(report, 2, "self", 2 * 3 * 20);
   assertEquals(report.targets[0].runs.length, 2);
   assertEquals(report.targets[0].ratioToRaw, 1);
   assertGreater(report.targets[1].ratioToRaw!, 0);
+  assertGreater(report.targets[2].ratioToRaw!, 0);
   assertGreater(report.machine.cpus, 0);
   // One progress line per run, on stderr.
-  assertEquals(run.stderr.trim().split("\n").length, 4);
+  assertEquals(run.stderr.trim().split("\n").length, 6);
 });
 
 Deno.test("bench: raw and self serve TLS with --server-cert", async () => {
@@ -433,7 +438,7 @@ Deno.test("bench: bad flags are exit 2 with a reason", async () => {
     [[], "Missing --target, --port or --clients"],
     [
       ["--target", "nginx"],
-      'Invalid --target "nginx": expected raw, self or listen',
+      'Invalid --target "nginx": expected raw, floor, self or listen',
     ],
     [["--clients", "curl"], 'Invalid --clients "curl": expected lean or'],
     [["--target", "raw", "--clients", "lean"], "Give --clients or receivers"],
@@ -522,6 +527,48 @@ Deno.test("startRawResponder: one reply per FS CR, however the bytes arrive", as
     await new Promise((resolve) => setTimeout(resolve, 20));
     await conn.write(frame.subarray(frame.length - 1));
     assertEquals(await read(reply.length), [...reply]);
+  } finally {
+    conn.close();
+  }
+});
+
+Deno.test("startFloorResponder: the AA of each message, one per frame, however the bytes arrive", async () => {
+  await using floor = startFloorResponder();
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: floor.port });
+  const encoder = new TextEncoder();
+  const buffer = new Uint8Array(4096);
+  const pending: number[] = [];
+  const nextReply = async () => {
+    while (true) {
+      const end = pending.indexOf(0x1c);
+      if (end >= 0 && pending.length > end + 1) {
+        const frame = pending.splice(0, end + 2);
+        assertEquals([frame[0], frame.at(-1)], [0x0b, 0x0d]);
+        return new TextDecoder().decode(new Uint8Array(frame.slice(1, -2)));
+      }
+      const n = await conn.read(buffer);
+      if (n === null) throw new Error("Connection closed");
+      pending.push(...buffer.subarray(0, n));
+    }
+  };
+  const message = (id: string) =>
+    encodeFrame(
+      encoder.encode(makeAdtMessage().replace(BENCH_CONTROL_ID, id)),
+    );
+  try {
+    await conn.write(new Uint8Array([...message("F1"), ...message("F2")]));
+    for (const id of ["F1", "F2"]) {
+      const ack = Ack.parse(await nextReply());
+      assertEquals([ack.code, ack.messageControlId], ["AA", id]);
+    }
+    const split = message("F3");
+    await conn.write(split.subarray(0, split.length - 1));
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await conn.write(split.subarray(split.length - 1));
+    assertStringIncludes(await nextReply(), "MSA|AA|F3");
+    // Not HL7: the echo dispatcher's answer for it.
+    await conn.write(encodeFrame(encoder.encode("hello")));
+    assertEquals(await nextReply(), UNKNOWN_REPLY);
   } finally {
     conn.close();
   }
