@@ -30,11 +30,14 @@
  * file as one frame) and `--wait-app-ack` (print the enhanced-mode
  * application ACK too).
  *
- * `bench` measures receivers (messages/s, round trips, against a bare TCP
- * baseline; see `mllp bench --help` and `@x/mllp/unstable-bench`):
+ * `bench` measures receivers with a lean load generator (messages/s,
+ * round trips, CPU and RSS, against a bare TCP responder), or clients
+ * against a minimal ACK responder (`--clients lean,client`); see `mllp
+ * bench --help` and `@x/mllp/unstable-bench`:
  *
  * ```sh
- * deno run -A jsr:@x/mllp/cli bench --target raw,self --connections 64
+ * deno run -A jsr:@x/mllp/cli bench --target raw,floor,self --connections 64
+ * deno run -A jsr:@x/mllp/cli bench --clients lean,client --mode enhanced
  * ```
  *
  * Both `listen` and `send` speak TLS when given certificates: `listen
