@@ -126,6 +126,18 @@ export function checkGoals(results: Results, baseline?: Results): Goal[] {
       ratio !== undefined ? x(ratio) : undefined,
     ));
   }
+  for (const c of [one, many]) {
+    const floor = target(original(c), "client floor")?.ratio;
+    const client = rateRatio(original(c), "client", "client floor");
+    if (floor !== undefined && client !== undefined) {
+      goals.push({
+        status: "report",
+        text: `client floor / lean, ${c} connection(s): ${
+          x(floor)
+        }; Client / client floor: ${x(client)}`,
+      });
+    }
+  }
   for (const mode of ["enhanced", "release2"]) {
     for (const c of [one, many]) {
       const ratio = target(results.clients[mode]?.[c], "client")?.ratio;

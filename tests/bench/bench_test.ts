@@ -19,6 +19,8 @@ import {
   type BenchReport,
   makeAdtMessage,
   runBench,
+  runClient,
+  startAckResponder,
   startFloorResponder,
   startRawResponder,
   summarizeLatency,
@@ -599,4 +601,47 @@ Deno.test("summarizeLatency: nearest-rank percentiles", () => {
   const times = Float64Array.from({ length: 1000 }, (_, i) => 1000 - i);
   const { p50, p90, p99, max } = summarizeLatency(times);
   assertEquals([p50, p90, p99, max], [500, 900, 990, 1000]);
+});
+
+Deno.test("client_floor.ts: counts what is accepted, in original and enhanced mode, and what is not", async () => {
+  const floor = {
+    name: "client floor",
+    command: [
+      Deno.execPath(),
+      "run",
+      "-A",
+      new URL("./client_floor.ts", import.meta.url).pathname,
+    ],
+  };
+  for (const mode of ["original", "enhanced"] as const) {
+    await using responder = startAckResponder({ mode });
+    const run = await runClient(floor, {
+      port: responder.port,
+      connections: 2,
+      messages: 20,
+      warmup: 3,
+      payload: makeAdtMessage(1024, { ackMode: mode }),
+    });
+    assertEquals(
+      [run.result.sent, run.result.ok, run.result.errors],
+      [40, 40, 0],
+      mode,
+    );
+  }
+  // A receiver that answers AE: every message fails, as AE.
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    dispatcher: (message) => Ack.forMessage(message, "AE"),
+  });
+  const rejected = await runClient(floor, {
+    port: receiver.port,
+    connections: 2,
+    messages: 5,
+    warmup: 1,
+  });
+  assertEquals(
+    [rejected.result.ok, rejected.result.errors, rejected.result.failures],
+    [0, 10, { AE: 10 }],
+  );
 });

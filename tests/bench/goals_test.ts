@@ -167,3 +167,44 @@ Deno.test("checkGoals: TLS ratios against a baseline", () => {
     ["MISSED"],
   );
 });
+
+Deno.test("checkGoals: the floors are reported next to the targets", () => {
+  const run = results(0.6, 600);
+  for (const c of ["1", "64"]) {
+    run.receivers[c].targets.splice(
+      1,
+      0,
+      targetOf("floor", 800, { ratio: 0.8, cpuRatio: 1.25 }),
+    );
+    run.clients.original[c].targets.splice(
+      1,
+      0,
+      targetOf("client floor", 950, { ratio: 0.95 }),
+    );
+  }
+  run.framer = {
+    smallFramesMBps: 1500,
+    bigFrameSeconds: 0.25,
+    bigFrameFloorSeconds: 0.2,
+  };
+  const texts = checkGoals(run).map((g) => `${g.status}: ${g.text}`);
+  const has = (text: string) =>
+    assertEquals(texts.filter((t) => t === text).length, 1, text);
+  // self at 600 msg/s against the floor's 800.
+  has(
+    "report: floor / raw, 1 connection(s): 0.80x (CPU 1.25x); receiver / floor: 0.75x",
+  );
+  has(
+    "report: floor / raw, 64 connection(s): 0.80x (CPU 1.25x); receiver / floor: 0.75x",
+  );
+  // The Client at 900 msg/s (1 connection), 700 (64), against the floor's 950.
+  has(
+    "report: client floor / lean, 1 connection(s): 0.95x; Client / client floor: 0.95x",
+  );
+  has(
+    "report: client floor / lean, 64 connection(s): 0.95x; Client / client floor: 0.74x",
+  );
+  has(
+    "MISSED: framer: one 64 MiB frame < 0.2 s: 0.250 s (1.25x the 0.200 s that copying and joining its chunks takes here)",
+  );
+});

@@ -12,7 +12,9 @@
  *   under Node;
  * - clients, each in a process of its own against the minimal responder
  *   (MSA-2 = MSH-10, no library code), on 1 and 64 connections: the lean
- *   generator (the reference), this library's Client in original mode,
+ *   generator (the reference), the client floor (`client_floor.ts`: the
+ *   lean loop plus reading the header, encoding the text, decoding and
+ *   checking the ACK), this library's Client in original mode,
  *   enhanced mode and MLLP release 2, and the npm clients node-hl7-client,
  *   simple-hl7's and @medplum/hl7's (original mode);
  * - TLS both sides: self against raw, Client against lean;
@@ -37,6 +39,7 @@
 import { parseArgs } from "@std/cli/parse-args";
 import {
   type BenchReport,
+  type ClientCommand,
   type ClientSpec,
   type CommandTarget,
   compare,
@@ -171,6 +174,17 @@ const listen: CommandTarget = {
   ready: "listen",
   stderr: listenLog,
 };
+/** The lean loop plus the HL7 work of a client that checks its replies. */
+const CLIENT_FLOOR: ClientCommand = {
+  name: "client floor",
+  command: [
+    Deno.execPath(),
+    "run",
+    "-A",
+    new URL("./client_floor.ts", import.meta.url).pathname,
+  ],
+  cwd: ROOT,
+};
 const results: Results = {
   machine,
   node: npm.node,
@@ -215,8 +229,8 @@ try {
 
   // ---- clients ----
   const modes = [
-    ["original", ["lean", "client", ...npm.clients]],
-    ["enhanced", ["lean", "client"]],
+    ["original", ["lean", CLIENT_FLOOR, "client", ...npm.clients]],
+    ["enhanced", ["lean", CLIENT_FLOOR, "client"]],
     ["release2", ["lean", "client"]],
   ] as const satisfies readonly (readonly [string, readonly ClientSpec[]])[];
   for (const [mode, clients] of modes) {
