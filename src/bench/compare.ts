@@ -240,11 +240,7 @@ export async function compare(options: CompareOptions): Promise<BenchReport> {
     tls: options.serverTls !== undefined || options.tls !== undefined,
     ...(reference ? { reference } : {}),
     settings: {
-      connections: options.connections ?? DEFAULT_CONNECTIONS,
-      messages: options.messages ?? DEFAULT_MESSAGES,
-      warmup: options.warmup ?? DEFAULT_WARMUP,
-      payloadBytes: payload.length,
-      rounds,
+      ...settingsOf(options, payload, rounds),
       ...(options.idle !== undefined ? { idle: options.idle } : {}),
     },
     targets: reports,
@@ -403,13 +399,7 @@ export async function compareClients(
     mode,
     tls: options.serverTls !== undefined || options.tls !== undefined,
     ...(reference ? { reference } : {}),
-    settings: {
-      connections: options.connections ?? DEFAULT_CONNECTIONS,
-      messages: options.messages ?? DEFAULT_MESSAGES,
-      warmup: options.warmup ?? DEFAULT_WARMUP,
-      payloadBytes: payload.length,
-      rounds,
-    },
+    settings: settingsOf(options, payload, rounds),
     targets: reports,
   };
 }
@@ -428,4 +418,19 @@ function medianIdle(idles: IdleResult[]): IdleResult | undefined {
 
 function mib(bytes: number): string {
   return (bytes / 1024 / 1024).toFixed(1);
+}
+
+/** A report's settings: the load, as given or by default. */
+function settingsOf(
+  options: { connections?: number; messages?: number; warmup?: number },
+  payload: Uint8Array,
+  rounds: number,
+) {
+  return {
+    connections: options.connections ?? DEFAULT_CONNECTIONS,
+    messages: options.messages ?? DEFAULT_MESSAGES,
+    warmup: options.warmup ?? DEFAULT_WARMUP,
+    payloadBytes: payload.length,
+    rounds,
+  };
 }

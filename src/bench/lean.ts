@@ -11,11 +11,8 @@ import { closeQuietly, noDelay, writeAll } from "./_serve.ts";
 import {
   type BenchOptions,
   type BenchResult,
-  count,
-  DEFAULT_CONNECTIONS,
-  DEFAULT_MESSAGES,
-  DEFAULT_WARMUP,
-  summarizeLatency,
+  loadOf,
+  resultOf,
 } from "./load.ts";
 import { makeAdtMessage } from "./raw.ts";
 
@@ -80,14 +77,7 @@ class Stopped extends Error {
  * ```
  */
 export async function runLean(options: BenchOptions): Promise<BenchResult> {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const connections = count(
-    options.connections ?? DEFAULT_CONNECTIONS,
-    1,
-    "connections",
-  );
-  const messages = count(options.messages ?? DEFAULT_MESSAGES, 1, "messages");
-  const warmup = count(options.warmup ?? DEFAULT_WARMUP, 0, "warmup");
+  const { hostname, connections, messages, warmup } = loadOf(options);
   const timeout = options.replyTimeout ?? 60_000;
   const payload = unframed(
     typeof options.payload === "string"
@@ -200,22 +190,16 @@ export async function runLean(options: BenchOptions): Promise<BenchResult> {
     signal?.removeEventListener("abort", onAbort);
     conns.forEach(closeQuietly);
   }
-  const sent = connections * messages;
-  const errors = Object.values(failures).reduce((sum, n) => sum + n, 0);
-  const seconds = (ended - started) / 1000;
-  return {
+  return resultOf({
     connections,
-    messagesPerConnection: messages,
+    messages,
     warmup,
     payloadBytes: payload.length,
-    sent,
-    ok: sent - errors,
-    errors,
     failures,
-    seconds,
-    messagesPerSecond: seconds > 0 ? sent / seconds : 0,
-    latency: summarizeLatency(times.filter((t) => !Number.isNaN(t))),
-  };
+    started,
+    ended,
+    times,
+  });
 }
 
 /** The payload inside a frame, or the payload itself if it is not framed. */

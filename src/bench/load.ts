@@ -261,14 +261,7 @@ export interface BenchResult {
  * ```
  */
 export async function runBench(options: BenchOptions): Promise<BenchResult> {
-  const hostname = options.hostname ?? "127.0.0.1";
-  const connections = count(
-    options.connections ?? DEFAULT_CONNECTIONS,
-    1,
-    "connections",
-  );
-  const messages = count(options.messages ?? DEFAULT_MESSAGES, 1, "messages");
-  const warmup = count(options.warmup ?? DEFAULT_WARMUP, 0, "warmup");
+  const { hostname, connections, messages, warmup } = loadOf(options);
   const payload = typeof options.payload === "string"
     ? encoder.encode(options.payload)
     : options.payload ?? encoder.encode(makeAdtMessage());
@@ -312,21 +305,69 @@ export async function runBench(options: BenchOptions): Promise<BenchResult> {
   } finally {
     await Promise.all(clients.map((client) => client.close()));
   }
-  const sent = connections * messages;
-  const errors = Object.values(failures).reduce((sum, n) => sum + n, 0);
-  const seconds = (ended - started) / 1000;
-  return {
+  return resultOf({
     connections,
-    messagesPerConnection: messages,
+    messages,
     warmup,
     payloadBytes: payload.length,
+    failures,
+    started,
+    ended,
+    times,
+  });
+}
+
+/** The load asked for: the options checked, with their defaults. */
+export function loadOf(options: BenchOptions): {
+  hostname: string;
+  connections: number;
+  messages: number;
+  warmup: number;
+} {
+  return {
+    hostname: options.hostname ?? "127.0.0.1",
+    connections: count(
+      options.connections ?? DEFAULT_CONNECTIONS,
+      1,
+      "connections",
+    ),
+    messages: count(options.messages ?? DEFAULT_MESSAGES, 1, "messages"),
+    warmup: count(options.warmup ?? DEFAULT_WARMUP, 0, "warmup"),
+  };
+}
+
+/** What a run counted, for {@linkcode resultOf}. */
+export interface RunCounts {
+  connections: number;
+  messages: number;
+  warmup: number;
+  payloadBytes: number;
+  /** Failed messages, by kind. */
+  failures: Record<string, number>;
+  /** When the measured part started and ended (`performance.now()`). */
+  started: number;
+  ended: number;
+  /** The round trips, `NaN` for the messages that failed. */
+  times: Float64Array;
+}
+
+/** The result of a run, from what it counted. */
+export function resultOf(run: RunCounts): BenchResult {
+  const sent = run.connections * run.messages;
+  const errors = Object.values(run.failures).reduce((sum, n) => sum + n, 0);
+  const seconds = (run.ended - run.started) / 1000;
+  return {
+    connections: run.connections,
+    messagesPerConnection: run.messages,
+    warmup: run.warmup,
+    payloadBytes: run.payloadBytes,
     sent,
     ok: sent - errors,
     errors,
-    failures,
+    failures: run.failures,
     seconds,
     messagesPerSecond: seconds > 0 ? sent / seconds : 0,
-    latency: summarizeLatency(times.filter((t) => !Number.isNaN(t))),
+    latency: summarizeLatency(run.times.filter((t) => !Number.isNaN(t))),
   };
 }
 
