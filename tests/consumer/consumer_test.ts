@@ -36,12 +36,18 @@ async function readmeConfig(): Promise<string> {
 
 /** A scratch project `app/` beside `mllp/`, a link to this repository. */
 async function scratchProject(): Promise<{ dir: string; app: string }> {
+  const config = await readmeConfig();
   const dir = await Deno.makeTempDir({ prefix: "mllp_consumer_" });
-  await Deno.symlink(new URL(".", ROOT).pathname, `${dir}/mllp`);
-  const app = `${dir}/app`;
-  await Deno.mkdir(app);
-  await Deno.writeTextFile(`${app}/deno.json`, await readmeConfig());
-  return { dir, app };
+  try {
+    await Deno.symlink(new URL(".", ROOT).pathname, `${dir}/mllp`);
+    const app = `${dir}/app`;
+    await Deno.mkdir(app);
+    await Deno.writeTextFile(`${app}/deno.json`, config);
+    return { dir, app };
+  } catch (error) {
+    await Deno.remove(dir, { recursive: true });
+    throw error;
+  }
 }
 
 function failed(result: Run, what: string): string {
@@ -104,12 +110,12 @@ Deno.test("consumer: the README's blocks run as pasted in that project", async (
 });
 
 Deno.test("consumer: the mllp command runs from that project, --queue included", async () => {
-  const { dir, app } = await scratchProject();
   await using receiver = await Receiver.start({
     port: 0,
     hostname: "127.0.0.1",
     dispatcher: EchoDispatcher,
   });
+  const { dir, app } = await scratchProject();
   try {
     for (const entry of ["@x/mllp/cli", "jsr:@x/mllp/cli"]) {
       const help = await run(["run", "-A", entry, "--help"], RUN_LIMIT, app);
