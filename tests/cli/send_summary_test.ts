@@ -130,13 +130,15 @@ Deno.test("cli send --rate N: the summary's msg/s agrees with the cap", async ()
     for (const first of [0, 3]) {
       assert(arrivals[first + 2] - arrivals[first] >= 440, `${arrivals}`);
     }
-    // Three messages at 4 a second take three quarters of a second.
+    // Three messages at 4 a second take three quarters of a second (a
+    // little more when timers fire late on a busy machine; the rate was
+    // counted over two quarters before, above 5 msg/s).
     const match = text.stderr.match(
       /^written 3 of 3, answered 3, accepted 3 in (\d+\.\d\d) s \(([\d.]+) msg\/s\)/m,
     );
     if (!match) throw new Error(`No summary in:\n${text.stderr}`);
     const [seconds, rate] = [Number(match[1]), Number(match[2])];
-    assert(rate <= 4 && rate >= 3.8, `${rate} msg/s with --rate 4`);
+    assert(rate <= 4 && rate >= 3.5, `${rate} msg/s with --rate 4`);
     assert(Math.abs(seconds * rate - 3) < 0.05, `${seconds} s, ${rate} msg/s`);
     // The bar's last rate agrees too.
     const bar = text.stderr.match(/3\/3 {2}100% {2}([\d.]+) msg\/s/);
@@ -144,7 +146,7 @@ Deno.test("cli send --rate N: the summary's msg/s agrees with the cap", async ()
     assert(Number(bar[1]) <= 4, `bar: ${bar[1]} msg/s`);
     const summary = JSON.parse(lines(json.stdout).at(-1)!);
     assert(
-      summary.ratePerSecond <= 4 && summary.ratePerSecond >= 3.8,
+      summary.ratePerSecond <= 4 && summary.ratePerSecond >= 3.5,
       `${summary.ratePerSecond} msg/s with --rate 4`,
     );
     assert(summary.elapsedMs >= 740, `${summary.elapsedMs} ms`);
