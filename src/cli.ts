@@ -10,22 +10,29 @@
  * `send` reads files, directories (recursively, in sorted order) and stdin;
  * a file may hold many messages (each line starting with `MSH` starts one,
  * a blank line ends one; batch `FHS`/`BHS`/`BTS`/`FTS` segments are
- * dropped). It prints one line per message on stdout, such as
- * `01052901 AA 3.2 ms` (or one JSON object with `--json`), draws a
- * progress bar with rate and ETA on stderr when stderr is a terminal, and
- * ends with a summary: messages sent, ACK codes, timeouts, round-trip p50
- * and p99. `--rate N` sends at most N messages per second. It exits with
- * 0 when every message was accepted, 1 when one was not, and 2 on bad
- * flags, unreadable files, a transport error or a failed TLS handshake.
- * Logs go to stderr; message bodies only with `--verbose`.
+ * dropped). It reads and checks everything before it sends anything, and
+ * names each file it cannot send with the reason (not HL7, a header or
+ * charset it cannot send, ...): then it sends nothing, unless
+ * `--keep-going`. `--raw` sends payloads that are not HL7 too. It prints
+ * one line per message on stdout, such as `01052901 AA 3.2 ms` (or one
+ * JSON object with `--json`), above a progress bar with rate and ETA on
+ * stderr when stderr is a terminal, and ends with a summary: messages
+ * written, answered and accepted, ACK codes, timeouts, round-trip p50 and
+ * p99. `--rate N` sends at most N messages per second. It exits with 0
+ * when every message was accepted, 1 when one was not, and 2 on bad
+ * flags, files it cannot send, a transport error or a failed TLS
+ * handshake. Logs go to stderr; message bodies only with `--verbose`.
+ * Hints name the command as it was run (`Run "deno run -A src/cli.ts send
+ * --help" for usage`), and a mistyped flag or command gets a "did you
+ * mean".
  *
  * `listen` answers every message: `AA` by default, or `--reply ae|ar`;
  * `--save DIR` writes each message to `DIR/<control id>.hl7` before
  * answering it.
  *
- * The protocol's modes have flags too: `--mllp-release 2` on both
- * commands; `listen --charset NAME`, `--charset-override NAME`,
- * `--strict-charset`, `--allow-wide`, `--batches each|whole`,
+ * The protocol's modes have flags too: `--mllp-release 2`, `--charset
+ * NAME`, `--charset-override NAME`, `--strict-charset` and `--allow-wide`
+ * on both commands; `listen --batches each|whole`,
  * `--batch-acks errors|all` and `--original-mode`; `send --batch` (a batch
  * file as one frame) and `--wait-app-ack` (print the enhanced-mode
  * application ACK too).
@@ -69,7 +76,12 @@
 
 import { describeError, type Io, UsageError, write } from "./cli/common.ts";
 import { listen } from "./cli/listen.ts";
+import { commandName } from "./cli/program.ts";
 import { send } from "./cli/send.ts";
+import { closest } from "./cli/suggest.ts";
+
+/** The commands, for "did you mean". */
+const COMMANDS = ["listen", "send", "bench"];
 
 /**
  * A synchronous byte sink, such as `Deno.stdout` or `Deno.stderr`.
@@ -148,6 +160,14 @@ export interface MainOptions {
   /** Stops `listen` when aborted, as SIGINT and SIGTERM do. */
   signal?: AbortSignal;
   /**
+   * How the command line is run, as hints name it: `Run "PROGRAM send
+   * --help" for usage`. Run as a program (`deno run -A src/cli.ts`, from
+   * JSR, or compiled), it is the command that was run.
+   *
+   * @default {"mllp"}
+   */
+  program?: string;
+  /**
    * Whether `listen` and `send` configure LogTape (a stderr sink for the
    * `["mllp"]` category) for the time they run, and reset it after. Turn
    * it off when the host application configures LogTape itself.
@@ -210,7 +230,9 @@ export async function main(
   const stdout = options.stdout ?? Deno.stdout;
   const stderr = options.stderr ?? Deno.stderr;
   const stderrIsTerminal = stderr === Deno.stderr && Deno.stderr.isTerminal();
+  const program = options.program ?? "mllp";
   const io: Io = {
+    program,
     stdout,
     stderr,
     stdin: () => options.stdin ?? Deno.stdin.readable,
@@ -236,20 +258,29 @@ export async function main(
       case undefined:
         write(io.stderr, USAGE);
         return 2;
-      default:
+      default: {
+        const flag = command.startsWith("-");
+        const meant = closest(
+          command.replace(/^-+/, ""),
+          flag ? ["help"] : COMMANDS,
+        );
+        const guess = meant === undefined
+          ? ""
+          : `: did you mean "${flag ? "--" : ""}${meant}"?`;
         write(
           io.stderr,
           `error: ${
-            command.startsWith("-") ? "Unknown flag" : "Unknown command"
-          } "${command}"\n\n${USAGE}`,
+            flag ? "Unknown flag" : "Unknown command"
+          } "${command}"${guess}\n\n${USAGE}`,
         );
         return 2;
+      }
     }
   } catch (error) {
     if (error instanceof UsageError) {
       write(
         io.stderr,
-        `error: ${error.message}\nRun "mllp ${command} --help" for usage.\n`,
+        `error: ${error.message}\nRun "${program} ${command} --help" for usage.\n`,
       );
     } else {
       write(io.stderr, `error: ${describeError(error)}\n`);
@@ -272,7 +303,7 @@ if (import.meta.main) {
   // cut off the TLS close_notify of a connection just closed (the receiver
   // would log an unexpected EOF). Anything left holding the process open
   // gets a second before Deno.exit ends it anyway.
-  const status = await main(Deno.args);
+  const status = await main(Deno.args, { program: commandName() });
   Deno.exitCode = status;
   Deno.unrefTimer(setTimeout(() => Deno.exit(status), 1000));
 }

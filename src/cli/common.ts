@@ -16,6 +16,7 @@ import {
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
 import type { ClientTlsOptions } from "../client/client.ts";
 import { ClientError, TlsHandshakeError } from "../client/errors.ts";
+import { closest } from "./suggest.ts";
 
 /** A synchronous byte sink, such as `Deno.stdout` or `Deno.stderr`. */
 export interface Writer {
@@ -24,6 +25,11 @@ export interface Writer {
 
 /** The streams a command uses. */
 export interface Io {
+  /**
+   * How the command line is run, for hints: `mllp`, or the command that
+   * was run, such as `deno run -A src/cli.ts`.
+   */
+  program: string;
   stdout: Writer;
   stderr: Writer;
   stdin: () => ReadableStream<Uint8Array>;
@@ -351,7 +357,18 @@ export function parseFlags(args: string[], spec: FlagSpec): Flags {
     },
   });
   if (unknown.length > 0 && flags.help !== true) {
-    throw new UsageError(`Unknown flag "${unknown[0]}"`);
+    const typed = unknown[0].replace(/^-+/, "").split("=")[0];
+    const meant = typed.length < 3 ? undefined : closest(typed, [
+      ...spec.boolean,
+      ...spec.string,
+      ...collect,
+      ...(spec.negatable ?? []).map((name) => `no-${name}`),
+    ]);
+    throw new UsageError(
+      `Unknown flag "${unknown[0]}"${
+        meant === undefined ? "" : `: did you mean "--${meant}"?`
+      }`,
+    );
   }
   flags._ = flags._.map(String);
   return flags;

@@ -9,6 +9,8 @@
 
 import type { ClientTlsOptions } from "../client/client.ts";
 import { NAK } from "../dispatch/dispatcher.ts";
+import { UNKNOWN_REPLY } from "../dispatch/echo.ts";
+import type { CharsetOptions } from "../hl7/charset.ts";
 import { KvOutbox, type OutboxRecord } from "../durable/kv_outbox.ts";
 import { KvMessageStore } from "../durable/kv_store.ts";
 
@@ -53,10 +55,14 @@ export interface QueuedSend {
   timeout: number;
   connectTimeout: number;
   tls: ClientTlsOptions | undefined;
+  /** The charset flags, for the outbox's client. */
+  charset: CharsetOptions | undefined;
   /** The messages to queue, as `send` read them. */
   messages: { label: string; payload: Uint8Array }[];
   stdout: Writer;
   stderr: Writer;
+  /** How the command line is run, for the hint to run it again. */
+  program: string;
 }
 
 /**
@@ -79,6 +85,7 @@ export async function sendQueued(options: QueuedSend): Promise<number> {
         replyTimeout: options.timeout,
         connectTimeout: options.connectTimeout,
         tls: options.tls,
+        charset: options.charset,
       },
     });
   } catch (error) {
@@ -131,7 +138,7 @@ export async function sendQueued(options: QueuedSend): Promise<number> {
       const remaining = (await outbox.stats()).depth;
       write(
         stderr,
-        `${remaining} message(s) remain queued in "${options.path}"; run "mllp send --queue ${options.path} --port ${options.port}" again to deliver them\n`,
+        `${remaining} message(s) remain queued in "${options.path}"; run "${options.program} send --queue ${options.path} --port ${options.port}" again to deliver them\n`,
       );
     }
     return status;
@@ -157,6 +164,14 @@ function describeRecord(record: OutboxRecord): [string, number] {
         record.reason === "NAK" || record.reply === String.fromCharCode(NAK)
       ) {
         return [`- NAK ${time}${flag}`, 1];
+      }
+      if (record.reply?.trim() === UNKNOWN_REPLY) {
+        return [
+          `- reply ${time} ${
+            JSON.stringify(record.reply)
+          } (not accepted: the receiver does not know this payload)${flag}`,
+          1,
+        ];
       }
       return [`- reply ${time} ${JSON.stringify(record.reply)}${flag}`, 0];
     default:

@@ -16,20 +16,36 @@
  *   payload, the batch, sent as one frame. A segment that is
  *   not inside a message (after a blank line, or before the first `MSH`)
  *   is an error.
+ * - A file in UTF-16 or UTF-32 (`MSH` with zero bytes between the
+ *   letters, or a byte order mark) is one message, sent byte for byte.
  * - Any other file is one payload, sent as it is (trailing blank lines
- *   removed).
+ *   removed): only with `--raw` (`ReadInputsOptions.raw`); without it,
+ *   a file (or a frame of a capture) that does not start with `MSH`,
+ *   `FHS` or `BHS` is refused.
  *
  * HL7 segments may be separated by CR, LF or CRLF; they are sent ended by
  * CR. A UTF-8 byte order mark is dropped.
+ *
+ * Every file is read and checked ({@linkcode readInputs}) before anything
+ * is sent; each file with a problem is reported, with its reason.
  *
  * @module
  */
 
 import { reasonOf } from "../dispatch/_util.ts";
 import { type BatchMessage, isBatch, readBatch } from "../hl7/batch.ts";
-import { HeaderError } from "../hl7/errors.ts";
+import type { CharsetOptions } from "../hl7/charset.ts";
 import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
-import { isHl7, readHeader } from "../hl7/message.ts";
+import { isHl7 } from "../hl7/message.ts";
+import {
+  checkBatchCharsets,
+  checkHl7,
+  checkHl7Start,
+  InputError,
+  type InputReason,
+} from "./check.ts";
+
+export { InputError, type InputReason } from "./check.ts";
 
 /** One message to send. */
 export interface Outgoing {
@@ -55,14 +71,32 @@ export interface ReadInputsOptions {
    * its messages.
    */
   batch?: boolean;
+  /** Send payloads that are not HL7 whole (`--raw`) instead of refusing. */
+  raw?: boolean;
+  /** The charset flags: messages are checked as the client reads them. */
+  charset?: CharsetOptions;
 }
 
-/** A problem with the input: printed as `error: MESSAGE`, exit 2. */
-export class InputError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = "InputError";
-  }
+/** A file that cannot be sent, and why. */
+export interface InputProblem {
+  /** The file (or `<stdin>`, or a directory without message files). */
+  file: string;
+  /** The message's place in the file, when one message is the problem. */
+  index: number | undefined;
+  /** Why, in a word. */
+  reason: InputReason;
+  /** What to print after `error: `, starting with the file's name. */
+  message: string;
+}
+
+/** What {@linkcode readInputs} read. */
+export interface Inputs {
+  /** The messages of the files without problems, in order. */
+  messages: Outgoing[];
+  /** One problem per file that cannot be sent, in order. */
+  problems: InputProblem[];
+  /** How many files (and stdin) were read, those with problems too. */
+  files: number;
 }
 
 /** The file name endings read from a directory (any case). */
@@ -73,30 +107,29 @@ const LF = 0x0a;
 const BOM = [0xef, 0xbb, 0xbf];
 
 /**
- * Reads every path (`-` is stdin) and splits it into messages, checking
- * each HL7 header, before anything is sent.
+ * Reads every path (`-` is stdin), splits each file into messages and
+ * checks each one, before anything is sent. A file with a problem (it
+ * cannot be read, is not HL7, holds a header or charset that cannot be
+ * sent, ...) is left out whole and reported, and the others are still
+ * read: every problem is found in one pass.
  *
  * @param warn Called with each warning line (without `warning: `).
- * @param options Whether to keep batches whole.
- * @throws {InputError} On an unreadable file, an empty one, a bad header
- *   or a segment outside a message.
+ * @param options Whether to keep batches whole, send payloads that are
+ *   not HL7, and the charset flags.
+ * @returns The messages of the good files, and a problem per bad file.
  */
 export async function readInputs(
   paths: readonly string[],
   stdin: () => ReadableStream<Uint8Array>,
   warn: (line: string) => void,
   options: ReadInputsOptions = {},
-): Promise<Outgoing[]> {
-  const messages: Outgoing[] = [];
+): Promise<Inputs> {
+  const inputs: Inputs = { messages: [], problems: [], files: 0 };
+  const take = (file: string, read: () => Promise<Uint8Array>) =>
+    readFile(inputs, file, read, warn, options);
   for (const path of paths) {
     if (path === "-") {
-      let bytes: Uint8Array;
-      try {
-        bytes = await new Response(stdin()).bytes();
-      } catch (error) {
-        throw new InputError(`<stdin>: Cannot read file: ${reasonOf(error)}`);
-      }
-      messages.push(...toMessages("<stdin>", bytes, warn, options));
+      await take("<stdin>", () => new Response(stdin()).bytes());
       continue;
     }
     let files = [path];
@@ -104,28 +137,71 @@ export async function readInputs(
       if ((await Deno.stat(path)).isDirectory) {
         files = await listDirectory(path);
         if (files.length === 0) {
-          throw new InputError(
-            `${path}: No message files in the directory (${
+          inputs.files++;
+          inputs.problems.push({
+            file: path,
+            index: undefined,
+            reason: "no_files",
+            message: `${path}: No message files in the directory (${
               MESSAGE_EXTENSIONS.join(", ")
             })`,
-          );
+          });
+          continue;
         }
       }
-    } catch (error) {
-      if (error instanceof InputError) throw error;
+    } catch {
       // Reading says why (not found, permission denied).
     }
-    for (const file of files) {
-      let bytes: Uint8Array;
-      try {
-        bytes = await Deno.readFile(file);
-      } catch (error) {
-        throw new InputError(`${file}: Cannot read file: ${reasonOf(error)}`);
-      }
-      messages.push(...toMessages(file, bytes, warn, options));
-    }
+    for (const file of files) await take(file, () => Deno.readFile(file));
   }
-  return messages;
+  return inputs;
+}
+
+/** Reads, splits and checks one file into `inputs`. */
+async function readFile(
+  inputs: Inputs,
+  file: string,
+  read: () => Promise<Uint8Array>,
+  warn: (line: string) => void,
+  options: ReadInputsOptions,
+): Promise<void> {
+  inputs.files++;
+  let bytes: Uint8Array;
+  try {
+    bytes = await read();
+  } catch (error) {
+    inputs.problems.push({
+      file,
+      index: undefined,
+      reason: "unreadable",
+      message: `${file}: Cannot read file: ${reasonOf(error)}`,
+    });
+    return;
+  }
+  // Warnings wait until the file is known to be good.
+  const warnings: string[] = [];
+  try {
+    const messages = toMessages(
+      file,
+      bytes,
+      (line) => warnings.push(line),
+      options,
+    );
+    inputs.messages.push(...messages);
+    for (const line of warnings) warn(line);
+  } catch (error) {
+    if (!(error instanceof InputError)) throw error;
+    // "FILE#N: ...": one message of the file is the problem.
+    const index = error.message.startsWith(`${file}#`)
+      ? error.message.slice(file.length + 1).match(/^(\d+): /)
+      : null;
+    inputs.problems.push({
+      file,
+      index: index ? Number(index[1]) : undefined,
+      reason: error.reason,
+      message: error.message,
+    });
+  }
 }
 
 /**
@@ -166,44 +242,60 @@ function isMessageFile(name: string): boolean {
   return MESSAGE_EXTENSIONS.some((ext) => lower.endsWith(ext));
 }
 
-/** Splits one file and reads each HL7 message's control id. */
+/** Splits one file, and checks and reads each HL7 message. */
 function toMessages(
   file: string,
   bytes: Uint8Array,
   warn: (line: string) => void,
   options: ReadInputsOptions,
 ): Outgoing[] {
+  const data = withoutBom(bytes);
+  // A capture's frames are checked one by one, below.
+  if (data[0] !== START_BLOCK && !isBlankText(data)) {
+    checkHl7Start(file, data, options);
+  }
   const payloads = options.batch
     ? splitKeepingBatches(bytes, file, warn)
     : splitMessages(bytes, file, warn);
-  if (payloads.length === 0) throw new InputError(`${file}: Message is empty`);
+  if (payloads.length === 0) {
+    throw new InputError(`${file}: Message is empty`, "empty");
+  }
   return payloads.map((payload, i) => {
     const label = payloads.length === 1 ? file : `${file}#${i + 1}`;
     if (payload.length === 0) {
-      throw new InputError(`${label}: Message is empty`);
+      throw new InputError(`${label}: Message is empty`, "empty");
     }
     for (const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]]) {
       const at = payload.indexOf(byte as number);
       if (at !== -1) {
         throw new InputError(
           `${label}: Contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
+          "framing",
         );
       }
     }
+    if (data[0] === START_BLOCK) checkHl7Start(label, payload, options);
     if (options.batch && isBatch(payload)) {
-      return batchOutgoing(label, file, i + 1, payload, warn);
+      const outgoing = batchOutgoing(label, file, i + 1, payload, warn);
+      checkBatchCharsets(label, outgoing.batch!, options);
+      return outgoing;
     }
-    let controlId: string | undefined;
-    if (isHl7(payload)) {
-      try {
-        controlId = readHeader(payload).controlId;
-      } catch (error) {
-        if (!(error instanceof HeaderError)) throw error;
-        throw new InputError(`${label}: ${error.message}`);
-      }
-    }
+    const controlId = isHl7(payload)
+      ? checkHl7(label, payload, options)
+      : undefined;
     return { label, file, index: i + 1, payload, controlId };
   });
+}
+
+function withoutBom(bytes: Uint8Array): Uint8Array {
+  return BOM.every((byte, i) => bytes[i] === byte) ? bytes.subarray(3) : bytes;
+}
+
+/** Whether bytes hold only blanks and line breaks (an empty file). */
+function isBlankText(data: Uint8Array): boolean {
+  return data.every((byte) =>
+    byte === 0x20 || byte === 0x09 || byte === CR || byte === LF
+  );
 }
 
 /**
@@ -220,12 +312,13 @@ function batchOutgoing(
 ): Outgoing {
   const batch = readBatch(payload);
   if (batch.entries.length === 0) {
-    throw new InputError(`${label}: The batch holds no message`);
+    throw new InputError(`${label}: The batch holds no message`, "batch");
   }
   for (const [i, entry] of batch.entries.entries()) {
     if (entry.error) {
       throw new InputError(
         `${label}: message ${i + 1}: ${entry.error.message}`,
+        "header",
       );
     }
   }
@@ -271,9 +364,11 @@ export function splitMessages(
   if (data[0] === START_BLOCK) {
     // A frame is one message; only HL7 line endings are normalised.
     return splitFrames(data, file).map((frame) =>
-      isHl7(frame) ? joinSegments(splitLines(frame)) : frame
+      isHl7(frame) && !isWide(frame) ? joinSegments(splitLines(frame)) : frame
     );
   }
+  // UTF-16 or UTF-32: one message, its bytes as they are.
+  if (isWide(data)) return [data];
   const lines = splitLines(data);
   const first = lines.find((line) => !isBlank(line));
   if (first === undefined) return [];
@@ -317,6 +412,7 @@ export function splitMessages(
         `${file}: line ${
           i + 1
         }: Segment ${name} is outside a message (a message starts with an MSH segment; a blank line ends it)`,
+        "segment",
       );
     }
     current.push(line);
@@ -338,6 +434,7 @@ export function normalize(bytes: Uint8Array): Uint8Array {
   ) {
     data = data.subarray(1, data.length - 2);
   }
+  if (isWide(data)) return data;
   if (!isHl7(data)) return trimPayload(data);
   const lines = splitLines(data);
   while (lines.length > 0 && isBlank(lines[lines.length - 1])) lines.pop();
@@ -357,6 +454,7 @@ function splitFrames(data: Uint8Array, file: string): Uint8Array[] {
     if (byte !== START_BLOCK) {
       throw new InputError(
         `${file}: Byte ${i} is outside an MLLP frame (the file starts with VT, so it is read as MLLP frames)`,
+        "framing",
       );
     }
     const end = data.indexOf(END_BLOCK, i + 1);
@@ -364,11 +462,13 @@ function splitFrames(data: Uint8Array, file: string): Uint8Array[] {
     if (end === -1) {
       throw new InputError(
         `${file}: The MLLP frame at byte ${i} has no end block (FS)`,
+        "framing",
       );
     }
     if (nested !== -1 && nested < end) {
       throw new InputError(
         `${file}: The MLLP frame at byte ${i} holds a start block (VT) at byte ${nested}`,
+        "framing",
       );
     }
     frames.push(data.subarray(i + 1, end));
@@ -415,6 +515,11 @@ function trimPayload(data: Uint8Array): Uint8Array {
   if (lines.length === 0) return new Uint8Array(0);
   const last = lines[lines.length - 1];
   return data.subarray(0, last.byteOffset - data.byteOffset + last.length);
+}
+
+/** Whether bytes are an HL7 message in UTF-16 or UTF-32. */
+function isWide(data: Uint8Array): boolean {
+  return isHl7(data) && !startsWithAny(data, ["MSH"]);
 }
 
 function isBlank(line: Uint8Array): boolean {

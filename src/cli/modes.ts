@@ -1,8 +1,9 @@
 /**
  * The command line's flags for the protocol's modes: MLLP release 2
  * (`--mllp-release`, `--commit-timeout`), charsets (`--charset`,
- * `--charset-override`, `--strict-charset`, `--allow-wide`), batches
- * (`--batches`, `--batch-acks`) and `--original-mode`.
+ * `--charset-override`, `--strict-charset`, `--allow-wide`, on both
+ * `listen` and `send`), batches (`--batches`, `--batch-acks`) and
+ * `--original-mode`.
  *
  * @module
  */
@@ -25,8 +26,8 @@ export const LISTEN_MODE_FLAGS = {
 
 /** The flags `send` takes for the modes (to add to its flag spec). */
 export const SEND_MODE_FLAGS = {
-  boolean: ["batch", "wait-app-ack"],
-  string: ["mllp-release", "commit-timeout"],
+  boolean: ["batch", "wait-app-ack", "strict-charset", "allow-wide"],
+  string: ["mllp-release", "commit-timeout", "charset", "charset-override"],
 };
 
 /** `--mllp-release 1|2`, or `undefined` when absent. */
@@ -50,9 +51,10 @@ export function commitTimeoutFlag(
 }
 
 /**
- * The receiver's charset options from `--charset NAME` (for an empty
- * MSH-18), `--charset-override NAME`, `--strict-charset` and
- * `--allow-wide`, checked as `Receiver.start` would check them.
+ * The charset options of `listen`'s receiver or `send`'s client from
+ * `--charset NAME` (for an empty MSH-18), `--charset-override NAME`,
+ * `--strict-charset` and `--allow-wide`, checked as `Receiver.start` and
+ * `Client.connect` would check them.
  */
 export function charsetFlags(flags: Flags): CharsetOptions | undefined {
   const options: CharsetOptions = {};

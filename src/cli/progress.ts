@@ -27,6 +27,12 @@ export interface ProgressOptions {
   interval?: number;
   /** The bar's width in characters (20 by default). */
   width?: number;
+  /**
+   * With `--rate N`, the time each message is given, in ms (1000 / N):
+   * the rate shown counts each finished message's whole slot, so that it
+   * never shows more than N (see {@linkcode SendStats}).
+   */
+  slot?: number;
 }
 
 /** Moves to the start of the line and erases it. */
@@ -40,12 +46,15 @@ export class ProgressBar {
   #columns: number | undefined;
   #interval: number;
   #width: number;
+  #slot: number;
   #start: number;
   #done = 0;
   #notAccepted = 0;
   #lastDraw = -Infinity;
   #shown = false;
   #finished = false;
+  #begun = false;
+  #endedAt: number | undefined;
 
   constructor(options: ProgressOptions) {
     this.#total = options.total;
@@ -54,6 +63,17 @@ export class ProgressBar {
     this.#columns = options.columns;
     this.#interval = options.interval ?? 100;
     this.#width = options.width ?? 20;
+    this.#slot = options.slot ?? 0;
+    this.#start = this.#now();
+  }
+
+  /**
+   * Notes that a message's send starts: the rate is counted from the
+   * first one (as the summary's is), not from connecting.
+   */
+  started(): void {
+    if (this.#begun) return;
+    this.#begun = true;
     this.#start = this.#now();
   }
 
@@ -70,6 +90,8 @@ export class ProgressBar {
     this.#done++;
     if (!accepted) this.#notAccepted++;
     const now = this.#now();
+    // The rate stops when the last message is done, not at the summary.
+    if (this.#done === this.#total) this.#endedAt = now;
     if (now - this.#lastDraw >= this.#interval || this.#done === this.#total) {
       this.#draw(now);
     }
@@ -103,7 +125,9 @@ export class ProgressBar {
     const bar = "█".repeat(filled) + "░".repeat(this.#width - filled);
     const percent = `${Math.floor(fraction * 100)}%`.padStart(4);
     const count = `${String(done).padStart(String(total).length)}/${total}`;
-    const seconds = Math.max(0, now - this.#start) / 1000;
+    const end = this.#endedAt ?? now;
+    const seconds = Math.max(0, end - this.#start, this.#done * this.#slot) /
+      1000;
     const rate = seconds > 0 ? done / seconds : 0;
     const parts = [`[${bar}] ${count}`, percent, `${formatRate(rate)} msg/s`];
     if (done >= total) {
@@ -148,25 +172,47 @@ export function formatDuration(seconds: number): string {
 
 /** How one message ended, for the summary. */
 export type Ending =
+  /** An ACK for the message (answered). */
   | { kind: "ack"; code: AckCode; ms: number }
+  /** A reply to a payload that is not HL7 (answered). */
   | { kind: "reply"; ms: number }
+  /**
+   * An ACK for another message, a reply that is not an ACK, a NAK, the
+   * receiver's answer to a payload it does not know (answered).
+   */
   | { kind: "other"; ms: number }
   /** No acknowledgment, as the message's MSH-15 and MSH-16 allow. */
   | { kind: "silent" }
+  /** Written, and no reply in time. */
   | { kind: "timeout" }
-  | { kind: "error" }
+  /**
+   * A transport error after the message was written (`written`: the
+   * connection dropped while the reply was awaited) or before (`written:
+   * false`: the write failed, the TLS handshake failed).
+   */
+  | { kind: "error"; written: boolean }
   /** A failure before the message could be sent (connecting). */
   | { kind: "unsent" };
 
 /** The summary as `--json` prints it, last. */
 export interface SummaryJson {
   summary: true;
-  /** Messages read from the input. */
+  /** Messages read from the input (of the files that can be sent). */
   total: number;
   /**
-   * Messages whose send was tried and ended (with a reply, a timeout or an
-   * error); not the one whose connection could not be made.
+   * Messages written on the connection: the receiver may have them. Not
+   * those whose connection, TLS handshake or write failed.
    */
+  written: number;
+  /** Messages that got a reply (an ACK, a NAK, any other reply). */
+  answered: number;
+  /**
+   * Messages accepted: an `AA` or `CA` (and, with `--wait-app-ack`, an
+   * application `AA` or none), a reply to a payload that is not HL7 other
+   * than a NAK or `mllp_unknown`, or silence that means accepted.
+   */
+  accepted: number;
+  /** The same as `written` (its older name). */
   sent: number;
   /** ACKs by code, for messages that got an ACK for themselves. */
   codes: Record<AckCode, number>;
@@ -182,7 +228,15 @@ export interface SummaryJson {
   silent?: number;
   /** Other transport errors, failing to connect included. */
   errors: number;
+  /** Files left out because they cannot be sent (`--keep-going`). */
+  skippedFiles: number;
+  /**
+   * The time from the first message's send to the end of the last one's:
+   * its reply or failure, or with `--rate N`, 1/N s after it started if
+   * that is later (each message is given its 1/N s).
+   */
   elapsedMs: number;
+  /** Messages written per second of `elapsedMs`: with `--rate N`, <= N. */
   ratePerSecond: number;
   /** Round-trip percentiles of the messages that got a reply, or null. */
   p50Ms: number | null;
@@ -198,7 +252,11 @@ export interface SummaryJson {
 export class SendStats {
   #total: number;
   #now: () => number;
-  #start: number;
+  #slot: number;
+  #created: number;
+  #firstStart: number | undefined;
+  #lastStart = 0;
+  #lastEnd: number | undefined;
   #codes: Record<AckCode, number> = {
     AA: 0,
     AE: 0,
@@ -212,18 +270,44 @@ export class SendStats {
   #timeouts = 0;
   #silent = 0;
   #errors = 0;
-  #unsent = 0;
+  #unwritten = 0;
+  #accepted = 0;
+  #skippedFiles = 0;
   #roundTrips: number[] = [];
   #appAcks: Record<"AA" | "AE" | "AR" | "none", number> | undefined;
 
-  constructor(total: number, now: () => number = () => performance.now()) {
+  /**
+   * @param total How many messages there are.
+   * @param now The clock, in ms.
+   * @param slot With `--rate N`, 1000 / N: the least time a message takes.
+   */
+  constructor(
+    total: number,
+    now: () => number = () => performance.now(),
+    slot = 0,
+  ) {
     this.#total = total;
     this.#now = now;
-    this.#start = now();
+    this.#slot = slot;
+    this.#created = now();
   }
 
-  /** Counts one message. */
-  add(ending: Ending): void {
+  /** Notes that a message's send starts now. */
+  start(): void {
+    const now = this.#now();
+    this.#firstStart ??= now;
+    this.#lastStart = now;
+  }
+
+  /**
+   * Counts one message.
+   *
+   * @param ending How it ended.
+   * @param accepted Whether it was accepted (exit status 0 for it).
+   */
+  add(ending: Ending, accepted = false): void {
+    this.#lastEnd = this.#now();
+    if (accepted) this.#accepted++;
     switch (ending.kind) {
       case "ack":
         this.#codes[ending.code]++;
@@ -242,13 +326,19 @@ export class SendStats {
         return;
       case "error":
         this.#errors++;
+        if (!ending.written) this.#unwritten++;
         return;
       case "unsent":
         this.#errors++;
-        this.#unsent++;
+        this.#unwritten++;
         return;
     }
     this.#roundTrips.push(ending.ms);
+  }
+
+  /** Counts files left out because they cannot be sent. */
+  skipFiles(count: number): void {
+    this.#skippedFiles += count;
   }
 
   /** Counts one application ACK waited for (`undefined`: none came). */
@@ -258,24 +348,44 @@ export class SendStats {
     this.#appAcks[key]++;
   }
 
+  /**
+   * The time the run's messages took: from the first send to the end of
+   * the last message's slot (its end, or with a rate, its start plus the
+   * slot, whichever is later). Without {@linkcode start}, from the
+   * construction to now.
+   */
+  #elapsed(): number {
+    if (this.#firstStart === undefined) return this.#now() - this.#created;
+    const end = Math.max(
+      this.#lastEnd ?? this.#lastStart,
+      this.#lastStart + this.#slot,
+    );
+    return end - this.#firstStart;
+  }
+
   /** The summary now. */
   summary(): SummaryJson {
-    const elapsedMs = this.#now() - this.#start;
-    const sent = Object.values(this.#codes).reduce((a, b) => a + b, 0) +
-      this.#other + this.#replies + this.#timeouts + this.#silent +
-      this.#errors - this.#unsent;
+    const elapsedMs = this.#elapsed();
+    const answered = Object.values(this.#codes).reduce((a, b) => a + b, 0) +
+      this.#other + this.#replies;
+    const written = answered + this.#timeouts + this.#silent + this.#errors -
+      this.#unwritten;
     return {
       summary: true,
       total: this.#total,
-      sent,
+      written,
+      answered,
+      accepted: this.#accepted,
+      sent: written,
       codes: { ...this.#codes },
       other: this.#other,
       replies: this.#replies,
       timeouts: this.#timeouts,
       ...(this.#silent ? { silent: this.#silent } : {}),
       errors: this.#errors,
+      skippedFiles: this.#skippedFiles,
       elapsedMs: round(elapsedMs),
-      ratePerSecond: elapsedMs > 0 ? round(sent / (elapsedMs / 1000)) : 0,
+      ratePerSecond: elapsedMs > 0 ? round(written / (elapsedMs / 1000)) : 0,
       p50Ms: percentile(this.#roundTrips, 50),
       p99Ms: percentile(this.#roundTrips, 99),
       ...(this.#appAcks ? { applicationAcks: { ...this.#appAcks } } : {}),
@@ -287,14 +397,14 @@ export class SendStats {
  * The summary as text, two lines:
  *
  * ```
- * sent 3 of 3 in 0.05 s (60.0 msg/s): AA 2, AE 0, AR 1, CA 0, CE 0, CR 0, timeouts 0
+ * written 3 of 3, answered 3, accepted 2 in 0.05 s (60.0 msg/s): AA 2, AE 0, AR 1, CA 0, CE 0, CR 0, timeouts 0
  * round trip: p50 2.3 ms, p99 4.1 ms
  * ```
  *
  * `silent N`, `other N`, `replies N` and `errors N` follow the timeouts
- * when not zero,
- * and `app AA N, app AE N, app AR N, app none N` when application ACKs
- * were waited for.
+ * when not zero, then `app AA N, app AE N, app AR N, app none N` when
+ * application ACKs were waited for, and `files skipped N` when files were
+ * left out.
  */
 export function formatSummary(summary: SummaryJson): string {
   const codes = (Object.entries(summary.codes) as [AckCode, number][])
@@ -307,10 +417,14 @@ export function formatSummary(summary: SummaryJson): string {
   for (const [code, n] of Object.entries(summary.applicationAcks ?? {})) {
     extra.push(`app ${code} ${n}`);
   }
+  if (summary.skippedFiles > 0) {
+    extra.push(`files skipped ${summary.skippedFiles}`);
+  }
   const seconds = (summary.elapsedMs / 1000).toFixed(2);
-  const first = `sent ${summary.sent} of ${summary.total} in ${seconds} s (${
-    formatRate(summary.ratePerSecond)
-  } msg/s): ${[...codes, ...extra].join(", ")}`;
+  const first =
+    `written ${summary.written} of ${summary.total}, answered ${summary.answered}, accepted ${summary.accepted} in ${seconds} s (${
+      formatRate(summary.ratePerSecond)
+    } msg/s): ${[...codes, ...extra].join(", ")}`;
   const second = summary.p50Ms === null || summary.p99Ms === null
     ? "round trip: no replies"
     : `round trip: p50 ${summary.p50Ms.toFixed(1)} ms, p99 ${

@@ -16,10 +16,12 @@ import {
   type SendResult,
 } from "../client/client.ts";
 import {
+  ClientError,
   ConnectionClosedError,
   InvalidReplyError,
   ReplyTimeoutError,
 } from "../client/errors.ts";
+import type { CharsetOptions } from "../hl7/charset.ts";
 import {
   type CommandOptions,
   type Io,
@@ -34,18 +36,19 @@ import {
   write,
   type Writer,
 } from "./common.ts";
+import { type Outgoing, readInputs } from "./input.ts";
 import {
-  InputError,
-  MESSAGE_EXTENSIONS,
-  type Outgoing,
-  readInputs,
-} from "./input.ts";
-import {
+  charsetFlags,
   commitTimeoutFlag,
   mllpReleaseFlag,
   SEND_MODE_FLAGS,
 } from "./modes.ts";
-import { formatSummary, ProgressBar, SendStats } from "./progress.ts";
+import {
+  type Ending,
+  formatSummary,
+  ProgressBar,
+  SendStats,
+} from "./progress.ts";
 
 import {
   appAckJson,
@@ -53,112 +56,11 @@ import {
   describeBatchItem,
   describeResult,
   errorJson,
+  problemJson,
   resultJson,
   sendErrorText,
 } from "./send_output.ts";
-
-/** `mllp send --help`. */
-export const SEND_USAGE =
-  `Usage: mllp send --port PORT [options] FILE|DIR... | -
-
-Send the messages in each FILE, each DIR and stdin ("-"), in order, on one
-connection, stop-and-wait. A DIR is read recursively, names in sorted
-order, taking files ending ${
-    MESSAGE_EXTENSIONS.join(", ")
-  } (any case) whose names do not
-start with ".". Everything is read and checked before anything is sent.
-
-A file may hold many messages: every line starting with MSH starts one, and
-a blank line ends one. Batch segments (FHS, BHS, BTS, FTS) are not sent:
-each message of a batch is sent on its own (unless --batch). A file that
-starts with VT (0x0b) is read as MLLP frames, one message each. A file
-that is not HL7 is sent whole, as one payload. Segments may be separated
-by CR, LF or CRLF; they are sent ended by CR.
-
-Options:
-  --host HOST      Receiver host name or IP address   [default: 127.0.0.1]
-  --port PORT      Receiver port                      (required)
-  --timeout MS     How long to wait for each reply, in milliseconds; also
-                   caps the connect timeout (10000)   [default: 60000]
-  --rate N         Send at most N messages per second (decimals allowed:
-                   0.5 is one every 2 s)              [default: no limit]
-  --keep-going     After a reply timeout, a dropped connection or an
-                   invalid reply, go on with the next message (the client
-                   reconnects) instead of stopping; exit status still 2
-  --json           Print one JSON object per message on stdout, then the
-                   summary as a JSON object with "summary": true
-  --progress       Draw a progress bar on stderr even when it is not a
-                   terminal; --no-progress never draws one
-                   [default: when stderr is a terminal]
-  -v, --verbose    Log at debug level to stderr (includes message bodies)
-  -h, --help       Show this help
-
-Protocol (see docs/protocol.md: MLLP release 2, batches, enhanced
-acknowledgment mode):
-  --mllp-release N   1, or 2: wait for the receiver's commit frame (0x06)
-                     after each write, writing the frame again after a
-                     timeout or a NAK (0x15), 3 times at most [default: 1]
-  --commit-timeout MS
-                     With --mllp-release 2: how long to wait for the
-                     commit frame                        [default: 5000]
-  --batch          Send a file that holds an FHS/BHS batch (or a frame of
-                   a capture that does) as ONE frame, the batch, and
-                   print one line per message from the response batch (a
-                   message it does not name was accepted: AA). Only
-                   batch files change; other files are sent as without
-                   it. --rate counts a batch as one send
-  --wait-app-ack   For a message in enhanced mode (MSH-15 or MSH-16
-                   valued), also wait for the application ACK after the
-                   commit ACK and print it: "ID CA 1.2 ms, app AA" ("app
-                   none" when none comes); an AE or AR is exit status 1
-
-TLS (on when any of these is given; TLS 1.2 or later). The receiver's
-certificate is always verified, and must name --servername or --host:
-  --ca FILE          CA certificate, PEM, that the receiver's certificate
-                     must chain to; repeat the flag for several
-                     [default: the system's trusted roots]
-  --cert FILE        Client certificate, PEM, for receivers that require
-                     one (mutual TLS); needs --key
-  --key FILE         Its private key, PEM; needs --cert
-  --servername NAME  The name the receiver's certificate must carry, when
-                     it is not --host (say --host is an IP address and the
-                     certificate names "localhost")     [default: --host]
-
-Durable delivery (needs Deno KV: run Deno with --unstable-kv):
-  --queue PATH     Queue the messages in a Deno KV file (or a KV Connect
-                   URL) first, then deliver the queue in order, retrying
-                   while the receiver cannot be reached; what is left is
-                   sent by the next run (FILEs may then be omitted).
-                   Messages that get AE/AR or no reply in time are
-                   parked, not resent: "CONTROL_ID parked REASON"
-                   (not with --rate, --keep-going, --json, --batch,
-                   --wait-app-ack or --mllp-release)
-
-Output: one line per message on stdout:
-  CONTROL_ID CODE TIME ms ["MSA-3 text"]     01052901 AA 3.2 ms
-  ... , app CODE ["text"] | , app none       with --wait-app-ack
-  CONTROL_ID unknown TIME ms REASON          --batch: the reply names
-                                             nothing certain
-  CONTROL_ID mismatch TIME ms ACK CODE names control id "ID"
-  CONTROL_ID not-an-ack TIME ms REASON
-  - reply TIME ms "REPLY"                    for a payload that is not HL7
-  - NAK TIME ms                              a one-byte NAK (0x15) reply
-With a progress bar and stdout on the same terminal, only the lines of
-messages that were not accepted are printed. At the end a summary goes to
-stderr:
-  sent 3 of 3 in 0.05 s (60.0 msg/s): AA 2, AE 0, AR 1, CA 0, CE 0, CR 0, timeouts 0
-  (with --wait-app-ack, then: app AA N, app AE N, app AR N, app none N)
-  round trip: p50 2.3 ms, p99 4.1 ms
-
-Exit status:
-  0  every message got AA or CA (or, if not HL7, a reply other than NAK)
-  1  a message got AE, AR, CE or CR (or, with --wait-app-ack, an
-     application ACK AE or AR), an ACK for another message, a reply that
-     is not an ACK, or a NAK
-  2  bad flags, an unreadable file or header, or a transport error,
-     timeout or TLS handshake failure, with the reason on stderr (sending
-     stops at the first one, unless --keep-going)
-`;
+import { SEND_USAGE } from "./send_usage.ts";
 
 /** Runs `mllp send`. */
 export async function send(
@@ -173,6 +75,7 @@ export async function send(
       "json",
       "keep-going",
       "progress",
+      "raw",
       ...SEND_MODE_FLAGS.boolean,
     ],
     negatable: ["progress"],
@@ -207,6 +110,8 @@ export async function send(
   const commitTimeout = commitTimeoutFlag(flags, mllpRelease);
   const batch = flags.batch === true;
   const waitAppAck = flags["wait-app-ack"] === true;
+  const raw = flags.raw === true;
+  const charset = charsetFlags(flags);
   if (paths.length === 0 && queue === undefined) {
     throw new UsageError('No message files given (use "-" for stdin)');
   }
@@ -230,18 +135,28 @@ export async function send(
     if (other) throw new UsageError(`${other} cannot be used with --queue`);
   }
 
-  let messages: Outgoing[];
-  try {
-    messages = await readInputs(
-      paths,
-      io.stdin,
-      (line) => write(io.stderr, `warning: ${line}\n`),
-      { batch },
-    );
-  } catch (error) {
-    if (!(error instanceof InputError)) throw error;
-    write(io.stderr, `error: ${error.message}\n`);
-    return 2;
+  // Everything is read and checked first; each bad file is named.
+  const inputs = await readInputs(
+    paths,
+    io.stdin,
+    (line) => write(io.stderr, `warning: ${line}\n`),
+    { batch, raw, charset },
+  );
+  const { messages, problems } = inputs;
+  if (problems.length > 0) {
+    for (const problem of problems) {
+      write(io.stderr, `error: ${problem.message}\n`);
+      if (json) write(io.stdout, JSON.stringify(problemJson(problem)) + "\n");
+    }
+    const good = inputs.files - problems.length;
+    const goOn = keepGoing && good > 0;
+    if (inputs.files > 1) {
+      write(
+        io.stderr,
+        `error: ${filesLine(problems.length, inputs.files, goOn)}\n`,
+      );
+    }
+    if (!goOn) return 2;
   }
 
   const progress = (flags.progress as boolean | undefined) ??
@@ -251,6 +166,7 @@ export async function send(
       total: countMessages(messages),
       write: (text) => write(io.stderr, text),
       columns: io.columns,
+      slot: rate === undefined ? 0 : 1000 / rate,
     })
     : undefined;
   // Log lines go around the bar: it is erased first and drawn again after.
@@ -272,9 +188,11 @@ export async function send(
       timeout,
       connectTimeout,
       tls,
+      charset,
       messages,
       stdout: io.stdout,
       stderr: io.stderr,
+      program: io.program,
     });
   }
   return await sendAll(messages, {
@@ -284,6 +202,8 @@ export async function send(
     timeout,
     connectTimeout,
     tls,
+    charset,
+    skippedFiles: problems.length,
     rate,
     json,
     keepGoing,
@@ -292,6 +212,21 @@ export async function send(
     commitTimeout,
     waitAppAck,
   });
+}
+
+/**
+ * The line after the bad files' lines, when several files were read: how
+ * many cannot be sent, and what happens (nothing is sent, or the rest
+ * are, with --keep-going).
+ */
+function filesLine(bad: number, files: number, goOn: boolean): string {
+  const good = files - bad;
+  if (good === 0) {
+    return `None of the ${files} files can be sent, so nothing was sent`;
+  }
+  return goOn
+    ? `${bad} of ${files} files cannot be sent; --keep-going sends the other ${good}`
+    : `${bad} of ${files} files cannot be sent, so nothing was sent: fix them, or give --keep-going to send the other ${good}`;
 }
 
 /** How many messages there are, each message of a batch counted. */
@@ -306,6 +241,9 @@ interface Run {
   timeout: number;
   connectTimeout: number;
   tls: ClientTlsOptions | undefined;
+  charset: CharsetOptions | undefined;
+  /** Files left out because they cannot be sent (--keep-going). */
+  skippedFiles: number;
   rate: number | undefined;
   json: boolean;
   keepGoing: boolean;
@@ -318,11 +256,13 @@ interface Run {
 /** Sends the messages in order and reports; returns the exit status. */
 async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
   const { io, host, tls, bar } = run;
-  const stats = new SendStats(countMessages(messages));
-  // With the bar and the results on one terminal, accepted messages only
-  // move the bar.
-  const quiet = bar !== undefined && io.stdoutIsTerminal && !run.json;
-  /** Writes around the bar: clears it first, draws it again after. */
+  const interval = run.rate === undefined ? 0 : 1000 / run.rate;
+  const stats = new SendStats(countMessages(messages), undefined, interval);
+  stats.skipFiles(run.skippedFiles);
+  /**
+   * Writes around the bar: clears it first, draws it again after, so that
+   * on a terminal the lines scroll above the bar.
+   */
   const print = (writer: Writer, text: string, sharesTerminal: boolean) => {
     if (sharesTerminal) bar?.clear();
     write(writer, text);
@@ -332,13 +272,18 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
   const err = (text: string) => print(io.stderr, text, true);
   const failed = (message: Outgoing, error: unknown, unsent = false) => {
     const timedOut = error instanceof ReplyTimeoutError;
+    const ending: Ending = unsent
+      ? { kind: "unsent" }
+      : timedOut
+      ? { kind: "timeout" }
+      : { kind: "error", written: wasWritten(error) };
     // Every message of a batch shares its frame's fate.
     const count = message.batch?.entries.length ?? 1;
     for (let i = 0; i < count; i++) {
-      stats.add({ kind: unsent ? "unsent" : timedOut ? "timeout" : "error" });
+      stats.add(ending);
       bar?.tick(false);
     }
-    err(sendErrorText(message.label, error, host, tls));
+    err(sendErrorText(message.label, error, host, tls, unsent));
     if (run.json) {
       out(JSON.stringify(errorJson(message, error, timedOut)) + "\n");
     }
@@ -353,6 +298,7 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
         replyTimeout: run.timeout,
         connectTimeout: run.connectTimeout,
         tls,
+        charset: run.charset,
         mllpRelease: run.mllpRelease,
         commitTimeout: run.commitTimeout,
       });
@@ -360,7 +306,6 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
       failed(messages[0], error, true);
       return status = 2;
     }
-    const interval = run.rate === undefined ? 0 : 1000 / run.rate;
     let next = performance.now();
     for (const message of messages) {
       if (interval > 0) {
@@ -368,6 +313,8 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
         if (wait > 0) await new Promise((ok) => setTimeout(ok, wait));
         next = Math.max(next, performance.now()) + interval;
       }
+      stats.start();
+      bar?.started();
       const started = performance.now();
       let result: SendResult;
       let batchResult: BatchResult | undefined;
@@ -388,17 +335,17 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
         // One line (or JSON object) per message of the batch.
         for (const [i, item] of batchResult.results.entries()) {
           const [line, code, ending] = describeBatchItem(item, batchResult, ms);
-          stats.add(ending);
+          stats.add(ending, code === 0);
           status = Math.max(status, code);
+          bar?.tick(code === 0);
           if (run.json) {
             out(
               JSON.stringify(batchItemJson(message, i, item, batchResult, ms)) +
                 "\n",
             );
-          } else if (!quiet || code !== 0) {
+          } else {
             out(line + "\n");
           }
-          bar?.tick(code === 0);
         }
         continue;
       }
@@ -417,18 +364,21 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
           }`;
         if (refused) code = Math.max(code, 1);
       }
-      stats.add(ending);
+      stats.add(ending, code === 0);
       status = Math.max(status, code);
+      // The bar counts the message first, so that it shows it when drawn
+      // again below the line.
+      bar?.tick(code === 0);
       if (run.json) {
         const object = resultJson(message, result, ms);
         if (appAck !== null) object.applicationAck = appAckJson(appAck);
         out(JSON.stringify(object) + "\n");
-      } else if (!quiet || code !== 0) {
+      } else {
         out(line + "\n");
       }
-      bar?.tick(code === 0);
     }
-    return status;
+    // Files left out (--keep-going) make it 2 too.
+    return status = run.skippedFiles > 0 ? 2 : status;
   } finally {
     await client?.close();
     bar?.finish();
@@ -442,12 +392,24 @@ async function sendAll(messages: Outgoing[], run: Run): Promise<number> {
 }
 
 /**
+ * Whether a message whose send failed was written on the connection (so
+ * the receiver may have it): the error came while its reply was awaited.
+ * A failure to connect, a failed TLS handshake or write, or a message the
+ * client refused, was not.
+ */
+function wasWritten(error: unknown): boolean {
+  return error instanceof ClientError && error.context === "receiving";
+}
+
+/**
  * Whether `--keep-going` may go on after this error: the client closed the
- * connection and reconnects for the next message. Failures to connect
- * stop the run either way.
+ * connection and reconnects for the next message, or it refused the
+ * message itself (the connection is fine). Failures to connect stop the
+ * run either way.
  */
 function canGoOn(error: unknown): boolean {
-  return error instanceof ReplyTimeoutError ||
+  return !(error instanceof ClientError) ||
+    error instanceof ReplyTimeoutError ||
     error instanceof InvalidReplyError ||
     (error instanceof ConnectionClosedError && error.context !== "connecting");
 }

@@ -17,8 +17,11 @@ import {
   InvalidReplyError,
   TlsHandshakeError,
 } from "../client/errors.ts";
+import { UNKNOWN_REPLY } from "../dispatch/echo.ts";
+import { CharsetError } from "../hl7/charset.ts";
+import { HeaderError } from "../hl7/errors.ts";
 import { describeError } from "./common.ts";
-import type { Outgoing } from "./input.ts";
+import type { InputProblem, Outgoing } from "./input.ts";
 import type { Ending } from "./progress.ts";
 
 /** The result line for one message, its exit status and its ending. */
@@ -62,6 +65,15 @@ export function describeResult(
       if (isNak(result.reply)) {
         return [`- NAK ${time}`, 1, { kind: "other", ms }];
       }
+      if (isUnknownReply(result.text)) {
+        return [
+          `- reply ${time} ${
+            JSON.stringify(result.text)
+          } (not accepted: the receiver does not know this payload)`,
+          1,
+          { kind: "other", ms },
+        ];
+      }
       return [`- reply ${time} ${JSON.stringify(result.text)}`, 0, {
         kind: "reply",
         ms,
@@ -75,6 +87,15 @@ export function describeResult(
         { kind: "silent" },
       ];
   }
+}
+
+/**
+ * Whether a reply to a payload that is not HL7 is the receiver's "unknown
+ * payload" answer (the EchoDispatcher's `mllp_unknown`, elixir-mllp's
+ * too): the payload was not understood, so not accepted.
+ */
+export function isUnknownReply(text: string): boolean {
+  return text.trim() === UNKNOWN_REPLY;
 }
 
 /**
@@ -181,7 +202,13 @@ export function resultJson(
     case "reply":
       return isNak(result.reply)
         ? { ...base, ok: false, outcome: "nak", ms: time }
-        : { ...base, ok: true, outcome: "reply", ms: time, reply: result.text };
+        : {
+          ...base,
+          ok: !isUnknownReply(result.text),
+          outcome: "reply",
+          ms: time,
+          reply: result.text,
+        };
     case "silent":
       return {
         ...base,
@@ -205,8 +232,44 @@ export function errorJson(
     controlId: message.controlId ?? null,
     ok: false,
     outcome: timedOut ? "timeout" : "error",
-    reason: error instanceof ClientError ? error.reason : null,
+    reason: reasonOfError(error),
     error: error instanceof Error ? error.message : String(error),
+  };
+}
+
+/**
+ * A failed send's reason, in a word: a client error's own (`refused`,
+ * `timeout`, `tls_handshake`, ...), `charset` or `header` for a message
+ * the client could not read, `invalid_message` for one it refused
+ * otherwise, `error` for anything else. Never null.
+ */
+export function reasonOfError(error: unknown): string {
+  if (error instanceof ClientError) return error.reason;
+  if (error instanceof CharsetError) return "charset";
+  if (error instanceof HeaderError) return "header";
+  if (error instanceof TypeError) return "invalid_message";
+  return "error";
+}
+
+/**
+ * One `--json` object for a file (or message) that cannot be sent; its
+ * `error` is the message without the file's name (that is `file`).
+ */
+export function problemJson(problem: InputProblem): Record<string, unknown> {
+  const label = problem.index === undefined
+    ? problem.file
+    : `${problem.file}#${problem.index}`;
+  const error = problem.message.startsWith(`${label}: `)
+    ? problem.message.slice(label.length + 2)
+    : problem.message;
+  return {
+    file: problem.file,
+    index: problem.index ?? null,
+    controlId: null,
+    ok: false,
+    outcome: "invalid",
+    reason: problem.reason,
+    error,
   };
 }
 
@@ -219,9 +282,12 @@ export function sendErrorText(
   error: unknown,
   host: string,
   tls: ClientTlsOptions | undefined,
+  connecting = false,
 ): string {
   // A certificate that cannot be read is not about the message.
-  const prefix = error instanceof ClientError ? `${label}: ` : "";
+  const prefix = !connecting || error instanceof ClientError
+    ? `${label}: `
+    : "";
   const hint = sendHint(error, host, tls);
   return `error: ${prefix}${describeError(error)}\n` +
     (hint ? `hint: ${hint}\n` : "");

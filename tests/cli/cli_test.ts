@@ -86,6 +86,7 @@ Deno.test("cli send prints the reply to a non-HL7 payload", async () => {
     "send",
     "--port",
     String(receiver.port),
+    "--raw",
     "tests/fixtures/not_hl7.txt",
   ]);
   assertEquals(output.code, 0, output.stderr);

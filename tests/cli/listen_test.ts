@@ -59,7 +59,7 @@ Deno.test("cli listen --reply ae and ar answer that code, and a NAK to other pay
     const port = String(listening.port);
     const [hl7Output, other] = await Promise.all([
       runCli(["send", "--port", port, FIXTURE]),
-      runCli(["send", "--port", port, "tests/fixtures/not_hl7.txt"]),
+      runCli(["send", "--port", port, "--raw", "tests/fixtures/not_hl7.txt"]),
     ]);
     assertEquals(hl7Output.code, 1, hl7Output.stderr);
     assertMatch(
@@ -85,7 +85,7 @@ Deno.test("cli listen --reply ae and ar answer that code, and a NAK to other pay
   const port = String(aa.port);
   const [output, other] = await Promise.all([
     runCli(["send", "--port", port, "--json", FIXTURE]),
-    runCli(["send", "--port", port, "tests/fixtures/not_hl7.txt"]),
+    runCli(["send", "--port", port, "--raw", "tests/fixtures/not_hl7.txt"]),
   ]);
   assertEquals(output.code, 0, output.stderr);
   const [result] = lines(output.stdout).map((line) => JSON.parse(line));
@@ -119,11 +119,17 @@ Deno.test("cli listen --save writes each message before answering, never overwri
       FIXTURE,
       FIXTURE,
       `${dir}/odd.hl7`,
+      "--raw",
       "tests/fixtures/not_hl7.txt",
       "tests/fixtures/adt_a04_latin1.hl7",
     ]);
-    assertEquals(sent.code, 0, sent.stderr);
+    // The payload that is not HL7 gets "mllp_unknown": not accepted.
+    assertEquals(sent.code, 1, sent.stderr);
     assertEquals(lines(sent.stdout).length, 8);
+    assertMatch(
+      lines(sent.stdout)[6],
+      /^- reply \d+\.\d ms "mllp_unknown" \(not accepted: /,
+    );
     assertEquals(await listDir(inbox), [
       "01052901-2.hl7",
       "01052901-3.hl7",
@@ -167,7 +173,7 @@ Deno.test("cli listen --save answers AE when the message cannot be written", asy
     const port = String(listening.port);
     const [hl7Output, other] = await Promise.all([
       runCli(["send", "--port", port, FIXTURE]),
-      runCli(["send", "--port", port, "tests/fixtures/not_hl7.txt"]),
+      runCli(["send", "--port", port, "--raw", "tests/fixtures/not_hl7.txt"]),
     ]);
     assertEquals(hl7Output.code, 1, hl7Output.stderr);
     assertMatch(
@@ -404,6 +410,9 @@ Deno.test("cli listen refuses bad protocol flags before listening", async () => 
   );
   for (const [i, output] of outputs.entries()) {
     assertCleanError(output, 2, cases[i][1]);
-    assertStringIncludes(output.stderr, 'Run "mllp listen --help"');
+    assertStringIncludes(
+      output.stderr,
+      'Run "deno run -A src/cli.ts listen --help"',
+    );
   }
 });

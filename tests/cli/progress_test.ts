@@ -100,12 +100,12 @@ Deno.test("formatDuration, formatRate and percentile", () => {
 Deno.test("SendStats counts each ending and formats the summary", () => {
   let now = 0;
   const stats = new SendStats(8, () => now);
-  stats.add({ kind: "ack", code: "AA", ms: 2 });
-  stats.add({ kind: "ack", code: "AA", ms: 4 });
+  stats.add({ kind: "ack", code: "AA", ms: 2 }, true);
+  stats.add({ kind: "ack", code: "AA", ms: 4 }, true);
   stats.add({ kind: "ack", code: "AR", ms: 3 });
   stats.add({ kind: "ack", code: "CE", ms: 9 });
   stats.add({ kind: "other", ms: 1 });
-  stats.add({ kind: "reply", ms: 5 });
+  stats.add({ kind: "reply", ms: 5 }, true);
   stats.add({ kind: "timeout" });
   stats.add({ kind: "unsent" });
   now = 2000;
@@ -113,12 +113,16 @@ Deno.test("SendStats counts each ending and formats the summary", () => {
   assertEquals(summary, {
     summary: true,
     total: 8,
+    written: 7,
+    answered: 6,
+    accepted: 3,
     sent: 7,
     codes: { AA: 2, AE: 0, AR: 1, CA: 0, CE: 1, CR: 0 },
     other: 1,
     replies: 1,
     timeouts: 1,
     errors: 1,
+    skippedFiles: 0,
     elapsedMs: 2000,
     ratePerSecond: 3.5,
     p50Ms: 3,
@@ -126,12 +130,71 @@ Deno.test("SendStats counts each ending and formats the summary", () => {
   });
   assertEquals(
     formatSummary(summary),
-    "sent 7 of 8 in 2.00 s (3.50 msg/s): AA 2, AE 0, AR 1, CA 0, CE 1, CR 0, timeouts 1, other 1, replies 1, errors 1\n" +
+    "written 7 of 8, answered 6, accepted 3 in 2.00 s (3.50 msg/s): AA 2, AE 0, AR 1, CA 0, CE 1, CR 0, timeouts 1, other 1, replies 1, errors 1\n" +
       "round trip: p50 3.0 ms, p99 9.0 ms\n",
   );
   assertEquals(
     formatSummary(new SendStats(0, () => 0).summary()),
-    "sent 0 of 0 in 0.00 s (0.00 msg/s): AA 0, AE 0, AR 0, CA 0, CE 0, CR 0, timeouts 0\n" +
+    "written 0 of 0, answered 0, accepted 0 in 0.00 s (0.00 msg/s): AA 0, AE 0, AR 0, CA 0, CE 0, CR 0, timeouts 0\n" +
       "round trip: no replies\n",
+  );
+});
+
+Deno.test("SendStats tells written from answered, and counts files skipped", () => {
+  const stats = new SendStats(3, () => 0);
+  stats.add({ kind: "error", written: false }); // a failed TLS handshake
+  stats.add({ kind: "error", written: true }); // closed while awaiting
+  stats.add({ kind: "silent" }, true);
+  stats.skipFiles(2);
+  const summary = stats.summary();
+  assertEquals(
+    [summary.written, summary.answered, summary.accepted, summary.errors],
+    [2, 0, 1, 2],
+  );
+  assertEquals(
+    formatSummary(summary).split("\n")[0],
+    "written 2 of 3, answered 0, accepted 1 in 0.00 s (0.00 msg/s): AA 0, AE 0, AR 0, CA 0, CE 0, CR 0, timeouts 0, silent 1, errors 2, files skipped 2",
+  );
+});
+
+Deno.test("SendStats with a rate counts each message's slot: msg/s never exceeds it", () => {
+  let now = 100;
+  // --rate 2: a slot of 500 ms; each reply takes 10 ms.
+  const stats = new SendStats(3, () => now, 500);
+  for (let i = 0; i < 3; i++) {
+    now = 1000 + 500 * i;
+    stats.start();
+    now += 10;
+    stats.add({ kind: "ack", code: "AA", ms: 10 }, true);
+  }
+  now = 2600; // the summary is made later: it does not count
+  const summary = stats.summary();
+  assertEquals([summary.elapsedMs, summary.ratePerSecond], [1500, 2]);
+  // A reply slower than the slot: the run ends with it.
+  const slow = new SendStats(1, () => now, 500);
+  now = 0;
+  slow.start();
+  now = 800;
+  slow.add({ kind: "ack", code: "AA", ms: 800 }, true);
+  assertEquals(slow.summary().elapsedMs, 800);
+});
+
+Deno.test("ProgressBar with a slot never shows more than its rate", () => {
+  let now = 0;
+  const writes: string[] = [];
+  const bar = new ProgressBar({
+    total: 4,
+    write: (text) => writes.push(text),
+    now: () => now,
+    width: 4,
+    slot: 500, // --rate 2
+  });
+  now = 300; // connecting
+  bar.started();
+  now = 310;
+  bar.tick(true); // the first message: its slot counts, not 10 ms
+  assertEquals(
+    writes.at(-1),
+    `${CLEAR_LINE}[█░░░] 1/4   25%  2.00 msg/s  ETA 0:02`,
   );
 });

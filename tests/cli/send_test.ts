@@ -60,7 +60,7 @@ async function withDir(fn: (dir: string) => Promise<void>): Promise<void> {
 }
 
 const SUMMARY =
-  /^sent (\d+) of (\d+) in \d+\.\d\d s \([\d.]+ msg\/s\): AA (\d+), AE (\d+), AR (\d+), CA (\d+), CE (\d+), CR (\d+), timeouts (\d+)(.*)$/m;
+  /^written (\d+) of (\d+), answered (\d+), accepted (\d+) in \d+\.\d\d s \([\d.]+ msg\/s\): AA (\d+), AE (\d+), AR (\d+), CA (\d+), CE (\d+), CR (\d+), timeouts (\d+)(.*)$/m;
 const ROUND_TRIP = /^round trip: p50 \d+\.\d ms, p99 \d+\.\d ms$/m;
 
 Deno.test("cli send reads directories recursively in sorted order and splits files into messages", async () => {
@@ -95,8 +95,11 @@ Deno.test("cli send reads directories recursively in sorted order and splits fil
     );
     const summary = output.stderr.match(SUMMARY);
     if (!summary) throw new Error(`No summary in:\n${output.stderr}`);
-    assertEquals(summary.slice(1, 10).map(Number), [6, 6, 6, 0, 0, 0, 0, 0, 0]);
-    assertEquals(summary[10], "");
+    assertEquals(
+      summary.slice(1, 12).map(Number),
+      [6, 6, 6, 6, 6, 0, 0, 0, 0, 0, 0],
+    );
+    assertEquals(summary[12], "");
     assertMatch(output.stderr, ROUND_TRIP);
   });
 });
@@ -162,7 +165,7 @@ Deno.test("cli send refuses bad input before sending anything", async () => {
       hl7("OK1") + "\rPID|1||2^^^FAC^MR\r",
     );
     await Deno.writeTextFile(`${dir}/open.hl7`, `\x0b${hl7("X")}`);
-    await Deno.writeTextFile(`${dir}/vt.txt`, "text with a \x0b in it");
+    await Deno.writeTextFile(`${dir}/vt.txt`, "MSH|^~\\&|A|B|\x0b in it\r");
     await using r = await recorder();
     const cases: [string, string][] = [
       [
@@ -177,7 +180,7 @@ Deno.test("cli send refuses bad input before sending anything", async () => {
         `${dir}/open.hl7`,
         `${dir}/open.hl7: The MLLP frame at byte 0 has no end block (FS)`,
       ],
-      [`${dir}/vt.txt`, `${dir}/vt.txt: Contains a VT byte at offset 12`],
+      [`${dir}/vt.txt`, `${dir}/vt.txt: Contains a VT byte at offset 13`],
     ];
     const outputs = await Promise.all(
       cases.map(([path]) =>
@@ -215,6 +218,7 @@ Deno.test("cli send --json prints one object per message and the summary last", 
       "--port",
       r.port,
       "--json",
+      "--raw",
       `${dir}/mixed.hl7`,
       "tests/fixtures/not_hl7.txt",
     ]);
@@ -328,7 +332,7 @@ Deno.test("cli send stops at a reply timeout unless --keep-going", async () => {
       assertStringIncludes(stopped.stderr, "[timeout]");
       assertMatch(
         stopped.stderr,
-        /^sent 2 of 3 in .*AA 1, .*timeouts 1$/m,
+        /^written 2 of 3, answered 1, accepted 1 in .*AA 1, .*timeouts 1$/m,
       );
       const going = await runCli([
         ...args,
@@ -340,7 +344,10 @@ Deno.test("cli send stops at a reply timeout unless --keep-going", async () => {
         "K1",
         "K2",
       ]);
-      assertMatch(going.stderr, /^sent 3 of 3 in .*AA 2, .*timeouts 1$/m);
+      assertMatch(
+        going.stderr,
+        /^written 3 of 3, answered 2, accepted 2 in .*AA 2, .*timeouts 1$/m,
+      );
       const json = await runCli([
         ...args,
         "--keep-going",
@@ -367,7 +374,10 @@ Deno.test("cli send prints a summary after a refused connection", async () => {
     "tests/fixtures/batch_fhs_bhs.hl7",
   ]);
   assertCleanError(output, 2, "tests/fixtures/batch_fhs_bhs.hl7#1: ");
-  assertMatch(output.stderr, /^sent 0 of 2 in .*timeouts 0, errors 1$/m);
+  assertMatch(
+    output.stderr,
+    /^written 0 of 2, answered 0, accepted 0 in .*timeouts 0, errors 1$/m,
+  );
   assertMatch(output.stderr, /^round trip: no replies$/m);
 });
 
@@ -471,7 +481,8 @@ Deno.test("cli send --batch sends a batch file as one frame, one line per messag
   assertMatch(second, /^B-0002 AE \d+\.\d ms "Unknown patient"$/);
   const summary = output.stderr.match(SUMMARY);
   if (!summary) throw new Error(`No summary in:\n${output.stderr}`);
-  assertEquals(summary.slice(1, 5).map(Number), [2, 2, 1, 1]);
+  // written, total, answered, accepted, AA, AE
+  assertEquals(summary.slice(1, 7).map(Number), [2, 2, 2, 1, 1, 1]);
   // --json: one object per message, naming the batch.
   const json = await runCli([
     "send",
