@@ -473,6 +473,8 @@ export class Client extends TypedEventTarget<ClientEventMap>
     return this.#queue.add(
       message,
       timeout,
+      // A refused connection fails the send within the connect timeout.
+      Math.min(timeout, this.#settings.connectTimeout),
       options.signal,
       detached,
       this.isConnected,

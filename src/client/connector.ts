@@ -5,6 +5,13 @@
  * delays come from `reconnectDelay` in `../net/backoff.ts`), and the sends
  * waiting for a link.
  *
+ * Its log lines say what happened, never what is about to: an attempt that
+ * failed, a connection made ("Reconnected ..." after a drop), a connection
+ * closed. A backoff wait is not logged (the `reconnecting` event tells of
+ * it), so a client closed during the wait never claims to reconnect. A
+ * TLS connection counts as made once the receiver has had time to refuse
+ * the client's certificate (see `TLS_SETTLE_MS`).
+ *
  * @module
  */
 
@@ -29,9 +36,22 @@ import { abortError } from "./queue.ts";
 import { loadPem, loadPems } from "../net/tls.ts";
 import { type ClientTlsMaterial, connect } from "../net/transport.ts";
 import { reconnectDelay } from "../net/backoff.ts";
+import { missingPermission, permissionError } from "../net/permission.ts";
 import { recordReconnect } from "../observe/telemetry.ts";
 
 const logger = getLogger(["mllp", "client"]);
+
+/**
+ * How long, at least, a TLS connection is watched after its handshake
+ * before it counts as made, in milliseconds (or twice the time the
+ * handshake took, if longer; at most what is left of the connect
+ * timeout). With TLS 1.3 a receiver judges the client's certificate after
+ * the client has finished its side of the handshake, and refuses it with
+ * an alert or a close: Deno's `node:tls` receivers do so about 50 ms
+ * later on loopback. A refusal in this time fails the attempt (a
+ * `TlsHandshakeError`) instead of a connection that was "made".
+ */
+export const TLS_SETTLE_MS = 250;
 
 /** What a {@linkcode Connector} tells the client it works for. */
 export interface ConnectorHooks {
@@ -90,6 +110,14 @@ export class Connector {
   #firstAttempt: Promise<void>;
   /** Set by `Client.connect`: stop after a failed first attempt. */
   #giveUpOnFirstFailure = false;
+  /** Whether a connection was ever made: the next is a reconnection. */
+  #everConnected = false;
+  /**
+   * Whether the last attempt failed in a way the next attempt will not
+   * change (the receiver refused the client's certificate right after the
+   * handshake; no net permission): sends waiting fail at once.
+   */
+  #finalFailure = false;
   #settleFirst!: (error?: ClientError) => void;
 
   constructor(
@@ -168,6 +196,7 @@ export class Connector {
       if (!this.#announced) this.#announce(attempt, 0);
       this.#announced = false;
       let link: Link;
+      this.#finalFailure = false;
       try {
         link = await this.#open();
       } catch (error) {
@@ -175,12 +204,15 @@ export class Connector {
         this.#lastError = named;
         this.#settleFirst(named);
         if (this.#closing) break;
+        const prefix = `Cannot connect to ${this.address}: `;
         logger.warn(
           "Cannot connect to {address} (attempt {attempt}): {message}",
           {
             address: this.address,
             attempt,
-            message: named.message,
+            message: named.message.startsWith(prefix)
+              ? named.message.slice(prefix.length)
+              : named.message,
           },
         );
         this.#hooks.emit("connectfailed", {
@@ -188,7 +220,9 @@ export class Connector {
           attempt,
           error: named,
         });
-        this.#failWaiters(named);
+        this.#finalFailure ||= missingPermission(named.cause) !== undefined;
+        // Waiting for the next attempt would not change a final failure.
+        this.#failWaiters(named, this.#finalFailure);
         if (this.#giveUpOnFirstFailure) break;
         attempt = await this.#backoff(attempt + 1);
         continue;
@@ -209,10 +243,26 @@ export class Connector {
       this.#state = "connected";
       this.#settleFirst();
       this.#giveUpOnFirstFailure = false;
-      logger.info("Connected to {address}{tls}", {
-        address: this.address,
-        tls: link.conn.secure ? " with TLS" : "",
-      });
+      const tls = link.conn.secure ? " with TLS" : "";
+      if (this.#everConnected) {
+        logger.info("Reconnected to {address}{tls} (attempt {attempt})", {
+          address: this.address,
+          tls,
+          attempt,
+        });
+      } else if (attempt > 1) {
+        logger.info("Connected to {address}{tls} (attempt {attempt})", {
+          address: this.address,
+          tls,
+          attempt,
+        });
+      } else {
+        logger.info("Connected to {address}{tls}", {
+          address: this.address,
+          tls,
+        });
+      }
+      this.#everConnected = true;
       this.#hooks.emit("connected", {
         address: this.address,
         secure: link.conn.secure,
@@ -230,6 +280,7 @@ export class Connector {
         // The receiver refused this client's certificate: waiting for the
         // next attempt would not change that, so sends fail now.
         this.#lastError = closed.error as TlsHandshakeError;
+        this.#finalFailure = true;
         this.#failWaiters(this.#lastError, true);
       } else if (!closed.byClient) {
         this.#lastError = new ConnectionClosedError(
@@ -286,21 +337,11 @@ export class Connector {
 
   /**
    * Counts a reconnection attempt and tells the world: `reconnecting`,
-   * with the wait before it (0: at once).
+   * with the wait before it (0: at once). Not logged: the client may be
+   * closed before the attempt is made; the attempt's outcome is logged.
    */
   #announce(attempt: number, delayMs: number) {
     recordReconnect();
-    if (delayMs > 0) {
-      logger.info(
-        "Reconnecting to {address} in {delay} ms (attempt {attempt})",
-        { address: this.address, delay: delayMs, attempt },
-      );
-    } else {
-      logger.info("Reconnecting to {address} (attempt {attempt})", {
-        address: this.address,
-        attempt,
-      });
-    }
     this.#hooks.emit("reconnecting", {
       address: this.address,
       attempt,
@@ -352,13 +393,33 @@ export class Connector {
     });
   }
 
+  /**
+   * Names what failed an attempt: a refused connection says ECONNREFUSED
+   * and what to check, a missing permission names the flag.
+   */
   #name(error: unknown): ClientError {
     if (error instanceof ClientError) return error;
+    const address = this.address;
+    const doing = `Cannot connect to ${address}`;
     const reason = error instanceof Error ? error.message : String(error);
-    return new ConnectionRefusedError(
-      `Cannot connect to ${this.address}: ${reason}`,
-      { cause: error, address: this.address },
-    );
+    let message = `${doing}: ${reason}`;
+    // A permission error explained already (reading a TLS file) keeps its
+    // words; a bare one is explained here.
+    const explained = error instanceof Deno.errors.NotCapable &&
+      error.cause instanceof Deno.errors.NotCapable;
+    const permission = explained ? undefined : permissionError(error, doing);
+    if (permission) {
+      message = permission.message;
+    } else if (error instanceof Deno.errors.ConnectionRefused) {
+      message =
+        `${doing}: connection refused (ECONNREFUSED); check that the receiver is running and listening on that host and port`;
+    } else if (
+      /failed to lookup address|Name or service not known/i.test(reason)
+    ) {
+      message =
+        `${doing}: cannot resolve the host name "${this.#hostname}" (${reason}); check the name`;
+    }
+    return new ConnectionRefusedError(message, { cause: error, address });
   }
 
   async #open(): Promise<Link> {
@@ -373,6 +434,8 @@ export class Connector {
       timedOut = true;
       controller.abort();
     }, settings.connectTimeout);
+    const started = performance.now();
+    let opened: Link | undefined;
     try {
       const conn = await connect(
         this.#hostname,
@@ -384,10 +447,12 @@ export class Connector {
         release: settings.release,
         applicationAckTimeout: settings.applicationAckTimeout,
         read: settings.charset === undefined ? undefined : settings.read,
-        // The router writes only once frames arrive, after `link` is set.
+        address: this.address,
+        // The router acts only once frames arrive, after `link` is set.
         write: (payload) => void link.write(payload).catch(() => {}),
+        fail: (error) => void link.shutdown(error, true),
       });
-      const link: Link = new Link(conn, {
+      const link: Link = opened = new Link(conn, {
         maxFrameBytes: settings.maxFrameBytes,
         label: this.address,
         sentCertificate: tls?.cert !== undefined,
@@ -395,8 +460,20 @@ export class Connector {
       });
       this.#routers.set(link, router);
       void link.closed.then(() => router.close());
+      if (conn.secure) {
+        const handshakeMs = performance.now() - started;
+        await this.#settle(
+          link,
+          Math.min(
+            Math.max(TLS_SETTLE_MS, 2 * handshakeMs),
+            settings.connectTimeout - handshakeMs,
+          ),
+          controller.signal,
+        );
+      }
       return link;
     } catch (error) {
+      void opened?.shutdown(undefined, true);
       if (controller.signal.aborted && !timedOut) {
         throw new ConnectionClosedError("The client was closed", {
           cause: error,
@@ -413,6 +490,7 @@ export class Connector {
           },
         );
       }
+      if (error instanceof ClientError) throw error;
       if (tls && isTlsError(error)) {
         throw tlsHandshakeError(error, this.address, tls.cert !== undefined);
       }
@@ -420,6 +498,43 @@ export class Connector {
     } finally {
       clearTimeout(timer);
       this.#connectAbort = undefined;
+    }
+  }
+
+  /**
+   * Watches a new TLS link for `ms` milliseconds (see
+   * {@linkcode TLS_SETTLE_MS}): a receiver that refuses the client's
+   * certificate after the handshake closes it in that time.
+   *
+   * @throws {TlsHandshakeError} If the receiver refused the client.
+   * @throws {ConnectionClosedError} If it closed the connection otherwise.
+   * @throws {DOMException} If `signal` aborts (timeout or close).
+   */
+  async #settle(link: Link, ms: number, signal: AbortSignal): Promise<void> {
+    const { promise: aborted, reject } = Promise.withResolvers<never>();
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      const closed = await Promise.race([
+        link.closed,
+        aborted,
+        new Promise<undefined>((resolve) => {
+          timer = setTimeout(() => resolve(undefined), Math.max(0, ms));
+        }),
+      ]);
+      if (closed === undefined) return;
+      if (closed.error instanceof TlsHandshakeError) {
+        this.#finalFailure = true;
+        throw closed.error;
+      }
+      throw new ConnectionClosedError(
+        `Cannot connect to ${this.address}: the receiver closed the connection right after the TLS handshake (it may allow only some clients; its log says which)`,
+        { cause: closed.error, context: "connecting", address: this.address },
+      );
+    } finally {
+      clearTimeout(timer);
+      signal.removeEventListener("abort", onAbort);
     }
   }
 
@@ -492,6 +607,13 @@ export class Connector {
     if (link && !link.isClosed) return Promise.resolve(link);
     if (this.#settings.whenDisconnected === "fail" && this.#lastError) {
       return Promise.reject(this.notConnected(0));
+    }
+    if (
+      this.#finalFailure && this.#lastError &&
+      this.#settings.reconnect !== false && this.#state !== "connecting"
+    ) {
+      // The next attempt would fail the same way (see #finalFailure).
+      return Promise.reject(this.#lastError);
     }
     this.#demand = true;
     if (this.#settings.reconnect === false) this.#poke();

@@ -1,7 +1,8 @@
 /**
  * The client's errors: transport failures (refused, timed out, closed, TLS
- * handshake), replies that never came or cannot be credited, a full queue
- * and a release 2 commit that did not come. Each is a
+ * handshake), replies that never came or cannot be credited, a full queue,
+ * a release 2 commit that did not come, and a receiver that speaks the
+ * other MLLP release. Each is a
  * {@linkcode ClientError} with `name` set and `cause` passed through.
  *
  * @module
@@ -101,7 +102,10 @@ export class ClientError extends Error {
 }
 
 /**
- * The receiver refused the connection, or could not be reached.
+ * The receiver refused the connection (`ECONNREFUSED`), or could not be
+ * reached (a host name that does not resolve, say), or the process may not
+ * connect to it (no net permission): the message says which, and what to
+ * check or which flag to give.
  *
  * @example Reason code
  * ```ts
@@ -553,5 +557,86 @@ export class CommitError extends ClientError {
   /** Always `"no_commit"`. */
   override get reason(): string {
     return "no_commit";
+  }
+}
+
+/**
+ * Options for {@linkcode ReleaseMismatchError}.
+ *
+ * @example The error for a release 2 receiver
+ * ```ts
+ * import {
+ *   ReleaseMismatchError,
+ *   type ReleaseMismatchErrorOptions,
+ * } from "@x/mllp/errors";
+ * import { assertEquals } from "@std/assert";
+ *
+ * const options: ReleaseMismatchErrorOptions = {
+ *   address: "127.0.0.1:2575",
+ *   peerRelease: 2,
+ *   reply: new Uint8Array([0x06]),
+ * };
+ * const error = new ReleaseMismatchError("The receiver speaks release 2", options);
+ * assertEquals([error.peerRelease, error.reply], [2, new Uint8Array([0x06])]);
+ * ```
+ */
+export interface ReleaseMismatchErrorOptions extends ClientErrorOptions {
+  /** The MLLP release the receiver speaks: the other one. */
+  peerRelease: 1 | 2;
+  /** The frame that gave it away (its payload). */
+  reply: Uint8Array;
+}
+
+/**
+ * The receiver speaks the other MLLP release: a release 1 client got a
+ * lone commit frame (`0x06`) or NAK (`0x15`) where an ACK was due, or a
+ * release 2 client got a reply with no commit frame before it. The send
+ * fails with a message that names the option to change (`mllpRelease`,
+ * and the `mllp send` flag `--mllp-release`), and the client closes the
+ * connection, since the frames that follow cannot be credited. The message
+ * was written; `reply` holds what came back (with `peerRelease: 1`, the
+ * receiver's ACK, which says what became of it).
+ *
+ * @example A release 1 client meets a release 2 receiver
+ * ```ts
+ * import { Client, EchoDispatcher, Receiver, ReleaseMismatchError } from "@x/mllp";
+ * import { assertEquals, assertRejects } from "@std/assert";
+ *
+ * await using receiver = await Receiver.start({
+ *   port: 0,
+ *   hostname: "127.0.0.1",
+ *   dispatcher: EchoDispatcher,
+ *   mllpRelease: 2,
+ * });
+ * await using client = await Client.connect("127.0.0.1", receiver.port);
+ * const error = await assertRejects(
+ *   () => client.send("MSH|^~\\&|A|B|C|D|1||ADT^A01|7|P|2.5\r"),
+ *   ReleaseMismatchError,
+ * );
+ * assertEquals([error.reason, error.peerRelease], ["release_mismatch", 2]);
+ * ```
+ */
+export class ReleaseMismatchError extends ClientError {
+  /** The MLLP release the receiver speaks. */
+  readonly peerRelease: 1 | 2;
+  /** The frame that gave it away (its payload). */
+  readonly reply: Uint8Array;
+
+  /**
+   * Constructs a new error.
+   *
+   * @param message What happened, and the option to change.
+   * @param options The receiver's release, the reply, address and cause.
+   */
+  constructor(message: string, options: ReleaseMismatchErrorOptions) {
+    super(message, { context: "receiving", ...options });
+    this.name = "ReleaseMismatchError";
+    this.peerRelease = options.peerRelease;
+    this.reply = options.reply;
+  }
+
+  /** Always `"release_mismatch"`. */
+  override get reason(): string {
+    return "release_mismatch";
   }
 }

@@ -70,7 +70,7 @@ export class Exchange implements SendQueueHandlers {
 
   /** Fails a queued send whose wait for a connection ran out. */
   expire(job: Job) {
-    this.fail(job, this.#connector.notConnected(job.timeout), false);
+    this.fail(job, this.#connector.notConnected(job.connectWait), false);
   }
 
   /**
@@ -91,11 +91,12 @@ export class Exchange implements SendQueueHandlers {
     let started = 0;
     // Out of the queue: from here awaitLink bounds the wait, counting the
     // time already waited with no connection.
-    const deadline = (job.waitingSince ?? performance.now()) + job.timeout;
+    const deadline = (job.waitingSince ?? performance.now()) +
+      job.connectWait;
     stopWaiting(job);
     try {
       const link = await this.#connector.awaitLink(
-        job.timeout,
+        job.connectWait,
         deadline,
         job.signal,
       );
@@ -120,6 +121,7 @@ export class Exchange implements SendQueueHandlers {
       const applicationAck = router.begin(
         controlId,
         mode?.mode === "enhanced" ? mode.application : undefined,
+        message.kind !== "unknown",
       );
       const commit = this.#settings.release === 2
         ? router.expectCommit()

@@ -234,6 +234,9 @@ export class Link {
         if (chunk === null) this.#decoder.end(sink);
         else this.#decoder.decode(chunk, sink);
         for (const frame of queue) {
+          // Closed by a frame before (a release mismatch): the rest of the
+          // chunk answers nothing.
+          if (this.#isClosed) break reading;
           this.#delivered++;
           if (this.#intercept?.(frame)) continue;
           const pending = this.#pending;

@@ -178,7 +178,10 @@ export interface ClientOptions {
    */
   replyTimeout?: number;
   /**
-   * How long one connection attempt may take, in milliseconds.
+   * How long one connection attempt may take, in milliseconds; also the
+   * longest a send waits for a connection while there is none (its own
+   * timeout if that is shorter), so that a receiver that cannot be reached
+   * fails the send within it, with the last attempt's error.
    *
    * @default {10000}
    */
@@ -204,8 +207,11 @@ export interface ClientOptions {
   reconnect?: BackoffOptions | FixedIntervalOptions | false;
   /**
    * What a send does while there is no connection: `"wait"` for one, for
-   * at most the send's timeout (then it fails with the last connection
-   * error), or `"fail"` at once with the last connection error.
+   * at most the connect timeout or the send's timeout, whichever is
+   * shorter (then it fails with the last connection error), or `"fail"` at
+   * once with the last connection error. Either way a send fails at once
+   * when the last attempt failed in a way the next will not change (the
+   * receiver refused the client's certificate, or no net permission).
    *
    * @default {"wait"}
    */
@@ -356,9 +362,10 @@ export interface ClientTlsOptions {
 export interface SendOptions {
   /**
    * The reply timeout for this send, in milliseconds; also the longest
-   * wait for a connection when there is none (counted while the send has
-   * no connection, in the queue or at its head; time queued behind a send
-   * in flight on an open connection does not count).
+   * wait for a connection when there is none, unless the client's
+   * `connectTimeout` is shorter (counted while the send has no
+   * connection, in the queue or at its head; time queued behind a send in
+   * flight on an open connection does not count).
    *
    * @default {the client's replyTimeout}
    */

@@ -2,7 +2,8 @@
  * The client's send queue: sends wait in call order, at most `maxQueued`
  * of them behind the one in flight, and one pump takes them out one at a
  * time (stop-and-wait, as MLLP expects). While there is no connection, a
- * queued send counts its wait against its timeout.
+ * queued send counts its wait against its connection wait (its timeout,
+ * or the connect timeout if shorter).
  *
  * @module
  */
@@ -14,6 +15,11 @@ import type { SendResult } from "./results.ts";
 export interface Job {
   message: Message;
   timeout: number;
+  /**
+   * How long the send may wait for a connection while it has none: its
+   * timeout, or the client's connect timeout if that is shorter.
+   */
+  connectWait: number;
   signal?: AbortSignal;
   /** `sendAsync`: resolve once written, read and discard the reply. */
   detached: boolean;
@@ -81,6 +87,8 @@ export class SendQueue {
    *
    * @param message The message, read and checked.
    * @param timeout The send's timeout, in milliseconds.
+   * @param connectWait How long it may wait for a connection while there
+   *   is none, in milliseconds.
    * @param signal Drops the send while it is queued.
    * @param detached `sendAsync`: resolve once written.
    * @param connected Whether there is a connection now (if not, the
@@ -90,6 +98,7 @@ export class SendQueue {
   add(
     message: Message,
     timeout: number,
+    connectWait: number,
     signal: AbortSignal | undefined,
     detached: boolean,
     connected: boolean,
@@ -98,6 +107,7 @@ export class SendQueue {
       const job: Job = {
         message,
         timeout,
+        connectWait,
         signal,
         detached,
         resolve,
@@ -135,7 +145,7 @@ export class SendQueue {
 
   /**
    * Starts the clock of a queued send waiting for a connection: it fails
-   * when its timeout passes with no connection, however many sends are
+   * when its connection wait passes with none, however many sends are
    * queued ahead of it. Time queued behind a send in flight on an open
    * connection does not count.
    */
@@ -148,7 +158,7 @@ export class SendQueue {
       if (index === -1) return; // started: awaitLink bounds its wait
       this.#jobs.splice(index, 1);
       this.#handlers.expire(job);
-    }, job.timeout);
+    }, job.connectWait);
   }
 
   /**

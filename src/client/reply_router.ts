@@ -5,6 +5,9 @@
  *
  * - consumes release 2 commit frames (`0x06`/`0x15`), handing them to the
  *   send waiting for one, and answers every other frame with `0x06`;
+ * - tells when the receiver speaks the other MLLP release: with release 1,
+ *   a lone `0x06` or `0x15` where an ACK was due; with release 2, a reply
+ *   before any commit frame (see `ReleaseMismatchError`);
  * - notes the first ACK of an enhanced-mode send (its commit ACK, or its
  *   application ACK when MSH-15 kept the commit ACK back) and lets it
  *   through as the send's reply;
@@ -16,12 +19,13 @@
  * @module
  */
 
-import { COMMIT_FRAME } from "../wire/release2.ts";
 import { getLogger } from "@logtape/logtape";
 import { Ack } from "../hl7/ack.ts";
 import { readMessage, type ReadMessageOptions } from "../hl7/message.ts";
 import { type AckCondition, isCommitCode } from "../hl7/ack_conditions.ts";
-import { COMMIT_ACK, isCommitFrame } from "../wire/release2.ts";
+import { COMMIT_ACK, COMMIT_FRAME, isCommitFrame } from "../wire/release2.ts";
+import { ReleaseMismatchError } from "./errors.ts";
+
 const logger = getLogger(["mllp", "client"]);
 
 /** How many control ids whose late replies are swallowed are remembered. */
@@ -49,6 +53,13 @@ export interface ReplyRouterOptions {
   write(payload: Uint8Array): void;
   /** How ACKs are read, when the client was given charset options. */
   read?: ReadMessageOptions;
+  /** The receiver's address, for messages. */
+  address: string;
+  /**
+   * Closes the connection with an error, failing the send in flight (the
+   * receiver speaks the other MLLP release).
+   */
+  fail(error: Error): void;
 }
 
 /** Routes one connection's incoming frames (see the module doc). */
@@ -57,6 +68,14 @@ export class ReplyRouter {
   #timeout: number;
   #write: (payload: Uint8Array) => void;
   #read: ReadMessageOptions | undefined;
+  #address: string;
+  #fail: (error: Error) => void;
+  /** Whether the send in flight waits for an HL7 ACK (or response batch). */
+  #ackDue = false;
+  /** The send in flight, for messages: `message 7`, `the batch`. */
+  #what = "the payload";
+  /** How many release 2 commit frames came on this connection. */
+  #commits = 0;
   #waiters = new Map<string, ApplicationWaiter>();
   #commit: ((answer: CommitAnswer) => void) | undefined;
   /** Control ids resent after a lost commit: late replies to swallow. */
@@ -72,18 +91,32 @@ export class ReplyRouter {
     this.#timeout = options.applicationAckTimeout;
     this.#write = options.write;
     this.#read = options.read;
+    this.#address = options.address;
+    this.#fail = options.fail;
   }
 
   /**
    * Notes the send about to go out: its reply is the next frame for its
    * control id. For an enhanced-mode message, returns the promise of its
    * application ACK.
+   *
+   * @param controlId MSH-10 of the message, if it is one.
+   * @param application MSH-16, for an enhanced-mode message.
+   * @param ackDue Whether an HL7 ACK (or a response batch) is due: the
+   *   payload is HL7.
    */
   begin(
     controlId: string | undefined,
     application?: AckCondition,
+    ackDue = controlId !== undefined,
   ): Promise<Ack | undefined> | undefined {
     this.#current = controlId;
+    this.#ackDue = ackDue;
+    this.#what = controlId !== undefined
+      ? `message ${controlId}`
+      : ackDue
+      ? "the batch"
+      : "the payload";
     if (controlId === undefined || application === undefined) return;
     if (this.#closed) return Promise.resolve(undefined);
     const { promise, resolve } = Promise.withResolvers<Ack | undefined>();
@@ -109,6 +142,7 @@ export class ReplyRouter {
    */
   end(controlId: string | undefined) {
     if (this.#current === controlId) this.#current = undefined;
+    this.#ackDue = false;
     if (controlId === undefined) return;
     const waiter = this.#waiters.get(controlId);
     if (waiter?.state === "first") waiter.resolve(undefined);
@@ -168,13 +202,20 @@ export class ReplyRouter {
   intercept = (frame: Uint8Array): boolean => {
     if (this.#release === 2) {
       if (isCommitFrame(frame)) {
+        this.#commits++;
         const commit = this.#commit;
         this.#commit = undefined;
         commit?.(frame[0] === COMMIT_ACK ? "ack" : "nak");
         return true;
       }
+      if (this.#commits === 0 && this.#commit !== undefined) {
+        // A release 2 receiver commits a frame before it replies.
+        return this.#mismatch(1, frame);
+      }
       // Commit every frame received (the receiver consumes these).
       this.#write(COMMIT_FRAME);
+    } else if (this.#ackDue && isCommitFrame(frame)) {
+      return this.#mismatch(2, frame);
     }
     if (this.#waiters.size === 0 && this.#extra.size === 0) {
       this.#current = undefined;
@@ -224,6 +265,35 @@ export class ReplyRouter {
     return false;
   };
 
+  /**
+   * The receiver speaks the other MLLP release: closes the connection
+   * with an error that says so and names the option, failing the send in
+   * flight. Returns `true`: the frame is consumed.
+   */
+  #mismatch(peerRelease: 1 | 2, frame: Uint8Array): true {
+    const address = this.#address;
+    const what = this.#what;
+    let message: string;
+    if (peerRelease === 2) {
+      message = frame[0] === COMMIT_ACK
+        ? `${address} answered ${what} with a lone 0x06, the commit frame of MLLP release 2, where an ACK was due: the receiver speaks MLLP release 2 (it took the message, and its ACK comes next); send with mllpRelease: 2 (mllp send --mllp-release 2)`
+        : `${address} answered ${what} with a lone 0x15, the NAK of MLLP release 2, where an ACK was due: the receiver speaks MLLP release 2 (it could not take the message); send with mllpRelease: 2 (mllp send --mllp-release 2), which writes a message again after a NAK`;
+    } else {
+      message =
+        `${address} replied to ${what} without a commit frame (0x06) before the reply: the receiver speaks MLLP release 1 (its reply: ${
+          describeReply(frame, this.#read)
+        }); send with mllpRelease: 1, the default (mllp send without --mllp-release 2)`;
+    }
+    const error = new ReleaseMismatchError(message, {
+      address,
+      peerRelease,
+      reply: frame,
+    });
+    logger.warn("{message}; closing the connection", { message });
+    this.#fail(error);
+    return true;
+  }
+
   /** Swallows a late duplicate reply for a resent message, if one is due. */
   #swallow(id: string): boolean {
     const extra = this.#extra.get(id);
@@ -231,5 +301,20 @@ export class ReplyRouter {
     if (extra > 1) this.#extra.set(id, extra - 1);
     else this.#extra.delete(id);
     return true;
+  }
+}
+
+/** A reply in a few words: `ACK AA`, or its size. */
+function describeReply(
+  frame: Uint8Array,
+  read: ReadMessageOptions | undefined,
+): string {
+  try {
+    const ack = Ack.parse(
+      read === undefined ? frame : readMessage(frame, read),
+    );
+    return `ACK ${ack.code}`;
+  } catch {
+    return `${frame.length} bytes that are not an ACK`;
   }
 }

@@ -315,6 +315,12 @@ export class FrameHandler<C = unknown> {
   /** How frames are read (their charset options). */
   #read: ReadMessageOptions;
   #release: 1 | 2;
+  /**
+   * Release 2: the last reply was not committed by the peer (with `0x06`)
+   * yet; and whether that was logged already (once per connection).
+   */
+  #uncommitted = false;
+  #warnedRelease = false;
   #onDispatched: ((outcome: DispatchOutcome) => void) | undefined;
 
   /**
@@ -364,10 +370,15 @@ export class FrameHandler<C = unknown> {
     const stop = this.#stop;
     if (stop?.aborted) return undefined;
     // Release 2: the peer's commit of a reply is not a message.
-    if (this.#release === 2 && isCommitFrame(frame)) return undefined;
+    if (this.#release === 2 && isCommitFrame(frame)) {
+      this.#uncommitted = false;
+      return undefined;
+    }
+    const uncommitted = this.#uncommitted;
     const started = performance.now();
     const finish = (outcome: HandledFrame): Uint8Array | undefined => {
       this.busy = false;
+      if (this.#release === 2) this.#noteCommits(uncommitted, outcome);
       this.#onDispatched?.({
         kind: outcome.kind,
         controlId: outcome.controlId,
@@ -396,6 +407,28 @@ export class FrameHandler<C = unknown> {
       this.busy = false;
       throw error;
     });
+  }
+
+  /**
+   * Release 2: a message that comes before the peer committed the reply
+   * to the one before means the peer may speak release 1 (and take this
+   * receiver's commit frame for its reply): logged once per connection.
+   */
+  #noteCommits(uncommitted: boolean, outcome: HandledFrame) {
+    if (uncommitted && !this.#warnedRelease) {
+      this.#warnedRelease = true;
+      logger.warn(
+        "{peer} sent {what} before it committed the reply to the one before with 0x06: it may speak MLLP release 1, and take this receiver's commit frames (0x06) for its replies; if so, set mllpRelease: 2 on the sender (mllp send --mllp-release 2), or run this receiver with release 1 (mllp listen without --mllp-release 2)",
+        {
+          peer: this.#label,
+          what: outcome.controlId === undefined
+            ? "a payload"
+            : `message ${outcome.controlId}`,
+        },
+      );
+    }
+    const reply = outcome.reply;
+    this.#uncommitted = reply !== undefined && !isCommitFrame(reply);
   }
 
   /**

@@ -5,6 +5,11 @@
  * marking it in flight, and records the outcome: acked, parked, or back to
  * pending for a later try.
  *
+ * Its log lines say what happened: a send that failed (and that the
+ * message stays queued), and a retry when it is made. The wait between
+ * them is not logged (the `retrying` event tells of it): an outbox
+ * stopped during the wait never claims to try again.
+ *
  * @module
  */
 
@@ -244,6 +249,17 @@ export class OutboxWorker {
       return 0;
     }
     const client = this.#client ??= this.#newClient();
+    if (before.state === "pending" && before.attempts > 0) {
+      logger.info(
+        "Outbox for {destination}: sending message {seq} ({controlId}) again (attempt {attempt})",
+        {
+          destination: this.#s.destination,
+          seq: before.seq,
+          controlId: before.controlId ?? "",
+          attempt: flying.attempts,
+        },
+      );
+    }
     this.#lastSendError = undefined;
     const started = performance.now();
     let result: SendResult;
@@ -316,13 +332,15 @@ export class OutboxWorker {
       ? reconnectDelay(this.#s.retry, flying.attempts)
       : reconnectDelay(this.#s.retry, ++this.#failures);
     logger.warn(
-      "Outbox for {destination}: cannot send message {seq} ({controlId}): {error}; trying again in {delay} ms",
+      "Outbox for {destination}: cannot send message {seq} ({controlId}): {error}; {fate}",
       {
         destination: this.#s.destination,
         seq: flying.seq,
         controlId: flying.controlId ?? "",
         error: named.message,
-        delay: delayMs,
+        fate: written
+          ? "its outcome is unknown, so it stays queued, flagged as a possible duplicate"
+          : "it stays queued",
       },
     );
     this.#s.onRetry({ record: retried, error: named, written, delayMs });

@@ -5,6 +5,8 @@
  * @module
  */
 
+import { permissionError } from "./permission.ts";
+
 /**
  * A side of a TLS connection.
  *
@@ -76,12 +78,12 @@ export async function loadPem(value: string, what: string): Promise<string> {
   try {
     text = await Deno.readTextFile(value);
   } catch (error) {
-    throw new Error(
-      `Cannot read ${what} from "${value}": ${
-        error instanceof Error ? error.message : String(error)
-      }`,
-      { cause: error },
-    );
+    const doing = `Cannot read ${what} from "${value}"`;
+    throw permissionError(error, doing) ??
+      new Error(
+        `${doing}: ${error instanceof Error ? error.message : String(error)}`,
+        { cause: error },
+      );
   }
   if (!text.includes("-----BEGIN ")) {
     throw new TypeError(
