@@ -1,14 +1,18 @@
 /**
- * The sample message from Wikipedia's HL7 article (also elixir-mllp's): an
- * ADT^A01 in HL7 2.5 with `\r` between segments, and LogTape set up to
- * print the library's log lines to stderr.
+ * What the examples share: the sample message from Wikipedia's HL7 article
+ * (also elixir-mllp's), an ADT^A01 in HL7 2.5 with `\r` between segments;
+ * LogTape set up to print log lines to stderr in the `mllp` command's
+ * format (results go to stdout); and a one-line report, instead of a stack
+ * trace, when an example is run without the permissions it needs.
  *
  * @module
  */
 
 import {
   configure,
+  getLogger,
   getTextFormatter,
+  type Logger,
   type LogLevel,
   type Sink,
 } from "@logtape/logtape";
@@ -26,11 +30,22 @@ export const SAMPLE_ADT_A01: string = [
 ].join("\r");
 
 /**
- * Sends the library's log lines (category `["mllp"]`) to stderr, as the
- * `mllp` command does: each line waits for the next turn of the event
- * loop and the lines of one turn go out in one write, so that logging
- * never costs a message its round trip; what waits is written when the
- * program exits.
+ * The examples' own log lines (category `["example"]`): what is not a
+ * result, such as "press Ctrl-C to stop", goes to stderr with the
+ * library's lines.
+ */
+export const log: Logger = getLogger(["example"]);
+
+/** Writes the log lines that wait (set by {@linkcode setupLogging}). */
+let flushLogs = () => {};
+
+/**
+ * Sends the library's log lines (category `["mllp"]`) and the examples'
+ * (`["example"]`) to stderr in the `mllp` command's format
+ * (`2026-12-04T14:09:53.063Z [INF] mllp·client: ...`), as the command
+ * does: each line waits for the next turn of the event loop and the lines
+ * of one turn go out in one write, so that logging never costs a message
+ * its round trip; what waits is written when the program exits.
  *
  * @param level The lowest level to print.
  */
@@ -39,7 +54,7 @@ export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
   const encoder = new TextEncoder();
   let lines: string[] = [];
   let timer: ReturnType<typeof setTimeout> | undefined;
-  const flush = () => {
+  const flush = flushLogs = () => {
     clearTimeout(timer);
     timer = undefined;
     if (lines.length === 0) return;
@@ -60,6 +75,7 @@ export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
     sinks: { stderr },
     loggers: [
       { category: ["mllp"], lowestLevel: level, sinks: ["stderr"] },
+      { category: ["example"], lowestLevel: "info", sinks: ["stderr"] },
       {
         category: ["logtape", "meta"],
         lowestLevel: "warning",
@@ -67,4 +83,37 @@ export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
       },
     ],
   });
+}
+
+/**
+ * Ends the example with one line on stderr and exit status 1 when Deno
+ * refuses it a permission (it was run without the flags it needs): the
+ * library's or Deno's message, which names the flag, and the command that
+ * runs the example with the permission set in deno.json. Without a
+ * terminal Deno cannot ask, and would end with a stack trace instead.
+ * Other errors are left to Deno.
+ */
+export function reportMissingPermission(): void {
+  const script = new URL(Deno.mainModule).pathname.split("/").slice(-2)
+    .join("/");
+  const report = (event: Event, error: unknown) => {
+    const denied = error instanceof Deno.errors.NotCapable ? error : (
+      error instanceof Error &&
+        error.cause instanceof Deno.errors.NotCapable
+        ? error
+        : undefined
+    );
+    if (denied === undefined) return;
+    event.preventDefault();
+    flushLogs();
+    const line =
+      `error: ${denied.message} (or, for this example: deno run -P ${script})\n`;
+    Deno.stderr.writeSync(new TextEncoder().encode(line));
+    Deno.exit(1);
+  };
+  globalThis.addEventListener(
+    "unhandledrejection",
+    (event) => report(event, event.reason),
+  );
+  globalThis.addEventListener("error", (event) => report(event, event.error));
 }

@@ -11,12 +11,17 @@
  * 3. MLLP release 2 on both sides: a commit frame (`0x06`) before each
  *    reply.
  *
- *     deno run -A examples/ack_modes.ts
+ *     deno run -P examples/ack_modes.ts
+ *
+ * `-P` grants the permissions deno.json declares for the examples.
  *
  * @module
  */
 
 import { Ack, Client, Receiver } from "@x/mllp";
+import { reportMissingPermission } from "./_sample.ts";
+
+reportMissingPermission();
 
 const message = (id: string) =>
   `MSH|^~\\&|LAB|NORTHLAB|EHR|GENHOSP|20240101120000||ORU^R01^ORU_R01|${id}|P|2.5.1|||AL|AL\rOBX|1|NM|GLU||5.4\r`;

@@ -2,14 +2,22 @@
  * Sends the sample ADT^A01 to a receiver and prints the typed
  * result. Start `examples/receiver.ts` first.
  *
- *     deno run -A examples/client.ts [--host localhost] [--port 2575]
+ *     deno run -P examples/client.ts [--host localhost] [--port 2575]
+ *
+ * `-P` grants the permissions deno.json declares for the examples.
  *
  * @module
  */
 
 import { Client } from "@x/mllp";
 import { parseArgs } from "@std/cli/parse-args";
-import { SAMPLE_ADT_A01, setupLogging } from "./_sample.ts";
+import {
+  reportMissingPermission,
+  SAMPLE_ADT_A01,
+  setupLogging,
+} from "./_sample.ts";
+
+reportMissingPermission();
 
 const flags: { host: string; port: string } = parseArgs(Deno.args, {
   string: ["host", "port"],

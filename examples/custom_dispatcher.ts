@@ -2,13 +2,21 @@
  * Writing a message dispatcher: a DemoDispatcher that
  * accepts every HL7 message, behind a receiver on a free port.
  *
- *     deno run -A examples/custom_dispatcher.ts
+ *     deno run -P examples/custom_dispatcher.ts
+ *
+ * `-P` grants the permissions deno.json declares for the examples.
  *
  * @module
  */
 
 import { Ack, Client, type DispatcherObject, Receiver } from "@x/mllp";
-import { SAMPLE_ADT_A01, setupLogging } from "./_sample.ts";
+import {
+  reportMissingPermission,
+  SAMPLE_ADT_A01,
+  setupLogging,
+} from "./_sample.ts";
+
+reportMissingPermission();
 
 const DemoDispatcher: DispatcherObject = {
   dispatch(message) {

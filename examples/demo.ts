@@ -1,13 +1,25 @@
 /**
  * `deno task demo`: the first walkthrough in one run. It starts a
  * receiver with the EchoDispatcher on a free port, sends the sample
- * ADT^A01 with a client, prints the typed ACK result, and stops.
+ * ADT^A01 with a client, prints the typed ACK result, and stops. Log
+ * lines go to stderr, the result to stdout.
+ *
+ *     deno task demo
+ *     deno run -P examples/demo.ts
+ *
+ * `-P` grants the permissions deno.json declares for the examples.
  *
  * @module
  */
 
 import { Client, EchoDispatcher, Receiver } from "@x/mllp";
-import { SAMPLE_ADT_A01, setupLogging } from "./_sample.ts";
+import {
+  reportMissingPermission,
+  SAMPLE_ADT_A01,
+  setupLogging,
+} from "./_sample.ts";
+
+reportMissingPermission();
 
 await setupLogging("debug");
 

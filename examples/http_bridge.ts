@@ -5,9 +5,13 @@
  * but HTTP and only connects out over TCP, so it runs where raw TCP
  * listeners are not allowed (Deno Deploy and the like).
  *
- *     MLLP_HOST=127.0.0.1 MLLP_PORT=2575 deno serve -A --port 8080 examples/http_bridge.ts
- *     MLLP_HOST=127.0.0.1 MLLP_PORT=2575 PORT=8080 deno run -A examples/http_bridge.ts
+ *     MLLP_HOST=127.0.0.1 MLLP_PORT=2575 deno serve -P --port 8080 examples/http_bridge.ts
+ *     MLLP_HOST=127.0.0.1 MLLP_PORT=2575 PORT=8080 deno run -P examples/http_bridge.ts
  *     curl -s --data-binary @tests/fixtures/adt_a01_wikipedia.hl7 http://localhost:8080/
+ *
+ * `-P` grants the permissions deno.json declares for the examples: the
+ * network, read access to `tls/` (an `MLLP_CA` path elsewhere needs
+ * `--allow-read=FILE` too) and the variables below.
  *
  * Configuration, from environment variables:
  *
@@ -55,7 +59,7 @@ import {
   type SendResult,
   unwrap,
 } from "@x/mllp";
-import { setupLogging } from "./_sample.ts";
+import { log, reportMissingPermission, setupLogging } from "./_sample.ts";
 
 /** The bridge's settings. */
 export interface BridgeConfig {
@@ -336,6 +340,9 @@ function json(
 
 // ---- The script: top-level await, configuration from the environment ----
 
+// Run without the permissions it needs: one line, not a stack trace.
+if (import.meta.main) reportMissingPermission();
+
 const config = readConfig(Deno.env);
 
 // The library's log lines (ids, types, peers; never bodies at info) go to
@@ -360,9 +367,10 @@ const server = import.meta.main && config.httpPort !== undefined
     port: config.httpPort,
     hostname: config.httpHostname,
     onListen: ({ hostname, port }) =>
-      console.log(
-        `HTTP bridge on http://${hostname}:${port}/ to MLLP ${client.address}`,
-      ),
+      log.info("HTTP bridge on {url} to MLLP {upstream}", {
+        url: `http://${hostname}:${port}/`,
+        upstream: client.address,
+      }),
   }, handler)
   : undefined;
 

@@ -2,13 +2,17 @@
  * Non-HL7 over MLLP: an ExpandedDemoDispatcher that accepts
  * HL7 and answers any other payload with "Got the BLOB".
  *
- *     deno run -A examples/non_hl7.ts
+ *     deno run -P examples/non_hl7.ts
+ *
+ * `-P` grants the permissions deno.json declares for the examples.
  *
  * @module
  */
 
 import { Ack, Client, type DispatcherObject, Receiver } from "@x/mllp";
-import { setupLogging } from "./_sample.ts";
+import { reportMissingPermission, setupLogging } from "./_sample.ts";
+
+reportMissingPermission();
 
 const ExpandedDemoDispatcher: DispatcherObject = {
   dispatch(message) {

@@ -1,18 +1,25 @@
 /**
  * An MLLP receiver with the EchoDispatcher, running until Ctrl-C.
  *
- *     deno run -A examples/receiver.ts [--port 2575] [--hostname 0.0.0.0]
+ *     deno run -P examples/receiver.ts [--port 2575] [--hostname 0.0.0.0]
+ *
+ * `-P` grants the permissions deno.json declares for the examples. Without
+ * `--hostname` it listens on 127.0.0.1: only this machine can connect;
+ * `--hostname 0.0.0.0` accepts other hosts (unencrypted: see
+ * examples/tls_receiver.ts).
  *
  * @module
  */
 
 import { EchoDispatcher, Receiver } from "@x/mllp";
 import { parseArgs } from "@std/cli/parse-args";
-import { setupLogging } from "./_sample.ts";
+import { log, reportMissingPermission, setupLogging } from "./_sample.ts";
 
-const flags: { port: string; hostname: string } = parseArgs(Deno.args, {
+reportMissingPermission();
+
+const flags: { port: string; hostname?: string } = parseArgs(Deno.args, {
   string: ["port", "hostname"],
-  default: { port: "2575", hostname: "0.0.0.0" },
+  default: { port: "2575" },
 });
 
 await setupLogging("info");
@@ -26,4 +33,6 @@ const receiver = await Receiver.start({
   dispatcher: EchoDispatcher,
   signal: stop.signal,
 });
-console.log(`Receiver on port ${receiver.port}; press Ctrl-C to stop.`);
+log.info("Receiver on port {port}; press Ctrl-C to stop", {
+  port: receiver.port,
+});

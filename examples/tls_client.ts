@@ -2,8 +2,12 @@
  * The TLS client: sends the sample ADT^A01 over TLS and
  * prints the typed result. Start `examples/tls_receiver.ts` first.
  *
- *     deno run -A examples/tls_client.ts [--host localhost] [--port 8154]
+ *     deno run -P examples/tls_client.ts [--host localhost] [--port 8154]
  *       [--ca FILE] [--cert FILE --key FILE] [--servername NAME]
+ *
+ * `-P` grants the permissions deno.json declares for the examples (read
+ * access to `tls/` only: with certificates elsewhere, add
+ * `--allow-read=FILE`).
  *
  * `--ca` defaults to the test root CA in `tls/`; there is no client
  * certificate unless `--cert` and `--key` name one, such as
@@ -16,7 +20,13 @@
 
 import { Client, ClientError, TlsHandshakeError } from "@x/mllp";
 import { parseArgs } from "@std/cli/parse-args";
-import { SAMPLE_ADT_A01, setupLogging } from "./_sample.ts";
+import {
+  reportMissingPermission,
+  SAMPLE_ADT_A01,
+  setupLogging,
+} from "./_sample.ts";
+
+reportMissingPermission();
 
 const flags: {
   host: string;

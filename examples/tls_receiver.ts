@@ -2,8 +2,12 @@
  * The TLS receiver: the EchoDispatcher over TLS with the
  * test certificates in `tls/`, running until Ctrl-C.
  *
- *     deno run -A examples/tls_receiver.ts [--port 8154] [--hostname 0.0.0.0]
+ *     deno run -P examples/tls_receiver.ts [--port 8154] [--hostname 0.0.0.0]
  *       [--verify-peer] [--allowed-clients client-1,10.0.0.0/8]
+ *
+ * `-P` grants the permissions deno.json declares for the examples. Over
+ * TLS it listens on every interface (0.0.0.0) unless `--hostname` names
+ * an address.
  *
  * `--verify-peer` requires a client certificate signed by the test root CA
  * ("Using client certificates"). `--allowed-clients` takes a
@@ -17,17 +21,19 @@
 
 import { EchoDispatcher, Receiver } from "@x/mllp";
 import { parseArgs } from "@std/cli/parse-args";
-import { setupLogging } from "./_sample.ts";
+import { log, reportMissingPermission, setupLogging } from "./_sample.ts";
+
+reportMissingPermission();
 
 const flags: {
   port: string;
-  hostname: string;
+  hostname?: string;
   "verify-peer": boolean;
   "allowed-clients"?: string;
 } = parseArgs(Deno.args, {
   string: ["port", "hostname", "allowed-clients"],
   boolean: ["verify-peer"],
-  default: { port: "8154", hostname: "0.0.0.0" },
+  default: { port: "8154" },
 });
 
 /** Reads a PEM file of the test PKI, wherever the example is run from. */
@@ -53,4 +59,6 @@ const receiver = await Receiver.start({
   allowedClients: flags["allowed-clients"]?.split(","),
   signal: stop.signal,
 });
-console.log(`Receiver on port ${receiver.port}; press Ctrl-C to stop.`);
+log.info("Receiver on port {port}; press Ctrl-C to stop", {
+  port: receiver.port,
+});

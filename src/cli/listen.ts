@@ -8,6 +8,7 @@
 
 import { getLogger } from "@logtape/logtape";
 import { formatAddress } from "../net/address.ts";
+import { defaultHostname } from "../receiver/options.ts";
 import {
   type MessageStore,
   Receiver,
@@ -54,7 +55,8 @@ SIGTERM.
 
 Options:
   --port PORT          Port to listen on; 0 picks a free one  [default: 2575]
-  --hostname ADDRESS   Address to listen on                [default: 0.0.0.0]
+  --hostname ADDRESS   Address to listen on; 0.0.0.0 accepts other
+                       hosts    [default: 127.0.0.1; 0.0.0.0 with TLS]
   --reply CODE         How to answer: aa (as the EchoDispatcher), ae or ar
                        (that code, with a text saying so; a payload that
                        is not HL7 gets a NAK, 0x15)         [default: aa]
@@ -134,7 +136,9 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                        again; the answer is then made from the store
                        (not with --reply ae|ar or --save)
 
-Without --cert and --key the receiver speaks plain TCP and logs a warning.
+Without --cert and --key the receiver speaks plain TCP, logs a warning,
+and listens on 127.0.0.1 (this machine only) unless --hostname names an
+address.
 It never starts weaker than asked: a setting it cannot enforce is exit 2.
 
 Exit status:
@@ -178,8 +182,9 @@ export async function listen(
     throw new UsageError(`Unexpected argument "${flags._[0]}"`);
   }
   const port = portFlag(flags, "port", 0) ?? 2575;
-  const hostname = stringFlag(flags, "hostname") ?? "0.0.0.0";
   const tls = listenTlsFlags(flags);
+  const namedHostname = stringFlag(flags, "hostname");
+  const hostname = namedHostname ?? defaultHostname(tls !== undefined);
   const allowedClients = allowedClientsFlag(flags);
   const maxFrameBytes = numberFlag(flags, "max-frame-bytes", 1);
   const maxConnections = numberFlag(flags, "max-connections", 1);
@@ -267,7 +272,14 @@ export async function listen(
     return 2;
   }
   try {
-    write(io.stderr, `listening on ${formatAddress(receiver.address)}\n`);
+    // Plain TCP on the default address: say how to accept other hosts.
+    const only = namedHostname === undefined && tls === undefined
+      ? " (this machine only; --hostname 0.0.0.0 accepts other hosts)"
+      : "";
+    write(
+      io.stderr,
+      `listening on ${formatAddress(receiver.address)}${only}\n`,
+    );
     const reason = await untilStopped(options.signal);
     logger.info("Received {reason}; stopping", { reason });
   } finally {

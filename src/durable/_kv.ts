@@ -6,6 +6,8 @@
  * @module
  */
 
+import { requirePermissions } from "../net/permission_hint.ts";
+
 /** A KV handle and whether this code opened it (and so closes it). */
 export interface OpenedKv {
   kv: Deno.Kv;
@@ -15,6 +17,9 @@ export interface OpenedKv {
 /**
  * Opens a KV: a path, `":memory:"`, a KV Connect URL, or nothing for the
  * default; or takes an open handle, which stays the caller's to close.
+ *
+ * @throws {Deno.errors.NotCapable} For a file Deno may not read and write:
+ *   one line naming `--allow-read --allow-write`.
  */
 export async function openKv(
   pathOrKv: string | Deno.Kv | undefined,
@@ -25,6 +30,17 @@ export async function openKv(
   if (typeof Deno.openKv !== "function") {
     throw new Error(
       'Deno KV is not available: run Deno with --unstable-kv (or "unstable": ["kv"] in deno.json)',
+    );
+  }
+  if (
+    pathOrKv !== undefined && pathOrKv !== ":memory:" &&
+    !/^https?:\/\//i.test(pathOrKv)
+  ) {
+    // A file: one line naming both flags, rather than Deno's error for
+    // the first one missing.
+    requirePermissions(
+      [{ name: "read", path: pathOrKv }, { name: "write", path: pathOrKv }],
+      `open Deno KV "${pathOrKv}"`,
     );
   }
   return { kv: await Deno.openKv(pathOrKv), owned: true };

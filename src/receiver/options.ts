@@ -122,9 +122,13 @@ export interface ReceiverOptions<C = unknown> {
   /** The port to listen on; `0` picks a free one (see {@linkcode Receiver.port}). */
   port: number;
   /**
-   * The address to listen on.
+   * The address to listen on. Without it, a plain TCP receiver listens on
+   * `127.0.0.1`, so that only this machine can connect (its start-up line
+   * says so): name an address, such as `"0.0.0.0"` for every IPv4
+   * interface, to accept other hosts. With `tls` it listens on
+   * `"0.0.0.0"`.
    *
-   * @default {"0.0.0.0"}
+   * @default {"127.0.0.1"} (`"0.0.0.0"` with `tls`)
    */
   hostname?: string;
   /** The dispatcher that handles each message. */
@@ -132,8 +136,9 @@ export interface ReceiverOptions<C = unknown> {
   /** A value handed to the dispatcher as `ctx.context`. */
   context?: C;
   /**
-   * Serve MLLP over TLS. Without it the receiver speaks plain TCP and logs
-   * a warning that data passes unencrypted.
+   * Serve MLLP over TLS. Without it the receiver speaks plain TCP, logs a
+   * warning that data passes unencrypted and, unless `hostname` names an
+   * address, listens on loopback only.
    */
   tls?: ReceiverTlsOptions;
   /**
@@ -422,6 +427,19 @@ export const DEFAULT_DISPATCH_TIMEOUT = 30_000;
  * ```
  */
 export const DEFAULT_STOP_DEADLINE = 5_000;
+
+/**
+ * The address a receiver listens on when its options name none: loopback
+ * (`127.0.0.1`, this machine only) for plain TCP, as Postgres and Redis do,
+ * so that a first try never exposes unencrypted data on every interface;
+ * every IPv4 interface (`0.0.0.0`) with TLS.
+ *
+ * @param tls Whether the receiver speaks TLS.
+ * @returns The address to listen on.
+ */
+export function defaultHostname(tls: boolean): string {
+  return tls ? "0.0.0.0" : "127.0.0.1";
+}
 
 /**
  * Fails on options `Receiver.start` cannot honour (TLS material is checked

@@ -35,6 +35,7 @@ import { withApplicationAcks } from "../dispatch/stages/enhanced.ts";
 import { startStoredDispatch } from "../dispatch/stored_dispatch.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import { AllowList } from "../net/allow.ts";
+import { requirePermissions } from "../net/permission_hint.ts";
 import { describeTlsError, isTlsRecord } from "../net/tls.ts";
 import {
   type ListenHooks,
@@ -68,6 +69,7 @@ import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_MAX_CONNECTIONS_PER_CLIENT,
   DEFAULT_STOP_DEADLINE,
+  defaultHostname,
   type ReceiverOptions,
   type StopOptions,
   tlsMaterial,
@@ -221,6 +223,10 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
   /**
    * Starts a receiver.
    *
+   * Without `hostname`, a plain TCP receiver listens on `127.0.0.1` only
+   * (name an address, such as `"0.0.0.0"`, to accept other hosts); with
+   * `tls`, on every interface.
+   *
    * It never starts weaker than asked: a security setting that cannot be
    * enforced (`verifyPeer` without a CA, an allow-list of which no entry
    * can be used, unreadable certificates) makes it fail.
@@ -229,6 +235,8 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
    * @param options Port, dispatcher, TLS, allowed clients and limits.
    * @returns The running receiver.
    * @throws {Deno.errors.AddrInUse} If the port is taken.
+   * @throws {Deno.errors.NotCapable} If Deno has no net permission for
+   *   the address: one line naming `--allow-net`.
    * @throws {RangeError} If `maxFrameBytes` is not a positive number, or
    *   `mllpRelease` is not 1 or 2.
    * @throws {TypeError} If a TLS setting cannot be enforced, or a
@@ -251,7 +259,14 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
   ): Promise<Receiver> {
     checkReceiverOptions(options);
     const verifyPeer = options.tls?.verifyPeer ?? false;
-    const hostname = options.hostname ?? "0.0.0.0";
+    const hostname = options.hostname ?? defaultHostname(!!options.tls);
+    // Checked before anything is read or opened: a TLS listener without
+    // it would fail later, uncaught.
+    const listenAddress = formatAddress({ hostname, port: options.port });
+    requirePermissions(
+      [{ name: "net", host: listenAddress }],
+      `listen on ${listenAddress}`,
+    );
     const material = options.tls && await tlsMaterial(options.tls);
     let allow: AllowList | undefined;
     if (options.allowedClients && options.allowedClients.length > 0) {
@@ -287,7 +302,12 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     );
     Receiver.#byPort.set(receiver.port, receiver);
     const address = formatAddress(receiver.address);
-    if (!material) {
+    if (!material && options.hostname === undefined) {
+      logger.warn(
+        'Receiver listening on {address} without TLS: data will pass unencrypted; only this machine can connect (hostname "0.0.0.0" accepts other hosts)',
+        { address },
+      );
+    } else if (!material) {
       logger.warn(
         "Receiver listening on {address} without TLS: data will pass unencrypted",
         { address },

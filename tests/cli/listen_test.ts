@@ -6,6 +6,7 @@ import {
   assert,
   assertEquals,
   assertMatch,
+  assertNotMatch,
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
@@ -26,9 +27,14 @@ import {
 } from "../../src/cli/save.ts";
 import {
   assertCleanError,
+  cliCommand,
   FIXTURE,
   lines,
+  ROOT,
+  RUN_LIMIT,
   runCli,
+  SERVER_TLS,
+  STACK_TRACE,
   startListen,
 } from "./_helpers.ts";
 import { fixtureBytes } from "../_helpers.ts";
@@ -414,5 +420,133 @@ Deno.test("cli listen refuses bad protocol flags before listening", async () => 
       output.stderr,
       'Run "deno run -A src/cli.ts listen --help"',
     );
+  }
+});
+
+// --- Where it listens ---------------------------------------------------------
+
+/**
+ * Starts `mllp listen --port 0 ...args` (no `--hostname` unless given)
+ * and waits for its "listening on" line.
+ */
+async function listenLine(args: string[]) {
+  const child = cliCommand(["listen", "--port", "0", ...args]).spawn();
+  const stdout = new Response(child.stdout).text();
+  const reader = child.stderr.pipeThrough(new TextDecoderStream())
+    .getReader();
+  let stderr = "";
+  const timer = setTimeout(() => child.kill("SIGKILL"), RUN_LIMIT);
+  try {
+    let line: string | undefined;
+    while (line === undefined) {
+      const { done, value } = await reader.read();
+      if (done) throw new Error(`listen ended before listening:\n${stderr}`);
+      stderr += value;
+      line = lines(stderr).find((l) => l.startsWith("listening on "));
+    }
+    const port = Number(/:(\d+)/.exec(line)![1]);
+    return {
+      line,
+      port,
+      stderr,
+      async stop() {
+        child.kill("SIGTERM");
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) break;
+          stderr += value;
+        }
+        return {
+          code: (await child.status).code,
+          stdout: await stdout,
+          stderr,
+        };
+      },
+    };
+  } catch (error) {
+    child.kill("SIGKILL");
+    await child.status;
+    await stdout;
+    throw error;
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** Whether a TCP connection to `hostname:port` is accepted. */
+async function accepts(hostname: string, port: number): Promise<boolean> {
+  try {
+    (await Deno.connect({ hostname, port })).close();
+    return true;
+  } catch (error) {
+    if (error instanceof Deno.errors.ConnectionRefused) return false;
+    throw error;
+  }
+}
+
+Deno.test("cli listen without --hostname and without TLS listens on 127.0.0.1 only, and says how to accept other hosts", async () => {
+  const listening = await listenLine([]);
+  try {
+    assertEquals(
+      listening.line,
+      `listening on 127.0.0.1:${listening.port} (this machine only; --hostname 0.0.0.0 accepts other hosts)`,
+    );
+    assertEquals(await accepts("127.0.0.1", listening.port), true);
+    assertEquals(await accepts("127.0.0.2", listening.port), false);
+  } finally {
+    const stopped = await listening.stop();
+    assertEquals(stopped.code, 0, stopped.stderr);
+  }
+});
+
+Deno.test("cli listen --hostname 0.0.0.0 (named) and listen with TLS (by default) listen on every interface", async () => {
+  for (const args of [["--hostname", "0.0.0.0"], SERVER_TLS]) {
+    const listening = await listenLine(args);
+    try {
+      assertEquals(listening.line, `listening on 0.0.0.0:${listening.port}`);
+      assertEquals(await accepts("127.0.0.2", listening.port), true);
+    } finally {
+      const stopped = await listening.stop();
+      assertEquals(stopped.code, 0, stopped.stderr);
+    }
+  }
+});
+
+Deno.test("cli listen --help gives the default address of each transport", async () => {
+  const output = await runCli(["listen", "--help"]);
+  assertEquals(output.code, 0);
+  assertMatch(
+    output.stdout,
+    /--hostname ADDRESS +Address to listen on; 0\.0\.0\.0 accepts other\n +hosts +\[default: 127\.0\.0\.1; 0\.0\.0\.0 with TLS\]/,
+  );
+});
+
+Deno.test("cli listen without net permission: one line naming --allow-net, exit 2 (plain TCP and TLS)", async () => {
+  for (const tls of [[], SERVER_TLS]) {
+    const output = await new Deno.Command(Deno.execPath(), {
+      args: [
+        "run",
+        "--allow-read",
+        "src/cli.ts",
+        "listen",
+        "--port",
+        "0",
+        ...tls,
+      ],
+      cwd: ROOT,
+      env: { NO_COLOR: "1" },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const stderr = new TextDecoder().decode(output.stderr);
+    assertEquals(output.code, 2, stderr);
+    assertEquals(
+      stderr,
+      `error: Cannot listen on ${
+        tls.length > 0 ? "0.0.0.0" : "127.0.0.1"
+      }:0 without net permission: run Deno with --allow-net\n`,
+    );
+    assertNotMatch(stderr, STACK_TRACE);
   }
 });

@@ -12,7 +12,9 @@
 import {
   assert,
   assertEquals,
+  assertInstanceOf,
   assertNotEquals,
+  assertRejects,
   assertStringIncludes,
 } from "@std/assert";
 import { Ack } from "../../src/hl7/ack.ts";
@@ -32,6 +34,7 @@ import {
   type StoreEntry,
 } from "../../src/durable/kv_store.ts";
 import { startConsumer } from "../../src/durable/kv_store_consumer.ts";
+import { KvOutbox } from "../../src/durable/kv_outbox.ts";
 import { Wakeup } from "../../src/durable/_wakeup.ts";
 import { looks, TestClock } from "./_test_clock.ts";
 import { accepted, replied } from "../_helpers.ts";
@@ -609,4 +612,43 @@ Deno.test("consumer: stopping the receiver waits for the dispatch in hand, up to
   const id = (await store.lookup("SND", "SFAC", "HANG"))!;
   const record = await store.get(id);
   assertEquals([record?.state, record?.leaseOwner], ["pending", undefined]);
+});
+
+// --- Without permission --------------------------------------------------------
+
+Deno.test({
+  name:
+    "open: KvMessageStore and KvOutbox on a file without read and write permission throw NotCapable in one line naming both flags",
+  permissions: { read: false, write: false, net: false },
+  async fn() {
+    const path = "./no-permission-test.sqlite";
+    const expected =
+      `Cannot open Deno KV "${path}" without read and write permission: run Deno with --allow-read --allow-write`;
+    const store = await assertRejects(() => KvMessageStore.open(path));
+    assertInstanceOf(store, Deno.errors.NotCapable);
+    assertEquals(store.message, expected);
+    const outbox = await assertRejects(() =>
+      KvOutbox.open(path, {
+        destination: { hostname: "127.0.0.1", port: 2575 },
+      })
+    );
+    assertInstanceOf(outbox, Deno.errors.NotCapable);
+    assertEquals(outbox.message, expected);
+    // ":memory:" needs no permission.
+    await using memory = await KvMessageStore.open(":memory:");
+    assertEquals((await memory.stats()).pending, 0);
+  },
+});
+
+Deno.test({
+  name:
+    "open: read permission alone is not enough for a KV file, and the message says both flags",
+  permissions: { read: true, write: false, net: false },
+  async fn() {
+    const error = await assertRejects(() =>
+      KvMessageStore.open("./no-permission-test.sqlite")
+    );
+    assertInstanceOf(error, Deno.errors.NotCapable);
+    assertStringIncludes(error.message, "--allow-read --allow-write");
+  },
 });
