@@ -6,7 +6,7 @@
  * @module
  */
 
-import { requirePermissions } from "../net/permission_hint.ts";
+import { requirePermissions } from "../net/permission.ts";
 
 /** A KV handle and whether this code opened it (and so closes it). */
 export interface OpenedKv {
@@ -40,7 +40,7 @@ export async function openKv(
     // the first one missing.
     requirePermissions(
       [{ name: "read", path: pathOrKv }, { name: "write", path: pathOrKv }],
-      `open Deno KV "${pathOrKv}"`,
+      `Cannot open Deno KV "${pathOrKv}"`,
     );
   }
   return { kv: await Deno.openKv(pathOrKv), owned: true };

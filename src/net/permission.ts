@@ -75,15 +75,20 @@ export function missingPermission(
   const match = REQUIRES.exec(error.message);
   const name = match?.[1];
   const target = match?.[2];
-  const flag = name === undefined
-    ? undefined
-    : target === undefined
-    ? `--allow-${name}`
-    : `--allow-${name}=${
-      /^[\w.:\[\]\/@+-]+$/.test(target) ? target : `"${target}"`
-    }`;
+  const flag = name === undefined ? undefined : allowFlag(name, target);
   return { name, target, flag };
 }
+
+/** `--allow-net=127.0.0.1:2575`, quoted for a shell when it must be. */
+function allowFlag(name: string, target: string | undefined): string {
+  if (target === undefined) return `--allow-${name}`;
+  return `--allow-${name}=${
+    /^[\w.:\[\]\/@+-]+$/.test(target) ? target : `"${target}"`
+  }`;
+}
+
+const OTHERS =
+  "(or -A for every permission, or -P for the permission set in deno.json)";
 
 /**
  * Turns Deno's refusal of a permission into one line that says what was
@@ -120,17 +125,76 @@ export function permissionError(
   const missing = missingPermission(error);
   if (missing === undefined) return undefined;
   const { name, target, flag } = missing;
-  const others =
-    "(or -A for every permission, or -P for the permission set in deno.json)";
   const what = name === undefined
     ? `Deno refused a permission (${(error as Error).message})`
     : target === undefined
     ? `no ${name} permission`
     : `no ${name} permission for "${target}"`;
   const fix = flag === undefined
-    ? `run Deno with the flag that grants it ${others}`
-    : `run Deno with ${flag} ${others}`;
+    ? `run Deno with the flag that grants it ${OTHERS}`
+    : `run Deno with ${flag} ${OTHERS}`;
   return new Deno.errors.NotCapable(`${doing}: ${what}; ${fix}`, {
     cause: error,
   });
+}
+
+/** What `requirePermissions` checks: Deno's descriptors this code uses. */
+export type NeededPermission =
+  | { name: "net"; host: string }
+  | { name: "read"; path: string }
+  | { name: "write"; path: string };
+
+/**
+ * Checks that Deno grants every permission listed before the code that
+ * needs them runs (asking first on a terminal, as Deno would have), for
+ * entry points whose own failure would come later or uncaught: a
+ * `node:tls` listener, a KV file that needs both read and write.
+ *
+ * @param needed The permissions, such as
+ *   `[{ name: "net", host: "127.0.0.1:2575" }]`.
+ * @param doing What needs them, as the error's message starts:
+ *   `"Cannot listen on 127.0.0.1:2575"`.
+ * @throws {Deno.errors.NotCapable} If one is not granted, in the one-line
+ *   form `permissionError` gives, naming every flag missing.
+ *
+ * @example Nothing thrown when the permission is there
+ * ```ts
+ * import { requirePermissions } from "./permission.ts";
+ *
+ * requirePermissions([{ name: "read", path: "." }], 'Cannot read "."');
+ * ```
+ */
+export function requirePermissions(
+  needed: readonly NeededPermission[],
+  doing: string,
+): void {
+  const permissions = Deno.permissions;
+  if (typeof permissions?.querySync !== "function") return;
+  const missing: NeededPermission[] = [];
+  for (const descriptor of needed) {
+    let state: Deno.PermissionState;
+    try {
+      state = permissions.querySync(descriptor).state;
+      if (state === "prompt") state = permissions.requestSync(descriptor).state;
+    } catch {
+      // A descriptor Deno cannot read (a port out of range): the call
+      // itself reports what is wrong.
+      continue;
+    }
+    if (state !== "granted") missing.push(descriptor);
+  }
+  if (missing.length === 0) return;
+  const target = (descriptor: NeededPermission) =>
+    descriptor.name === "net" ? descriptor.host : descriptor.path;
+  const targets = [...new Set(missing.map(target))];
+  const names = missing.map((descriptor) => descriptor.name).join(" and ");
+  const what = targets.length === 1
+    ? `no ${names} permission for "${targets[0]}"`
+    : `no ${names} permission`;
+  const flags = missing.map((descriptor) =>
+    allowFlag(descriptor.name, target(descriptor))
+  ).join(" ");
+  throw new Deno.errors.NotCapable(
+    `${doing}: ${what}; run Deno with ${flags} ${OTHERS}`,
+  );
 }

@@ -35,7 +35,7 @@ import { withApplicationAcks } from "../dispatch/stages/enhanced.ts";
 import { startStoredDispatch } from "../dispatch/stored_dispatch.ts";
 import { type Address, formatAddress } from "../net/address.ts";
 import { AllowList } from "../net/allow.ts";
-import { requirePermissions } from "../net/permission_hint.ts";
+import { requirePermissions } from "../net/permission.ts";
 import { describeTlsError, isTlsRecord } from "../net/tls.ts";
 import {
   type ListenHooks,
@@ -265,7 +265,7 @@ export class Receiver extends TypedEventTarget<ReceiverEventMap>
     const listenAddress = formatAddress({ hostname, port: options.port });
     requirePermissions(
       [{ name: "net", host: listenAddress }],
-      `listen on ${listenAddress}`,
+      `Cannot listen on ${listenAddress}`,
     );
     const material = options.tls && await tlsMaterial(options.tls);
     let allow: AllowList | undefined;

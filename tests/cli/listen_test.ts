@@ -541,11 +541,10 @@ Deno.test("cli listen without net permission: one line naming --allow-net, exit 
     }).output();
     const stderr = new TextDecoder().decode(output.stderr);
     assertEquals(output.code, 2, stderr);
+    const address = `${tls.length > 0 ? "0.0.0.0" : "127.0.0.1"}:0`;
     assertEquals(
       stderr,
-      `error: Cannot listen on ${
-        tls.length > 0 ? "0.0.0.0" : "127.0.0.1"
-      }:0 without net permission: run Deno with --allow-net\n`,
+      `error: Cannot listen on ${address}: no net permission for "${address}"; run Deno with --allow-net=${address} (or -A for every permission, or -P for the permission set in deno.json)\n`,
     );
     assertNotMatch(stderr, STACK_TRACE);
   }

@@ -623,7 +623,7 @@ Deno.test({
   async fn() {
     const path = "./no-permission-test.sqlite";
     const expected =
-      `Cannot open Deno KV "${path}" without read and write permission: run Deno with --allow-read --allow-write`;
+      `Cannot open Deno KV "${path}": no read and write permission for "${path}"; run Deno with --allow-read=${path} --allow-write=${path} (or -A for every permission, or -P for the permission set in deno.json)`;
     const store = await assertRejects(() => KvMessageStore.open(path));
     assertInstanceOf(store, Deno.errors.NotCapable);
     assertEquals(store.message, expected);
@@ -642,13 +642,16 @@ Deno.test({
 
 Deno.test({
   name:
-    "open: read permission alone is not enough for a KV file, and the message says both flags",
+    "open: read permission alone is not enough for a KV file, and the message names the write flag it lacks",
   permissions: { read: true, write: false, net: false },
   async fn() {
     const error = await assertRejects(() =>
       KvMessageStore.open("./no-permission-test.sqlite")
     );
     assertInstanceOf(error, Deno.errors.NotCapable);
-    assertStringIncludes(error.message, "--allow-read --allow-write");
+    assertEquals(
+      error.message,
+      'Cannot open Deno KV "./no-permission-test.sqlite": no write permission for "./no-permission-test.sqlite"; run Deno with --allow-write=./no-permission-test.sqlite (or -A for every permission, or -P for the permission set in deno.json)',
+    );
   },
 });

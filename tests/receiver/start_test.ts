@@ -124,7 +124,7 @@ Deno.test({
     assertInstanceOf(error, Deno.errors.NotCapable);
     assertEquals(
       error.message,
-      "Cannot listen on 127.0.0.1:0 without net permission: run Deno with --allow-net",
+      'Cannot listen on 127.0.0.1:0: no net permission for "127.0.0.1:0"; run Deno with --allow-net=127.0.0.1:0 (or -A for every permission, or -P for the permission set in deno.json)',
     );
     assertOneLine(error, "--allow-net");
   },
@@ -146,7 +146,7 @@ Deno.test({
     assertInstanceOf(error, Deno.errors.NotCapable);
     assertMatch(
       error.message,
-      /^Cannot listen on 127\.0\.0\.1:0 without net permission: run Deno with --allow-net$/,
+      /^Cannot listen on 127\.0\.0\.1:0: no net permission for "127\.0\.0\.1:0"; run Deno with --allow-net=127\.0\.0\.1:0 \(or -A/,
     );
   },
 });
