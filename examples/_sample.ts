@@ -9,13 +9,12 @@
  */
 
 import {
-  configure,
+  configureSync,
   getLogger,
-  getTextFormatter,
   type Logger,
   type LogLevel,
-  type Sink,
 } from "@logtape/logtape";
+import { getStderrSink } from "../src/observe/log_lines.ts";
 
 /** The sample ADT^A01 message, control id `01052901`. */
 export const SAMPLE_ADT_A01: string = [
@@ -36,42 +35,21 @@ export const SAMPLE_ADT_A01: string = [
  */
 export const log: Logger = getLogger(["example"]);
 
-/** Writes the log lines that wait (set by {@linkcode setupLogging}). */
-let flushLogs = () => {};
-
 /**
  * Sends the library's log lines (category `["mllp"]`) and the examples'
  * (`["example"]`) to stderr in the `mllp` command's format
- * (`2026-12-04T14:09:53.063Z [INF] mllp·client: ...`), as the command
- * does: each line waits for the next turn of the event loop and the lines
- * of one turn go out in one write, so that logging never costs a message
- * its round trip; what waits is written when the program exits.
+ * (`2026-12-04T14:09:53.063Z [INF] mllp·client: ...`), through the
+ * command's own sink: lines wait a few milliseconds and go out together, so
+ * that logging never costs a message its round trip, and what waits is
+ * written when the program exits.
  *
  * @param level The lowest level to print.
  */
-export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
-  const format = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
-  const encoder = new TextEncoder();
-  let lines: string[] = [];
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const flush = flushLogs = () => {
-    clearTimeout(timer);
-    timer = undefined;
-    if (lines.length === 0) return;
-    const data = encoder.encode(lines.join(""));
-    lines = [];
-    for (let n = 0; n < data.length;) {
-      n += Deno.stderr.writeSync(data.subarray(n));
-    }
-  };
-  const stderr: Sink = (record) => {
-    lines.push(format(record));
-    if (timer !== undefined) return;
-    timer = setTimeout(flush, 0);
-    Deno.unrefTimer(timer);
-  };
-  globalThis.addEventListener("unload", flush);
-  await configure({
+export function setupLogging(level: LogLevel = "debug"): void {
+  const stderr = getStderrSink();
+  sink = stderr;
+  // Synchronous, so that LogTape writes what waits when the program exits.
+  configureSync({
     sinks: { stderr },
     loggers: [
       { category: ["mllp"], lowestLevel: level, sinks: ["stderr"] },
@@ -83,6 +61,14 @@ export async function setupLogging(level: LogLevel = "debug"): Promise<void> {
       },
     ],
   });
+}
+
+/** The sink {@linkcode setupLogging} set up, if it ran. */
+let sink: Disposable | undefined;
+
+/** Writes the log lines that wait. */
+function flushLogs(): void {
+  sink?.[Symbol.dispose]();
 }
 
 /**

@@ -24,7 +24,7 @@ const flags: { host: string; port: string } = parseArgs(Deno.args, {
   default: { host: "localhost", port: "2575" },
 });
 
-await setupLogging("info");
+setupLogging("info");
 
 await using client = await Client.connect(flags.host, Number(flags.port));
 const result = await client.send(SAMPLE_ADT_A01);

@@ -25,7 +25,7 @@ const DemoDispatcher: DispatcherObject = {
   },
 };
 
-await setupLogging("debug");
+setupLogging("debug");
 
 await using receiver = await Receiver.start({
   port: 0,

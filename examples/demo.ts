@@ -21,7 +21,7 @@ import {
 
 reportMissingPermission();
 
-await setupLogging("debug");
+setupLogging("debug");
 
 const receiver = await Receiver.start({
   port: 0,

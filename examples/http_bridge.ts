@@ -347,7 +347,7 @@ const config = readConfig(Deno.env);
 
 // The library's log lines (ids, types, peers; never bodies at info) go to
 // the console. Not when a test imports the module.
-if (import.meta.main) await setupLogging("info");
+if (import.meta.main) setupLogging("info");
 
 /** The one client, shared by every request this isolate serves. */
 export const client: Client = openClient(config);

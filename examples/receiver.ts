@@ -22,7 +22,7 @@ const flags: { port: string; hostname?: string } = parseArgs(Deno.args, {
   default: { port: "2575" },
 });
 
-await setupLogging("info");
+setupLogging("info");
 
 const stop = new AbortController();
 Deno.addSignalListener("SIGINT", () => stop.abort());

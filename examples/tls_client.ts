@@ -40,7 +40,7 @@ const flags: {
   default: { host: "localhost", port: "8154" },
 });
 
-await setupLogging("info");
+setupLogging("info");
 
 try {
   await using client = await Client.connect(flags.host, Number(flags.port), {

@@ -41,7 +41,7 @@ function testPki(path: string): Promise<string> {
   return Deno.readTextFile(new URL(`../tls/${path}`, import.meta.url));
 }
 
-await setupLogging("info");
+setupLogging("info");
 
 const stop = new AbortController();
 Deno.addSignalListener("SIGINT", () => stop.abort());

@@ -7,15 +7,14 @@
 
 import {
   configureSync,
-  getTextFormatter,
   type Logger,
   type LogRecord,
   resetSync,
-  type TextFormatter,
 } from "@logtape/logtape";
 import { parseArgs as untypedParseArgs } from "@std/cli/parse-args";
 import type { ClientTlsOptions } from "../client/client.ts";
 import { ClientError, TlsHandshakeError } from "../client/errors.ts";
+import { BatchedLines, lineFormatter } from "../observe/log_lines.ts";
 import { closest } from "./suggest.ts";
 
 /** A synchronous byte sink, such as `Deno.stdout` or `Deno.stderr`. */
@@ -76,137 +75,6 @@ export function describeError(error: unknown): string {
   }
   if (error instanceof ClientError) return `${error.message} [${error.reason}]`;
   return error instanceof Error ? error.message : String(error);
-}
-
-/**
- * How long a log line may wait to be written with the lines after it, in
- * milliseconds: long enough to batch a busy receiver's lines into a few
- * writes a second, short enough to read as live.
- */
-export const LOG_FLUSH_MS = 10;
-
-/** How many bytes of log lines may wait before they are written at once. */
-export const MAX_PENDING_LOG_BYTES = 1024 * 1024;
-
-/**
- * Log lines for a writer, written in batches: each line waits (formatted)
- * up to {@linkcode LOG_FLUSH_MS}, so that writing it never costs a message
- * its round trip, and the lines of those milliseconds go out in one write.
- * Nothing is dropped: a writer that falls behind by more than
- * {@linkcode MAX_PENDING_LOG_BYTES} is written to at once, which slows the
- * logging down rather than losing lines.
- */
-export class BatchedLines implements Disposable {
-  #writer: Writer;
-  #format: TextFormatter;
-  #lines: string[] = [];
-  #pending = 0;
-  #timer: ReturnType<typeof setTimeout> | undefined;
-  #flush = () => this.flush();
-
-  /**
-   * @param writer Where the lines go (stderr).
-   * @param format How a record becomes a line.
-   */
-  constructor(writer: Writer, format: TextFormatter) {
-    this.#writer = writer;
-    this.#format = format;
-  }
-
-  /** The LogTape sink (it formats each record at once). */
-  readonly sink: (record: LogRecord) => void = Object.defineProperty(
-    (record: LogRecord): void => this.#take(record),
-    IMMEDIATE_SINK,
-    { value: true },
-  );
-
-  #take(record: LogRecord): void {
-    const line = this.#format(record);
-    this.#lines.push(line);
-    this.#pending += line.length;
-    if (this.#pending > MAX_PENDING_LOG_BYTES) {
-      this.flush();
-    } else if (this.#timer === undefined) {
-      this.#timer = setTimeout(this.#flush, LOG_FLUSH_MS);
-      // Waiting lines do not keep an otherwise finished process alive:
-      // disposing writes them.
-      Deno.unrefTimer(this.#timer);
-    }
-  }
-
-  /** Writes every waiting line now. */
-  flush(): void {
-    clearTimeout(this.#timer);
-    this.#timer = undefined;
-    if (this.#lines.length === 0) return;
-    const data = encoder.encode(this.#lines.join(""));
-    this.#lines.length = 0;
-    this.#pending = 0;
-    try {
-      for (let offset = 0; offset < data.length;) {
-        offset += this.#writer.writeSync(data.subarray(offset));
-      }
-    } catch {
-      // Nowhere left to report it.
-    }
-  }
-
-  /** Writes what waits. */
-  [Symbol.dispose](): void {
-    this.flush();
-  }
-}
-
-/**
- * The key LogTape reads to know that a sink formats a record at once and
- * keeps nothing of it (as its own synchronous stream sink does), so that
- * it need not copy the record's properties first: a registered symbol,
- * shared by every copy of LogTape. Without it lines are the same, only
- * slower.
- */
-const IMMEDIATE_SINK = Symbol.for("LogTape.sinkSnapshotPolicy.immediate");
-
-const LEVELS: Record<string, string> = {
-  trace: "TRC",
-  debug: "DBG",
-  info: "INF",
-  warning: "WRN",
-  error: "ERR",
-  fatal: "FTL",
-};
-
-/**
- * The command line's log line format: LogTape's text format with RFC 3339
- * times and bare values (`2026-12-04T16:57:44.449Z [INF] mllp·cli: ...`),
- * built directly when every value is a string, number or boolean, the
- * usual case, and by LogTape's formatter otherwise.
- */
-export function lineFormatter(): TextFormatter {
-  const full = getTextFormatter({ timestamp: "rfc3339", value: "bare" });
-  let stampAt = NaN;
-  let stamp = "";
-  let category: readonly string[] = [];
-  let categoryText = "";
-  return (record) => {
-    const parts = record.message;
-    let text = "";
-    for (let i = 0; i < parts.length; i++) {
-      const part = parts[i];
-      if (typeof part === "string") text += part;
-      else if (typeof part === "number" && !Object.is(part, -0)) text += part;
-      else if (typeof part === "boolean") text += part;
-      else return full(record);
-    }
-    if (record.timestamp !== stampAt) {
-      stampAt = record.timestamp;
-      stamp = new Date(stampAt).toISOString();
-    }
-    if (record.category !== category) {
-      category = record.category;
-      categoryText = category.join("·");
-    }
-    return `${stamp} [${LEVELS[record.level]}] ${categoryText}: ${text}\n`;
-  };
 }
 
 /** The batched log lines of the running command, if it logs. */

@@ -3,22 +3,21 @@
 // logged before it; disposing writes what waits; nothing is dropped, even
 // past the pending limit.
 
-import { assertEquals } from "@std/assert";
+import { assertEquals, assertMatch } from "@std/assert";
 import {
   configureSync,
   getTextFormatter,
   type LogRecord,
   resetSync,
 } from "@logtape/logtape";
+import { logInfo, setupLogging, write } from "../../src/cli/common.ts";
 import {
   BatchedLines,
+  getStderrSink,
   lineFormatter,
   LOG_FLUSH_MS,
-  logInfo,
   MAX_PENDING_LOG_BYTES,
-  setupLogging,
-  write,
-} from "../../src/cli/common.ts";
+} from "../../src/observe/log_lines.ts";
 import { getLogger } from "@logtape/logtape";
 
 /** A writer that keeps each write. */
@@ -109,6 +108,7 @@ Deno.test("log line format: the same line as LogTape's text formatter, built fas
       "",
     ]],
     ["no values", ["no values"]],
+    ["body: {body}", ["body: ", "MSH|^~\\&|A\rPID|1\n\x1b[31mred\x1b[0m", ""]],
   ] as const;
   for (const level of ["debug", "info", "warning", "error"] as const) {
     for (const [rawMessage, message] of records) {
@@ -164,4 +164,28 @@ Deno.test("logInfo writes the line logger.info writes, and goes through LogTape 
     resetSync();
   }
   assertEquals(seen.map((r) => r.properties), [properties]);
+});
+
+Deno.test("getStderrSink: LogTape's configure gets the command's line format, and reset writes what waits", async () => {
+  const { configure, reset } = await import("@logtape/logtape");
+  const out = recorder();
+  await configure({
+    reset: true,
+    sinks: { stderr: getStderrSink(out) },
+    loggers: [
+      { category: ["mllp"], lowestLevel: "info", sinks: ["stderr"] },
+      { category: ["logtape", "meta"], lowestLevel: "warning", sinks: [] },
+    ],
+  });
+  getLogger(["mllp", "receiver"]).info("Listening on {address}", {
+    address: "127.0.0.1:2575",
+  });
+  getLogger(["mllp", "receiver"]).debug("not at info");
+  assertEquals(out.writes, []); // batched
+  await reset();
+  assertEquals(out.writes.length, 1);
+  assertMatch(
+    out.writes[0],
+    /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z \[INF\] mllp·receiver: Listening on 127\.0\.0\.1:2575\n$/,
+  );
 });
