@@ -271,6 +271,9 @@ export async function listen(
     );
     return 2;
   }
+  // Listening for SIGINT and SIGTERM before saying "listening on": a
+  // supervisor may stop the command as soon as it reads that line.
+  const stopped = untilStopped(options.signal);
   try {
     // Plain TCP on the default address: say how to accept other hosts.
     const only = namedHostname === undefined && tls === undefined
@@ -280,7 +283,7 @@ export async function listen(
       io.stderr,
       `listening on ${formatAddress(receiver.address)}${only}\n`,
     );
-    const reason = await untilStopped(options.signal);
+    const reason = await stopped;
     logger.info("Received {reason}; stopping", { reason });
   } finally {
     // In-flight messages get their replies, up to the deadline.
