@@ -87,10 +87,11 @@ export async function serveChild(args: string[]): Promise<number> {
     : kind === "responder"
     ? startAckResponder({ port, hostname, tls, mode })
     : await startSelf(port, hostname, tls);
-  say({ hostname, port: server.port, pid: Deno.pid });
   const lines = new LineReader(Deno.stdin.readable);
   const stop = () => void lines.cancel();
+  // Before saying it is ready: the parent may stop it at once.
   Deno.addSignalListener("SIGTERM", stop);
+  say({ hostname, port: server.port, pid: Deno.pid });
   try {
     for (
       let line = await lines.next();
