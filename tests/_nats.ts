@@ -84,6 +84,8 @@ export interface NatsNode {
 interface Running {
   child: Deno.ChildProcess;
   status: Promise<Deno.CommandStatus>;
+  /** Set once the process has ended. */
+  ended?: Deno.CommandStatus;
 }
 
 /** What a node's `/jsz?streams=true` says about one stream's cluster. */
@@ -167,11 +169,14 @@ export class NatsCluster implements AsyncDisposable {
       `  max_memory_store: 268435456`,
       `  max_file_store: 4294967296`,
       `}`,
-      `cluster {`,
-      `  name: "mllp-test"`,
-      `  listen: "127.0.0.1:${node.clusterPort}"`,
-      `  routes: [${routes.join(", ")}]`,
-      `}`,
+      // One node: no cluster block (JetStream refuses a cluster of one).
+      ...(this.nodes.length === 1 ? [] : [
+        `cluster {`,
+        `  name: "mllp-test"`,
+        `  listen: "127.0.0.1:${node.clusterPort}"`,
+        `  routes: [${routes.join(", ")}]`,
+        `}`,
+      ]),
       "",
     ].join("\n");
   }
@@ -188,7 +193,22 @@ export class NatsCluster implements AsyncDisposable {
       stdout: "null",
       stderr: "null",
     }).spawn();
-    this.#running.set(index, { child, status: child.status });
+    const running: Running = { child, status: child.status };
+    running.status.then((status) => running.ended = status);
+    this.#running.set(index, running);
+  }
+
+  /** Throws if a node that should be running has exited. */
+  #checkAlive(): void {
+    for (const [index, running] of this.#running) {
+      if (running.ended) {
+        throw new Error(
+          `nats-server ${
+            this.nodes[index].name
+          } exited with code ${running.ended.code}`,
+        );
+      }
+    }
   }
 
   /**
@@ -259,6 +279,8 @@ export class NatsCluster implements AsyncDisposable {
             | { status?: string }
             | undefined;
           if (health?.status !== "ok") return false;
+          // A single node has no meta cluster: healthy is ready.
+          if (this.nodes.length === 1) return true;
           const jsz = await this.monitor(index, "/jsz") as
             | { meta_cluster?: { leader?: string } }
             | undefined;
