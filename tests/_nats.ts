@@ -333,6 +333,43 @@ export class NatsCluster implements AsyncDisposable {
     return undefined;
   }
 
+  /**
+   * The index of the node leading a stream's consumer, as the running
+   * nodes report it, or `undefined`.
+   */
+  async consumerLeader(
+    stream: string,
+    consumer: string,
+  ): Promise<number | undefined> {
+    for (const index of this.running) {
+      const jsz = await this.monitor(
+        index,
+        "/jsz?accounts=true&streams=true&consumers=true",
+      ) as {
+        account_details?: {
+          stream_detail?: {
+            name: string;
+            consumer_detail?: {
+              name: string;
+              cluster?: { leader?: string };
+            }[];
+          }[];
+        }[];
+      } | undefined;
+      for (const account of jsz?.account_details ?? []) {
+        for (const detail of account.stream_detail ?? []) {
+          if (detail.name !== stream) continue;
+          for (const c of detail.consumer_detail ?? []) {
+            if (c.name === consumer && c.cluster?.leader) {
+              return this.indexOf(c.cluster.leader);
+            }
+          }
+        }
+      }
+    }
+    return undefined;
+  }
+
   /** Waits until a stream has a leader among the running nodes; its index. */
   async streamLeader(stream: string, timeout = 30_000): Promise<number> {
     let leader = -1;

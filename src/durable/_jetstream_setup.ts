@@ -256,25 +256,3 @@ export async function ensureConsumer(
   }
   return info;
 }
-
-/**
- * How many messages a stream holds on a subject filter: the pending count
- * of a short-lived ephemeral consumer (JetStream 2.9 has no cheaper count
- * per filter).
- */
-export async function countMessages(
-  jsm: JetStreamManager,
-  stream: string,
-  filter: string,
-): Promise<number> {
-  const info = await jsm.consumers.add(stream, {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    mem_storage: true,
-    num_replicas: 1,
-    inactive_threshold: nanos(30_000),
-  });
-  await jsm.consumers.delete(stream, info.name).catch(() => {});
-  return info.num_pending;
-}

@@ -89,7 +89,6 @@ import {
 import { startJsConsumer } from "./_jetstream_consumer.ts";
 import {
   connectNats,
-  countMessages,
   ensureConsumer,
   ensureStreams,
   isNotFound,
@@ -606,12 +605,17 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
   async stats(): Promise<JetStreamStoreStats> {
     const { stream, prefix, parkedStream } = this.#settings;
     const jsm = this.#jsm;
-    const [info, parkedInfo, stored, names] = await Promise.all([
-      jsm.streams.info(stream),
+    const [info, parkedInfo, names] = await Promise.all([
+      // Requeued copies are few: the stream lists their subjects.
+      jsm.streams.info(stream, { subjects_filter: `${prefix}.*.*.*.r` }),
       jsm.streams.info(parkedStream),
-      countMessages(jsm, stream, `${prefix}.*.*.*`),
       this.#consumerNames(),
     ]);
+    const requeued = Object.values(info.state.subjects ?? {}).reduce(
+      (sum, n) => sum + n,
+      0,
+    );
+    const stored = info.state.messages - requeued;
     let pending = 0;
     let oldest = Infinity;
     for (const name of names) {

@@ -272,7 +272,8 @@ export interface JetStreamParkedRecord {
 export interface JetStreamStoreStats {
   /**
    * Messages kept in the stream (resends and requeued copies not counted;
-   * messages removed by `maxAge` no longer counted).
+   * messages removed by `maxAge` no longer counted). Read from the
+   * stream's message count, so the stream must be the store's own.
    */
   stored: number;
   /** Messages waiting for dispatch or being dispatched, across the group. */
