@@ -174,6 +174,22 @@ function settingsOf(options: JetStreamMessageStoreOptions): Settings {
       `Cannot open JetStream store: subjectPrefix and parkedStream must differ, both are "${settings.prefix}"`,
     );
   }
+  // A resend's duplicate key (its first copy's subject) lives as long as
+  // the stream keeps that copy: never shorter than the window it backs.
+  if (
+    options.duplicateWindow !== undefined && settings.maxAge > 0 &&
+    settings.duplicateWindow > settings.maxAge
+  ) {
+    throw new RangeError(
+      `Cannot open JetStream store: duplicateWindow (${settings.duplicateWindow} ms) must not exceed maxAge (${settings.maxAge} ms); raise maxAge or lower duplicateWindow`,
+    );
+  }
+  if (settings.maxAge > 0) {
+    settings.duplicateWindow = Math.min(
+      settings.duplicateWindow,
+      settings.maxAge,
+    );
+  }
   if (![1, 3, 5].includes(settings.replicas)) {
     throw new RangeError(
       `Cannot open JetStream store: replicas must be 1, 3 or 5, got "${settings.replicas}"`,

@@ -94,7 +94,8 @@ export interface JetStreamMessageStoreOptions {
    * The stream's duplicate window, in ms: a resend within it is recognised
    * by its `Nats-Msg-Id` from the server's memory; after it, by its
    * subject, as long as the first copy is kept (`maxAge`). Never more than
-   * `maxAge`.
+   * `maxAge`: `open` refuses a larger window (with `maxAge` shorter than
+   * the default window and no window given, the window is `maxAge`).
    *
    * @default {120000}
    */
