@@ -93,6 +93,7 @@ import {
   ensureStreams,
   isNotFound,
   logStatus,
+  natsConnectOptions,
 } from "./_jetstream_setup.ts";
 import { Wakeup } from "./_wakeup.ts";
 import type {
@@ -282,7 +283,10 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
     if (typeof servers === "string" || Array.isArray(servers)) {
       const list = (typeof servers === "string" ? servers.split(",") : servers)
         .map((s) => s.trim()).filter((s) => s !== "");
-      nc = await connectNats(list, options.connection ?? {});
+      nc = await connectNats(
+        list,
+        await natsConnectOptions(options.connection ?? {}),
+      );
       owned = true;
     } else {
       nc = servers;

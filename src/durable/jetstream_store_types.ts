@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { NodeConnectionOptions } from "@nats-io/transport-node";
+import type { JetStreamConnectionOptions } from "./jetstream_connection.ts";
 import type { Address } from "../net/address.ts";
 import type { BackoffOptions } from "../net/backoff.ts";
 
@@ -147,12 +147,12 @@ export interface JetStreamMessageStoreOptions {
   discoveryInterval?: number;
   /**
    * Connection options for NATS when `open` is given server URLs:
-   * credentials (`user`/`pass`, `token`, an `authenticator` for nkeys or
-   * a creds file), `tls`, `name`, reconnect settings.
+   * credentials (`user`/`pass`, `token`, an nkey seed file or a creds
+   * file), `tls`, `name`, reconnect settings.
    *
    * @default {{ name: "mllp-store", maxReconnectAttempts: -1, reconnectTimeWait: 250 }}
    */
-  connection?: Omit<NodeConnectionOptions, "servers">;
+  connection?: JetStreamConnectionOptions;
 }
 
 /**
