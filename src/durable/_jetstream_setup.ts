@@ -167,9 +167,17 @@ export async function natsConnectOptions(
   return result;
 }
 
-/** Logs what happens to a connection until it closes. */
-export async function logStatus(nc: NatsConnection): Promise<void> {
+/**
+ * Logs what happens to a connection until it closes, and tells
+ * `onChange` when it is lost (`false`) and back (`true`).
+ */
+export async function logStatus(
+  nc: NatsConnection,
+  onChange: (connected: boolean) => void = () => {},
+): Promise<void> {
   for await (const status of nc.status()) {
+    if (status.type === "disconnect") onChange(false);
+    if (status.type === "reconnect") onChange(true);
     switch (status.type) {
       case "disconnect":
         logger.warn(

@@ -229,6 +229,7 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
   #wakeup = new Wakeup();
   #consumers = new Set<StoreConsumer>();
   #status: Promise<void> | undefined;
+  #connected = true;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -243,7 +244,12 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
     this.#js = jetstream(nc, { timeout: settings.publishTimeout });
     this.#settings = settings;
     this.#maxPayload = nc.info?.max_payload ?? 1024 * 1024;
-    if (owned) this.#status = logStatus(nc).catch(() => {});
+    // While the connection is lost a publish would wait for its timeout
+    // in the client's buffer: answer at once instead.
+    if (owned) {
+      this.#status = logStatus(nc, (connected) => this.#connected = connected)
+        .catch(() => {});
+    }
   }
 
   /**
@@ -351,6 +357,11 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
     if (raw.length > limit) {
       throw new Error(
         `message of ${raw.length} bytes is larger than the NATS server's max_payload (${this.#maxPayload} bytes, with headers); raise max_payload in the server's config`,
+      );
+    }
+    if (!this.#connected) {
+      throw new Error(
+        "not connected to NATS (reconnecting); the sender should resend",
       );
     }
     if (this.#settings.ordered) await this.#ensureSender(app, fac);

@@ -10,6 +10,7 @@
  */
 
 import {
+  assert,
   assertEquals,
   assertMatch,
   assertNotMatch,
@@ -80,6 +81,10 @@ Deno.test("cli nats: listen --store nats:// stores once before AA, answers a res
     const down = await sendText(listening.port, withControlId("DOWN-1"));
     assertEquals(down.code, 1, down.stderr);
     assertMatch(lines(down.stdout)[0], /^DOWN-1 AE /);
+    // At once, not after the publish timeout (5 s): the store knows the
+    // connection is lost.
+    const ms = Number(/ AE ([\d.]+) ms/.exec(down.stdout)?.[1]);
+    assert(ms < 2_000, `AE after ${ms} ms`);
     assertStringIncludes(down.stdout, "Cannot store message");
     // Back: the same message is stored and ACKed.
     for (const node of cluster.nodes) await cluster.start(node.index);
