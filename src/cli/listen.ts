@@ -36,6 +36,12 @@ import {
   mllpReleaseFlag,
 } from "./modes.ts";
 import {
+  isNatsUrl,
+  NATS_FLAGS,
+  NATS_USAGE,
+  natsOptions,
+} from "./nats_options.ts";
+import {
   MessageSaver,
   replyDispatcher,
   type ReplyMode,
@@ -135,7 +141,13 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                        a resend gets the stored ACK and is not dispatched
                        again; the answer is then made from the store
                        (not with --reply ae|ar or --save)
-
+  --store nats://HOST:PORT[,HOST:PORT...]
+                       Store in a NATS JetStream stream instead (a quorum
+                       of its replicas has it before the ACK goes out);
+                       receivers given the same servers, stream and
+                       consumer share the dispatching. With NATS down or
+                       unreachable, messages are answered AE
+${NATS_USAGE}
 Without --cert and --key the receiver speaks plain TCP, logs a warning,
 and listens on 127.0.0.1 (this machine only) unless --hostname names an
 address.
@@ -170,6 +182,7 @@ export async function listen(
       "store",
       "reply",
       "save",
+      ...NATS_FLAGS,
       ...LISTEN_MODE_FLAGS.string,
     ],
     collect: ["ca", "allowed-clients"],
@@ -211,6 +224,15 @@ export async function listen(
       } cannot be used with --store (the store answers before the dispatcher runs)`,
     );
   }
+  const nats = storePath !== undefined && isNatsUrl(storePath)
+    ? natsOptions(storePath, flags, "--store")
+    : undefined;
+  const strayNatsFlag = NATS_FLAGS.find((name) => flags[name] !== undefined);
+  if (nats === undefined && strayNatsFlag !== undefined) {
+    throw new UsageError(
+      `--${strayNatsFlag} needs --store nats://host:port`,
+    );
+  }
   let dispatcher = replyDispatcher(reply);
   if (saveDir !== undefined) {
     try {
@@ -230,7 +252,9 @@ export async function listen(
   let store: MessageStore & { close(): Promise<void> } | undefined;
   if (storePath !== undefined) {
     try {
-      store = await (await import("./durable.ts")).openStore(storePath);
+      store = nats
+        ? await (await import("./nats_store.ts")).openNatsStore(nats)
+        : await (await import("./durable.ts")).openStore(storePath);
     } catch (error) {
       write(io.stderr, `error: ${describeError(error)}\n`);
       return 2;
