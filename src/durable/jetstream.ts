@@ -48,3 +48,17 @@ export type {
   StorePutResult,
 } from "../dispatch/message_store.ts";
 export { STORED_TEXT } from "../dispatch/message_store.ts";
+export { JetStreamOutbox } from "./jetstream_outbox.ts";
+export type {
+  JetStreamOutboxOptions,
+  JetStreamOutboxStats,
+} from "./jetstream_outbox_types.ts";
+export type {
+  Enqueued,
+  OutboxDestination,
+  OutboxEventMap,
+  OutboxRecord,
+  OutboxRetryDetail,
+  OutboxState,
+  OutboxStats,
+} from "./kv_outbox_types.ts";

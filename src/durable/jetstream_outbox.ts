@@ -1,0 +1,768 @@
+/**
+ * A durable outbound queue on a NATS JetStream cluster:
+ * {@linkcode JetStreamOutbox.enqueue} returns once the stream acknowledged
+ * the message (with 3 replicas: once two nodes have it), and workers in
+ * any number of processes deliver each destination's queue in order with
+ * the library's `Client`: one message at a time (a durable pull
+ * consumer with `max_ack_pending: 1`), acked in the stream only after the
+ * destination's `AA`/`CA`. Used like `KvOutbox`, with the same records,
+ * events and numbers.
+ *
+ * What it guarantees, and where that ends:
+ *
+ * - Nothing is queued unless JetStream acknowledged it: with no quorum (two
+ *   of three nodes down) `enqueue` rejects. A publish that timed out may
+ *   still have been stored; it is then sent like any other.
+ * - Order per destination: the next message goes only once the one before
+ *   it is acked or parked. `AE`/`CE`, a NAK, no reply in time, or an ACK
+ *   for another message: the same message is sent again after the
+ *   backoff's delay (a `nak` with a delay), and parked after `maxAttempts`
+ *   such sends. `AR`/`CR` parks it at once. While the destination cannot
+ *   be reached the queue waits, however long.
+ * - Delivery is at least once. A worker that dies (or stalls past
+ *   `ackWait`) holding a message loses it to another worker, which sends it
+ *   again with the same control id, flagged `possibleDuplicate`; a reply
+ *   that did not come in time is resent the same way. The receiver should
+ *   detect duplicates by sender and control id, as a receiver with a
+ *   `KvMessageStore` or `JetStreamMessageStore` does.
+ * - A parked message is copied with its reason to `<stream>_PARKED` and
+ *   stays there until {@linkcode JetStreamOutbox.requeue}, which puts it at
+ *   the end of the queue (not at its old place, as `KvOutbox` does).
+ * - Retention: the queue stream keeps messages for `maxAge` (its
+ *   `max_age`), delivered or not, and the records with them.
+ *
+ * Layout: `<stream>.<destination>.q` holds queued messages and
+ * `<stream>.<destination>.r` requeued ones; `<stream>_STATUS` keeps the
+ * latest record of each (one message per subject); `<stream>_PARKED` the
+ * parked copies. The destination is a subject token made from
+ * `host:port`.
+ *
+ * Needs `--allow-net` for the NATS servers (checked first: `open()` fails
+ * with a one-line error naming the flag) and the destination.
+ *
+ * @example Queue messages for a lab system on a three-node cluster
+ * ```ts ignore
+ * // Needs a NATS cluster with JetStream (see docs/scaling.md).
+ * import { JetStreamOutbox } from "@x/mllp/jetstream";
+ *
+ * await using outbox = await JetStreamOutbox.open(
+ *   "nats://10.0.0.1:4222,nats://10.0.0.2:4222,nats://10.0.0.3:4222",
+ *   { destination: { hostname: "lab.example.org", port: 2575 } },
+ * );
+ * const { seq } = await outbox.enqueue(
+ *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|Q1|P|2.5\r",
+ * );
+ * outbox.start(); // in as many processes as you like
+ * console.log((await outbox.waitFor(seq)).state); // acked
+ * ```
+ *
+ * @module
+ */
+
+import {
+  DiscardPolicy,
+  jetstream,
+  type JetStreamClient,
+  type JetStreamManager,
+  jetstreamManager,
+  type JsMsg,
+  type MsgRequest,
+  RetentionPolicy,
+  StorageType,
+  type StoredMsg,
+} from "@nats-io/jetstream";
+import {
+  headers as natsHeaders,
+  nanos,
+  type NatsConnection,
+} from "@nats-io/transport-node";
+import { getLogger } from "@logtape/logtape";
+import { type Message, readMessage } from "../hl7/message.ts";
+import { formatAddress } from "../net/address.ts";
+import type { BackoffOptions } from "../net/backoff.ts";
+import { TypedEventTarget } from "../observe/events.ts";
+import { unwrap } from "../wire/envelope.ts";
+import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
+import { fieldToken } from "./_jetstream_codec.ts";
+import {
+  connectNats,
+  countMessages,
+  ensureConsumer,
+  ensureStreams,
+  isNotFound,
+  logStatus,
+} from "./_jetstream_setup.ts";
+import { sleep, Wakeup } from "./_wakeup.ts";
+import {
+  JsOutboxWorker,
+  type OutboxLedger,
+} from "./jetstream_outbox_worker.ts";
+import type {
+  JetStreamOutboxOptions,
+  JetStreamOutboxStats,
+} from "./jetstream_outbox_types.ts";
+import type {
+  Enqueued,
+  OutboxEventMap,
+  OutboxRecord,
+  OutboxState,
+} from "./kv_outbox_types.ts";
+
+export type {
+  JetStreamOutboxOptions,
+  JetStreamOutboxStats,
+} from "./jetstream_outbox_types.ts";
+
+const logger = getLogger(["mllp", "outbox"]);
+
+const DEFAULT_RETRY: BackoffOptions = {
+  initialDelay: 1000,
+  maxDelay: 60_000,
+  factor: 2,
+  jitter: 0.1,
+};
+
+/** What a stream or consumer name may hold. */
+const NAME = /^[A-Za-z0-9_-]+$/;
+
+/** Headers on a queued message. */
+const HEADER = {
+  /** `[MSH-10, MSH-9]` as JSON, URI-encoded (nulls when not HL7). */
+  msh: "Mllp-Out-Msh",
+  /** When it was queued, ms since the epoch. */
+  enqueuedAt: "Mllp-Enqueued-At",
+  /** On a requeued copy: the place of the message it copies. */
+  seq: "Mllp-Out-Seq",
+  /** On a parked copy: why, URI-encoded. */
+  reason: "Mllp-Reason",
+} as const;
+
+/** The options, checked and with their defaults. */
+interface Settings {
+  stream: string;
+  statusStream: string;
+  parkedStream: string;
+  consumerPrefix: string;
+  replicas: number;
+  maxAge: number;
+  publishTimeout: number;
+  retry: BackoffOptions;
+  maxAttempts: number;
+  ackWait: number;
+  pollInterval: number;
+}
+
+function settingsOf(options: JetStreamOutboxOptions): Settings {
+  const stream = options.stream ?? "HL7_OUT";
+  const settings: Settings = {
+    stream,
+    statusStream: `${stream}_STATUS`,
+    parkedStream: `${stream}_PARKED`,
+    consumerPrefix: options.consumer ?? "mllp-out",
+    replicas: options.replicas ?? 3,
+    maxAge: options.maxAge ?? 7 * 24 * 3_600_000,
+    publishTimeout: options.publishTimeout ?? 5_000,
+    retry: options.retry ?? DEFAULT_RETRY,
+    maxAttempts: Math.max(1, options.maxAttempts ?? 5),
+    ackWait: Math.max(1_000, options.ackWait ?? 30_000),
+    pollInterval: Math.max(1, options.pollInterval ?? 250),
+  };
+  for (
+    const [key, value] of [
+      ["stream", settings.stream],
+      ["consumer", settings.consumerPrefix],
+    ]
+  ) {
+    if (!NAME.test(value)) {
+      throw new RangeError(
+        `Cannot open JetStream outbox: ${key} must be letters, digits, "_" or "-", got "${value}"`,
+      );
+    }
+  }
+  if (![1, 3, 5].includes(settings.replicas)) {
+    throw new RangeError(
+      `Cannot open JetStream outbox: replicas must be 1, 3 or 5, got "${settings.replicas}"`,
+    );
+  }
+  return settings;
+}
+
+/**
+ * A durable outbound queue for one destination, on NATS JetStream. See the
+ * module documentation for what it guarantees.
+ *
+ * States, as `KvOutbox`'s: `pending` → `in_flight` (recorded before the
+ * message is written, so a worker that dies after writing is noticed by
+ * the next) → `acked` or `parked`; `pending` again after a send to try
+ * again.
+ *
+ * @example Open, queue, deliver, and read the numbers
+ * ```ts ignore
+ * // Needs a NATS server with JetStream (nats-server -js) and a receiver.
+ * import { JetStreamOutbox } from "@x/mllp/jetstream";
+ *
+ * await using outbox = await JetStreamOutbox.open("nats://127.0.0.1:4222", {
+ *   destination: { hostname: "127.0.0.1", port: 2575 },
+ *   replicas: 1,
+ * });
+ * await outbox.enqueue("MSH|^~\\&|A|B|C|D|20240101||ADT^A01|Q1|P|2.5\r");
+ * outbox.addEventListener("parked", (event) => {
+ *   console.log(event.detail.controlId, event.detail.reason);
+ * });
+ * outbox.start();
+ * console.log(await outbox.stats()); // { depth, oldestAgeMs, parked, ... }
+ * ```
+ */
+export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
+  implements AsyncDisposable {
+  /** The destination, as `host:port`: the name of its queue. */
+  readonly destination: string;
+  #nc: NatsConnection;
+  #owned: boolean;
+  #js: JetStreamClient;
+  #jsm: JetStreamManager;
+  #settings: Settings;
+  #token: string;
+  #consumer: string;
+  #target: JetStreamOutboxOptions["destination"];
+  #maxPayload: number;
+  #settled = new Wakeup();
+  #worker: JsOutboxWorker | undefined;
+  #stopping: AbortController | undefined;
+  #working: Promise<void> | undefined;
+  #status: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
+  #stats: JetStreamOutboxStats | undefined;
+
+  private constructor(
+    nc: NatsConnection,
+    owned: boolean,
+    jsm: JetStreamManager,
+    settings: Settings,
+    token: string,
+    options: JetStreamOutboxOptions,
+  ) {
+    super();
+    const { hostname, port } = options.destination;
+    this.destination = formatAddress({ hostname, port });
+    this.#nc = nc;
+    this.#owned = owned;
+    this.#jsm = jsm;
+    this.#js = jetstream(nc, { timeout: settings.publishTimeout });
+    this.#settings = settings;
+    this.#token = token;
+    this.#consumer = `${settings.consumerPrefix}__${token}`;
+    this.#target = options.destination;
+    this.#maxPayload = nc.info?.max_payload ?? 1024 * 1024;
+    if (owned) this.#status = logStatus(nc).catch(() => {});
+  }
+
+  /**
+   * Connects to NATS and opens the outbox of one destination: creates its
+   * streams and the destination's consumer when they are missing.
+   *
+   * @param servers NATS server URLs (an array, or one string with commas:
+   *   `"nats://a:4222,nats://b:4222"`), or an open connection (which stays
+   *   yours to close).
+   * @param options The destination, stream, replicas, retries, credentials.
+   * @returns The outbox; call {@linkcode JetStreamOutbox.start} to deliver.
+   * @throws {Error} If Deno has no network permission for a server (the
+   *   message names the flag), NATS cannot be reached, or JetStream is not
+   *   enabled.
+   * @throws {RangeError} If an option is invalid.
+   */
+  static async open(
+    servers: string | string[] | NatsConnection,
+    options: JetStreamOutboxOptions,
+  ): Promise<JetStreamOutbox> {
+    const settings = settingsOf(options);
+    let nc: NatsConnection;
+    let owned: boolean;
+    if (typeof servers === "string" || Array.isArray(servers)) {
+      const list = (typeof servers === "string" ? servers.split(",") : servers)
+        .map((s) => s.trim()).filter((s) => s !== "");
+      nc = await connectNats(list, {
+        name: "mllp-outbox",
+        ...options.connection,
+      });
+      owned = true;
+    } else {
+      nc = servers;
+      owned = false;
+    }
+    try {
+      const jsm = await jetstreamManager(nc, {
+        timeout: settings.publishTimeout,
+      });
+      await ensureStreams(jsm, {
+        stream: settings.stream,
+        prefix: settings.stream,
+        parkedStream: settings.parkedStream,
+        parkedPrefix: settings.parkedStream,
+        replicas: settings.replicas,
+        maxAge: settings.maxAge,
+        duplicateWindow: 120_000,
+      });
+      await ensureStatusStream(jsm, settings);
+      const { hostname, port } = options.destination;
+      const token = await fieldToken(formatAddress({ hostname, port }), 60);
+      await ensureConsumer(jsm, settings.stream, {
+        name: `${settings.consumerPrefix}__${token}`,
+        filter: `${settings.stream}.${token}.*`,
+        ackWait: settings.ackWait,
+        maxAckPending: 1,
+      });
+      return new JetStreamOutbox(nc, owned, jsm, settings, token, options);
+    } catch (error) {
+      if (owned) await nc.close().catch(() => {});
+      throw error;
+    }
+  }
+
+  get #queueSubject(): string {
+    return `${this.#settings.stream}.${this.#token}.q`;
+  }
+
+  #statusSubject(seq: number): string {
+    return `${this.#settings.statusStream}.${this.#token}.${seq}`;
+  }
+
+  #parkedSubject(seq: number): string {
+    return `${this.#settings.parkedStream}.${this.#token}.${seq}`;
+  }
+
+  /**
+   * Queues a message: returns once the stream acknowledged it.
+   *
+   * @param payload An HL7 message or another payload, text or bytes (an
+   *   MLLP frame around it is removed).
+   * @returns Its place in the queue (its sequence in the stream) and its
+   *   control id.
+   * @throws {HeaderError} If it starts with `MSH` but its header cannot be
+   *   read (nothing is queued).
+   * @throws {TypeError} If it holds a VT or FS byte (nothing is queued).
+   * @throws {Error} If it is larger than the servers' `max_payload`, or
+   *   JetStream did not acknowledge it in time (no quorum, no connection).
+   */
+  async enqueue(payload: string | Uint8Array): Promise<Enqueued> {
+    const message = prepare(payload);
+    const raw = message.raw;
+    const limit = this.#maxPayload - 1024;
+    if (raw.length > limit) {
+      throw new Error(
+        `Cannot queue message: ${raw.length} bytes is more than the NATS server's max_payload allows (${this.#maxPayload} bytes, with headers); raise max_payload in the server's config`,
+      );
+    }
+    const controlId = message.header?.controlId;
+    const h = natsHeaders();
+    h.set(
+      HEADER.msh,
+      encodeURIComponent(
+        JSON.stringify([
+          controlId ?? null,
+          message.header?.messageType ?? null,
+        ]),
+      ),
+    );
+    h.set(HEADER.enqueuedAt, String(Date.now()));
+    try {
+      const ack = await this.#js.publish(this.#queueSubject, raw, {
+        headers: h,
+        timeout: this.#settings.publishTimeout,
+      });
+      return { seq: ack.seq, controlId };
+    } catch (error) {
+      throw new Error(
+        `Cannot queue message: ${
+          describeError(error)
+        }; send it again or check the NATS cluster`,
+        { cause: error },
+      );
+    }
+  }
+
+  /** The record a queued (or requeued) copy starts with. */
+  #freshRecord(stored: StoredMsg | JsMsg, seq: number): OutboxRecord {
+    const h = "header" in stored ? stored.header : stored.headers;
+    const [controlId, messageType] = JSON.parse(
+      decodeURIComponent(h?.get(HEADER.msh) || "%5B%5D"),
+    ) as (string | null)[];
+    const enqueuedAt = Number(h?.get(HEADER.enqueuedAt) || 0);
+    return {
+      seq,
+      id: String(seq),
+      ...(controlId != null ? { controlId } : {}),
+      ...(messageType != null ? { messageType } : {}),
+      size: stored.data.length,
+      enqueuedAt,
+      state: "pending",
+      attempts: 0,
+      possibleDuplicate: false,
+    };
+  }
+
+  async #readStatus(seq: number): Promise<OutboxRecord | undefined> {
+    const stored = await this.#jsm.streams.getMessage(
+      this.#settings.statusStream,
+      { last_by_subj: this.#statusSubject(seq) },
+    );
+    return stored ? stored.json<OutboxRecord>() : undefined;
+  }
+
+  async #writeStatus(record: OutboxRecord): Promise<void> {
+    await this.#js.publish(
+      this.#statusSubject(record.seq),
+      JSON.stringify(record),
+      { timeout: this.#settings.publishTimeout },
+    );
+  }
+
+  /** A queued message as the stream holds it, if it is this queue's. */
+  async #queued(seq: number): Promise<StoredMsg | null> {
+    if (!Number.isSafeInteger(seq) || seq < 1) return null;
+    const stored = await this.#jsm.streams.getMessage(this.#settings.stream, {
+      seq,
+    }).catch((error) => {
+      if (isNotFound(error)) return null;
+      throw error;
+    });
+    return stored?.subject === this.#queueSubject ? stored : null;
+  }
+
+  /**
+   * The record of a queued message.
+   *
+   * @param seq Its place in the queue.
+   * @returns The record, or `undefined` (not queued here, or removed by
+   *   retention).
+   */
+  async get(seq: number): Promise<OutboxRecord | undefined> {
+    const status = await this.#readStatus(seq);
+    if (status) return status;
+    const stored = await this.#queued(seq);
+    return stored ? this.#freshRecord(stored, seq) : undefined;
+  }
+
+  /**
+   * A queued message's bytes.
+   *
+   * @param seq Its place in the queue.
+   * @returns The bytes.
+   * @throws {Error} If the stream does not have it.
+   */
+  async read(seq: number): Promise<Uint8Array> {
+    const stored = await this.#queued(seq) ??
+      await this.#jsm.streams.getMessage(this.#settings.parkedStream, {
+        last_by_subj: this.#parkedSubject(seq),
+      });
+    if (!stored) {
+      throw new Error(
+        `Cannot read message ${seq}: stream ${this.#settings.stream} does not have it for ${this.destination}`,
+      );
+    }
+    return stored.data;
+  }
+
+  /**
+   * The records of the queue that the stream still holds, in order.
+   *
+   * @param options Only those in `state`.
+   * @returns The records.
+   */
+  async *list(
+    options: { state?: OutboxState } = {},
+  ): AsyncIterableIterator<OutboxRecord> {
+    let seq = 1;
+    for (;;) {
+      const stored = await nextOnSubject(
+        this.#jsm,
+        this.#settings.stream,
+        seq,
+        this.#queueSubject,
+      );
+      if (!stored) return;
+      seq = stored.seq + 1;
+      const record = await this.#readStatus(stored.seq) ??
+        this.#freshRecord(stored, stored.seq);
+      if (!options.state || record.state === options.state) yield record;
+    }
+  }
+
+  /**
+   * Waits until a message is acknowledged or parked.
+   *
+   * @param seq Its place in the queue.
+   * @param options Stops waiting when `signal` aborts.
+   * @returns Its final record.
+   * @throws {Error} If there is no such message, or `signal` aborted.
+   */
+  async waitFor(
+    seq: number,
+    options: { signal?: AbortSignal } = {},
+  ): Promise<OutboxRecord> {
+    for (;;) {
+      options.signal?.throwIfAborted();
+      const next = this.#settled.next;
+      const record = await this.get(seq);
+      if (!record) {
+        throw new Error(`Cannot wait for message ${seq}: not queued`);
+      }
+      if (record.state === "acked" || record.state === "parked") return record;
+      await sleep(this.#settings.pollInterval, options.signal, next);
+    }
+  }
+
+  /**
+   * Queue depth, oldest age and parked count for this destination, read
+   * from its consumer and the streams, and what retention removed.
+   *
+   * @returns The numbers.
+   */
+  async stats(): Promise<JetStreamOutboxStats> {
+    const { stream, parkedStream } = this.#settings;
+    const jsm = this.#jsm;
+    const [info, consumer, enqueued, parked] = await Promise.all([
+      jsm.streams.info(stream),
+      jsm.consumers.info(stream, this.#consumer),
+      countMessages(jsm, stream, this.#queueSubject),
+      countMessages(jsm, parkedStream, `${parkedStream}.${this.#token}.*`),
+    ]);
+    const depth = consumer.num_pending + consumer.num_ack_pending;
+    let oldestAgeMs = 0;
+    if (depth > 0) {
+      const first = await nextOnSubject(
+        jsm,
+        stream,
+        consumer.ack_floor.stream_seq + 1,
+        `${stream}.${this.#token}.*`,
+      );
+      if (first) oldestAgeMs = Math.max(0, Date.now() - first.time.getTime());
+    }
+    const stats: JetStreamOutboxStats = {
+      depth,
+      oldestAgeMs,
+      parked,
+      enqueued,
+      removed: Math.max(0, info.state.first_seq - 1),
+      bytes: info.state.bytes,
+    };
+    this.#stats = stats;
+    return stats;
+  }
+
+  /** The last numbers read by {@linkcode JetStreamOutbox.stats}. */
+  get cachedStats(): JetStreamOutboxStats | undefined {
+    return this.#stats;
+  }
+
+  /**
+   * Puts a parked message back in the queue, at its end, with its attempts
+   * reset (it keeps its place number: `get` and `waitFor` follow it).
+   *
+   * @param seq Its place in the queue.
+   * @returns Whether it was parked (and is now pending).
+   */
+  async requeue(seq: number): Promise<boolean> {
+    const { stream, parkedStream, publishTimeout } = this.#settings;
+    const parked = await this.#jsm.streams.getMessage(parkedStream, {
+      last_by_subj: this.#parkedSubject(seq),
+    });
+    if (!parked) return false;
+    const record = await this.#readStatus(seq) ??
+      this.#freshRecord(parked, seq);
+    await this.#writeStatus({
+      ...record,
+      state: "pending",
+      attempts: 0,
+      possibleDuplicate: false,
+      finishedAt: undefined,
+    });
+    const h = natsHeaders();
+    for (const name of [HEADER.msh, HEADER.enqueuedAt]) {
+      const value = parked.header.get(name);
+      if (value) h.set(name, value);
+    }
+    h.set(HEADER.seq, String(seq));
+    await this.#js.publish(`${stream}.${this.#token}.r`, parked.data, {
+      headers: h,
+      msgID: `requeue|${parkedStream}|${parked.seq}`,
+      timeout: publishTimeout,
+    });
+    await this.#jsm.streams.deleteMessage(parkedStream, parked.seq).catch(
+      (error) => {
+        if (!isNotFound(error)) throw error;
+      },
+    );
+    logger.info("Outbox for {destination}: requeued parked message {seq}", {
+      destination: this.destination,
+      seq,
+    });
+    return true;
+  }
+
+  /** Whether the worker is running. */
+  get started(): boolean {
+    return this.#working !== undefined;
+  }
+
+  /**
+   * Starts this process's worker for the destination. Does nothing if it
+   * runs. Workers in other processes share the queue: one message is out
+   * at a time.
+   *
+   * @throws {Error} If the outbox is closed.
+   */
+  start(): void {
+    if (this.#closing) throw new Error("Cannot start: the outbox is closed");
+    if (this.#working) return;
+    const stopping = new AbortController();
+    this.#stopping = stopping;
+    const s = this.#settings;
+    const ledger: OutboxLedger = {
+      recordOf: async (msg) => {
+        const seq = Number(msg.headers?.get(HEADER.seq)) || msg.seq;
+        return await this.#readStatus(seq) ?? this.#freshRecord(msg, seq);
+      },
+      write: (record) => this.#writeStatus(record),
+      park: async (record, msg) => {
+        const h = natsHeaders();
+        for (const name of [HEADER.msh, HEADER.enqueuedAt]) {
+          const value = msg.headers?.get(name);
+          if (value) h.set(name, value);
+        }
+        h.set(HEADER.seq, String(record.seq));
+        h.set(HEADER.reason, encodeURIComponent(record.reason ?? ""));
+        await this.#js.publish(this.#parkedSubject(record.seq), msg.data, {
+          headers: h,
+          msgID: `park|${s.stream}|${msg.seq}`,
+          timeout: s.publishTimeout,
+        });
+      },
+    };
+    const worker = this.#worker ??= new JsOutboxWorker({
+      js: this.#js,
+      stream: s.stream,
+      consumer: this.#consumer,
+      ledger,
+      destination: this.destination,
+      target: this.#target,
+      retry: s.retry,
+      maxAttempts: s.maxAttempts,
+      ackWait: s.ackWait,
+      publishTimeout: s.publishTimeout,
+      closing: () => this.#closing !== undefined || this.#nc.isClosed(),
+      onFinished: (state, record) => {
+        this.#settled.notify();
+        this.dispatchEvent(new CustomEvent(state, { detail: record }));
+      },
+      onRetry: (detail) => {
+        this.dispatchEvent(new CustomEvent("retrying", { detail }));
+      },
+    });
+    this.#working = worker.run(stopping.signal);
+  }
+
+  /**
+   * Stops the worker after the send in progress (if any) has its reply,
+   * error or timeout.
+   *
+   * @returns A promise that resolves once it has stopped.
+   */
+  async stop(): Promise<void> {
+    this.#stopping?.abort();
+    await this.#working;
+    this.#working = undefined;
+  }
+
+  /**
+   * Stops the worker (after the send in progress), closes the connection
+   * to the destination, and closes the NATS connection if the outbox
+   * opened it. Calling it again returns the same promise.
+   *
+   * @returns A promise that resolves once closed.
+   */
+  close(): Promise<void> {
+    return this.#closing ??= (async () => {
+      await this.stop();
+      await this.#worker?.close();
+      if (this.#owned) {
+        await this.#nc.close().catch(() => {});
+        await this.#status;
+      }
+    })();
+  }
+
+  /** Closes the outbox; for `await using`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+}
+
+/** Creates the stream of records (one message per subject) when missing. */
+async function ensureStatusStream(
+  jsm: JetStreamManager,
+  settings: Settings,
+): Promise<void> {
+  const name = settings.statusStream;
+  try {
+    await jsm.streams.info(name);
+    return;
+  } catch (error) {
+    if (!isNotFound(error)) throw error;
+  }
+  try {
+    await jsm.streams.add({
+      name,
+      subjects: [`${name}.>`],
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      num_replicas: settings.replicas,
+      max_msgs_per_subject: 1,
+      max_age: nanos(settings.maxAge),
+    });
+  } catch (error) {
+    // Another process created it meanwhile: use it.
+    await jsm.streams.info(name).catch(() => {
+      throw error;
+    });
+  }
+}
+
+/**
+ * The first message at or after `seq` on a subject filter (the client's
+ * types leave out the API's `next_by_subj`, which 2.9 servers answer).
+ */
+function nextOnSubject(
+  jsm: JetStreamManager,
+  stream: string,
+  seq: number,
+  filter: string,
+): Promise<StoredMsg | null> {
+  const query = { seq, next_by_subj: filter } as unknown as MsgRequest;
+  return jsm.streams.getMessage(stream, query);
+}
+
+/** A NATS publish error as a short reason. */
+function describeError(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  return /timeout/i.test(message)
+    ? "JetStream did not acknowledge it within the publish timeout (is a quorum of the stream's replicas up?)"
+    : `JetStream did not store it (${message})`;
+}
+
+/** Reads and checks a payload as the client would send it. */
+function prepare(payload: string | Uint8Array): Message {
+  const message = readMessage(unwrap(payload));
+  for (
+    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
+  ) {
+    const at = message.raw.indexOf(byte);
+    if (at !== -1) {
+      throw new TypeError(
+        `Cannot queue message: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
+      );
+    }
+  }
+  return message;
+}
