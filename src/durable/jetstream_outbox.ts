@@ -743,11 +743,15 @@ function nextOnSubject(
   return jsm.streams.getMessage(stream, query);
 }
 
-/** A NATS publish error as a short reason. */
+/**
+ * A NATS publish error as a short reason. Without a quorum the publish
+ * times out, or (no stream leader to answer) fails with "no responders",
+ * which the client reports as "jetstream is not enabled".
+ */
 function describeError(error: unknown): string {
   const message = error instanceof Error ? error.message : String(error);
-  return /timeout/i.test(message)
-    ? "JetStream did not acknowledge it within the publish timeout (is a quorum of the stream's replicas up?)"
+  return /timeout|not enabled|no responders|503/i.test(message)
+    ? `JetStream did not acknowledge it (${message}): is a quorum of the stream's replicas up?`
     : `JetStream did not store it (${message})`;
 }
 

@@ -133,7 +133,7 @@ export class JsOutboxWorker {
           "Outbox for {destination}: message {seq} failed: {error}",
           { destination: this.#s.destination, seq: msg.seq, error },
         );
-        msg.nak(reconnectDelay(ERROR_BACKOFF, 3));
+        nak(msg, reconnectDelay(ERROR_BACKOFF, 3));
       }
     }
   }
@@ -286,7 +286,7 @@ export class JsOutboxWorker {
       ? reconnectDelay(retry, flying.attempts)
       : reconnectDelay(retry, ++this.#failures);
     await this.#s.ledger.write(record);
-    msg.nak(delayMs);
+    nak(msg, delayMs);
     logger.warn(
       "Outbox for {destination}: message {seq} ({controlId}) not delivered: {reason}; trying again in {delay} ms",
       {
@@ -353,6 +353,21 @@ export class JsOutboxWorker {
       });
     }
     this.#s.onFinished(state, record);
+  }
+}
+
+/**
+ * Naks a message with a delay; on a connection that is gone the server
+ * redelivers it after its ack wait anyway.
+ */
+function nak(msg: JsMsg, delayMs: number): void {
+  try {
+    msg.nak(delayMs);
+  } catch (error) {
+    logger.debug("Cannot nak message {seq}: {error}", {
+      seq: msg.seq,
+      error: reasonOf(error),
+    });
   }
 }
 
