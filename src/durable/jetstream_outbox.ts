@@ -86,7 +86,6 @@ import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
 import { fieldToken } from "./_jetstream_codec.ts";
 import {
   connectNats,
-  countMessages,
   ensureConsumer,
   ensureStreams,
   isNotFound,
@@ -521,12 +520,19 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
   async stats(): Promise<JetStreamOutboxStats> {
     const { stream, parkedStream } = this.#settings;
     const jsm = this.#jsm;
-    const [info, consumer, enqueued, parked] = await Promise.all([
-      jsm.streams.info(stream),
+    const [info, parkedInfo, consumer] = await Promise.all([
+      // Per-subject counts: one subject for the queue, one per parked copy.
+      jsm.streams.info(stream, { subjects_filter: this.#queueSubject }),
+      jsm.streams.info(parkedStream, {
+        subjects_filter: `${parkedStream}.${this.#token}.*`,
+      }),
       jsm.consumers.info(stream, this.#consumer),
-      countMessages(jsm, stream, this.#queueSubject),
-      countMessages(jsm, parkedStream, `${parkedStream}.${this.#token}.*`),
     ]);
+    const enqueued = info.state.subjects?.[this.#queueSubject] ?? 0;
+    const parked = Object.values(parkedInfo.state.subjects ?? {}).reduce(
+      (sum, n) => sum + n,
+      0,
+    );
     const depth = consumer.num_pending + consumer.num_ack_pending;
     let oldestAgeMs = 0;
     if (depth > 0) {
