@@ -63,6 +63,11 @@ export interface NatsClusterOptions {
   maxPayload?: number;
   /** How long to wait for the cluster to be ready, in ms. @default {30000} */
   readyTimeout?: number;
+  /**
+   * More server configuration, added to every node's file as it is (an
+   * `authorization { ... }` or `tls { ... }` block).
+   */
+  extraConfig?: string;
 }
 
 /** One node of a {@linkcode NatsCluster}. */
@@ -102,6 +107,7 @@ export class NatsCluster implements AsyncDisposable {
   readonly nodes: readonly NatsNode[];
   #binary: string;
   #maxPayload: number;
+  #extraConfig: string;
   #running = new Map<number, Running>();
   #guard: Deno.ChildProcess;
   #guardInput: WritableStreamDefaultWriter<Uint8Array>;
@@ -112,8 +118,10 @@ export class NatsCluster implements AsyncDisposable {
     dir: string,
     nodes: NatsNode[],
     maxPayload: number,
+    extraConfig = "",
   ) {
     this.#binary = binary;
+    this.#extraConfig = extraConfig;
     this.dir = dir;
     this.nodes = nodes;
     this.#maxPayload = maxPayload;
@@ -164,6 +172,7 @@ export class NatsCluster implements AsyncDisposable {
       `max_payload: ${this.#maxPayload}`,
       `pid_file: "${this.dir}/${node.name}.pid"`,
       `log_file: "${this.dir}/${node.name}.log"`,
+      this.#extraConfig,
       `jetstream {`,
       `  store_dir: "${node.storeDir}"`,
       `  max_memory_store: 268435456`,
@@ -333,6 +342,43 @@ export class NatsCluster implements AsyncDisposable {
     return undefined;
   }
 
+  /**
+   * The index of the node leading a stream's consumer, as the running
+   * nodes report it, or `undefined`.
+   */
+  async consumerLeader(
+    stream: string,
+    consumer: string,
+  ): Promise<number | undefined> {
+    for (const index of this.running) {
+      const jsz = await this.monitor(
+        index,
+        "/jsz?accounts=true&streams=true&consumers=true",
+      ) as {
+        account_details?: {
+          stream_detail?: {
+            name: string;
+            consumer_detail?: {
+              name: string;
+              cluster?: { leader?: string };
+            }[];
+          }[];
+        }[];
+      } | undefined;
+      for (const account of jsz?.account_details ?? []) {
+        for (const detail of account.stream_detail ?? []) {
+          if (detail.name !== stream) continue;
+          for (const c of detail.consumer_detail ?? []) {
+            if (c.name === consumer && c.cluster?.leader) {
+              return this.indexOf(c.cluster.leader);
+            }
+          }
+        }
+      }
+    }
+    return undefined;
+  }
+
   /** Waits until a stream has a leader among the running nodes; its index. */
   async streamLeader(stream: string, timeout = 30_000): Promise<number> {
     let leader = -1;
@@ -451,6 +497,7 @@ export async function startNatsCluster(
     dir,
     nodes,
     options.maxPayload ?? 8 * 1024 * 1024,
+    options.extraConfig,
   );
   try {
     for (const node of nodes) await cluster.start(node.index);

@@ -163,10 +163,15 @@ class PullLoop {
         failures++;
         // `heartbeats missed` when the consumer's leader moves; a lost
         // connection; a consumer not there yet: all worth another pull.
-        (failures === 1 ? logger.info : logger.warn)(
-          "Pull from consumer {consumer} failed ({failures} in a row): {error}; pulling again",
-          { consumer: this.#name, failures, error: reasonOf(error) },
-        );
+        const fields = {
+          consumer: this.#name,
+          failures,
+          error: reasonOf(error),
+        };
+        const text =
+          "Pull from consumer {consumer} failed ({failures} in a row): {error}; pulling again";
+        if (failures === 1) logger.info(text, fields);
+        else logger.warn(text, fields);
         if (/not found/i.test(reasonOf(error))) consumer = undefined;
         await sleep(reconnectDelay(ERROR_BACKOFF, failures), soft);
         continue;

@@ -23,10 +23,13 @@ import {
 } from "@nats-io/jetstream";
 import {
   connect,
+  credsAuthenticator,
   nanos,
   type NatsConnection,
+  nkeyAuthenticator,
   type NodeConnectionOptions,
 } from "@nats-io/transport-node";
+import type { JetStreamConnectionOptions } from "./jetstream_connection.ts";
 
 const logger = getLogger(["mllp", "store"]);
 
@@ -81,6 +84,87 @@ export async function connectNats(
       { cause: error },
     );
   }
+}
+
+/** Reads a credentials file, or fails naming what it is for. */
+async function readFileFor(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (error) {
+    throw new Error(
+      `Cannot read the NATS ${what} "${path}": ${
+        (error as Error).message
+      }; check the path (and that Deno may read it: --allow-read)`,
+      { cause: error },
+    );
+  }
+}
+
+/**
+ * The NATS client's options for a {@linkcode JetStreamConnectionOptions}:
+ * reads the nkey seed, creds and TLS files.
+ */
+export async function natsConnectOptions(
+  options: JetStreamConnectionOptions,
+): Promise<NodeConnectionOptions> {
+  const ways = [
+    options.user !== undefined || options.pass !== undefined,
+    options.token !== undefined,
+    options.nkeyFile !== undefined,
+    options.credsFile !== undefined,
+  ].filter(Boolean).length;
+  if (ways > 1) {
+    throw new TypeError(
+      "Cannot connect to NATS: give one of user and password, token, nkey seed file or creds file",
+    );
+  }
+  const result: NodeConnectionOptions = {
+    name: options.name,
+    maxReconnectAttempts: options.maxReconnectAttempts,
+    reconnectTimeWait: options.reconnectTimeWait,
+    timeout: options.timeout,
+    user: options.user,
+    pass: options.pass,
+    token: options.token,
+  };
+  if (options.nkeyFile !== undefined) {
+    const text = new TextDecoder().decode(
+      await readFileFor(options.nkeyFile, "nkey seed file"),
+    );
+    const seed = /\bSU[A-Z2-7]{40,}\b/.exec(text)?.[0];
+    if (!seed) {
+      throw new Error(
+        `Cannot use the NATS nkey seed file "${options.nkeyFile}": it holds no user seed (a line starting with SU); create one with nk -gen user`,
+      );
+    }
+    result.authenticator = nkeyAuthenticator(new TextEncoder().encode(seed));
+  }
+  if (options.credsFile !== undefined) {
+    result.authenticator = credsAuthenticator(
+      await readFileFor(options.credsFile, "creds file"),
+    );
+  }
+  const tls = options.tls;
+  if (tls && (tls.caFile || tls.certFile || tls.keyFile)) {
+    if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      throw new TypeError(
+        "Cannot connect to NATS: a TLS client certificate needs its key, give both certFile and keyFile",
+      );
+    }
+    const text = async (path: string | undefined, what: string) =>
+      path === undefined
+        ? undefined
+        : new TextDecoder().decode(await readFileFor(path, what));
+    result.tls = {
+      ca: await text(tls.caFile, "TLS CA file"),
+      cert: await text(tls.certFile, "TLS certificate file"),
+      key: await text(tls.keyFile, "TLS key file"),
+    };
+  }
+  for (const key of Object.keys(result) as (keyof NodeConnectionOptions)[]) {
+    if (result[key] === undefined) delete result[key];
+  }
+  return result;
 }
 
 /** Logs what happens to a connection until it closes. */
@@ -255,26 +339,4 @@ export async function ensureConsumer(
     });
   }
   return info;
-}
-
-/**
- * How many messages a stream holds on a subject filter: the pending count
- * of a short-lived ephemeral consumer (JetStream 2.9 has no cheaper count
- * per filter).
- */
-export async function countMessages(
-  jsm: JetStreamManager,
-  stream: string,
-  filter: string,
-): Promise<number> {
-  const info = await jsm.consumers.add(stream, {
-    filter_subject: filter,
-    ack_policy: AckPolicy.None,
-    deliver_policy: DeliverPolicy.All,
-    mem_storage: true,
-    num_replicas: 1,
-    inactive_threshold: nanos(30_000),
-  });
-  await jsm.consumers.delete(stream, info.name).catch(() => {});
-  return info.num_pending;
 }

@@ -55,6 +55,10 @@ export type {
   JetStreamStoreStats,
 } from "./jetstream_store_types.ts";
 export type {
+  JetStreamConnectionOptions,
+  JetStreamTlsOptions,
+} from "./jetstream_connection.ts";
+export type {
   MessageStore,
   StoreConsumer,
   StoredDispatchContext,

@@ -89,11 +89,11 @@ import {
 import { startJsConsumer } from "./_jetstream_consumer.ts";
 import {
   connectNats,
-  countMessages,
   ensureConsumer,
   ensureStreams,
   isNotFound,
   logStatus,
+  natsConnectOptions,
 } from "./_jetstream_setup.ts";
 import { Wakeup } from "./_wakeup.ts";
 import type {
@@ -173,6 +173,22 @@ function settingsOf(options: JetStreamMessageStoreOptions): Settings {
   if (settings.prefix === settings.parkedPrefix) {
     throw new RangeError(
       `Cannot open JetStream store: subjectPrefix and parkedStream must differ, both are "${settings.prefix}"`,
+    );
+  }
+  // A resend's duplicate key (its first copy's subject) lives as long as
+  // the stream keeps that copy: never shorter than the window it backs.
+  if (
+    options.duplicateWindow !== undefined && settings.maxAge > 0 &&
+    settings.duplicateWindow > settings.maxAge
+  ) {
+    throw new RangeError(
+      `Cannot open JetStream store: duplicateWindow (${settings.duplicateWindow} ms) must not exceed maxAge (${settings.maxAge} ms); raise maxAge or lower duplicateWindow`,
+    );
+  }
+  if (settings.maxAge > 0) {
+    settings.duplicateWindow = Math.min(
+      settings.duplicateWindow,
+      settings.maxAge,
     );
   }
   if (![1, 3, 5].includes(settings.replicas)) {
@@ -267,7 +283,10 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
     if (typeof servers === "string" || Array.isArray(servers)) {
       const list = (typeof servers === "string" ? servers.split(",") : servers)
         .map((s) => s.trim()).filter((s) => s !== "");
-      nc = await connectNats(list, options.connection ?? {});
+      nc = await connectNats(
+        list,
+        await natsConnectOptions(options.connection ?? {}),
+      );
       owned = true;
     } else {
       nc = servers;
@@ -606,12 +625,17 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
   async stats(): Promise<JetStreamStoreStats> {
     const { stream, prefix, parkedStream } = this.#settings;
     const jsm = this.#jsm;
-    const [info, parkedInfo, stored, names] = await Promise.all([
-      jsm.streams.info(stream),
+    const [info, parkedInfo, names] = await Promise.all([
+      // Requeued copies are few: the stream lists their subjects.
+      jsm.streams.info(stream, { subjects_filter: `${prefix}.*.*.*.r` }),
       jsm.streams.info(parkedStream),
-      countMessages(jsm, stream, `${prefix}.*.*.*`),
       this.#consumerNames(),
     ]);
+    const requeued = Object.values(info.state.subjects ?? {}).reduce(
+      (sum, n) => sum + n,
+      0,
+    );
+    const stored = info.state.messages - requeued;
     let pending = 0;
     let oldest = Infinity;
     for (const name of names) {

@@ -5,7 +5,7 @@
  * @module
  */
 
-import type { NodeConnectionOptions } from "@nats-io/transport-node";
+import type { JetStreamConnectionOptions } from "./jetstream_connection.ts";
 import type { Address } from "../net/address.ts";
 import type { BackoffOptions } from "../net/backoff.ts";
 
@@ -94,7 +94,8 @@ export interface JetStreamMessageStoreOptions {
    * The stream's duplicate window, in ms: a resend within it is recognised
    * by its `Nats-Msg-Id` from the server's memory; after it, by its
    * subject, as long as the first copy is kept (`maxAge`). Never more than
-   * `maxAge`.
+   * `maxAge`: `open` refuses a larger window (with `maxAge` shorter than
+   * the default window and no window given, the window is `maxAge`).
    *
    * @default {120000}
    */
@@ -146,12 +147,12 @@ export interface JetStreamMessageStoreOptions {
   discoveryInterval?: number;
   /**
    * Connection options for NATS when `open` is given server URLs:
-   * credentials (`user`/`pass`, `token`, an `authenticator` for nkeys or
-   * a creds file), `tls`, `name`, reconnect settings.
+   * credentials (`user`/`pass`, `token`, an nkey seed file or a creds
+   * file), `tls`, `name`, reconnect settings.
    *
    * @default {{ name: "mllp-store", maxReconnectAttempts: -1, reconnectTimeWait: 250 }}
    */
-  connection?: Omit<NodeConnectionOptions, "servers">;
+  connection?: JetStreamConnectionOptions;
 }
 
 /**
@@ -272,7 +273,8 @@ export interface JetStreamParkedRecord {
 export interface JetStreamStoreStats {
   /**
    * Messages kept in the stream (resends and requeued copies not counted;
-   * messages removed by `maxAge` no longer counted).
+   * messages removed by `maxAge` no longer counted). Read from the
+   * stream's message count, so the stream must be the store's own.
    */
   stored: number;
   /** Messages waiting for dispatch or being dispatched, across the group. */
