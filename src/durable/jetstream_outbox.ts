@@ -90,6 +90,7 @@ import {
   ensureStreams,
   isNotFound,
   logStatus,
+  natsConnectOptions,
 } from "./_jetstream_setup.ts";
 import { sleep, Wakeup } from "./_wakeup.ts";
 import {
@@ -280,10 +281,13 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     if (typeof servers === "string" || Array.isArray(servers)) {
       const list = (typeof servers === "string" ? servers.split(",") : servers)
         .map((s) => s.trim()).filter((s) => s !== "");
-      nc = await connectNats(list, {
-        name: "mllp-outbox",
-        ...options.connection,
-      });
+      nc = await connectNats(
+        list,
+        await natsConnectOptions({
+          name: "mllp-outbox",
+          ...options.connection,
+        }),
+      );
       owned = true;
     } else {
       nc = servers;

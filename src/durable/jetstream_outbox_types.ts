@@ -7,9 +7,9 @@
  * @module
  */
 
-import type { NodeConnectionOptions } from "@nats-io/transport-node";
 import type { BackoffOptions } from "../net/backoff.ts";
 import type { OutboxDestination, OutboxStats } from "./kv_outbox_types.ts";
+import type { JetStreamConnectionOptions } from "./jetstream_connection.ts";
 
 /**
  * Options for `JetStreamOutbox.open`.
@@ -107,11 +107,11 @@ export interface JetStreamOutboxOptions {
    */
   pollInterval?: number;
   /**
-   * How to connect to NATS when `open` is given server URLs: credentials
-   * (`user`/`pass`, `token`, `authenticator` for nkeys and creds files),
-   * `tls`, timeouts; the node transport's options.
+   * How to connect to NATS when `open` is given server URLs: one way to
+   * authenticate (user and password, token, nkey seed file, creds file)
+   * and TLS, as plain data; files are read when the outbox opens.
    */
-  connection?: NodeConnectionOptions;
+  connection?: JetStreamConnectionOptions;
 }
 
 /**
