@@ -205,18 +205,21 @@ Deno.test("jetstream outbox: with 2 of 3 nodes down enqueue rejects, naming the 
   await cluster.start(leader);
   await cluster.start((leader + 1) % 3);
   await cluster.waitCurrent("HL7_OUT");
+  await cluster.waitCurrent("HL7_OUT_STATUS");
+  // Each stream answers once its leader is back: read until they do.
+  let queued: { controlId?: string }[] = [];
   await waitFor(
     async () => {
       try {
+        queued = await Array.fromAsync(outbox.list());
         return (await outbox.stats()).enqueued === 1;
       } catch {
         return false;
       }
     },
-    "the stream to answer again with one message",
+    "the streams to answer again with one message",
     20_000,
   );
-  const queued = await Array.fromAsync(outbox.list());
   assertEquals(queued.map((r) => r.controlId), ["BEFORE"]);
 });
 
