@@ -46,6 +46,12 @@ import {
   SEND_MODE_FLAGS,
 } from "./modes.ts";
 import { formatSummary, ProgressBar, SendStats } from "./progress.ts";
+import {
+  isNatsUrl,
+  NATS_FLAGS,
+  NATS_USAGE,
+  natsOptions,
+} from "./nats_options.ts";
 
 import {
   appAckJson,
@@ -56,6 +62,17 @@ import {
   resultJson,
   sendErrorText,
 } from "./send_output.ts";
+
+/** The NATS flags' help, with `send --queue`'s defaults. */
+const SEND_NATS_USAGE = NATS_USAGE
+  .replace(
+    "The JetStream stream                [default: HL7_IN]",
+    "The JetStream stream               [default: HL7_OUT]",
+  )
+  .replace(
+    "The durable consumer receivers share [default: mllp]",
+    "How each destination's consumer is\n                       named (then the destination)\n                                                       [default: mllp-out]",
+  );
 
 /** `mllp send --help`. */
 export const SEND_USAGE =
@@ -124,7 +141,7 @@ certificate is always verified, and must name --servername or --host:
                      it is not --host (say --host is an IP address and the
                      certificate names "localhost")     [default: --host]
 
-Durable delivery (needs Deno KV: run Deno with --unstable-kv):
+Durable delivery (a PATH needs Deno KV: run Deno with --unstable-kv):
   --queue PATH     Queue the messages in a Deno KV file (or a KV Connect
                    URL) first, then deliver the queue in order, retrying
                    while the receiver cannot be reached; what is left is
@@ -133,7 +150,14 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                    parked, not resent: "CONTROL_ID parked REASON"
                    (not with --rate, --keep-going, --json, --batch,
                    --wait-app-ack or --mllp-release)
-
+  --queue nats://HOST:PORT[,HOST:PORT...]
+                   Queue in a NATS JetStream stream instead (a quorum of
+                   its replicas has each message before it is sent);
+                   messages that get AE or no reply in time are sent
+                   again later, and this run stops there, exit 2, as on
+                   a transport failure; AR/CR parks. Workers given the
+                   same servers, stream and destination share the queue
+${SEND_NATS_USAGE}
 Output: one line per message on stdout:
   CONTROL_ID CODE TIME ms ["MSA-3 text"]     01052901 AA 3.2 ms
   ... , app CODE ["text"] | , app none       with --wait-app-ack
@@ -185,6 +209,7 @@ export async function send(
       "servername",
       "queue",
       "rate",
+      ...NATS_FLAGS,
       ...SEND_MODE_FLAGS.string,
     ],
     collect: ["ca"],
@@ -229,6 +254,13 @@ export async function send(
       : undefined;
     if (other) throw new UsageError(`${other} cannot be used with --queue`);
   }
+  const nats = queue !== undefined && isNatsUrl(queue)
+    ? natsOptions(queue, flags, "--queue")
+    : undefined;
+  const strayNatsFlag = NATS_FLAGS.find((name) => flags[name] !== undefined);
+  if (nats === undefined && strayNatsFlag !== undefined) {
+    throw new UsageError(`--${strayNatsFlag} needs --queue nats://host:port`);
+  }
 
   let messages: Outgoing[];
   try {
@@ -265,8 +297,9 @@ export async function send(
   using _logging = setupLogging(logTo, flags.verbose === true, options);
   const connectTimeout = Math.min(timeout, DEFAULT_CONNECT_TIMEOUT);
   if (queue !== undefined) {
-    return await (await import("./durable.ts")).sendQueued({
-      path: queue,
+    const queued = {
+      // Never a URL's credentials: the servers only.
+      path: nats ? nats.servers.join(",") : queue,
       host,
       port,
       timeout,
@@ -275,7 +308,10 @@ export async function send(
       messages,
       stdout: io.stdout,
       stderr: io.stderr,
-    });
+    };
+    return nats
+      ? await (await import("./nats_queue.ts")).sendQueuedNats(queued, nats)
+      : await (await import("./durable.ts")).sendQueued(queued);
   }
   return await sendAll(messages, {
     io,
