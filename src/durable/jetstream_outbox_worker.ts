@@ -112,7 +112,8 @@ export class JsOutboxWorker {
         failures++;
         // `heartbeats missed` when the consumer's leader moves; a lost
         // connection; a consumer not there yet: all worth another pull.
-        (failures === 1 ? logger.info : logger.warn)(
+        // `logger.info` and `logger.warn` need their `this`.
+        logger[failures === 1 ? "info" : "warn"](
           "Outbox for {destination}: pull failed ({failures} in a row): {error}; pulling again",
           {
             destination: this.#s.destination,

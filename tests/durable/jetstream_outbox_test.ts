@@ -22,6 +22,8 @@ import { Receiver } from "../../src/receiver/receiver.ts";
 import { JetStreamOutbox } from "../../src/durable/jetstream.ts";
 import type { OutboxRetryDetail } from "../../src/durable/kv_outbox_types.ts";
 import { startNatsCluster, waitFor } from "../_nats.ts";
+import { withCapturedLogs } from "../_helpers.ts";
+import { fieldToken } from "../../src/durable/_jetstream_codec.ts";
 import { hl7, recordingReceiver } from "./_outbox_conformance.ts";
 
 const FAST_RETRY = { initialDelay: 50, maxDelay: 200, jitter: 0 };
@@ -269,4 +271,71 @@ try {
     text,
     "error: Cannot connect to NATS at nats://127.0.0.1:4222: Deno has no network permission for 127.0.0.1:4222; run with --allow-net (or --allow-net=127.0.0.1:4222)",
   );
+});
+
+Deno.test("jetstream outbox: the consumer's leader SIGKILLed mid-queue: failed pulls (heartbeats missed) are pulled again, and everything is delivered in order", async () => {
+  await withCapturedLogs(async (logs) => {
+    await using cluster = await startNatsCluster();
+    const arrivals: string[] = [];
+    await using receiver = await Receiver.start({
+      port: 0,
+      hostname: "127.0.0.1",
+      dispatcher: async (message) => {
+        if (message.kind !== "hl7") return;
+        arrivals.push(message.header.controlId);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        return Ack.forMessage(message, "AA");
+      },
+    });
+    await using outbox = await JetStreamOutbox.open(cluster.servers, {
+      destination: { hostname: "127.0.0.1", port: receiver.port },
+      ackWait: 2_000,
+      retry: FAST_RETRY,
+    });
+    const ids = Array.from({ length: 80 }, (_, i) => `L-${i}`);
+    const seqs: number[] = [];
+    for (const id of ids) seqs.push((await outbox.enqueue(hl7(id))).seq);
+    outbox.start();
+    await waitFor(() => arrivals.length >= 20, "20 arrivals", 20_000);
+    const token = await fieldToken(outbox.destination, 60);
+    const found = await cluster.consumerLeader(
+      "HL7_OUT",
+      `mllp-out__${token}`,
+    );
+    if (found === undefined) throw new Error("No leader for the consumer");
+    const leader = found;
+    await cluster.kill(leader);
+    await new Promise((resolve) => setTimeout(resolve, 1_000));
+    await cluster.start(leader);
+    const last = await outbox.waitFor(seqs.at(-1)!, {
+      signal: AbortSignal.timeout(45_000),
+    });
+    assertEquals(last.state, "acked");
+    // Copies only of messages flagged as possible duplicates, right after
+    // their first copy: the order holds.
+    const firsts = arrivals.filter((id, i) => arrivals.indexOf(id) === i);
+    assertEquals(firsts, ids);
+    const records = await Array.fromAsync(outbox.list());
+    const flagged = records.filter((r) => r.possibleDuplicate).map((r) =>
+      r.controlId
+    );
+    const twice = ids.filter((id) =>
+      arrivals.filter((a) => a === id).length > 1
+    );
+    assert(twice.every((id) => flagged.includes(id)), "copies are flagged");
+    const pulls = logs.filter((l) => l.text.includes("pull failed"));
+    console.log(
+      `consumer leader ${
+        cluster.nodes[leader].name
+      } SIGKILLed after 20 arrivals: ${ids.length} delivered in order, ${twice.length} sent twice (flagged), ${pulls.length} failed pulls pulled again (${
+        [
+          ...new Set(
+            pulls.map((l) =>
+              l.text.replace(/.*\): /, "").replace(/; pulling again/, "")
+            ),
+          ),
+        ].join(", ")
+      })`,
+    );
+  });
 });
