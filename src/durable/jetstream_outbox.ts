@@ -492,7 +492,8 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
   }
 
   /**
-   * Waits until a message is acknowledged or parked.
+   * Waits until a message is acknowledged or parked. Reads that fail (a
+   * stream's leader moving after a node died) are tried again.
    *
    * @param seq Its place in the queue.
    * @param options Stops waiting when `signal` aborts.
@@ -506,7 +507,15 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     for (;;) {
       options.signal?.throwIfAborted();
       const next = this.#settled.next;
-      const record = await this.get(seq);
+      let record: OutboxRecord | undefined;
+      try {
+        record = await this.get(seq);
+      } catch {
+        // A stream without a leader for a moment (a node died): read
+        // again.
+        await sleep(this.#settings.pollInterval, options.signal, next);
+        continue;
+      }
       if (!record) {
         throw new Error(`Cannot wait for message ${seq}: not queued`);
       }

@@ -126,6 +126,19 @@ export class JsOutboxWorker {
         continue;
       }
       if (!msg) continue;
+      // Tell the server every third of the ack wait that the message is
+      // in hand, from the first read of its record to its ack (not only
+      // while it is sent: a record write can wait for a stream's new
+      // leader).
+      const held = msg;
+      const heartbeat = setInterval(() => {
+        try {
+          held.working();
+        } catch {
+          // The connection is gone: the server lets the message go to
+          // another worker after the ack wait, as it should.
+        }
+      }, this.#s.ackWait / 3);
       try {
         await this.#deliver(msg);
       } catch (error) {
@@ -135,6 +148,8 @@ export class JsOutboxWorker {
           { destination: this.#s.destination, seq: msg.seq, error },
         );
         nak(msg, reconnectDelay(ERROR_BACKOFF, 3));
+      } finally {
+        clearInterval(heartbeat);
       }
     }
   }
@@ -191,18 +206,12 @@ export class JsOutboxWorker {
     const client = this.#client ??= this.#newClient();
     this.#lastSendError = undefined;
     const started = performance.now();
-    const heartbeat = setInterval(
-      () => msg.working(),
-      this.#s.ackWait / 3,
-    );
     let result: SendResult;
     try {
       result = await client.send(msg.data);
     } catch (error) {
       await this.#failed(msg, flying, error);
       return;
-    } finally {
-      clearInterval(heartbeat);
     }
     this.#failures = 0;
     const roundTripMs = performance.now() - started;

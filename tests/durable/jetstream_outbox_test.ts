@@ -273,7 +273,7 @@ try {
   );
 });
 
-Deno.test("jetstream outbox: the consumer's leader SIGKILLed mid-queue: failed pulls (heartbeats missed) are pulled again, and everything is delivered in order", async () => {
+Deno.test("jetstream outbox: the consumer's leader SIGKILLed mid-queue: the worker goes on (a failed pull, such as heartbeats missed, is pulled again) and everything is delivered in order", async () => {
   await withCapturedLogs(async (logs) => {
     await using cluster = await startNatsCluster();
     const arrivals: string[] = [];
