@@ -60,29 +60,19 @@
  */
 
 import {
-  DiscardPolicy,
   jetstream,
   type JetStreamClient,
   type JetStreamManager,
   jetstreamManager,
-  type JsMsg,
-  type MsgRequest,
-  RetentionPolicy,
-  StorageType,
   type StoredMsg,
 } from "@nats-io/jetstream";
 import {
   headers as natsHeaders,
-  nanos,
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { getLogger } from "@logtape/logtape";
-import { type Message, readMessage } from "../hl7/message.ts";
 import { formatAddress } from "../net/address.ts";
-import type { BackoffOptions } from "../net/backoff.ts";
 import { TypedEventTarget } from "../observe/events.ts";
-import { unwrap } from "../wire/envelope.ts";
-import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
 import { fieldToken } from "./_jetstream_codec.ts";
 import {
   connectNats,
@@ -92,7 +82,18 @@ import {
   logStatus,
   natsConnectOptions,
 } from "./_jetstream_setup.ts";
+import { guardConnect } from "./_nats_reset_guard.ts";
 import { sleep, Wakeup } from "./_wakeup.ts";
+import {
+  describeError,
+  ensureStatusStream,
+  freshRecord,
+  HEADER,
+  nextOnSubject,
+  prepare,
+  type Settings,
+  settingsOf,
+} from "./jetstream_outbox_layout.ts";
 import {
   JsOutboxWorker,
   type OutboxLedger,
@@ -114,78 +115,6 @@ export type {
 } from "./jetstream_outbox_types.ts";
 
 const logger = getLogger(["mllp", "outbox"]);
-
-const DEFAULT_RETRY: BackoffOptions = {
-  initialDelay: 1000,
-  maxDelay: 60_000,
-  factor: 2,
-  jitter: 0.1,
-};
-
-/** What a stream or consumer name may hold. */
-const NAME = /^[A-Za-z0-9_-]+$/;
-
-/** Headers on a queued message. */
-const HEADER = {
-  /** `[MSH-10, MSH-9]` as JSON, URI-encoded (nulls when not HL7). */
-  msh: "Mllp-Out-Msh",
-  /** When it was queued, ms since the epoch. */
-  enqueuedAt: "Mllp-Enqueued-At",
-  /** On a requeued copy: the place of the message it copies. */
-  seq: "Mllp-Out-Seq",
-  /** On a parked copy: why, URI-encoded. */
-  reason: "Mllp-Reason",
-} as const;
-
-/** The options, checked and with their defaults. */
-interface Settings {
-  stream: string;
-  statusStream: string;
-  parkedStream: string;
-  consumerPrefix: string;
-  replicas: number;
-  maxAge: number;
-  publishTimeout: number;
-  retry: BackoffOptions;
-  maxAttempts: number;
-  ackWait: number;
-  pollInterval: number;
-}
-
-function settingsOf(options: JetStreamOutboxOptions): Settings {
-  const stream = options.stream ?? "HL7_OUT";
-  const settings: Settings = {
-    stream,
-    statusStream: `${stream}_STATUS`,
-    parkedStream: `${stream}_PARKED`,
-    consumerPrefix: options.consumer ?? "mllp-out",
-    replicas: options.replicas ?? 3,
-    maxAge: options.maxAge ?? 7 * 24 * 3_600_000,
-    publishTimeout: options.publishTimeout ?? 5_000,
-    retry: options.retry ?? DEFAULT_RETRY,
-    maxAttempts: Math.max(1, options.maxAttempts ?? 5),
-    ackWait: Math.max(1_000, options.ackWait ?? 30_000),
-    pollInterval: Math.max(1, options.pollInterval ?? 250),
-  };
-  for (
-    const [key, value] of [
-      ["stream", settings.stream],
-      ["consumer", settings.consumerPrefix],
-    ]
-  ) {
-    if (!NAME.test(value)) {
-      throw new RangeError(
-        `Cannot open JetStream outbox: ${key} must be letters, digits, "_" or "-", got "${value}"`,
-      );
-    }
-  }
-  if (![1, 3, 5].includes(settings.replicas)) {
-    throw new RangeError(
-      `Cannot open JetStream outbox: replicas must be 1, 3 or 5, got "${settings.replicas}"`,
-    );
-  }
-  return settings;
-}
 
 /**
  * A durable outbound queue for one destination, on NATS JetStream. See the
@@ -281,13 +210,11 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     if (typeof servers === "string" || Array.isArray(servers)) {
       const list = (typeof servers === "string" ? servers.split(",") : servers)
         .map((s) => s.trim()).filter((s) => s !== "");
-      nc = await connectNats(
-        list,
-        await natsConnectOptions({
-          name: "mllp-outbox",
-          ...options.connection,
-        }),
-      );
+      const connectOptions = await natsConnectOptions({
+        name: "mllp-outbox",
+        ...options.connection,
+      });
+      nc = await guardConnect(() => connectNats(list, connectOptions));
       owned = true;
     } else {
       nc = servers;
@@ -384,26 +311,6 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     }
   }
 
-  /** The record a queued (or requeued) copy starts with. */
-  #freshRecord(stored: StoredMsg | JsMsg, seq: number): OutboxRecord {
-    const h = "header" in stored ? stored.header : stored.headers;
-    const [controlId, messageType] = JSON.parse(
-      decodeURIComponent(h?.get(HEADER.msh) || "%5B%5D"),
-    ) as (string | null)[];
-    const enqueuedAt = Number(h?.get(HEADER.enqueuedAt) || 0);
-    return {
-      seq,
-      id: String(seq),
-      ...(controlId != null ? { controlId } : {}),
-      ...(messageType != null ? { messageType } : {}),
-      size: stored.data.length,
-      enqueuedAt,
-      state: "pending",
-      attempts: 0,
-      possibleDuplicate: false,
-    };
-  }
-
   async #readStatus(seq: number): Promise<OutboxRecord | undefined> {
     const stored = await this.#jsm.streams.getMessage(
       this.#settings.statusStream,
@@ -443,7 +350,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     const status = await this.#readStatus(seq);
     if (status) return status;
     const stored = await this.#queued(seq);
-    return stored ? this.#freshRecord(stored, seq) : undefined;
+    return stored ? freshRecord(stored, seq) : undefined;
   }
 
   /**
@@ -486,7 +393,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
       if (!stored) return;
       seq = stored.seq + 1;
       const record = await this.#readStatus(stored.seq) ??
-        this.#freshRecord(stored, stored.seq);
+        freshRecord(stored, stored.seq);
       if (!options.state || record.state === options.state) yield record;
     }
   }
@@ -546,17 +453,32 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
       (sum, n) => sum + n,
       0,
     );
-    const depth = consumer.num_pending + consumer.num_ack_pending;
-    let oldestAgeMs = 0;
-    if (depth > 0) {
-      const first = await nextOnSubject(
+    // One message is out at a time, the first after the ack floor. Its
+    // result is recorded just before its ack reaches the server: once
+    // recorded acked or parked it is no longer queued.
+    let depth = consumer.num_pending + consumer.num_ack_pending;
+    const filter = `${stream}.${this.#token}.*`;
+    let first = depth > 0
+      ? await nextOnSubject(
         jsm,
         stream,
         consumer.ack_floor.stream_seq + 1,
-        `${stream}.${this.#token}.*`,
-      );
-      if (first) oldestAgeMs = Math.max(0, Date.now() - first.time.getTime());
+        filter,
+      )
+      : null;
+    if (first && consumer.num_ack_pending > 0) {
+      const seq = Number(first.header.get(HEADER.seq)) || first.seq;
+      const state = (await this.#readStatus(seq))?.state;
+      if (state === "acked" || state === "parked") {
+        depth--;
+        first = depth > 0
+          ? await nextOnSubject(jsm, stream, first.seq + 1, filter)
+          : null;
+      }
     }
+    const oldestAgeMs = first
+      ? Math.max(0, Date.now() - first.time.getTime())
+      : 0;
     const stats: JetStreamOutboxStats = {
       depth,
       oldestAgeMs,
@@ -588,7 +510,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     });
     if (!parked) return false;
     const record = await this.#readStatus(seq) ??
-      this.#freshRecord(parked, seq);
+      freshRecord(parked, seq);
     await this.#writeStatus({
       ...record,
       state: "pending",
@@ -640,7 +562,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     const ledger: OutboxLedger = {
       recordOf: async (msg) => {
         const seq = Number(msg.headers?.get(HEADER.seq)) || msg.seq;
-        return await this.#readStatus(seq) ?? this.#freshRecord(msg, seq);
+        return await this.#readStatus(seq) ?? freshRecord(msg, seq);
       },
       write: (record) => this.#writeStatus(record),
       park: async (record, msg) => {
@@ -715,77 +637,4 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-/** Creates the stream of records (one message per subject) when missing. */
-async function ensureStatusStream(
-  jsm: JetStreamManager,
-  settings: Settings,
-): Promise<void> {
-  const name = settings.statusStream;
-  try {
-    await jsm.streams.info(name);
-    return;
-  } catch (error) {
-    if (!isNotFound(error)) throw error;
-  }
-  try {
-    await jsm.streams.add({
-      name,
-      subjects: [`${name}.>`],
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      num_replicas: settings.replicas,
-      max_msgs_per_subject: 1,
-      max_age: nanos(settings.maxAge),
-    });
-  } catch (error) {
-    // Another process created it meanwhile: use it.
-    await jsm.streams.info(name).catch(() => {
-      throw error;
-    });
-  }
-}
-
-/**
- * The first message at or after `seq` on a subject filter (the client's
- * types leave out the API's `next_by_subj`, which 2.9 servers answer).
- */
-function nextOnSubject(
-  jsm: JetStreamManager,
-  stream: string,
-  seq: number,
-  filter: string,
-): Promise<StoredMsg | null> {
-  const query = { seq, next_by_subj: filter } as unknown as MsgRequest;
-  return jsm.streams.getMessage(stream, query);
-}
-
-/**
- * A NATS publish error as a short reason. Without a quorum the publish
- * times out, or (no stream leader to answer) fails with "no responders",
- * which the client reports as "jetstream is not enabled".
- */
-function describeError(error: unknown): string {
-  const message = error instanceof Error ? error.message : String(error);
-  return /timeout|not enabled|no responders|503/i.test(message)
-    ? `JetStream did not acknowledge it (${message}): is a quorum of the stream's replicas up?`
-    : `JetStream did not store it (${message})`;
-}
-
-/** Reads and checks a payload as the client would send it. */
-function prepare(payload: string | Uint8Array): Message {
-  const message = readMessage(unwrap(payload));
-  for (
-    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
-  ) {
-    const at = message.raw.indexOf(byte);
-    if (at !== -1) {
-      throw new TypeError(
-        `Cannot queue message: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
-      );
-    }
-  }
-  return message;
 }

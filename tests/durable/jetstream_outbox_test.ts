@@ -339,3 +339,45 @@ Deno.test("jetstream outbox: the consumer's leader SIGKILLed mid-queue: the work
     );
   });
 });
+
+Deno.test("jetstream outbox: a wrong password fails open with one line and the process goes on (no uncaught ECONNRESET from the node transport)", async () => {
+  await using cluster = await startNatsCluster({
+    nodes: 1,
+    extraConfig:
+      `authorization { users: [ { user: "mllp", password: "s3cret" } ] }`,
+  });
+  const [server] = cluster.servers;
+  const script = `
+import { JetStreamOutbox } from "./src/durable/jetstream.ts";
+try {
+  await JetStreamOutbox.open("${server}", {
+    destination: { hostname: "127.0.0.1", port: 2575 },
+    replicas: 1,
+    connection: { user: "mllp", pass: "wrong" },
+  });
+} catch (error) {
+  console.error("error: " + error.message);
+}
+// Long enough for a late socket error to end the process, if it would.
+await new Promise((resolve) => setTimeout(resolve, 300));
+Deno.exit(3);`;
+  for (let run = 0; run < 3; run++) {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", "-"],
+      cwd: new URL("../../", import.meta.url),
+      stdin: "piped",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const writer = child.stdin.getWriter();
+    await writer.write(new TextEncoder().encode(script));
+    await writer.close();
+    const { code, stderr } = await child.output();
+    const text = new TextDecoder().decode(stderr).trim();
+    assertEquals(code, 3, text);
+    assertEquals(
+      text,
+      `error: Cannot connect to NATS at ${server}: Authorization Violation`,
+    );
+  }
+});
