@@ -5,7 +5,8 @@
  * `maxAttempts` with the reason, requeued; no reply in time is resent
  * flagged; a worker killed mid-send is taken over by a second worker; no
  * quorum rejects `enqueue`; retention by `maxAge`; no network permission
- * gives one line naming the flag.
+ * gives one line naming the flag; the consumer's leader SIGKILLed
+ * mid-queue; a wrong password fails `open` without ending the process.
  *
  * @module
  */
