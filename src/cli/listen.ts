@@ -38,8 +38,8 @@ import {
 import {
   isNatsUrl,
   NATS_FLAGS,
-  NATS_USAGE,
   natsOptions,
+  natsUsage,
 } from "./nats_options.ts";
 import {
   MessageSaver,
@@ -147,7 +147,7 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                        receivers given the same servers, stream and
                        consumer share the dispatching. With NATS down or
                        unreachable, messages are answered AE
-${NATS_USAGE}
+${natsUsage("store")}
 Without --cert and --key the receiver speaks plain TCP, logs a warning,
 and listens on 127.0.0.1 (this machine only) unless --hostname names an
 address.

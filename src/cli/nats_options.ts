@@ -25,10 +25,22 @@ export const NATS_FLAGS: readonly string[] = [
   "nats-key",
 ];
 
-/** The flags' help, as a usage block's lines (indented by two). */
-export const NATS_USAGE =
-  `  --nats-stream NAME   The JetStream stream                [default: HL7_IN]
-  --nats-consumer NAME The durable consumer receivers share [default: mllp]
+/**
+ * The NATS flags' help, for `listen --store nats://` (the defaults given
+ * are the receiver's) or `send --queue nats://` (the outbox's).
+ */
+export function natsUsage(side: "store" | "queue"): string {
+  const [stream, consumer] = side === "store"
+    ? [
+      "The JetStream stream                [default: HL7_IN]",
+      "The durable consumer receivers share [default: mllp]",
+    ]
+    : [
+      "The JetStream stream               [default: HL7_OUT]",
+      "How each destination's consumer is\n                       named (then the destination)\n                                                       [default: mllp-out]",
+    ];
+  return `  --nats-stream NAME   ${stream}
+  --nats-consumer NAME ${consumer}
   --nats-replicas N    Replicas of a stream it creates: 1, 3 or 5
                                                               [default: 3]
   --nats-user USER     NATS user, with --nats-password (or give them in
@@ -40,6 +52,7 @@ export const NATS_USAGE =
   --nats-cert FILE     TLS client certificate for NATS, with --nats-key
   --nats-key FILE      Its private key
 `;
+}
 
 /** What a NATS URL and the NATS flags describe; plain data. */
 export interface NatsOptions {

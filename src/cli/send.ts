@@ -49,6 +49,7 @@ import {
   ProgressBar,
   SendStats,
 } from "./progress.ts";
+import { isNatsUrl, NATS_FLAGS, natsOptions } from "./nats_options.ts";
 
 import {
   appAckJson,
@@ -88,6 +89,7 @@ export async function send(
       "servername",
       "queue",
       "rate",
+      ...NATS_FLAGS,
       ...SEND_MODE_FLAGS.string,
     ],
     collect: ["ca"],
@@ -133,6 +135,13 @@ export async function send(
       ? "--mllp-release"
       : undefined;
     if (other) throw new UsageError(`${other} cannot be used with --queue`);
+  }
+  const nats = queue !== undefined && isNatsUrl(queue)
+    ? natsOptions(queue, flags, "--queue")
+    : undefined;
+  const strayNatsFlag = NATS_FLAGS.find((name) => flags[name] !== undefined);
+  if (nats === undefined && strayNatsFlag !== undefined) {
+    throw new UsageError(`--${strayNatsFlag} needs --queue nats://host:port`);
   }
 
   // Everything is read and checked first; each bad file is named.
@@ -181,8 +190,9 @@ export async function send(
   using _logging = setupLogging(logTo, flags.verbose === true, options);
   const connectTimeout = Math.min(timeout, DEFAULT_CONNECT_TIMEOUT);
   if (queue !== undefined) {
-    return await (await import("./durable.ts")).sendQueued({
-      path: queue,
+    const queued = {
+      // Never a URL's credentials: the servers only.
+      path: nats ? nats.servers.join(",") : queue,
       host,
       port,
       timeout,
@@ -193,7 +203,10 @@ export async function send(
       stdout: io.stdout,
       stderr: io.stderr,
       program: io.program,
-    });
+    };
+    return nats
+      ? await (await import("./nats_queue.ts")).sendQueuedNats(queued, nats)
+      : await (await import("./durable.ts")).sendQueued(queued);
   }
   return await sendAll(messages, {
     io,

@@ -5,6 +5,7 @@
  */
 
 import { MESSAGE_EXTENSIONS } from "./input.ts";
+import { natsUsage } from "./nats_options.ts";
 
 /** `mllp send --help`. */
 export const SEND_USAGE =
@@ -102,7 +103,7 @@ certificate is always verified, and must name --servername or --host:
                      it is not --host (say --host is an IP address and the
                      certificate names "localhost")     [default: --host]
 
-Durable delivery (needs Deno KV: run Deno with --unstable-kv):
+Durable delivery (a PATH needs Deno KV: run Deno with --unstable-kv):
   --queue PATH     Queue the messages in a Deno KV file (or a KV Connect
                    URL) first, then deliver the queue in order, retrying
                    while the receiver cannot be reached; what is left is
@@ -111,7 +112,14 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                    parked, not resent: "CONTROL_ID parked REASON"
                    (not with --rate, --keep-going, --json, --batch,
                    --wait-app-ack or --mllp-release)
-
+  --queue nats://HOST:PORT[,HOST:PORT...]
+                   Queue in a NATS JetStream stream instead (a quorum of
+                   its replicas has each message before it is sent);
+                   messages that get AE or no reply in time are sent
+                   again later, and this run stops there, exit 2, as on
+                   a transport failure; AR/CR parks. Workers given the
+                   same servers, stream and destination share the queue
+${natsUsage("queue")}
 Output: one line per message on stdout (on a terminal, above the progress
 bar):
   CONTROL_ID CODE TIME ms ["MSA-3 text"]     01052901 AA 3.2 ms
