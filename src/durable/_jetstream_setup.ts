@@ -9,6 +9,8 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { requirePermissions } from "../net/permission.ts";
+import { guardConnect } from "./_nats_reset_guard.ts";
 import {
   AckPolicy,
   type ConsumerConfig,
@@ -43,23 +45,21 @@ export function hostOf(server: string): string {
 }
 
 /**
- * Throws a one-line error naming the flag when Deno may not connect to
- * one of `servers` (checked before the transport runs, since it would
- * throw `NotCapable` where nobody can catch it).
+ * Throws `NotCapable` in one line naming the flag when Deno may not
+ * connect to one of `servers` (checked before the transport runs, since it
+ * would throw `NotCapable` where nobody can catch it).
  */
 export function checkNetPermission(servers: string[]): void {
-  for (const server of servers) {
-    const host = hostOf(server);
-    const status = Deno.permissions.querySync({ name: "net", host });
-    if (status.state !== "granted") {
-      throw new Error(
-        `Cannot connect to NATS at ${server}: Deno has no network permission for ${host}; run with --allow-net (or --allow-net=${host})`,
-      );
-    }
-  }
+  requirePermissions(
+    servers.map((server) => ({ name: "net", host: hostOf(server) })),
+    `Cannot connect to NATS at ${servers.join(",")}`,
+  );
 }
 
-/** Connects to NATS after {@linkcode checkNetPermission}. */
+/**
+ * Connects to NATS after {@linkcode checkNetPermission}, guarded so that a
+ * refused connect cannot end the process later (`guardConnect`).
+ */
 export async function connectNats(
   servers: string[],
   options: NodeConnectionOptions,
@@ -69,13 +69,15 @@ export async function connectNats(
   }
   checkNetPermission(servers);
   try {
-    return await connect({
-      name: "mllp-store",
-      maxReconnectAttempts: -1,
-      reconnectTimeWait: 250,
-      ...options,
-      servers,
-    });
+    return await guardConnect(() =>
+      connect({
+        name: "mllp-store",
+        maxReconnectAttempts: -1,
+        reconnectTimeWait: 250,
+        ...options,
+        servers,
+      })
+    );
   } catch (error) {
     throw new Error(
       `Cannot connect to NATS at ${servers.join(",")}: ${

@@ -82,7 +82,6 @@ import {
   logStatus,
   natsConnectOptions,
 } from "./_jetstream_setup.ts";
-import { guardConnect } from "./_nats_reset_guard.ts";
 import { sleep, Wakeup } from "./_wakeup.ts";
 import {
   describeError,
@@ -195,8 +194,9 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
    *   yours to close).
    * @param options The destination, stream, replicas, retries, credentials.
    * @returns The outbox; call {@linkcode JetStreamOutbox.start} to deliver.
-   * @throws {Error} If Deno has no network permission for a server (the
-   *   message names the flag), NATS cannot be reached, or JetStream is not
+   * @throws {Deno.errors.NotCapable} If Deno has no network permission
+   *   for a server (the message names the flag).
+   * @throws {Error} If NATS cannot be reached, or JetStream is not
    *   enabled.
    * @throws {RangeError} If an option is invalid.
    */
@@ -214,7 +214,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
         name: "mllp-outbox",
         ...options.connection,
       });
-      nc = await guardConnect(() => connectNats(list, connectOptions));
+      nc = await connectNats(list, connectOptions);
       owned = true;
     } else {
       nc = servers;

@@ -262,9 +262,10 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
    * @param options Stream, consumer, replicas, retention, retries,
    *   credentials.
    * @returns The store.
-   * @throws {Error} If Deno has no network permission for a server (the
-   *   message names the flag), NATS cannot be reached, JetStream is not
-   *   enabled, or the stream or consumer is there with other subjects.
+   * @throws {Deno.errors.NotCapable} If Deno has no network permission
+   *   for a server (the message names the flag).
+   * @throws {Error} If NATS cannot be reached, JetStream is not enabled,
+   *   or the stream or consumer is there with other subjects.
    * @throws {RangeError} If an option is invalid.
    *
    * @example Open a store on a local node, one replica

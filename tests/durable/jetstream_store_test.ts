@@ -281,7 +281,7 @@ try {
   assertEquals(code, 3, text);
   assertEquals(
     text,
-    "error: Cannot connect to NATS at nats://127.0.0.1:4222: Deno has no network permission for 127.0.0.1:4222; run with --allow-net (or --allow-net=127.0.0.1:4222)",
+    'error: Cannot connect to NATS at nats://127.0.0.1:4222: no net permission for "127.0.0.1:4222"; run Deno with --allow-net=127.0.0.1:4222 (or -A for every permission, or -P for the permission set in deno.json)',
   );
 });
 
