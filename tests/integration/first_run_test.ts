@@ -51,6 +51,7 @@ function createdPaths(line: string): string[] {
   }
   return paths
     .filter((path) => !/^[A-Z_]+$/.test(path)) // placeholders: PATH, FILE
+    .filter((path) => !path.includes("://")) // nats://, https://: no file
     .map((path) => path.replace(/^\.\//, ""))
     .flatMap((path) =>
       /\.(sqlite|kv|db)$/.test(path)
