@@ -1,21 +1,30 @@
 /**
  * Messages per second with and without durable delivery, for
- * docs/durable.md:
+ * docs/performance.md ("Durable delivery"):
  *
  * - receiver without a store (EchoDispatcher), as the baseline;
  * - receiver with a `KvMessageStore` on a SQLite file (every ACK after a
  *   commit), and the rate at which its consumer then dispatches;
  * - the same on `:memory:`;
- * - a `KvOutbox`: how fast `enqueue` commits, and how fast the worker
- *   delivers to a receiver without a store.
+ * - a `KvOutbox`: how fast `enqueue` commits, one caller at a time and
+ *   from 16 callers at once, and how fast the worker delivers to a
+ *   receiver without a store.
  *
  * Each message has its own control id (so the store stores every one),
  * from 1 and 16 connections, stop-and-wait, 1 KiB ADT^A01. Receiver and
  * senders share this process (2 cores here): compare the rows with each
  * other, not with the Performance table, which runs the receiver apart.
  *
+ * Each run measures every row once, the no-store baseline right before
+ * the stores at the same connection count, each store on a fresh file;
+ * the table gives the median of the runs for each number, and for each
+ * ratio the median of the runs' own ratios (a store's rate over the
+ * no-store rate measured next to it), so that a run slowed by other work
+ * on the machine moves both sides of its ratio. Each run's numbers go to
+ * stderr as it ends.
+ *
  * ```sh
- * deno run -A tests/durable/durable_throughput.ts [MESSAGES_PER_CONNECTION]
+ * deno run -A tests/durable/durable_throughput.ts [MESSAGES_PER_CONNECTION] [RUNS]
  * ```
  *
  * @module
@@ -28,7 +37,9 @@ import { KvOutbox } from "../../src/durable/kv_outbox.ts";
 import { type MessageStore, Receiver } from "../../src/receiver/receiver.ts";
 import { KvMessageStore } from "../../src/durable/kv_store.ts";
 
-const PER_CONNECTION = Number(Deno.args[0] ?? 2000);
+const PER_CONNECTION = Number(Deno.args[0] ?? 1000);
+const RUNS = Number(Deno.args[1] ?? 3);
+const CONCURRENT_ENQUEUERS = 16;
 const TEMPLATE = makeAdtMessage(1024);
 
 let next = 0;
@@ -67,7 +78,7 @@ async function load(port: number, connections: number): Promise<number> {
 async function receiverRate(
   store: KvMessageStore | undefined,
   connections: number,
-): Promise<{ acks: number; dispatch?: number }> {
+): Promise<{ acks: number; dispatch: number }> {
   let dispatched = 0;
   const receiver = await Receiver.start({
     port: 0,
@@ -82,7 +93,6 @@ async function receiverRate(
     const before = dispatched;
     const started = performance.now();
     const acks = await load(receiver.port, connections);
-    if (!store) return { acks };
     const total = connections * (PER_CONNECTION + 100);
     while (dispatched - before < total) {
       await new Promise((resolve) => setTimeout(resolve, 5));
@@ -94,7 +104,16 @@ async function receiverRate(
   }
 }
 
-async function outboxRate(path: string): Promise<[number, number]> {
+interface OutboxRates {
+  /** `enqueue` one at a time. */
+  enqueue: number;
+  /** `enqueue` from 16 callers at once. */
+  concurrent: number;
+  /** Delivered by the worker. */
+  deliver: number;
+}
+
+async function outboxRate(path: string): Promise<OutboxRates> {
   const receiver = await Receiver.start({
     port: 0,
     hostname: "127.0.0.1",
@@ -105,58 +124,117 @@ async function outboxRate(path: string): Promise<[number, number]> {
       destination: { hostname: "127.0.0.1", port: receiver.port },
     });
     let started = performance.now();
-    let last = 0;
-    for (let i = 0; i < PER_CONNECTION; i++) {
-      last = (await outbox.enqueue(message())).seq;
-    }
+    for (let i = 0; i < PER_CONNECTION; i++) await outbox.enqueue(message());
     const enqueue = PER_CONNECTION / ((performance.now() - started) / 1000);
     started = performance.now();
+    const each = Math.ceil(PER_CONNECTION / CONCURRENT_ENQUEUERS);
+    await Promise.all(
+      Array.from({ length: CONCURRENT_ENQUEUERS }, async () => {
+        for (let i = 0; i < each; i++) await outbox.enqueue(message());
+      }),
+    );
+    const concurrent = each * CONCURRENT_ENQUEUERS /
+      ((performance.now() - started) / 1000);
+    const { enqueued } = await outbox.stats();
+    started = performance.now();
     outbox.start();
-    await outbox.waitFor(last);
-    const deliver = PER_CONNECTION / ((performance.now() - started) / 1000);
-    return [enqueue, deliver];
+    await outbox.waitFor(enqueued);
+    const deliver = enqueued / ((performance.now() - started) / 1000);
+    return { enqueue, concurrent, deliver };
   } finally {
     await receiver.stop();
   }
 }
 
+interface Row {
+  none: number;
+  file: number;
+  fileDispatch: number;
+  memory: number;
+  memoryDispatch: number;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+const fmt = (n: number) => Math.round(n).toLocaleString("en-US");
+const ratio = (n: number) => `${n.toFixed(2)}x`;
+
 const dir = await Deno.makeTempDir({ prefix: "mllp-throughput-" });
-const rows: string[] = [];
-const fmt = (n: number | undefined) =>
-  n === undefined ? "-" : Math.round(n).toLocaleString("en-US");
+const CONNECTIONS = [1, 16];
+const rows = new Map<number, Row[]>(CONNECTIONS.map((c) => [c, []]));
+const outboxes: OutboxRates[] = [];
 try {
-  for (const connections of [1, 16]) {
-    const none = await receiverRate(undefined, connections);
-    const file = await KvMessageStore.open(
-      `${dir}/store-${connections}.sqlite`,
-    );
-    const onFile = await receiverRate(file, connections);
-    await file.close();
-    const memory = await KvMessageStore.open(":memory:");
-    const inMemory = await receiverRate(memory, connections);
-    await memory.close();
-    rows.push(
-      `| receiver, ${connections} conn | ${fmt(none.acks)} | ${
-        fmt(onFile.acks)
-      } (${(onFile.acks / none.acks).toFixed(2)}x) | ${
-        fmt(onFile.dispatch)
-      } | ${fmt(inMemory.acks)} (${
-        (inMemory.acks / none.acks).toFixed(2)
-      }x) | ${fmt(inMemory.dispatch)} |`,
+  for (let run = 1; run <= RUNS; run++) {
+    for (const connections of CONNECTIONS) {
+      const none = await receiverRate(undefined, connections);
+      const file = await KvMessageStore.open(
+        `${dir}/store-${run}-${connections}.sqlite`,
+      );
+      const onFile = await receiverRate(file, connections);
+      await file.close();
+      const memory = await KvMessageStore.open(":memory:");
+      const inMemory = await receiverRate(memory, connections);
+      await memory.close();
+      const row = {
+        none: none.acks,
+        file: onFile.acks,
+        fileDispatch: onFile.dispatch,
+        memory: inMemory.acks,
+        memoryDispatch: inMemory.dispatch,
+      };
+      rows.get(connections)!.push(row);
+      console.error(
+        `run ${run}, ${connections} conn: no store ${fmt(row.none)}; file ${
+          fmt(row.file)
+        } (${ratio(row.file / row.none)}), dispatched ${
+          fmt(row.fileDispatch)
+        }; memory ${fmt(row.memory)} (${
+          ratio(row.memory / row.none)
+        }), dispatched ${fmt(row.memoryDispatch)}`,
+      );
+    }
+    const outbox = await outboxRate(`${dir}/outbox-${run}.sqlite`);
+    outboxes.push(outbox);
+    console.error(
+      `run ${run}, outbox: enqueue ${
+        fmt(outbox.enqueue)
+      }/s, ${CONCURRENT_ENQUEUERS} at once ${
+        fmt(outbox.concurrent)
+      }/s, delivered ${fmt(outbox.deliver)}/s`,
     );
   }
-  const [enqueue, deliver] = await outboxRate(`${dir}/outbox.sqlite`);
   console.log(
-    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ${PER_CONNECTION} messages per connection (+100 warm-up), 1 KiB ADT^A01, unique control ids`,
+    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ${PER_CONNECTION} messages per connection (+100 warm-up), 1 KiB ADT^A01, unique control ids; medians of ${RUNS} run(s), ratios are the median of each run's ratio`,
   );
   console.log(
-    "| run | no store: ACKs/s | store on file: ACKs/s | then dispatched/s | store in memory: ACKs/s | then dispatched/s |",
+    "| senders | no store: ACKs/s | store on a file: ACKs/s | then dispatched/s | store in memory: ACKs/s | then dispatched/s |",
   );
   console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
-  for (const row of rows) console.log(row);
+  for (const [connections, runs] of rows) {
+    const m = (pick: (row: Row) => number) => median(runs.map(pick));
+    console.log(
+      `| ${connections} connection${connections > 1 ? "s" : ""} | ${
+        fmt(m((r) => r.none))
+      } | ${fmt(m((r) => r.file))} (${ratio(m((r) => r.file / r.none))}) | ${
+        fmt(m((r) => r.fileDispatch))
+      } | ${fmt(m((r) => r.memory))} (${
+        ratio(m((r) => r.memory / r.none))
+      }) | ${fmt(m((r) => r.memoryDispatch))} |`,
+    );
+  }
+  const o = (pick: (rates: OutboxRates) => number) =>
+    fmt(median(outboxes.map(pick)));
   console.log(
-    `\noutbox on file, 1 destination: enqueue ${fmt(enqueue)}/s; delivered ${
-      fmt(deliver)
+    `\noutbox on a file, 1 destination: enqueue ${
+      o((r) => r.enqueue)
+    }/s one at a time, ${
+      o((r) => r.concurrent)
+    }/s from ${CONCURRENT_ENQUEUERS} callers at once; delivered ${
+      o((r) => r.deliver)
     }/s (stop-and-wait, one message in flight)`,
   );
 } finally {
