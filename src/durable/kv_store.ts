@@ -60,17 +60,14 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { atomic, newId, openKv, readCounters, retryBusy } from "./_kv.ts";
+import { atomic, newId, openKv, readCounters } from "./_kv.ts";
+import { readChunks, sweepPartials } from "./_kv_chunks.ts";
 import {
-  chunkCount,
-  clearPartial,
-  deleteChunks,
-  fitsInline,
-  readChunks,
-  setChunks,
-  sweepPartials,
-  writeLargeChunks,
-} from "./_kv_chunks.ts";
+  dedupeId,
+  dedupeKey,
+  type DedupeValue,
+  StoreWriter,
+} from "./kv_store_writer.ts";
 import { Wakeup } from "./_wakeup.ts";
 import { startConsumer } from "./kv_store_consumer.ts";
 import type {
@@ -231,6 +228,7 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
   #owner = newId();
   #wakeup = new Wakeup();
   #consumers = new Set<StoreConsumer>();
+  #writer: StoreWriter;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -245,6 +243,13 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
     this.#retry = options.retry ?? DEFAULT_RETRY;
     this.#leaseMs = Math.max(10, options.leaseMs ?? 15_000);
     this.#pollInterval = Math.max(1, options.pollInterval ?? 250);
+    this.#writer = new StoreWriter({
+      kv,
+      prefix: this.#prefix,
+      dedupeWindowMs: Infinity,
+      wakeup: this.#wakeup,
+      warn: (message, properties) => logger.warn(message, properties),
+    });
   }
 
   /**
@@ -296,113 +301,18 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
   }
 
   /**
-   * Stores a message with its ACK and queues it for dispatch, in one
+   * Stores a message with its ACK and queues it for dispatch, in an
    * atomic commit that checks its duplicate key is absent; or, if the key
-   * is there, returns the earlier message's id and ACK.
+   * is there, returns the earlier message's id and ACK. Messages put while
+   * a commit is in flight share the next commit (group commit); each put
+   * resolves only after the commit that holds its message.
    *
    * @param entry The message, its ACK and where it came from.
    * @returns Whether it was stored, or the earlier ACK.
    * @throws {Error} If the commit fails: nothing was stored.
    */
-  async put(entry: StoreEntry): Promise<StorePutResult> {
-    const kv = this.#kv;
-    const { header, raw } = entry.message;
-    const id = newId();
-    const dedupe = header.controlId === "" ? undefined : await this.#dedupeKey(
-      header.sendingApplication,
-      header.sendingFacility,
-      header.controlId,
-    );
-    const record: StoredRecord = {
-      id,
-      sendingApplication: header.sendingApplication,
-      sendingFacility: header.sendingFacility,
-      controlId: header.controlId,
-      messageType: header.messageType,
-      size: raw.length,
-      receivedAt: entry.receivedAt.getTime(),
-      peer: { hostname: entry.peer.hostname, port: entry.peer.port },
-      local: { hostname: entry.local.hostname, port: entry.local.port },
-      certificateName: entry.certificateName,
-      ack: entry.ack,
-      state: "pending",
-      attempts: 0,
-    };
-    const inline = fitsInline(raw.length);
-    if (!inline) await writeLargeChunks(kv, this.#prefix, id, raw);
-    const op = atomic(kv);
-    if (dedupe) op.check({ key: dedupe, versionstamp: null }).set(dedupe, id);
-    op.set(this.#key("msg", id), record)
-      .set(
-        this.#key("ready", id),
-        {
-          receivedAt: record.receivedAt,
-          attempts: 0,
-        } satisfies QueueEntry,
-      )
-      .sum(this.#key("count", "stored"), 1n);
-    if (inline) setChunks(op, this.#prefix, id, raw);
-    else clearPartial(op, this.#prefix, id);
-    let ok: boolean;
-    try {
-      ok = (await op.commit()).ok;
-    } catch (error) {
-      if (!inline) await this.#dropChunks(id, raw.length);
-      throw error;
-    }
-    if (ok) {
-      this.#wakeup.notify();
-      return { duplicate: false, id };
-    }
-    if (!inline) await this.#dropChunks(id, raw.length);
-    // The duplicate key is there: the same sender sent this control id.
-    const first = await retryBusy(async () => {
-      const earlier = await kv.get<string>(dedupe!);
-      return earlier.value === null
-        ? null
-        : await kv.get<StoredRecord>(this.#key("msg", earlier.value));
-    });
-    if (!first?.value) {
-      throw new Error(
-        `Cannot store message ${header.controlId}: its duplicate key is there but its record is not`,
-      );
-    }
-    // Only a count: its failure must not fail the reply.
-    await atomic(kv).sum(this.#key("count", "duplicates"), 1n).commit()
-      .catch(() => {});
-    return { duplicate: true, id: first.value.id, ack: first.value.ack };
-  }
-
-  async #dropChunks(id: string, size: number): Promise<void> {
-    await deleteChunks(this.#kv, this.#prefix, id, chunkCount(size)).catch(
-      (error) =>
-        logger.warn("Cannot delete the chunks of message {id}: {error}", {
-          id,
-          error,
-        }),
-    );
-  }
-
-  /** The duplicate key: the fields, or their SHA-256 when they are long. */
-  async #dedupeKey(
-    application: string,
-    facility: string,
-    controlId: string,
-  ): Promise<Deno.KvKey> {
-    if (application.length + facility.length + controlId.length <= 1024) {
-      return this.#key("dedupe", application, facility, controlId);
-    }
-    const digest = await crypto.subtle.digest(
-      "SHA-256",
-      new TextEncoder().encode(
-        JSON.stringify([application, facility, controlId]),
-      ),
-    );
-    const hex = Array.from(
-      new Uint8Array(digest),
-      (b) => b.toString(16).padStart(2, "0"),
-    ).join("");
-    return this.#key("dedupe", "#sha256", hex);
+  put(entry: StoreEntry): Promise<StorePutResult> {
+    return this.#writer.put(entry);
   }
 
   /**
@@ -418,12 +328,14 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
     sendingFacility: string,
     controlId: string,
   ): Promise<string | undefined> {
-    const key = await this.#dedupeKey(
+    const key = await dedupeKey(
+      this.#prefix,
       sendingApplication,
       sendingFacility,
       controlId,
     );
-    return (await this.#kv.get<string>(key)).value ?? undefined;
+    const value = (await this.#kv.get<DedupeValue>(key)).value;
+    return value === null ? undefined : dedupeId(value);
   }
 
   /**
