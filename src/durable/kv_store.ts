@@ -61,7 +61,19 @@
 
 import { getLogger } from "@logtape/logtape";
 import { atomic, newId, openKv, readCounters } from "./_kv.ts";
-import { readChunks, sweepPartials } from "./_kv_chunks.ts";
+import {
+  chunkCount,
+  deleteChunks,
+  INLINE_CHUNKS,
+  readChunks,
+  sweepPartials,
+} from "./_kv_chunks.ts";
+import {
+  type RetentionSettings,
+  settleDedupe,
+  type SweepResult,
+  sweepStore,
+} from "./kv_store_retention.ts";
 import {
   dedupeId,
   dedupeKey,
@@ -101,6 +113,7 @@ export type {
   StoredState,
   StoreStats,
 } from "./kv_store_types.ts";
+export type { SweepResult } from "./kv_store_retention.ts";
 
 const logger = getLogger(["mllp", "store"]);
 
@@ -170,7 +183,42 @@ export interface KvMessageStoreOptions {
    * @default {3600000}
    */
   partialTtl?: number;
+  /**
+   * How long a dispatched message (its record and its bytes) is kept after
+   * it was dispatched, in ms; then the store's sweeper removes it and
+   * counts it in {@linkcode StoreStats.removed}. Parked and pending
+   * messages are never removed by age: parked ones stay until
+   * {@linkcode KvMessageStore.requeue} or {@linkcode KvMessageStore.purge}.
+   * `Infinity` keeps everything.
+   *
+   * @default {604800000} (7 days)
+   */
+  retentionMs?: number;
+  /**
+   * The dedupe window, in ms: for how long after a message was stored a
+   * resend of it (same MSH-3, MSH-4, MSH-10) is answered with its stored
+   * ACK instead of being stored again, even if retention removed its
+   * record meanwhile. Its duplicate key is written with this as its
+   * `expireIn` (Deno KV deletes expired keys about once a minute, so a key
+   * lives a little longer, never less). Set it above the longest time a
+   * sender may resend a message after it arrived. `Infinity`: keys are
+   * kept until their record is purged.
+   *
+   * @default {604800000} (7 days)
+   */
+  dedupeWindowMs?: number;
+  /**
+   * How often the store sweeps (removes what retention says, and the
+   * chunks of partly written messages older than `partialTtl`), in ms,
+   * while it is open; `0` never (call {@linkcode KvMessageStore.sweep}
+   * yourself). The timer does not keep a process alive.
+   *
+   * @default {60000}
+   */
+  sweepInterval?: number;
 }
+
+const WEEK = 7 * 24 * 60 * 60 * 1000;
 
 const DEFAULT_RETRY: BackoffOptions = {
   initialDelay: 1000,
@@ -229,6 +277,9 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
   #wakeup = new Wakeup();
   #consumers = new Set<StoreConsumer>();
   #writer: StoreWriter;
+  #retention: RetentionSettings;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<SweepResult> | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -243,10 +294,18 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
     this.#retry = options.retry ?? DEFAULT_RETRY;
     this.#leaseMs = Math.max(10, options.leaseMs ?? 15_000);
     this.#pollInterval = Math.max(1, options.pollInterval ?? 250);
+    this.#retention = {
+      kv,
+      prefix: this.#prefix,
+      retentionMs: Math.max(0, options.retentionMs ?? WEEK),
+      dedupeWindowMs: Math.max(0, options.dedupeWindowMs ?? WEEK),
+      partialTtl: options.partialTtl ?? 3_600_000,
+      now: Date.now,
+    };
     this.#writer = new StoreWriter({
       kv,
       prefix: this.#prefix,
-      dedupeWindowMs: Infinity,
+      dedupeWindowMs: this.#retention.dedupeWindowMs,
       wakeup: this.#wakeup,
       warn: (message, properties) => logger.warn(message, properties),
     });
@@ -292,6 +351,17 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
     } catch (error) {
       if (owned) kv.close();
       throw error;
+    }
+    const interval = options.sweepInterval ?? 60_000;
+    if (interval > 0) {
+      const timer = setInterval(() => {
+        if (store.#sweeping || store.#closing) return;
+        store.sweep().catch((error) =>
+          logger.error("Cannot sweep the store: {error}", { error })
+        );
+      }, Math.max(10, interval));
+      Deno.unrefTimer(timer as unknown as number);
+      store.#sweepTimer = timer;
     }
     return store;
   }
@@ -405,27 +475,44 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
    * @returns The counts.
    */
   async stats(): Promise<StoreStats> {
-    const [stored, dispatched, parked, requeued, duplicates] =
-      await readCounters(
-        this.#kv,
-        ["stored", "dispatched", "parked", "requeued", "duplicates"].map((
-          name,
-        ) => this.#key("count", name)),
-      );
+    const [
+      stored,
+      dispatched,
+      parked,
+      requeued,
+      duplicates,
+      removed,
+      purged,
+      purgedParked,
+    ] = await readCounters(
+      this.#kv,
+      [
+        "stored",
+        "dispatched",
+        "parked",
+        "requeued",
+        "duplicates",
+        "removed",
+        "purged",
+        "purged-parked",
+      ].map((name) => this.#key("count", name)),
+    );
     let oldestAgeMs = 0;
     for await (
       const entry of this.#kv.list<QueueEntry>({
         prefix: this.#key("ready"),
       }, { limit: 1 })
     ) oldestAgeMs = Math.max(0, Date.now() - entry.value.receivedAt);
-    const parkedNow = parked - requeued;
+    const parkedNow = parked - requeued - purgedParked;
     return {
       stored,
-      pending: stored - dispatched - parkedNow,
+      pending: stored - dispatched - parkedNow - purgedParked,
       dispatched,
       parked: parkedNow,
       duplicates,
       oldestAgeMs,
+      removed,
+      purged,
     };
   }
 
@@ -460,6 +547,109 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
       .commit();
     if (result.ok) this.#wakeup.notify();
     return result.ok;
+  }
+
+  /**
+   * Removes a parked or dispatched message for good: its record, its
+   * bytes and its duplicate key (so a resend of it is stored as a new
+   * message). Pending messages cannot be purged: a consumer may hold them.
+   * Counted in {@linkcode StoreStats.purged}.
+   *
+   * @param id The message's id.
+   * @returns Whether it was parked or dispatched (and is now gone).
+   *
+   * @example Purge the parked messages after review
+   * ```ts
+   * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+   * import { KvMessageStore } from "@x/mllp/store";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using store = await KvMessageStore.open(":memory:");
+   * const message = readMessage(
+   *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+   * ) as Hl7Message;
+   * const peer = { hostname: "127.0.0.1", port: 2575 };
+   * const ack = Ack.forMessage(message, "AA").toBytes();
+   * await store.put({ message, ack, peer, local: peer, receivedAt: new Date() });
+   * const parked = Promise.withResolvers<void>();
+   * const consumer = store.consume(() => {
+   *   queueMicrotask(parked.resolve);
+   *   return Promise.resolve({ outcome: "park", reason: "Unknown patient" });
+   * });
+   * await parked.promise;
+   * await consumer.stop();
+   *
+   * for await (const record of store.list({ state: "parked" })) {
+   *   await store.purge(record.id);
+   * }
+   * const stats = await store.stats();
+   * assertEquals([stats.parked, stats.purged], [0, 1]);
+   * ```
+   */
+  async purge(id: string): Promise<boolean> {
+    const entry = await this.#kv.get<StoredRecord>(this.#key("msg", id));
+    const record = entry.value;
+    if (record?.state !== "parked" && record?.state !== "dispatched") {
+      return false;
+    }
+    const dedupe = record.controlId === "" ? undefined : await this.#kv.get<
+      DedupeValue
+    >(
+      await dedupeKey(
+        this.#prefix,
+        record.sendingApplication,
+        record.sendingFacility,
+        record.controlId,
+      ),
+    );
+    const op = atomic(this.#kv).check(entry).delete(entry.key)
+      .sum(this.#key("count", "purged"), 1n);
+    if (record.state === "parked") {
+      op.delete(this.#key("parked", id))
+        .sum(this.#key("count", "purged-parked"), 1n);
+    } else if (record.dispatchedAt !== undefined) {
+      op.delete(this.#key("done", record.dispatchedAt, id));
+    }
+    const chunks = chunkCount(record.size);
+    if (chunks <= INLINE_CHUNKS) {
+      for (let i = 0; i < chunks; i++) op.delete(this.#key("chunk", id, i));
+    } else {
+      op.set(this.#key("partial", id), { at: 0, chunks });
+    }
+    settleDedupe(op, record, dedupe, Date.now(), Infinity, true);
+    if (!(await op.commit()).ok) return false;
+    if (chunks > INLINE_CHUNKS) {
+      await deleteChunks(this.#kv, this.#prefix, id, chunks);
+    }
+    return true;
+  }
+
+  /**
+   * Sweeps now: removes the dispatched messages older than `retentionMs`
+   * (with their duplicate keys, when the dedupe window has passed too) and
+   * the chunks of partly written messages older than `partialTtl`. The
+   * store does this every `sweepInterval` on its own; a sweep already
+   * running is awaited rather than started again.
+   *
+   * @returns What it removed.
+   *
+   * @example Sweep on your own schedule
+   * ```ts
+   * import { KvMessageStore } from "@x/mllp/store";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using store = await KvMessageStore.open(":memory:", {
+   *   retentionMs: 30 * 24 * 60 * 60 * 1000, // keep dispatched messages 30 days
+   *   sweepInterval: 0, // and sweep only when told
+   * });
+   * const { removed } = await store.sweep();
+   * assertEquals([removed, (await store.stats()).removed], [0, 0]);
+   * ```
+   */
+  sweep(): Promise<SweepResult> {
+    return this.#sweeping ??= sweepStore(this.#retention).finally(() => {
+      this.#sweeping = undefined;
+    });
   }
 
   /**
@@ -501,7 +691,9 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
+      clearInterval(this.#sweepTimer);
       await Promise.all([...this.#consumers].map((c) => c.stop(0)));
+      await this.#sweeping?.catch(() => {});
       if (this.#owned) this.#kv.close();
     })();
   }

@@ -338,13 +338,17 @@ class Consumer implements StoreConsumer {
     const id = record.id;
     const attempts = queue.attempts;
     if (outcome.outcome === "done") {
+      const dispatchedAt = Date.now();
       const done = await this.#finish(claim, {
         ...record,
         state: "dispatched",
         attempts,
         lastError: queue.lastError,
-        dispatchedAt: Date.now(),
-      }, (op) => op.sum(this.#key("count", "dispatched"), 1n));
+        dispatchedAt,
+      }, (op) =>
+        op.sum(this.#key("count", "dispatched"), 1n)
+          // Retention finds dispatched messages here, oldest first.
+          .set(this.#key("done", dispatchedAt, id), 0));
       if (!done) {
         logger.warn("Lost the claim on message {id} before marking it", {
           id,
