@@ -14,9 +14,17 @@
  *
  * - An `AA` goes out only after the message, its ACK and its queue entry
  *   are committed; a commit that fails is answered `AE` (send it again).
+ *   Messages that arrive while a commit is in flight (from many
+ *   connections) share the next commit (group commit); each one's `AA`
+ *   still waits for the commit that holds it.
  * - Each message (keyed on MSH-3, MSH-4 and a non-empty MSH-10) is stored
- *   once and marked dispatched once; a message marked dispatched is never
- *   dispatched again.
+ *   once and marked dispatched once within the dedupe window
+ *   (`dedupeWindowMs`, 7 days after it was stored); a message marked
+ *   dispatched is never dispatched again. A resend that arrives later is
+ *   stored and dispatched as a new message.
+ * - Retention: a dispatched message is removed `retentionMs` (7 days)
+ *   after its dispatch; parked and pending messages are never removed by
+ *   age (see {@linkcode KvMessageStore.purge}).
  * - Dispatch is at least once, not exactly once. A consumer claims a
  *   message for `leaseMs`, renews the claim every third of that while the
  *   dispatcher works, and marks the message dispatched in a commit that
@@ -26,9 +34,12 @@
  *   longer than what was left of its lease (a paused process, a machine
  *   short of CPU, a KV too busy to commit the renewal), in which case the
  *   two dispatches can overlap; and after the commit that marks it
- *   dispatched failed. Keep `leaseMs` well above the longest stall you
- *   expect, and make the dispatcher's effects idempotent on
- *   `ctx.messageId`, which every attempt at one message shares.
+ *   dispatched failed. (The consumer hands out the next message while
+ *   the last one's mark is committed, so a process that dies can leave up
+ *   to a claimed batch, 8 messages, dispatched and not yet marked.) Keep
+ *   `leaseMs` well above the longest stall you expect, and make the
+ *   dispatcher's effects idempotent on `ctx.messageId`, which every
+ *   attempt at one message shares.
  *
  * @example A receiver that stores before it acknowledges
  * ```ts

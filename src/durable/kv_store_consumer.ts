@@ -15,6 +15,7 @@ import { reasonOf } from "../dispatch/_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { atomic } from "./_kv.ts";
 import { readChunks } from "./_kv_chunks.ts";
+import { GroupCommitter, keyBytes } from "./_kv_group.ts";
 import { sleep, type Wakeup } from "./_wakeup.ts";
 import type {
   StoreConsumer,
@@ -58,6 +59,18 @@ interface Claim {
   versionstamp: string;
 }
 
+/**
+ * A message to take out of the queue with its final record, in a commit
+ * that checks its claim; settled with whether the claim held.
+ */
+interface Mark {
+  claim: Claim;
+  record: StoredRecord;
+  more: (op: Deno.AtomicOperation) => void;
+  resolve(ok: boolean): void;
+  fail(error: unknown): void;
+}
+
 /** The backoff after the queue itself cannot be read. */
 const ERROR_BACKOFF: BackoffOptions = { initialDelay: 50, maxDelay: 5_000 };
 
@@ -77,6 +90,13 @@ class Consumer implements StoreConsumer {
   #soft = new AbortController();
   #hard = new AbortController();
   #loop: Promise<void>;
+  /**
+   * Marks of dispatched messages: the consumer goes on to the next
+   * message while a mark is committed, and marks made meanwhile share the
+   * next commit (group commit). All are awaited before the next claim.
+   */
+  #marks = new GroupCommitter<Mark>((group) => this.#writeMarks(group));
+  #marking = new Set<Promise<void>>();
 
   constructor(settings: ConsumerSettings, handler: StoredMessageHandler) {
     this.#settings = settings;
@@ -106,6 +126,18 @@ class Consumer implements StoreConsumer {
   }
 
   async #consumeLoop(
+    handler: StoredMessageHandler,
+    soft: AbortSignal,
+    hard: AbortSignal,
+  ): Promise<void> {
+    try {
+      await this.#consumeBatches(handler, soft, hard);
+    } finally {
+      await Promise.all(this.#marking);
+    }
+  }
+
+  async #consumeBatches(
     handler: StoredMessageHandler,
     soft: AbortSignal,
     hard: AbortSignal,
@@ -165,6 +197,7 @@ class Consumer implements StoreConsumer {
           await sleep(reconnectDelay(ERROR_BACKOFF, 1), soft);
         }
       }
+      await Promise.all(this.#marking);
     }
   }
 
@@ -265,6 +298,57 @@ class Consumer implements StoreConsumer {
     return (await op.commit()).ok;
   }
 
+  /**
+   * Like {@linkcode Consumer.#finish}, in the next group commit of marks;
+   * the promise is tracked until it settles.
+   */
+  #mark(
+    claim: Claim,
+    record: StoredRecord,
+    more: (op: Deno.AtomicOperation) => void,
+  ): Promise<boolean> {
+    const { promise, resolve, reject } = Promise.withResolvers<boolean>();
+    const key = keyBytes(this.#key("msg", record.id)) + 16;
+    this.#marks.add({ claim, record, more, resolve, fail: reject }, {
+      bytes: 4 * key + record.ack.length + record.size / 64 + 1024 +
+        3 * (record.sendingApplication.length +
+            record.sendingFacility.length + record.controlId.length +
+            record.messageType.length + (record.certificateName?.length ?? 0)),
+      keyBytes: 4 * key,
+    });
+    const tracked: Promise<void> = promise.then(() => {}, () => {})
+      .finally(() => this.#marking.delete(tracked));
+    this.#marking.add(tracked);
+    return promise;
+  }
+
+  /** Commits a group of marks; one at a time if that fails. */
+  async #writeMarks(group: Mark[]): Promise<void> {
+    const op = atomic(this.#settings.kv);
+    for (const { claim, record, more } of group) {
+      const key = this.#key("ready", record.id);
+      op.check({ key, versionstamp: claim.versionstamp })
+        .delete(key)
+        .set(this.#key("msg", record.id), record);
+      more(op);
+    }
+    let ok: boolean;
+    try {
+      ok = (await op.commit()).ok;
+    } catch (error) {
+      if (group.length === 1) throw error;
+      ok = false;
+    }
+    if (ok || group.length === 1) {
+      for (const mark of group) mark.resolve(ok);
+      return;
+    }
+    // A claim ran out (or the group was refused): the others still go.
+    for (const mark of group) {
+      await this.#writeMarks([mark]).catch((error) => mark.fail(error));
+    }
+  }
+
   /** Runs the handler on a claimed message until done, parked or let go. */
   async #dispatchClaimed(
     first: Claim,
@@ -339,7 +423,8 @@ class Consumer implements StoreConsumer {
     const attempts = queue.attempts;
     if (outcome.outcome === "done") {
       const dispatchedAt = Date.now();
-      const done = await this.#finish(claim, {
+      // Not awaited: the next message goes to the handler meanwhile.
+      this.#mark(claim, {
         ...record,
         state: "dispatched",
         attempts,
@@ -348,17 +433,23 @@ class Consumer implements StoreConsumer {
       }, (op) =>
         op.sum(this.#key("count", "dispatched"), 1n)
           // Retention finds dispatched messages here, oldest first.
-          .set(this.#key("done", dispatchedAt, id), 0));
-      if (!done) {
-        logger.warn("Lost the claim on message {id} before marking it", {
-          id,
+          .set(this.#key("done", dispatchedAt, id), 0)).then((done) => {
+          if (!done) {
+            logger.warn("Lost the claim on message {id} before marking it", {
+              id,
+            });
+          } else {
+            logger.debug("Dispatched stored message {id} ({controlId})", {
+              id,
+              controlId: record.controlId,
+            });
+          }
+        }, (error) => {
+          logger.error("Cannot mark message {id} dispatched: {error}", {
+            id,
+            error,
+          });
         });
-      } else {
-        logger.debug("Dispatched stored message {id} ({controlId})", {
-          id,
-          controlId: record.controlId,
-        });
-      }
       return undefined;
     }
     if (outcome.outcome === "park" || attempts >= this.#settings.maxAttempts) {

@@ -21,6 +21,7 @@ export class WatchedKv {
   readonly commits: SeenCommit[] = [];
   #gate: Promise<void> | undefined;
   #open: (() => void) | undefined;
+  #which: ((commit: Omit<SeenCommit, "done">) => boolean) | undefined;
 
   constructor(real: Deno.Kv) {
     this.real = real;
@@ -37,9 +38,13 @@ export class WatchedKv {
     });
   }
 
-  /** Commits made from now on wait until {@linkcode release}. */
-  hold(): void {
+  /**
+   * Commits made from now on (those for which `which` holds, if given)
+   * wait until {@linkcode release}.
+   */
+  hold(which?: (commit: Omit<SeenCommit, "done">) => boolean): void {
     this.#gate ??= new Promise((resolve) => this.#open = resolve);
+    this.#which = which;
   }
 
   /** Lets the held commits (and later ones) through. */
@@ -47,6 +52,7 @@ export class WatchedKv {
     this.#open?.();
     this.#gate = undefined;
     this.#open = undefined;
+    this.#which = undefined;
   }
 
   /** The commits that set a key whose part after `prefix` is `part`. */
@@ -71,7 +77,9 @@ export class WatchedKv {
       return del(key);
     };
     op.commit = () => {
-      const gate = this.#gate;
+      const gate = this.#which && !this.#which({ sets, deletes })
+        ? undefined
+        : this.#gate;
       const result = (async () => {
         if (gate) await gate;
         return await commit();

@@ -213,3 +213,43 @@ Deno.test("group commit: a group stays inside Deno KV's limits on one commit (co
   }
   assertEquals((await store.stats()).stored, texts.length + 1);
 });
+
+Deno.test("group commit: the consumer goes on dispatching while a message's mark is committed, and the marks made meanwhile share the next commit", async () => {
+  using real = await Deno.openKv(":memory:");
+  const watched = new WatchedKv(real);
+  await using store = await KvMessageStore.open(watched.kv, {
+    pollInterval: 10,
+  });
+  for (let i = 0; i < 10; i++) await store.put(entryOf(hl7(`M-${i}`)));
+  const marks = (commit: { deletes: Deno.KvKey[] }) =>
+    commit.deletes.filter((key) => key[2] === "ready").length;
+  // Hold the first commit that takes a message out of the queue.
+  watched.hold((commit) => marks(commit) > 0);
+  const handled: string[] = [];
+  const consumer = store.consume((message) => {
+    handled.push(message.id);
+    return Promise.resolve({ outcome: "done" });
+  });
+  try {
+    // The consumer claims 8 at a time: all 8 are handled while the first
+    // one's mark waits.
+    await until(() => handled.length === 8, "8 handled during the held mark");
+    watched.release();
+    await until(() => handled.length === 10, "all 10 handled");
+    let stats = await store.stats();
+    for (const end = Date.now() + 5_000; stats.dispatched < 10;) {
+      if (Date.now() > end) throw new Error("Not all marked dispatched");
+      await tick();
+      stats = await store.stats();
+    }
+  } finally {
+    watched.release();
+    await consumer.stop();
+  }
+  const marking = watched.commits.filter((c) => marks(c) > 0);
+  assertEquals(marking.map(marks).slice(0, 2), [1, 7]);
+  assertEquals(marking.map(marks).reduce((a, b) => a + b, 0), 10);
+  assertEquals(new Set(handled).size, 10, "each handled once");
+  const records = await Array.fromAsync(store.list({ state: "dispatched" }));
+  assertEquals(records.length, 10);
+});
