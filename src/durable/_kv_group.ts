@@ -6,6 +6,14 @@
  * nothing waits for company. A group holds at most as much as one Deno KV
  * atomic operation takes ({@linkcode GroupLimits}).
  *
+ * After a shared commit, the next group waits a moment (at most
+ * {@linkcode GATHER_MS}, and not past half the last commit's time) for as
+ * many items as the last group held: connections that shared a commit get
+ * their answers together and send again a moment apart, and without the
+ * wait the first of them would go alone while the others wait for it, two
+ * commits where one does. A lone writer (the last group held one item, or
+ * the last commit ended a while ago) never waits.
+ *
  * The committer only forms the groups; the `write` function given to it
  * builds and commits each group, and settles each item of it.
  *
@@ -47,6 +55,9 @@ export const KV_GROUP_LIMITS: GroupLimits = {
   keyBytes: 60 * 1024,
 };
 
+/** The longest a group waits for company after a shared commit, in ms. */
+export const GATHER_MS = 2;
+
 /**
  * Forms groups of items and hands each group to `write`, one group at a
  * time, in arrival order.
@@ -59,6 +70,10 @@ export class GroupCommitter<T extends GroupItem> {
   #running = false;
   #groups = 0;
   #items = 0;
+  /** The size of the last group, how long its write took, when it ended. */
+  #last = { size: 0, ms: 0, ended: 0 };
+  /** Wakes a gathering group once `want` items wait. */
+  #gathering: { want: number; wake: () => void } | undefined;
 
   /**
    * @param write Commits a group and settles each of its items; an error
@@ -81,6 +96,12 @@ export class GroupCommitter<T extends GroupItem> {
   /** Adds an item: it goes in the next group that has room for it. */
   add(item: T, cost: GroupCost): void {
     this.#queue.push({ item, cost });
+    if (
+      this.#gathering &&
+      this.#queue.length - this.#head >= this.#gathering.want
+    ) {
+      this.#gathering.wake();
+    }
     if (!this.#running) void this.#drain();
   }
 
@@ -88,19 +109,53 @@ export class GroupCommitter<T extends GroupItem> {
     this.#running = true;
     try {
       while (this.#head < this.#queue.length) {
+        const wait = this.#gatherFor();
+        if (wait > 0) await this.#gather(wait);
         const group = this.#take();
         this.#groups++;
         this.#items += group.length;
+        const started = performance.now();
         try {
           await this.#write(group);
         } catch (error) {
           for (const item of group) item.fail(error);
         }
+        const ended = performance.now();
+        this.#last = { size: group.length, ms: ended - started, ended };
       }
     } finally {
       this.#queue = [];
       this.#head = 0;
       this.#running = false;
+    }
+  }
+
+  /**
+   * How long the next group should wait for company, in ms: none unless
+   * the last group was shared, ended just now, and more were in it than
+   * wait now.
+   */
+  #gatherFor(): number {
+    const { size, ms, ended } = this.#last;
+    const want = Math.min(size, this.#limits.items);
+    if (want <= 1 || this.#queue.length - this.#head >= want) return 0;
+    if (performance.now() - ended > Math.max(ms, GATHER_MS)) return 0;
+    return Math.min(GATHER_MS, Math.max(ms / 2, 1));
+  }
+
+  /** Waits up to `ms` for as many items as the last group held. */
+  async #gather(ms: number): Promise<void> {
+    const { promise, resolve } = Promise.withResolvers<void>();
+    const timer = setTimeout(resolve, ms);
+    this.#gathering = {
+      want: Math.min(this.#last.size, this.#limits.items),
+      wake: resolve,
+    };
+    try {
+      await promise;
+    } finally {
+      clearTimeout(timer);
+      this.#gathering = undefined;
     }
   }
 

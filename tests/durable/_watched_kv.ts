@@ -1,6 +1,7 @@
 /**
  * A `Deno.Kv` that lets a test see and hold the commits a store makes: each
- * commit is recorded with the keys it sets, and while {@linkcode WatchedKv.hold}
+ * commit is recorded with the keys it sets (and each `getMany` with its
+ * keys), and while {@linkcode WatchedKv.hold}
  * is in force commits wait (having been recorded) until it is released.
  * Everything else goes straight to the real KV.
  *
@@ -19,6 +20,8 @@ export interface SeenCommit {
 export class WatchedKv {
   readonly real: Deno.Kv;
   readonly commits: SeenCommit[] = [];
+  /** The keys of each `getMany` call. */
+  readonly reads: Deno.KvKey[][] = [];
   #gate: Promise<void> | undefined;
   #open: (() => void) | undefined;
   #which: ((commit: Omit<SeenCommit, "done">) => boolean) | undefined;
@@ -32,6 +35,12 @@ export class WatchedKv {
     return new Proxy(this.real, {
       get: (target, name) => {
         if (name === "atomic") return () => this.#watch(target.atomic());
+        if (name === "getMany") {
+          return (keys: Deno.KvKey[], options?: Deno.KvListOptions) => {
+            this.reads.push([...keys]);
+            return target.getMany(keys, options);
+          };
+        }
         const value = Reflect.get(target, name, target);
         return typeof value === "function" ? value.bind(target) : value;
       },

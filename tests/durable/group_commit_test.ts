@@ -18,6 +18,7 @@ import {
   type StorePutResult,
 } from "../../src/durable/kv_store.ts";
 import { WatchedKv } from "./_watched_kv.ts";
+import { GroupCommitter } from "../../src/durable/_kv_group.ts";
 import { accepted } from "../_helpers.ts";
 
 const PREFIX = ["mllp", "store"];
@@ -252,4 +253,80 @@ Deno.test("group commit: the consumer goes on dispatching while a message's mark
   assertEquals(new Set(handled).size, 10, "each handled once");
   const records = await Array.fromAsync(store.list({ state: "dispatched" }));
   assertEquals(records.length, 10);
+});
+
+Deno.test("group commit: after a shared commit the next group waits briefly for as many writers, so that concurrent callers stay in one group; a lone writer never waits", async () => {
+  interface Item {
+    resolve(): void;
+    fail(error: unknown): void;
+  }
+  const groups: number[] = [];
+  const committer = new GroupCommitter<Item>(async (group) => {
+    groups.push(group.length);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const item of group) item.resolve();
+  });
+  const cost = { bytes: 1, keyBytes: 1 };
+  const add = () => {
+    const { promise, resolve, reject } = Promise.withResolvers<void>();
+    committer.add({ resolve, fail: reject }, cost);
+    return promise;
+  };
+  // 16 callers at once: the first goes alone, the others share the next.
+  await Promise.all(Array.from({ length: 16 }, add));
+  assertEquals(groups, [1, 15]);
+  // The same 16 again, as each gets its answer and sends the next one a
+  // moment apart (as connections do): the first waits for the others.
+  groups.length = 0;
+  const round: Promise<void>[] = [];
+  for (let i = 0; i < 16; i++) {
+    round.push(add());
+    await Promise.resolve();
+  }
+  await Promise.all(round);
+  assertEquals(groups, [16]);
+  // After a quiet spell, a lone caller's commit starts at once.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  groups.length = 0;
+  const alone = add();
+  assertEquals(groups, [1], "written without waiting");
+  await alone;
+  // And while callers come one at a time, none waits.
+  // (A wait for company would be a timer of 1 ms or more: the write comes
+  // before a 0 ms timer.)
+  for (let i = 0; i < 3; i++) {
+    const one = add();
+    await new Promise((resolve) => setTimeout(resolve, 0));
+    assertEquals(groups.length, 2 + i, "written without waiting");
+    await one;
+  }
+});
+
+Deno.test("group commit: the consumer reads the bytes of a claimed batch of small messages in one read, so their marks can share commits", async () => {
+  using real = await Deno.openKv(":memory:");
+  const watched = new WatchedKv(real);
+  await using store = await KvMessageStore.open(watched.kv, {
+    pollInterval: 10,
+  });
+  for (let i = 0; i < 8; i++) await store.put(entryOf(hl7(`B-${i}`)));
+  const handled: string[] = [];
+  const consumer = store.consume((message) => {
+    handled.push(message.id);
+    return Promise.resolve({ outcome: "done" });
+  });
+  try {
+    let stats = await store.stats();
+    for (const end = Date.now() + 5_000; stats.dispatched < 8;) {
+      if (Date.now() > end) throw new Error("Not all marked dispatched");
+      await tick();
+      stats = await store.stats();
+    }
+  } finally {
+    await consumer.stop();
+  }
+  const chunkReads = watched.reads.filter((keys) =>
+    keys.some((key) => key[2] === "chunk")
+  );
+  assertEquals(chunkReads.map((keys) => keys.length), [8]);
+  assertEquals(new Set(handled).size, 8);
 });
