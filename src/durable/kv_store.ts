@@ -36,7 +36,7 @@
  *   two dispatches can overlap; and after the commit that marks it
  *   dispatched failed. (The consumer hands out the next message while
  *   the last one's mark is committed, so a process that dies can leave up
- *   to a claimed batch, 8 messages, dispatched and not yet marked.) Keep
+ *   to a claimed batch, 32 messages, dispatched and not yet marked.) Keep
  *   `leaseMs` well above the longest stall you expect, and make the
  *   dispatcher's effects idempotent on `ctx.messageId`, which every
  *   attempt at one message shares.

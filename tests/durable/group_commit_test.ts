@@ -221,7 +221,7 @@ Deno.test("group commit: the consumer goes on dispatching while a message's mark
   await using store = await KvMessageStore.open(watched.kv, {
     pollInterval: 10,
   });
-  for (let i = 0; i < 10; i++) await store.put(entryOf(hl7(`M-${i}`)));
+  for (let i = 0; i < 34; i++) await store.put(entryOf(hl7(`M-${i}`)));
   const marks = (commit: { deletes: Deno.KvKey[] }) =>
     commit.deletes.filter((key) => key[2] === "ready").length;
   // Hold the first commit that takes a message out of the queue.
@@ -232,13 +232,13 @@ Deno.test("group commit: the consumer goes on dispatching while a message's mark
     return Promise.resolve({ outcome: "done" });
   });
   try {
-    // The consumer claims 8 at a time: all 8 are handled while the first
+    // The consumer claims 32 at a time: all 32 are handled while the first
     // one's mark waits.
-    await until(() => handled.length === 8, "8 handled during the held mark");
+    await until(() => handled.length === 32, "32 handled during the held mark");
     watched.release();
-    await until(() => handled.length === 10, "all 10 handled");
+    await until(() => handled.length === 34, "all 34 handled");
     let stats = await store.stats();
-    for (const end = Date.now() + 5_000; stats.dispatched < 10;) {
+    for (const end = Date.now() + 5_000; stats.dispatched < 34;) {
       if (Date.now() > end) throw new Error("Not all marked dispatched");
       await tick();
       stats = await store.stats();
@@ -248,11 +248,11 @@ Deno.test("group commit: the consumer goes on dispatching while a message's mark
     await consumer.stop();
   }
   const marking = watched.commits.filter((c) => marks(c) > 0);
-  assertEquals(marking.map(marks).slice(0, 2), [1, 7]);
-  assertEquals(marking.map(marks).reduce((a, b) => a + b, 0), 10);
-  assertEquals(new Set(handled).size, 10, "each handled once");
+  assertEquals(marking.map(marks).slice(0, 2), [1, 31]);
+  assertEquals(marking.map(marks).reduce((a, b) => a + b, 0), 34);
+  assertEquals(new Set(handled).size, 34, "each handled once");
   const records = await Array.fromAsync(store.list({ state: "dispatched" }));
-  assertEquals(records.length, 10);
+  assertEquals(records.length, 34);
 });
 
 Deno.test("group commit: after a shared commit the next group waits briefly for as many writers, so that concurrent callers stay in one group; a lone writer never waits", async () => {
@@ -329,4 +329,29 @@ Deno.test("group commit: the consumer reads the bytes of a claimed batch of smal
   );
   assertEquals(chunkReads.map((keys) => keys.length), [8]);
   assertEquals(new Set(handled).size, 8);
+});
+
+Deno.test("group commit: a consumer with a backlog claims up to 32 messages in one commit", async () => {
+  using real = await Deno.openKv(":memory:");
+  const watched = new WatchedKv(real);
+  await using store = await KvMessageStore.open(watched.kv, {
+    pollInterval: 10,
+  });
+  for (let i = 0; i < 40; i++) await store.put(entryOf(hl7(`C-${i}`)));
+  const before = watched.commits.length;
+  const consumer = store.consume(() => Promise.resolve({ outcome: "done" }));
+  try {
+    let stats = await store.stats();
+    for (const end = Date.now() + 5_000; stats.dispatched < 40;) {
+      if (Date.now() > end) throw new Error("Not all marked dispatched");
+      await tick();
+      stats = await store.stats();
+    }
+  } finally {
+    await consumer.stop();
+  }
+  const claims = watched.commits.slice(before).filter((c) =>
+    c.deletes.length === 0 && c.sets.some((key) => key[2] === "ready")
+  ).map((c) => c.sets.filter((key) => key[2] === "ready").length);
+  assertEquals(claims, [32, 8]);
 });
