@@ -97,7 +97,7 @@ Deno.test("layers: ./store loads no client code", async () => {
   assertEquals(files.filter((f) => f.startsWith("src/client/")), []);
 });
 
-Deno.test("layers: the CLI loads the load generator and the KV modules only when a command needs them", async () => {
+Deno.test("layers: the CLI loads the load generator, the KV and the NATS modules only when a command needs them", async () => {
   const files = await staticFiles("src/cli.ts");
   assert(files.includes("src/cli/send.ts"));
   assertEquals(
@@ -110,6 +110,9 @@ Deno.test("layers: the CLI loads the load generator and the KV modules only when
   const all = (await readGraph(ROOT, ["src/cli.ts"])).map((e) => e.to);
   assert(all.includes("src/bench/bench.ts"));
   assert(all.includes("src/durable/kv_store.ts"));
+  assert(all.includes("src/durable/jetstream.ts"));
+  // The NATS flags are parsed without loading NATS.
+  assert(files.includes("src/cli/nats_options.ts"));
 });
 
 Deno.test("layers: ./framer is four files at most, none of them Deno-specific", async () => {

@@ -35,6 +35,12 @@ import {
   mllpReleaseFlag,
 } from "./modes.ts";
 import {
+  isNatsUrl,
+  NATS_FLAGS,
+  NATS_USAGE,
+  natsOptions,
+} from "./nats_options.ts";
+import {
   MessageSaver,
   replyDispatcher,
   type ReplyMode,
@@ -133,7 +139,13 @@ Durable delivery (needs Deno KV: run Deno with --unstable-kv):
                        a resend gets the stored ACK and is not dispatched
                        again; the answer is then made from the store
                        (not with --reply ae|ar or --save)
-
+  --store nats://HOST:PORT[,HOST:PORT...]
+                       Store in a NATS JetStream stream instead (a quorum
+                       of its replicas has it before the ACK goes out);
+                       receivers given the same servers, stream and
+                       consumer share the dispatching. With NATS down or
+                       unreachable, messages are answered AE
+${NATS_USAGE}
 Without --cert and --key the receiver speaks plain TCP and logs a warning.
 It never starts weaker than asked: a setting it cannot enforce is exit 2.
 
@@ -166,6 +178,7 @@ export async function listen(
       "store",
       "reply",
       "save",
+      ...NATS_FLAGS,
       ...LISTEN_MODE_FLAGS.string,
     ],
     collect: ["ca", "allowed-clients"],
@@ -206,6 +219,15 @@ export async function listen(
       } cannot be used with --store (the store answers before the dispatcher runs)`,
     );
   }
+  const nats = storePath !== undefined && isNatsUrl(storePath)
+    ? natsOptions(storePath, flags, "--store")
+    : undefined;
+  const strayNatsFlag = NATS_FLAGS.find((name) => flags[name] !== undefined);
+  if (nats === undefined && strayNatsFlag !== undefined) {
+    throw new UsageError(
+      `--${strayNatsFlag} needs --store nats://host:port`,
+    );
+  }
   let dispatcher = replyDispatcher(reply);
   if (saveDir !== undefined) {
     try {
@@ -225,7 +247,9 @@ export async function listen(
   let store: MessageStore & { close(): Promise<void> } | undefined;
   if (storePath !== undefined) {
     try {
-      store = await (await import("./durable.ts")).openStore(storePath);
+      store = nats
+        ? await (await import("./nats_store.ts")).openNatsStore(nats)
+        : await (await import("./durable.ts")).openStore(storePath);
     } catch (error) {
       write(io.stderr, `error: ${describeError(error)}\n`);
       return 2;
