@@ -6,6 +6,10 @@
  * - receiver with a `KvMessageStore` on a SQLite file (every ACK after a
  *   commit), and the rate at which its consumer then dispatches;
  * - the same on `:memory:`;
+ * - receiver with a `JetStreamMessageStore` on a 1-node JetStream cluster
+ *   (replicas 1) and on a 3-node one (replicas 3), started by this tool
+ *   on free loopback ports (`tests/_nats.ts`) and stopped at the end; left
+ *   out when `nats-server` is not installed, or with `--no-jetstream`;
  * - a `KvOutbox`: how fast `enqueue` commits, one caller at a time and
  *   from 16 callers at once, and how fast the worker delivers to a
  *   receiver without a store.
@@ -24,7 +28,7 @@
  * stderr as it ends.
  *
  * ```sh
- * deno run -A tests/durable/durable_throughput.ts [MESSAGES_PER_CONNECTION] [RUNS]
+ * deno run -A tests/durable/durable_throughput.ts [MESSAGES_PER_CONNECTION] [RUNS] [--no-jetstream]
  * ```
  *
  * @module
@@ -36,9 +40,18 @@ import { EchoDispatcher } from "../../src/dispatch/dispatcher.ts";
 import { KvOutbox } from "../../src/durable/kv_outbox.ts";
 import { type MessageStore, Receiver } from "../../src/receiver/receiver.ts";
 import { KvMessageStore } from "../../src/durable/kv_store.ts";
+import { JetStreamMessageStore } from "../../src/durable/jetstream.ts";
+import {
+  type NatsCluster,
+  natsServerPath,
+  startNatsCluster,
+} from "../_nats.ts";
 
-const PER_CONNECTION = Number(Deno.args[0] ?? 1000);
-const RUNS = Number(Deno.args[1] ?? 3);
+const args = Deno.args.filter((a) => !a.startsWith("--"));
+const PER_CONNECTION = Number(args[0] ?? 1000);
+const RUNS = Number(args[1] ?? 3);
+const JETSTREAM = !Deno.args.includes("--no-jetstream") &&
+  (await natsServerPath()) !== undefined;
 const CONCURRENT_ENQUEUERS = 16;
 const TEMPLATE = makeAdtMessage(1024);
 
@@ -76,14 +89,14 @@ async function load(port: number, connections: number): Promise<number> {
 }
 
 async function receiverRate(
-  store: KvMessageStore | undefined,
+  store: MessageStore | undefined,
   connections: number,
 ): Promise<{ acks: number; dispatch: number }> {
   let dispatched = 0;
   const receiver = await Receiver.start({
     port: 0,
     hostname: "127.0.0.1",
-    store: store as MessageStore | undefined,
+    store,
     dispatcher: (m, ctx) => {
       dispatched++;
       return EchoDispatcher.dispatch(m, ctx);
@@ -160,12 +173,12 @@ async function outboxRate(path: string): Promise<OutboxRates> {
   }
 }
 
-interface Row {
-  none: number;
-  file: number;
-  fileDispatch: number;
-  memory: number;
-  memoryDispatch: number;
+/** One store's rates at one connection count, in one run. */
+interface Rates {
+  acks: number;
+  /** Its ACK rate over the no-store rate measured beside it. */
+  ratio: number;
+  dispatch?: number;
 }
 
 function median(values: number[]): number {
@@ -179,37 +192,75 @@ const ratio = (n: number) => `${n.toFixed(2)}x`;
 
 const dir = await Deno.makeTempDir({ prefix: "mllp-throughput-" });
 const CONNECTIONS = [1, 16];
-const rows = new Map<number, Row[]>(CONNECTIONS.map((c) => [c, []]));
+/** The rows, in the table's order, each opening a fresh store. */
+const ROWS: {
+  name: string;
+  open?: (tag: string) => Promise<MessageStore & { close(): Promise<void> }>;
+}[] = [
+  { name: "no store" },
+  {
+    name: "KV, SQLite file",
+    open: (tag) => KvMessageStore.open(`${dir}/store-${tag}.sqlite`),
+  },
+  { name: "KV, in memory", open: () => KvMessageStore.open(":memory:") },
+];
+const clusters: NatsCluster[] = [];
+/** rates.get(row name).get(connections): one entry per run. */
+const rates = new Map<string, Map<number, Rates[]>>();
 const outboxes: OutboxRates[] = [];
 try {
+  if (JETSTREAM) {
+    const r1 = await startNatsCluster({ nodes: 1 });
+    clusters.push(r1);
+    const r3 = await startNatsCluster({ nodes: 3 });
+    clusters.push(r3);
+    for (
+      const [name, cluster, replicas] of [
+        ["JetStream R1 (1 node)", r1, 1],
+        ["JetStream R3 (3 nodes)", r3, 3],
+      ] as const
+    ) {
+      ROWS.push({
+        name,
+        open: (tag) =>
+          JetStreamMessageStore.open(cluster.servers, {
+            stream: `BENCH_${tag.replaceAll("-", "_")}`,
+            replicas,
+          }),
+      });
+    }
+  }
+  for (const row of ROWS) {
+    rates.set(row.name, new Map(CONNECTIONS.map((c) => [c, []])));
+  }
   for (let run = 1; run <= RUNS; run++) {
     for (const connections of CONNECTIONS) {
-      const none = await receiverRate(undefined, connections);
-      const file = await KvMessageStore.open(
-        `${dir}/store-${run}-${connections}.sqlite`,
-      );
-      const onFile = await receiverRate(file, connections);
-      await file.close();
-      const memory = await KvMessageStore.open(":memory:");
-      const inMemory = await receiverRate(memory, connections);
-      await memory.close();
-      const row = {
-        none: none.acks,
-        file: onFile.acks,
-        fileDispatch: onFile.dispatch,
-        memory: inMemory.acks,
-        memoryDispatch: inMemory.dispatch,
-      };
-      rows.get(connections)!.push(row);
-      console.error(
-        `run ${run}, ${connections} conn: no store ${fmt(row.none)}; file ${
-          fmt(row.file)
-        } (${ratio(row.file / row.none)}), dispatched ${
-          fmt(row.fileDispatch)
-        }; memory ${fmt(row.memory)} (${
-          ratio(row.memory / row.none)
-        }), dispatched ${fmt(row.memoryDispatch)}`,
-      );
+      let none = 0;
+      const line: string[] = [];
+      for (const row of ROWS) {
+        const store = await row.open?.(`${run}-${connections}`);
+        let measured: { acks: number; dispatch: number };
+        try {
+          measured = await receiverRate(store, connections);
+        } finally {
+          await store?.close();
+        }
+        if (!store) none = measured.acks;
+        const entry: Rates = {
+          acks: measured.acks,
+          ratio: measured.acks / none,
+          dispatch: store ? measured.dispatch : undefined,
+        };
+        rates.get(row.name)!.get(connections)!.push(entry);
+        line.push(
+          store
+            ? `${row.name} ${fmt(entry.acks)} (${
+              ratio(entry.ratio)
+            }), dispatched ${fmt(entry.dispatch!)}`
+            : `${row.name} ${fmt(entry.acks)}`,
+        );
+      }
+      console.error(`run ${run}, ${connections} conn: ${line.join("; ")}`);
     }
     const outbox = await outboxRate(`${dir}/outbox-${run}.sqlite`);
     outboxes.push(outbox);
@@ -222,22 +273,31 @@ try {
     );
   }
   console.log(
-    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ${PER_CONNECTION} messages per connection (+100 warm-up), 1 KiB ADT^A01, unique control ids; medians of ${RUNS} run(s), ratios are the median of each run's ratio`,
+    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ${PER_CONNECTION} messages per connection (+100 warm-up), 1 KiB ADT^A01, unique control ids; medians of ${RUNS} run(s), ratios are the median of each run's ratio to the no-store rate measured beside it`,
   );
   console.log(
-    "| senders | no store: ACKs/s | store on a file: ACKs/s | then dispatched/s | store in memory: ACKs/s | then dispatched/s |",
+    `| store | ${
+      CONNECTIONS.map((c) =>
+        `${c} connection${c > 1 ? "s" : ""}: ACKs/s | then dispatched/s`
+      ).join(" | ")
+    } |`,
   );
-  console.log("| --- | ---: | ---: | ---: | ---: | ---: |");
-  for (const [connections, runs] of rows) {
-    const m = (pick: (row: Row) => number) => median(runs.map(pick));
+  console.log(`| --- |${" ---: | ---: |".repeat(CONNECTIONS.length)}`);
+  for (const row of ROWS) {
+    const cells = CONNECTIONS.map((c) => {
+      const runs = rates.get(row.name)!.get(c)!;
+      const m = (pick: (r: Rates) => number) => median(runs.map(pick));
+      return row.open
+        ? `${fmt(m((r) => r.acks))} (${ratio(m((r) => r.ratio))}) | ${
+          fmt(m((r) => r.dispatch!))
+        }`
+        : `${fmt(m((r) => r.acks))} | `;
+    });
+    console.log(`| ${row.name} | ${cells.join(" | ")} |`);
+  }
+  if (!JETSTREAM) {
     console.log(
-      `| ${connections} connection${connections > 1 ? "s" : ""} | ${
-        fmt(m((r) => r.none))
-      } | ${fmt(m((r) => r.file))} (${ratio(m((r) => r.file / r.none))}) | ${
-        fmt(m((r) => r.fileDispatch))
-      } | ${fmt(m((r) => r.memory))} (${
-        ratio(m((r) => r.memory / r.none))
-      }) | ${fmt(m((r) => r.memoryDispatch))} |`,
+      "\nJetStream rows left out (nats-server is not installed, or --no-jetstream)",
     );
   }
   const o = (pick: (rates: OutboxRates) => number) =>
@@ -258,5 +318,6 @@ try {
     }/s (stop-and-wait, one message in flight)`,
   );
 } finally {
+  for (const cluster of clusters) await cluster.close();
   await Deno.remove(dir, { recursive: true });
 }
