@@ -100,20 +100,43 @@ export function natsOptions(
   flag: string,
 ): NatsOptions {
   const connection: NatsOptions["connection"] = {};
+  const servers = serversOf(url, flag, connection);
+  credentialsOf(flags, connection);
+  const options: NatsOptions = { servers, connection };
+  const stream = stringFlag(flags, "nats-stream");
+  const consumer = stringFlag(flags, "nats-consumer");
+  const replicas = stringFlag(flags, "nats-replicas");
+  if (stream !== undefined) options.stream = stream;
+  if (consumer !== undefined) options.consumer = consumer;
+  if (replicas !== undefined) {
+    if (!["1", "3", "5"].includes(replicas)) {
+      throw new UsageError(
+        `Invalid --nats-replicas "${replicas}": expected 1, 3 or 5`,
+      );
+    }
+    options.replicas = Number(replicas);
+  }
+  return options;
+}
+
+/** The servers of a URL list; credentials in a URL go to `connection`. */
+function serversOf(
+  url: string,
+  flag: string,
+  connection: NatsOptions["connection"],
+): string[] {
   const servers: string[] = [];
   for (const part of url.split(",").map((s) => s.trim())) {
     if (part === "") continue;
-    const full = isNatsUrl(part) ? part : `nats://${part}`;
-    let parsed: URL;
+    let parsed: URL | undefined;
     try {
-      parsed = new URL(full);
+      parsed = new URL(isNatsUrl(part) ? part : `nats://${part}`);
     } catch {
-      throw new UsageError(
-        `Invalid ${flag} "${url}": "${part}" is not a NATS URL (nats://host:port)`,
-      );
+      // Not a URL: said below.
     }
     if (
-      !parsed.hostname || (parsed.pathname !== "" && parsed.pathname !== "/")
+      !parsed?.hostname ||
+      (parsed.pathname !== "" && parsed.pathname !== "/")
     ) {
       throw new UsageError(
         `Invalid ${flag} "${url}": "${part}" is not a NATS URL (nats://host:port)`,
@@ -134,6 +157,14 @@ export function natsOptions(
   if (servers.length === 0) {
     throw new UsageError(`Invalid ${flag} "${url}": no NATS server in it`);
   }
+  return servers;
+}
+
+/** The credential and TLS flags, into `connection`. */
+function credentialsOf(
+  flags: Flags,
+  connection: NatsOptions["connection"],
+): void {
   const fromFlags = {
     user: stringFlag(flags, "nats-user"),
     pass: stringFlag(flags, "nats-password"),
@@ -171,19 +202,4 @@ export function natsOptions(
       Object.entries(tls).filter(([, v]) => v !== undefined),
     );
   }
-  const options: NatsOptions = { servers, connection };
-  const stream = stringFlag(flags, "nats-stream");
-  const consumer = stringFlag(flags, "nats-consumer");
-  const replicas = stringFlag(flags, "nats-replicas");
-  if (stream !== undefined) options.stream = stream;
-  if (consumer !== undefined) options.consumer = consumer;
-  if (replicas !== undefined) {
-    if (!["1", "3", "5"].includes(replicas)) {
-      throw new UsageError(
-        `Invalid --nats-replicas "${replicas}": expected 1, 3 or 5`,
-      );
-    }
-    options.replicas = Number(replicas);
-  }
-  return options;
 }

@@ -99,6 +99,8 @@ export function closedPort(): number {
 export interface Listening extends AsyncDisposable {
   /** The port it listens on. */
   port: number;
+  /** Its process id (to SIGKILL it; `stop()` still collects its output). */
+  pid: number;
   /** Sends SIGTERM and returns the exit status and all output. */
   stop(): Promise<Output>;
 }
@@ -174,6 +176,7 @@ export async function startListen(args: string[]): Promise<Listening> {
     })();
   return {
     port,
+    pid: child.pid,
     stop,
     async [Symbol.asyncDispose]() {
       await stop();
