@@ -54,17 +54,24 @@
  * @module
  */
 
-import { atomic, newId, openKv, readCounters } from "./_kv.ts";
+import { atomic, isBusy, newId, openKv, readCounters } from "./_kv.ts";
 import {
   chunkCount,
   clearPartial,
   deleteChunks,
   fitsInline,
+  INLINE_CHUNKS,
   readChunks,
   setChunks,
   sweepPartials,
   writeLargeChunks,
 } from "./_kv_chunks.ts";
+import { GroupCommitter, keyBytes } from "./_kv_group.ts";
+import {
+  type OutboxRetentionSettings,
+  type OutboxSweepResult,
+  sweepOutbox,
+} from "./kv_outbox_retention.ts";
 import { sleep, Wakeup } from "./_wakeup.ts";
 import { OutboxWorker } from "./kv_outbox_worker.ts";
 import type {
@@ -92,6 +99,7 @@ export type {
   OutboxState,
   OutboxStats,
 } from "./kv_outbox_types.ts";
+export type { OutboxSweepResult } from "./kv_outbox_retention.ts";
 
 /**
  * Options for {@linkcode KvOutbox.open}.
@@ -169,6 +177,39 @@ export interface KvOutboxOptions {
    * @default {250}
    */
   pollInterval?: number;
+  /**
+   * How long an acknowledged message (its record and its bytes) is kept
+   * after its ACK, in ms; then the outbox's sweeper removes it and counts
+   * it in {@linkcode OutboxStats.removed}. Pending, in-flight and parked
+   * messages are never removed by age: parked ones stay until
+   * {@linkcode KvOutbox.requeue} or {@linkcode KvOutbox.purge}. `Infinity`
+   * keeps everything.
+   *
+   * @default {604800000} (7 days)
+   */
+  retentionMs?: number;
+  /**
+   * How often the outbox sweeps (removes what retention says, and the
+   * chunks of partly written messages older than an hour), in ms, while
+   * it is open; `0` never (call {@linkcode KvOutbox.sweep} yourself). The
+   * timer does not keep a process alive.
+   *
+   * @default {60000}
+   */
+  sweepInterval?: number;
+}
+
+const WEEK = 7 * 24 * 60 * 60 * 1000;
+
+/** One `enqueue` waiting for its commit. */
+interface Queued {
+  id: string;
+  raw: Uint8Array;
+  inline: boolean;
+  controlId: string | undefined;
+  messageType: string | undefined;
+  resolve(enqueued: Enqueued): void;
+  fail(error: unknown): void;
 }
 
 const DEFAULT_RETRY: BackoffOptions = {
@@ -257,6 +298,10 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
   #working: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   #stats: OutboxStats | undefined;
+  #committer: GroupCommitter<Queued>;
+  #retention: OutboxRetentionSettings;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<OutboxSweepResult> | undefined;
 
   private constructor(kv: Deno.Kv, owned: boolean, options: KvOutboxOptions) {
     super();
@@ -271,6 +316,14 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
     this.#maxAttempts = Math.max(1, options.maxAttempts ?? 5);
     this.#leaseMs = Math.max(30, options.leaseMs ?? 15_000);
     this.#pollInterval = Math.max(1, options.pollInterval ?? 250);
+    this.#committer = new GroupCommitter((group) => this.#write(group));
+    this.#retention = {
+      kv,
+      base: this.#base,
+      retentionMs: Math.max(0, options.retentionMs ?? WEEK),
+      partialTtl: 3_600_000,
+      now: Date.now,
+    };
   }
 
   /**
@@ -295,6 +348,15 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
       if (owned) kv.close();
       throw error;
     }
+    const interval = options.sweepInterval ?? 60_000;
+    if (interval > 0) {
+      const timer = setInterval(() => {
+        if (outbox.#sweeping || outbox.#closing) return;
+        outbox.sweep().catch(() => {});
+      }, Math.max(10, interval));
+      Deno.unrefTimer(timer as unknown as number);
+      outbox.#sweepTimer = timer;
+    }
     return outbox;
   }
 
@@ -303,7 +365,9 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
   }
 
   /**
-   * Queues a message: returns once it is committed.
+   * Queues a message: returns once it is committed. Messages queued while
+   * a commit is in flight (by other callers) share the next commit (group
+   * commit), numbered in the order of the calls.
    *
    * @param payload An HL7 message or another payload, text or bytes (an
    *   MLLP frame around it is removed).
@@ -319,45 +383,85 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
     const id = newId();
     const inline = fitsInline(raw.length);
     if (!inline) await writeLargeChunks(this.#kv, this.#base, id, raw);
+    const { promise, resolve, reject } = Promise.withResolvers<Enqueued>();
+    const chunks = inline ? chunkCount(raw.length) : 1;
+    const keys = (2 + chunks) * (keyBytes(this.#key("chunk", id)) + 16);
+    const controlId = message.header?.controlId;
+    const messageType = message.header?.messageType;
+    this.#committer.add({
+      id,
+      raw,
+      inline,
+      controlId,
+      messageType,
+      resolve,
+      fail: reject,
+    }, {
+      bytes: (inline ? raw.length : 0) + keys + 512 +
+        3 * ((controlId?.length ?? 0) + (messageType?.length ?? 0)),
+      keyBytes: keys,
+    });
     try {
-      for (let tries = 1;; tries++) {
-        const last = await this.#kv.get<number>(this.#key("seq"));
-        const seq = (last.value ?? 0) + 1;
-        const enqueuedAt = Date.now();
-        const record: OutboxRecord = {
-          seq,
-          id,
-          controlId: message.header?.controlId,
-          messageType: message.header?.messageType,
-          size: raw.length,
-          enqueuedAt,
-          state: "pending",
-          attempts: 0,
-          possibleDuplicate: false,
-        };
-        const op = atomic(this.#kv).check(last)
-          .set(this.#key("seq"), seq)
-          .set(this.#key("item", seq), record)
-          .set(this.#key("pending", seq), enqueuedAt)
-          .sum(this.#key("count", "enqueued"), 1n);
-        if (inline) setChunks(op, this.#base, id, raw);
-        else clearPartial(op, this.#base, id);
-        if ((await op.commit()).ok) {
-          this.#queued.notify();
-          return { seq, controlId: record.controlId };
-        }
-        if (tries >= 100) {
-          throw new Error(
-            "Cannot queue message: the queue kept changing (100 tries)",
-          );
-        }
-      }
+      return await promise;
     } catch (error) {
       if (!inline) {
         await deleteChunks(this.#kv, this.#base, id, chunkCount(raw.length))
           .catch(() => {});
       }
       throw error;
+    }
+  }
+
+  /** Commits a group of enqueues, numbered after the last one queued. */
+  async #write(group: Queued[]): Promise<void> {
+    for (let tries = 1;; tries++) {
+      const last = await this.#kv.get<number>(this.#key("seq"));
+      let seq = last.value ?? 0;
+      const enqueuedAt = Date.now();
+      const op = atomic(this.#kv).check(last);
+      const results: Enqueued[] = [];
+      for (const item of group) {
+        seq++;
+        const record: OutboxRecord = {
+          seq,
+          id: item.id,
+          controlId: item.controlId,
+          messageType: item.messageType,
+          size: item.raw.length,
+          enqueuedAt,
+          state: "pending",
+          attempts: 0,
+          possibleDuplicate: false,
+        };
+        op.set(this.#key("item", seq), record)
+          .set(this.#key("pending", seq), enqueuedAt);
+        if (item.inline) setChunks(op, this.#base, item.id, item.raw);
+        else clearPartial(op, this.#base, item.id);
+        results.push({ seq, controlId: item.controlId });
+      }
+      op.set(this.#key("seq"), seq)
+        .sum(this.#key("count", "enqueued"), BigInt(group.length));
+      let ok: boolean;
+      try {
+        ok = (await op.commit()).ok;
+      } catch (error) {
+        if (group.length === 1 || isBusy(error)) throw error;
+        // Perhaps the group was too large after all: one at a time.
+        for (const item of group) {
+          await this.#write([item]).catch((error) => item.fail(error));
+        }
+        return;
+      }
+      if (ok) {
+        for (const [i, item] of group.entries()) item.resolve(results[i]);
+        this.#queued.notify();
+        return;
+      }
+      if (tries >= 100) {
+        throw new Error(
+          "Cannot queue message: the queue kept changing (100 tries)",
+        );
+      }
     }
   }
 
@@ -435,11 +539,25 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
    * @returns The numbers.
    */
   async stats(): Promise<OutboxStats> {
-    const [enqueued, finished, parked, requeued] = await readCounters(
+    const [
+      enqueued,
+      finished,
+      parked,
+      requeued,
+      removed,
+      purged,
+      purgedParked,
+    ] = await readCounters(
       this.#kv,
-      ["enqueued", "finished", "parked", "requeued"].map((name) =>
-        this.#key("count", name)
-      ),
+      [
+        "enqueued",
+        "finished",
+        "parked",
+        "requeued",
+        "removed",
+        "purged",
+        "purged-parked",
+      ].map((name) => this.#key("count", name)),
     );
     let oldestAgeMs = 0;
     for await (
@@ -450,8 +568,10 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
     const stats = {
       depth: enqueued - finished + requeued,
       oldestAgeMs,
-      parked: parked - requeued,
+      parked: parked - requeued - purgedParked,
       enqueued,
+      removed,
+      purged,
     };
     this.#stats = stats;
     return stats;
@@ -485,6 +605,97 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
       .commit();
     if (result.ok) this.#queued.notify();
     return result.ok;
+  }
+
+  /**
+   * Removes a parked or acknowledged message for good: its record and its
+   * bytes. Pending and in-flight messages cannot be purged. Counted in
+   * {@linkcode OutboxStats.purged}.
+   *
+   * @param seq Its place in the queue.
+   * @returns Whether it was parked or acknowledged (and is now gone).
+   *
+   * @example Purge the parked messages after review
+   * ```ts
+   * import { Ack, Receiver } from "@x/mllp";
+   * import { KvOutbox } from "@x/mllp/outbox";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using receiver = await Receiver.start({
+   *   port: 0,
+   *   hostname: "127.0.0.1",
+   *   dispatcher: (message) => Ack.forMessage(message, "AR", { text: "No" }),
+   * });
+   * await using outbox = await KvOutbox.open(":memory:", {
+   *   destination: { hostname: "127.0.0.1", port: receiver.port },
+   * });
+   * const { seq } = await outbox.enqueue(
+   *   "MSH|^~\\&|A|B|C|D|20240101||ADT^A01|R1|P|2.5\r",
+   * );
+   * outbox.start();
+   * await outbox.waitFor(seq);
+   * await outbox.stop();
+   *
+   * for await (const record of outbox.list({ state: "parked" })) {
+   *   await outbox.purge(record.seq);
+   * }
+   * const stats = await outbox.stats();
+   * assertEquals([stats.parked, stats.purged], [0, 1]);
+   * ```
+   */
+  async purge(seq: number): Promise<boolean> {
+    const entry = await this.#kv.get<OutboxRecord>(this.#key("item", seq));
+    const record = entry.value;
+    if (record?.state !== "parked" && record?.state !== "acked") return false;
+    const op = atomic(this.#kv).check(entry).delete(entry.key)
+      .sum(this.#key("count", "purged"), 1n);
+    if (record.state === "parked") {
+      op.delete(this.#key("parked", seq))
+        .sum(this.#key("count", "purged-parked"), 1n);
+    } else if (record.finishedAt !== undefined) {
+      op.delete(this.#key("done", record.finishedAt, seq));
+    }
+    const chunks = chunkCount(record.size);
+    if (chunks <= INLINE_CHUNKS) {
+      for (let i = 0; i < chunks; i++) {
+        op.delete(this.#key("chunk", record.id, i));
+      }
+    } else {
+      op.set(this.#key("partial", record.id), { at: 0, chunks });
+    }
+    if (!(await op.commit()).ok) return false;
+    if (chunks > INLINE_CHUNKS) {
+      await deleteChunks(this.#kv, this.#base, record.id, chunks);
+    }
+    return true;
+  }
+
+  /**
+   * Sweeps now: removes the acknowledged messages older than `retentionMs`
+   * and the chunks of partly written messages older than an hour. The
+   * outbox does this every `sweepInterval` on its own; a sweep already
+   * running is awaited rather than started again.
+   *
+   * @returns What it removed.
+   *
+   * @example Sweep on your own schedule
+   * ```ts
+   * import { KvOutbox } from "@x/mllp/outbox";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using outbox = await KvOutbox.open(":memory:", {
+   *   destination: { hostname: "127.0.0.1", port: 2575 },
+   *   retentionMs: 30 * 24 * 60 * 60 * 1000, // keep acknowledged ones 30 days
+   *   sweepInterval: 0, // and sweep only when told
+   * });
+   * const { removed } = await outbox.sweep();
+   * assertEquals([removed, (await outbox.stats()).removed], [0, 0]);
+   * ```
+   */
+  sweep(): Promise<OutboxSweepResult> {
+    return this.#sweeping ??= sweepOutbox(this.#retention).finally(() => {
+      this.#sweeping = undefined;
+    });
   }
 
   /** Whether the worker is running. */
@@ -551,8 +762,10 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
+      clearInterval(this.#sweepTimer);
       await this.stop();
       await this.#worker?.close();
+      await this.#sweeping?.catch(() => {});
       if (this.#owned) this.#kv.close();
     })();
   }

@@ -148,6 +148,10 @@ export interface OutboxStats {
   parked: number;
   /** Messages queued in all. */
   enqueued: number;
+  /** Acknowledged messages removed by retention (`retentionMs`). */
+  removed: number;
+  /** Messages removed by `purge()`. */
+  purged: number;
 }
 
 /**

@@ -383,6 +383,9 @@ export class OutboxWorker {
     if (state === "parked") {
       op.set(this.#key("parked", record.seq), record.reason ?? "")
         .sum(this.#key("count", "parked"), 1n);
+    } else {
+      // Retention finds acknowledged messages here, oldest first.
+      op.set(this.#key("done", record.finishedAt!, record.seq), 0);
     }
     if (!(await op.commit()).ok) {
       logger.warn(

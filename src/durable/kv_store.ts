@@ -14,9 +14,17 @@
  *
  * - An `AA` goes out only after the message, its ACK and its queue entry
  *   are committed; a commit that fails is answered `AE` (send it again).
+ *   Messages that arrive while a commit is in flight (from many
+ *   connections) share the next commit (group commit); each one's `AA`
+ *   still waits for the commit that holds it.
  * - Each message (keyed on MSH-3, MSH-4 and a non-empty MSH-10) is stored
- *   once and marked dispatched once; a message marked dispatched is never
- *   dispatched again.
+ *   once and marked dispatched once within the dedupe window
+ *   (`dedupeWindowMs`, 7 days after it was stored); a message marked
+ *   dispatched is never dispatched again. A resend that arrives later is
+ *   stored and dispatched as a new message.
+ * - Retention: a dispatched message is removed `retentionMs` (7 days)
+ *   after its dispatch; parked and pending messages are never removed by
+ *   age (see {@linkcode KvMessageStore.purge}).
  * - Dispatch is at least once, not exactly once. A consumer claims a
  *   message for `leaseMs`, renews the claim every third of that while the
  *   dispatcher works, and marks the message dispatched in a commit that
@@ -26,9 +34,12 @@
  *   longer than what was left of its lease (a paused process, a machine
  *   short of CPU, a KV too busy to commit the renewal), in which case the
  *   two dispatches can overlap; and after the commit that marks it
- *   dispatched failed. Keep `leaseMs` well above the longest stall you
- *   expect, and make the dispatcher's effects idempotent on
- *   `ctx.messageId`, which every attempt at one message shares.
+ *   dispatched failed. (The consumer hands out the next message while
+ *   the last one's mark is committed, so a process that dies can leave up
+ *   to a claimed batch, 32 messages, dispatched and not yet marked.) Keep
+ *   `leaseMs` well above the longest stall you expect, and make the
+ *   dispatcher's effects idempotent on `ctx.messageId`, which every
+ *   attempt at one message shares.
  *
  * @example A receiver that stores before it acknowledges
  * ```ts
@@ -60,17 +71,26 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { atomic, newId, openKv, readCounters, retryBusy } from "./_kv.ts";
+import { atomic, newId, openKv, readCounters } from "./_kv.ts";
 import {
   chunkCount,
-  clearPartial,
   deleteChunks,
-  fitsInline,
+  INLINE_CHUNKS,
   readChunks,
-  setChunks,
   sweepPartials,
-  writeLargeChunks,
 } from "./_kv_chunks.ts";
+import {
+  type RetentionSettings,
+  settleDedupe,
+  type SweepResult,
+  sweepStore,
+} from "./kv_store_retention.ts";
+import {
+  dedupeId,
+  dedupeKey,
+  type DedupeValue,
+  StoreWriter,
+} from "./kv_store_writer.ts";
 import { Wakeup } from "./_wakeup.ts";
 import { startConsumer } from "./kv_store_consumer.ts";
 import type {
@@ -104,6 +124,7 @@ export type {
   StoredState,
   StoreStats,
 } from "./kv_store_types.ts";
+export type { SweepResult } from "./kv_store_retention.ts";
 
 const logger = getLogger(["mllp", "store"]);
 
@@ -173,7 +194,42 @@ export interface KvMessageStoreOptions {
    * @default {3600000}
    */
   partialTtl?: number;
+  /**
+   * How long a dispatched message (its record and its bytes) is kept after
+   * it was dispatched, in ms; then the store's sweeper removes it and
+   * counts it in {@linkcode StoreStats.removed}. Parked and pending
+   * messages are never removed by age: parked ones stay until
+   * {@linkcode KvMessageStore.requeue} or {@linkcode KvMessageStore.purge}.
+   * `Infinity` keeps everything.
+   *
+   * @default {604800000} (7 days)
+   */
+  retentionMs?: number;
+  /**
+   * The dedupe window, in ms: for how long after a message was stored a
+   * resend of it (same MSH-3, MSH-4, MSH-10) is answered with its stored
+   * ACK instead of being stored again, even if retention removed its
+   * record meanwhile. Its duplicate key is written with this as its
+   * `expireIn` (Deno KV deletes expired keys about once a minute, so a key
+   * lives a little longer, never less). Set it above the longest time a
+   * sender may resend a message after it arrived. `Infinity`: keys are
+   * kept until their record is purged.
+   *
+   * @default {604800000} (7 days)
+   */
+  dedupeWindowMs?: number;
+  /**
+   * How often the store sweeps (removes what retention says, and the
+   * chunks of partly written messages older than `partialTtl`), in ms,
+   * while it is open; `0` never (call {@linkcode KvMessageStore.sweep}
+   * yourself). The timer does not keep a process alive.
+   *
+   * @default {60000}
+   */
+  sweepInterval?: number;
 }
+
+const WEEK = 7 * 24 * 60 * 60 * 1000;
 
 const DEFAULT_RETRY: BackoffOptions = {
   initialDelay: 1000,
@@ -231,6 +287,10 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
   #owner = newId();
   #wakeup = new Wakeup();
   #consumers = new Set<StoreConsumer>();
+  #writer: StoreWriter;
+  #retention: RetentionSettings;
+  #sweepTimer: ReturnType<typeof setInterval> | undefined;
+  #sweeping: Promise<SweepResult> | undefined;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -245,6 +305,21 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
     this.#retry = options.retry ?? DEFAULT_RETRY;
     this.#leaseMs = Math.max(10, options.leaseMs ?? 15_000);
     this.#pollInterval = Math.max(1, options.pollInterval ?? 250);
+    this.#retention = {
+      kv,
+      prefix: this.#prefix,
+      retentionMs: Math.max(0, options.retentionMs ?? WEEK),
+      dedupeWindowMs: Math.max(0, options.dedupeWindowMs ?? WEEK),
+      partialTtl: options.partialTtl ?? 3_600_000,
+      now: Date.now,
+    };
+    this.#writer = new StoreWriter({
+      kv,
+      prefix: this.#prefix,
+      dedupeWindowMs: this.#retention.dedupeWindowMs,
+      wakeup: this.#wakeup,
+      warn: (message, properties) => logger.warn(message, properties),
+    });
   }
 
   /**
@@ -288,6 +363,17 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
       if (owned) kv.close();
       throw error;
     }
+    const interval = options.sweepInterval ?? 60_000;
+    if (interval > 0) {
+      const timer = setInterval(() => {
+        if (store.#sweeping || store.#closing) return;
+        store.sweep().catch((error) =>
+          logger.error("Cannot sweep the store: {error}", { error })
+        );
+      }, Math.max(10, interval));
+      Deno.unrefTimer(timer as unknown as number);
+      store.#sweepTimer = timer;
+    }
     return store;
   }
 
@@ -296,113 +382,18 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
   }
 
   /**
-   * Stores a message with its ACK and queues it for dispatch, in one
+   * Stores a message with its ACK and queues it for dispatch, in an
    * atomic commit that checks its duplicate key is absent; or, if the key
-   * is there, returns the earlier message's id and ACK.
+   * is there, returns the earlier message's id and ACK. Messages put while
+   * a commit is in flight share the next commit (group commit); each put
+   * resolves only after the commit that holds its message.
    *
    * @param entry The message, its ACK and where it came from.
    * @returns Whether it was stored, or the earlier ACK.
    * @throws {Error} If the commit fails: nothing was stored.
    */
-  async put(entry: StoreEntry): Promise<StorePutResult> {
-    const kv = this.#kv;
-    const { header, raw } = entry.message;
-    const id = newId();
-    const dedupe = header.controlId === "" ? undefined : await this.#dedupeKey(
-      header.sendingApplication,
-      header.sendingFacility,
-      header.controlId,
-    );
-    const record: StoredRecord = {
-      id,
-      sendingApplication: header.sendingApplication,
-      sendingFacility: header.sendingFacility,
-      controlId: header.controlId,
-      messageType: header.messageType,
-      size: raw.length,
-      receivedAt: entry.receivedAt.getTime(),
-      peer: { hostname: entry.peer.hostname, port: entry.peer.port },
-      local: { hostname: entry.local.hostname, port: entry.local.port },
-      certificateName: entry.certificateName,
-      ack: entry.ack,
-      state: "pending",
-      attempts: 0,
-    };
-    const inline = fitsInline(raw.length);
-    if (!inline) await writeLargeChunks(kv, this.#prefix, id, raw);
-    const op = atomic(kv);
-    if (dedupe) op.check({ key: dedupe, versionstamp: null }).set(dedupe, id);
-    op.set(this.#key("msg", id), record)
-      .set(
-        this.#key("ready", id),
-        {
-          receivedAt: record.receivedAt,
-          attempts: 0,
-        } satisfies QueueEntry,
-      )
-      .sum(this.#key("count", "stored"), 1n);
-    if (inline) setChunks(op, this.#prefix, id, raw);
-    else clearPartial(op, this.#prefix, id);
-    let ok: boolean;
-    try {
-      ok = (await op.commit()).ok;
-    } catch (error) {
-      if (!inline) await this.#dropChunks(id, raw.length);
-      throw error;
-    }
-    if (ok) {
-      this.#wakeup.notify();
-      return { duplicate: false, id };
-    }
-    if (!inline) await this.#dropChunks(id, raw.length);
-    // The duplicate key is there: the same sender sent this control id.
-    const first = await retryBusy(async () => {
-      const earlier = await kv.get<string>(dedupe!);
-      return earlier.value === null
-        ? null
-        : await kv.get<StoredRecord>(this.#key("msg", earlier.value));
-    });
-    if (!first?.value) {
-      throw new Error(
-        `Cannot store message ${header.controlId}: its duplicate key is there but its record is not`,
-      );
-    }
-    // Only a count: its failure must not fail the reply.
-    await atomic(kv).sum(this.#key("count", "duplicates"), 1n).commit()
-      .catch(() => {});
-    return { duplicate: true, id: first.value.id, ack: first.value.ack };
-  }
-
-  async #dropChunks(id: string, size: number): Promise<void> {
-    await deleteChunks(this.#kv, this.#prefix, id, chunkCount(size)).catch(
-      (error) =>
-        logger.warn("Cannot delete the chunks of message {id}: {error}", {
-          id,
-          error,
-        }),
-    );
-  }
-
-  /** The duplicate key: the fields, or their SHA-256 when they are long. */
-  async #dedupeKey(
-    application: string,
-    facility: string,
-    controlId: string,
-  ): Promise<Deno.KvKey> {
-    if (application.length + facility.length + controlId.length <= 1024) {
-      return this.#key("dedupe", application, facility, controlId);
-    }
-    const digest = await crypto.subtle.digest(
-      "SHA-256",
-      new TextEncoder().encode(
-        JSON.stringify([application, facility, controlId]),
-      ),
-    );
-    const hex = Array.from(
-      new Uint8Array(digest),
-      (b) => b.toString(16).padStart(2, "0"),
-    ).join("");
-    return this.#key("dedupe", "#sha256", hex);
+  put(entry: StoreEntry): Promise<StorePutResult> {
+    return this.#writer.put(entry);
   }
 
   /**
@@ -418,12 +409,14 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
     sendingFacility: string,
     controlId: string,
   ): Promise<string | undefined> {
-    const key = await this.#dedupeKey(
+    const key = await dedupeKey(
+      this.#prefix,
       sendingApplication,
       sendingFacility,
       controlId,
     );
-    return (await this.#kv.get<string>(key)).value ?? undefined;
+    const value = (await this.#kv.get<DedupeValue>(key)).value;
+    return value === null ? undefined : dedupeId(value);
   }
 
   /**
@@ -493,27 +486,44 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
    * @returns The counts.
    */
   async stats(): Promise<StoreStats> {
-    const [stored, dispatched, parked, requeued, duplicates] =
-      await readCounters(
-        this.#kv,
-        ["stored", "dispatched", "parked", "requeued", "duplicates"].map((
-          name,
-        ) => this.#key("count", name)),
-      );
+    const [
+      stored,
+      dispatched,
+      parked,
+      requeued,
+      duplicates,
+      removed,
+      purged,
+      purgedParked,
+    ] = await readCounters(
+      this.#kv,
+      [
+        "stored",
+        "dispatched",
+        "parked",
+        "requeued",
+        "duplicates",
+        "removed",
+        "purged",
+        "purged-parked",
+      ].map((name) => this.#key("count", name)),
+    );
     let oldestAgeMs = 0;
     for await (
       const entry of this.#kv.list<QueueEntry>({
         prefix: this.#key("ready"),
       }, { limit: 1 })
     ) oldestAgeMs = Math.max(0, Date.now() - entry.value.receivedAt);
-    const parkedNow = parked - requeued;
+    const parkedNow = parked - requeued - purgedParked;
     return {
       stored,
-      pending: stored - dispatched - parkedNow,
+      pending: stored - dispatched - parkedNow - purgedParked,
       dispatched,
       parked: parkedNow,
       duplicates,
       oldestAgeMs,
+      removed,
+      purged,
     };
   }
 
@@ -548,6 +558,109 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
       .commit();
     if (result.ok) this.#wakeup.notify();
     return result.ok;
+  }
+
+  /**
+   * Removes a parked or dispatched message for good: its record, its
+   * bytes and its duplicate key (so a resend of it is stored as a new
+   * message). Pending messages cannot be purged: a consumer may hold them.
+   * Counted in {@linkcode StoreStats.purged}.
+   *
+   * @param id The message's id.
+   * @returns Whether it was parked or dispatched (and is now gone).
+   *
+   * @example Purge the parked messages after review
+   * ```ts
+   * import { Ack, type Hl7Message, readMessage } from "@x/mllp";
+   * import { KvMessageStore } from "@x/mllp/store";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using store = await KvMessageStore.open(":memory:");
+   * const message = readMessage(
+   *   "MSH|^~\\&|LAB|HOSP|EHR|HOSP|1||ORU^R01|L1|P|2.5\r",
+   * ) as Hl7Message;
+   * const peer = { hostname: "127.0.0.1", port: 2575 };
+   * const ack = Ack.forMessage(message, "AA").toBytes();
+   * await store.put({ message, ack, peer, local: peer, receivedAt: new Date() });
+   * const parked = Promise.withResolvers<void>();
+   * const consumer = store.consume(() => {
+   *   queueMicrotask(parked.resolve);
+   *   return Promise.resolve({ outcome: "park", reason: "Unknown patient" });
+   * });
+   * await parked.promise;
+   * await consumer.stop();
+   *
+   * for await (const record of store.list({ state: "parked" })) {
+   *   await store.purge(record.id);
+   * }
+   * const stats = await store.stats();
+   * assertEquals([stats.parked, stats.purged], [0, 1]);
+   * ```
+   */
+  async purge(id: string): Promise<boolean> {
+    const entry = await this.#kv.get<StoredRecord>(this.#key("msg", id));
+    const record = entry.value;
+    if (record?.state !== "parked" && record?.state !== "dispatched") {
+      return false;
+    }
+    const dedupe = record.controlId === "" ? undefined : await this.#kv.get<
+      DedupeValue
+    >(
+      await dedupeKey(
+        this.#prefix,
+        record.sendingApplication,
+        record.sendingFacility,
+        record.controlId,
+      ),
+    );
+    const op = atomic(this.#kv).check(entry).delete(entry.key)
+      .sum(this.#key("count", "purged"), 1n);
+    if (record.state === "parked") {
+      op.delete(this.#key("parked", id))
+        .sum(this.#key("count", "purged-parked"), 1n);
+    } else if (record.dispatchedAt !== undefined) {
+      op.delete(this.#key("done", record.dispatchedAt, id));
+    }
+    const chunks = chunkCount(record.size);
+    if (chunks <= INLINE_CHUNKS) {
+      for (let i = 0; i < chunks; i++) op.delete(this.#key("chunk", id, i));
+    } else {
+      op.set(this.#key("partial", id), { at: 0, chunks });
+    }
+    settleDedupe(op, record, dedupe, Date.now(), Infinity, true);
+    if (!(await op.commit()).ok) return false;
+    if (chunks > INLINE_CHUNKS) {
+      await deleteChunks(this.#kv, this.#prefix, id, chunks);
+    }
+    return true;
+  }
+
+  /**
+   * Sweeps now: removes the dispatched messages older than `retentionMs`
+   * (with their duplicate keys, when the dedupe window has passed too) and
+   * the chunks of partly written messages older than `partialTtl`. The
+   * store does this every `sweepInterval` on its own; a sweep already
+   * running is awaited rather than started again.
+   *
+   * @returns What it removed.
+   *
+   * @example Sweep on your own schedule
+   * ```ts
+   * import { KvMessageStore } from "@x/mllp/store";
+   * import { assertEquals } from "@std/assert";
+   *
+   * await using store = await KvMessageStore.open(":memory:", {
+   *   retentionMs: 30 * 24 * 60 * 60 * 1000, // keep dispatched messages 30 days
+   *   sweepInterval: 0, // and sweep only when told
+   * });
+   * const { removed } = await store.sweep();
+   * assertEquals([removed, (await store.stats()).removed], [0, 0]);
+   * ```
+   */
+  sweep(): Promise<SweepResult> {
+    return this.#sweeping ??= sweepStore(this.#retention).finally(() => {
+      this.#sweeping = undefined;
+    });
   }
 
   /**
@@ -589,7 +702,9 @@ export class KvMessageStore implements MessageStore, AsyncDisposable {
    */
   close(): Promise<void> {
     return this.#closing ??= (async () => {
+      clearInterval(this.#sweepTimer);
       await Promise.all([...this.#consumers].map((c) => c.stop(0)));
+      await this.#sweeping?.catch(() => {});
       if (this.#owned) this.#kv.close();
     })();
   }

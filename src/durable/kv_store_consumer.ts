@@ -14,7 +14,8 @@
 import { reasonOf } from "../dispatch/_util.ts";
 import { getLogger } from "@logtape/logtape";
 import { atomic } from "./_kv.ts";
-import { readChunks } from "./_kv_chunks.ts";
+import { chunkCount, readChunks } from "./_kv_chunks.ts";
+import { GroupCommitter, keyBytes } from "./_kv_group.ts";
 import { sleep, type Wakeup } from "./_wakeup.ts";
 import type {
   StoreConsumer,
@@ -56,13 +57,42 @@ interface Claim {
   record: StoredRecord;
   queue: QueueEntry;
   versionstamp: string;
+  /** The message's bytes, when read with its batch. */
+  raw?: Uint8Array;
+}
+
+/**
+ * A message to take out of the queue with its final record, in a commit
+ * that checks its claim; settled with whether the claim held.
+ */
+interface Mark {
+  claim: Claim;
+  record: StoredRecord;
+  more: (op: Deno.AtomicOperation) => void;
+  resolve(ok: boolean): void;
+  fail(error: unknown): void;
 }
 
 /** The backoff after the queue itself cannot be read. */
 const ERROR_BACKOFF: BackoffOptions = { initialDelay: 50, maxDelay: 5_000 };
 
 /** How many messages a consumer claims in one commit. */
-const BATCH = 8;
+const BATCH = 32;
+
+/**
+ * `kv.getMany` of any number of keys: 10 to a read (Deno KV's limit),
+ * the reads at once.
+ */
+async function getAll<T>(
+  kv: Deno.Kv,
+  keys: Deno.KvKey[],
+): Promise<Deno.KvEntryMaybe<T>[]> {
+  const reads: Promise<Deno.KvEntryMaybe<T>[]>[] = [];
+  for (let first = 0; first < keys.length; first += 10) {
+    reads.push(kv.getMany<T[]>(keys.slice(first, first + 10)));
+  }
+  return (await Promise.all(reads)).flat();
+}
 
 /** Starts a consumer loop over a store's pending messages. */
 export function startConsumer(
@@ -77,6 +107,13 @@ class Consumer implements StoreConsumer {
   #soft = new AbortController();
   #hard = new AbortController();
   #loop: Promise<void>;
+  /**
+   * Marks of dispatched messages: the consumer goes on to the next
+   * message while a mark is committed, and marks made meanwhile share the
+   * next commit (group commit). All are awaited before the next claim.
+   */
+  #marks = new GroupCommitter<Mark>((group) => this.#writeMarks(group));
+  #marking = new Set<Promise<void>>();
 
   constructor(settings: ConsumerSettings, handler: StoredMessageHandler) {
     this.#settings = settings;
@@ -106,6 +143,18 @@ class Consumer implements StoreConsumer {
   }
 
   async #consumeLoop(
+    handler: StoredMessageHandler,
+    soft: AbortSignal,
+    hard: AbortSignal,
+  ): Promise<void> {
+    try {
+      await this.#consumeBatches(handler, soft, hard);
+    } finally {
+      await Promise.all(this.#marking);
+    }
+  }
+
+  async #consumeBatches(
     handler: StoredMessageHandler,
     soft: AbortSignal,
     hard: AbortSignal,
@@ -155,7 +204,9 @@ class Consumer implements StoreConsumer {
               ...first.queue,
               leaseUntil: this.#settings.now() + this.#settings.leaseMs,
             });
-          if (claim) await this.#dispatchClaimed(claim, handler, soft, hard);
+          if (claim) {
+            await this.#dispatchClaimed(claim, handler, soft, hard, first.raw);
+          }
         } catch (error) {
           if (this.#settings.closing()) return;
           logger.error("Store consumer failed on message {id}: {error}", {
@@ -165,6 +216,7 @@ class Consumer implements StoreConsumer {
           await sleep(reconnectDelay(ERROR_BACKOFF, 1), soft);
         }
       }
+      await Promise.all(this.#marking);
     }
   }
 
@@ -219,10 +271,11 @@ class Consumer implements StoreConsumer {
     const result = await op.commit();
     if (!result.ok) return [];
     const ids = entries.map((entry) => entry.key.at(-1) as string);
-    const records = await kv.getMany<StoredRecord[]>(
+    const records = await getAll<StoredRecord>(
+      kv,
       ids.map((id) => this.#key("msg", id)),
     );
-    return records.map((record, i) => {
+    const claims = records.map((record, i): Claim => {
       if (!record.value) {
         throw new Error(
           `Cannot dispatch message ${ids[i]}: its record is gone`,
@@ -234,6 +287,30 @@ class Consumer implements StoreConsumer {
         versionstamp: result.versionstamp,
       };
     });
+    await this.#prefetch(claims);
+    return claims;
+  }
+
+  /**
+   * Reads the bytes of the claimed messages that fit in one chunk, 10 to a
+   * read (Deno KV's limit), so that a batch costs a read or two rather
+   * than one per message. A message whose bytes are not found whole here
+   * is read again when its turn comes (which reports what is wrong).
+   */
+  async #prefetch(claims: Claim[]): Promise<void> {
+    const small = claims.filter((c) => chunkCount(c.record.size) === 1);
+    const entries = await getAll<Uint8Array>(
+      this.#settings.kv,
+      small.map((c) => this.#key("chunk", c.record.id, 0)),
+    );
+    for (const [i, entry] of entries.entries()) {
+      const value = entry.value;
+      if (
+        value instanceof Uint8Array && value.length === small[i].record.size
+      ) {
+        small[i].raw = value;
+      }
+    }
   }
 
   /** Rewrites a claimed queue entry, if the claim still holds. */
@@ -265,16 +342,68 @@ class Consumer implements StoreConsumer {
     return (await op.commit()).ok;
   }
 
+  /**
+   * Like {@linkcode Consumer.#finish}, in the next group commit of marks;
+   * the promise is tracked until it settles.
+   */
+  #mark(
+    claim: Claim,
+    record: StoredRecord,
+    more: (op: Deno.AtomicOperation) => void,
+  ): Promise<boolean> {
+    const { promise, resolve, reject } = Promise.withResolvers<boolean>();
+    const key = keyBytes(this.#key("msg", record.id)) + 16;
+    this.#marks.add({ claim, record, more, resolve, fail: reject }, {
+      bytes: 4 * key + record.ack.length + record.size / 64 + 1024 +
+        3 * (record.sendingApplication.length +
+            record.sendingFacility.length + record.controlId.length +
+            record.messageType.length + (record.certificateName?.length ?? 0)),
+      keyBytes: 4 * key,
+    });
+    const tracked: Promise<void> = promise.then(() => {}, () => {})
+      .finally(() => this.#marking.delete(tracked));
+    this.#marking.add(tracked);
+    return promise;
+  }
+
+  /** Commits a group of marks; one at a time if that fails. */
+  async #writeMarks(group: Mark[]): Promise<void> {
+    const op = atomic(this.#settings.kv);
+    for (const { claim, record, more } of group) {
+      const key = this.#key("ready", record.id);
+      op.check({ key, versionstamp: claim.versionstamp })
+        .delete(key)
+        .set(this.#key("msg", record.id), record);
+      more(op);
+    }
+    let ok: boolean;
+    try {
+      ok = (await op.commit()).ok;
+    } catch (error) {
+      if (group.length === 1) throw error;
+      ok = false;
+    }
+    if (ok || group.length === 1) {
+      for (const mark of group) mark.resolve(ok);
+      return;
+    }
+    // A claim ran out (or the group was refused): the others still go.
+    for (const mark of group) {
+      await this.#writeMarks([mark]).catch((error) => mark.fail(error));
+    }
+  }
+
   /** Runs the handler on a claimed message until done, parked or let go. */
   async #dispatchClaimed(
     first: Claim,
     handler: StoredMessageHandler,
     soft: AbortSignal,
     hard: AbortSignal,
+    prefetched?: Uint8Array,
   ): Promise<void> {
     let claim: Claim | undefined = first;
     const { id, size } = first.record;
-    const raw = await readChunks(
+    const raw = prefetched ?? await readChunks(
       this.#settings.kv,
       this.#settings.prefix,
       id,
@@ -338,23 +467,34 @@ class Consumer implements StoreConsumer {
     const id = record.id;
     const attempts = queue.attempts;
     if (outcome.outcome === "done") {
-      const done = await this.#finish(claim, {
+      const dispatchedAt = Date.now();
+      // Not awaited: the next message goes to the handler meanwhile.
+      this.#mark(claim, {
         ...record,
         state: "dispatched",
         attempts,
         lastError: queue.lastError,
-        dispatchedAt: Date.now(),
-      }, (op) => op.sum(this.#key("count", "dispatched"), 1n));
-      if (!done) {
-        logger.warn("Lost the claim on message {id} before marking it", {
-          id,
+        dispatchedAt,
+      }, (op) =>
+        op.sum(this.#key("count", "dispatched"), 1n)
+          // Retention finds dispatched messages here, oldest first.
+          .set(this.#key("done", dispatchedAt, id), 0)).then((done) => {
+          if (!done) {
+            logger.warn("Lost the claim on message {id} before marking it", {
+              id,
+            });
+          } else {
+            logger.debug("Dispatched stored message {id} ({controlId})", {
+              id,
+              controlId: record.controlId,
+            });
+          }
+        }, (error) => {
+          logger.error("Cannot mark message {id} dispatched: {error}", {
+            id,
+            error,
+          });
         });
-      } else {
-        logger.debug("Dispatched stored message {id} ({controlId})", {
-          id,
-          controlId: record.controlId,
-        });
-      }
       return undefined;
     }
     if (outcome.outcome === "park" || attempts >= this.#settings.maxAttempts) {

@@ -137,6 +137,10 @@ export interface StoreStats {
   duplicates: number;
   /** The age of the oldest pending message, in ms (0 when none). */
   oldestAgeMs: number;
+  /** Dispatched messages removed by retention (`retentionMs`). */
+  removed: number;
+  /** Messages removed by `purge()`. */
+  purged: number;
 }
 
 /**
