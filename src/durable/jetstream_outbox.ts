@@ -261,6 +261,11 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
     return `${this.#settings.parkedStream}.${this.#token}.${seq}`;
   }
 
+  /** Where a purge is marked (`"*"`: every one), for `stats()` to count. */
+  #purgedSubject(seq: number | "*"): string {
+    return `${this.#settings.parkedStream}.${this.#token}.purged.${seq}`;
+  }
+
   /**
    * Queues a message: returns once the stream acknowledged it.
    *
@@ -440,11 +445,14 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
   async stats(): Promise<JetStreamOutboxStats> {
     const { stream, parkedStream } = this.#settings;
     const jsm = this.#jsm;
-    const [info, parkedInfo, consumer] = await Promise.all([
+    const [info, parkedInfo, purgedInfo, consumer] = await Promise.all([
       // Per-subject counts: one subject for the queue, one per parked copy.
       jsm.streams.info(stream, { subjects_filter: this.#queueSubject }),
       jsm.streams.info(parkedStream, {
         subjects_filter: `${parkedStream}.${this.#token}.*`,
+      }),
+      jsm.streams.info(parkedStream, {
+        subjects_filter: this.#purgedSubject("*"),
       }),
       jsm.consumers.info(stream, this.#consumer),
     ]);
@@ -453,6 +461,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
       (sum, n) => sum + n,
       0,
     );
+    const purged = Object.keys(purgedInfo.state.subjects ?? {}).length;
     // One message is out at a time, the first after the ack floor. Its
     // result is recorded just before its ack reaches the server: once
     // recorded acked or parked it is no longer queued.
@@ -485,6 +494,7 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
       parked,
       enqueued,
       removed: Math.max(0, info.state.first_seq - 1),
+      purged,
       bytes: info.state.bytes,
     };
     this.#stats = stats;
@@ -535,6 +545,45 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
       },
     );
     logger.info("Outbox for {destination}: requeued parked message {seq}", {
+      destination: this.destination,
+      seq,
+    });
+    return true;
+  }
+
+  /**
+   * Removes a parked message for good: its parked copy, its record and its
+   * queued bytes. Queued, in-flight and acknowledged messages are left as
+   * they are (the stream's `maxAge` removes acknowledged ones). Counted in
+   * {@linkcode OutboxStats.purged}.
+   *
+   * @param seq Its place in the queue.
+   * @returns Whether it was parked (and is now gone).
+   */
+  async purge(seq: number): Promise<boolean> {
+    const { stream, parkedStream, statusStream, publishTimeout } =
+      this.#settings;
+    const parked = await this.#jsm.streams.getMessage(parkedStream, {
+      last_by_subj: this.#parkedSubject(seq),
+    });
+    if (!parked) return false;
+    // Marked first: a purge cut short is counted, and the next call
+    // finishes it (the mark is deduplicated by its id).
+    await this.#js.publish(this.#purgedSubject(seq), new Uint8Array(), {
+      msgID: `purge|${parkedStream}|${parked.seq}`,
+      timeout: publishTimeout,
+    });
+    const gone = (error: unknown) => {
+      if (!isNotFound(error)) throw error;
+    };
+    await this.#jsm.streams.deleteMessage(parkedStream, parked.seq).catch(gone);
+    await this.#jsm.streams.purge(statusStream, {
+      filter: this.#statusSubject(seq),
+    });
+    if (await this.#queued(seq)) {
+      await this.#jsm.streams.deleteMessage(stream, seq).catch(gone);
+    }
+    logger.info("Outbox for {destination}: purged parked message {seq}", {
       destination: this.destination,
       seq,
     });

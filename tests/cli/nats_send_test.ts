@@ -78,7 +78,7 @@ Deno.test("cli nats: send --queue nats:// queues in JetStream and delivers in or
     `1 message(s) remain queued in "${servers}"`,
   );
   // A later run, with no files, delivers what was left.
-  await using receiver = await Receiver.start({
+  await using _receiver = await Receiver.start({
     port,
     hostname: "127.0.0.1",
     dispatcher: EchoDispatcher,

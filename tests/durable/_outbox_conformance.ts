@@ -52,6 +52,7 @@ export interface ConformingOutbox extends AsyncDisposable {
   ): Promise<OutboxRecord>;
   stats(): Promise<OutboxStats>;
   requeue(seq: number): Promise<boolean>;
+  purge(seq: number): Promise<boolean>;
   start(): void;
   stop(): Promise<void>;
   close(): Promise<void>;
@@ -193,6 +194,38 @@ export async function runOutboxConformance(
       assertEquals(arrivals, ["OK-1", "BAD-AR", "OK-2", "BAD-AR"]);
       const stats = await outbox.stats();
       assertEquals([stats.depth, stats.parked, stats.enqueued], [0, 0, 3]);
+    },
+  );
+
+  await step(
+    "a parked message stays until purged; purge counts it, and cannot take a queued one",
+    async () => {
+      const { receiver } = await recordingReceiver(
+        0,
+        (id) => id === "BAD-AR" ? "AR" : "AA",
+      );
+      await using _r = receiver;
+      await using outbox = await backend.open({
+        destination: { hostname: "127.0.0.1", port: receiver.port },
+      });
+      const bad = (await outbox.enqueue(hl7("BAD-AR"))).seq;
+      const good = (await outbox.enqueue(hl7("OK-1"))).seq;
+      outbox.start();
+      assertEquals((await outbox.waitFor(good)).state, "acked");
+      await outbox.stop();
+      const before = await outbox.stats();
+      assertEquals([before.parked, before.purged], [1, 0]);
+      const waiting = (await outbox.enqueue(hl7("OK-2"))).seq;
+      assert(!await outbox.purge(waiting), "a queued message is not purged");
+      assert(await outbox.purge(bad));
+      assert(!await outbox.purge(bad), "purged once");
+      assertEquals(await outbox.get(bad), undefined);
+      const after = await outbox.stats();
+      assertEquals([after.parked, after.purged, after.depth], [0, 1, 1]);
+      assertEquals(
+        await Array.fromAsync(outbox.list({ state: "parked" })),
+        [],
+      );
     },
   );
 
