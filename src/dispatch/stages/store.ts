@@ -52,7 +52,7 @@ export function storeStage<C>(store: MessageStore): Stage<C> {
         exchange.stored = false;
         const reason = reasonOf(error);
         logger.error(
-          "Cannot store message {controlId} from {peer}: {reason}; replying AE",
+          "Cannot store message {controlId} from {peer}: {reason}; answering with an error, not AA",
           {
             controlId: message.header.controlId,
             peer: formatAddress(ctx.peer),
