@@ -130,6 +130,7 @@ export interface JetStreamOutboxOptions {
  *   parked: 1,
  *   enqueued: 10, // of these, still in the stream
  *   removed: 0,
+ *   purged: 0, // parked messages removed by purge()
  *   bytes: 4_096,
  * };
  * assertEquals(stats.depth + stats.parked <= stats.enqueued, true);
