@@ -71,6 +71,7 @@ import {
   type NatsConnection,
 } from "@nats-io/transport-node";
 import { getLogger } from "@logtape/logtape";
+import { prepare } from "./_outbox_shared.ts";
 import { formatAddress } from "../net/address.ts";
 import { TypedEventTarget } from "../observe/events.ts";
 import { fieldToken } from "./_jetstream_codec.ts";
@@ -89,7 +90,6 @@ import {
   freshRecord,
   HEADER,
   nextOnSubject,
-  prepare,
   type Settings,
   settingsOf,
 } from "./jetstream_outbox_layout.ts";

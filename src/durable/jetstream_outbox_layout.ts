@@ -22,10 +22,7 @@ import {
   type StoredMsg,
 } from "@nats-io/jetstream";
 import { nanos } from "@nats-io/transport-node";
-import { type Message, readMessage } from "../hl7/message.ts";
 import type { BackoffOptions } from "../net/backoff.ts";
-import { unwrap } from "../wire/envelope.ts";
-import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
 import { isNotFound } from "./_jetstream_setup.ts";
 import type { JetStreamOutboxOptions } from "./jetstream_outbox_types.ts";
 import type { OutboxRecord } from "./kv_outbox_types.ts";
@@ -180,20 +177,4 @@ export function describeError(error: unknown): string {
   return /timeout|not enabled|no responders|503/i.test(message)
     ? `JetStream did not acknowledge it (${message}): is a quorum of the stream's replicas up?`
     : `JetStream did not store it (${message})`;
-}
-
-/** Reads and checks a payload as the client would send it. */
-export function prepare(payload: string | Uint8Array): Message {
-  const message = readMessage(unwrap(payload));
-  for (
-    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
-  ) {
-    const at = message.raw.indexOf(byte);
-    if (at !== -1) {
-      throw new TypeError(
-        `Cannot queue message: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
-      );
-    }
-  }
-  return message;
 }

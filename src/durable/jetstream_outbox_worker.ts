@@ -24,6 +24,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { describe } from "./_outbox_shared.ts";
 import type {
   Consumer,
   ConsumerMessages,
@@ -378,48 +379,5 @@ function nak(msg: JsMsg, delayMs: number): void {
       seq: msg.seq,
       error: reasonOf(error),
     });
-  }
-}
-
-/** The fields of a record that a result fills in. */
-function describe(result: SendResult): Partial<OutboxRecord> {
-  switch (result.outcome) {
-    case "accept":
-    case "error":
-    case "reject":
-      return {
-        outcome: result.outcome,
-        ackCode: result.code,
-        ackText: result.ack.text,
-        reply: result.ack.toString(),
-        reason: result.ok ? undefined : `${result.code}: ${result.ack.text}`,
-      };
-    case "mismatch":
-      return {
-        outcome: result.outcome,
-        ackCode: result.code,
-        reply: result.ack.toString(),
-        reason:
-          `Outcome unknown: the ACK names control id "${result.ack.messageControlId}"`,
-      };
-    case "not_ack":
-      return {
-        outcome: result.outcome,
-        reply: new TextDecoder().decode(result.reply),
-        reason: `Reply is not an ACK: ${result.reason}`,
-      };
-    case "reply":
-      return {
-        outcome: result.outcome,
-        reply: result.text,
-        reason: isNak(result.reply) ? "NAK" : undefined,
-      };
-    case "silent":
-      return {
-        outcome: result.outcome,
-        reason: result.ok
-          ? undefined
-          : `No acknowledgment within ${result.waitedMs} ms, which MSH-15/MSH-16 send only after a failure`,
-      };
   }
 }

@@ -85,10 +85,8 @@ import type {
 import { meter } from "../observe/telemetry.ts";
 import type { BackoffOptions } from "../net/backoff.ts";
 import { formatAddress } from "../net/address.ts";
-import { unwrap } from "../wire/envelope.ts";
+import { prepare } from "./_outbox_shared.ts";
 import { TypedEventTarget } from "../observe/events.ts";
-import { END_BLOCK, START_BLOCK } from "../wire/framer.ts";
-import { type Message, readMessage } from "../hl7/message.ts";
 
 export type {
   Enqueued,
@@ -774,20 +772,4 @@ export class KvOutbox extends TypedEventTarget<OutboxEventMap>
   [Symbol.asyncDispose](): Promise<void> {
     return this.close();
   }
-}
-
-/** Reads and checks a payload as the client would send it. */
-function prepare(payload: string | Uint8Array): Message {
-  const message = readMessage(unwrap(payload));
-  for (
-    const [byte, name] of [[START_BLOCK, "VT"], [END_BLOCK, "FS"]] as const
-  ) {
-    const at = message.raw.indexOf(byte);
-    if (at !== -1) {
-      throw new TypeError(
-        `Cannot queue message: it contains a ${name} byte at offset ${at}, which would break the MLLP framing`,
-      );
-    }
-  }
-  return message;
 }

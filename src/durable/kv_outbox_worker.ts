@@ -14,6 +14,7 @@
  */
 
 import { getLogger } from "@logtape/logtape";
+import { describe } from "./_outbox_shared.ts";
 import { atomic } from "./_kv.ts";
 import { readChunks } from "./_kv_chunks.ts";
 import { sleep, type Wakeup } from "./_wakeup.ts";
@@ -411,48 +412,5 @@ export class OutboxWorker {
       });
     }
     this.#s.onFinished(state, record);
-  }
-}
-
-/** The fields of a record that a result fills in. */
-function describe(result: SendResult): Partial<OutboxRecord> {
-  switch (result.outcome) {
-    case "accept":
-    case "error":
-    case "reject":
-      return {
-        outcome: result.outcome,
-        ackCode: result.code,
-        ackText: result.ack.text,
-        reply: result.ack.toString(),
-        reason: result.ok ? undefined : `${result.code}: ${result.ack.text}`,
-      };
-    case "mismatch":
-      return {
-        outcome: result.outcome,
-        ackCode: result.code,
-        reply: result.ack.toString(),
-        reason:
-          `Outcome unknown: the ACK names control id "${result.ack.messageControlId}"`,
-      };
-    case "not_ack":
-      return {
-        outcome: result.outcome,
-        reply: new TextDecoder().decode(result.reply),
-        reason: `Reply is not an ACK: ${result.reason}`,
-      };
-    case "reply":
-      return {
-        outcome: result.outcome,
-        reply: result.text,
-        reason: isNak(result.reply) ? "NAK" : undefined,
-      };
-    case "silent":
-      return {
-        outcome: result.outcome,
-        reason: result.ok
-          ? undefined
-          : `No acknowledgment within ${result.waitedMs} ms, which MSH-15/MSH-16 send only after a failure`,
-      };
   }
 }
