@@ -64,6 +64,11 @@ export interface NatsClusterOptions {
   /** How long to wait for the cluster to be ready, in ms. @default {30000} */
   readyTimeout?: number;
   /**
+   * Whether to wait until JetStream is ready before returning; `false`
+   * returns as soon as the node processes are started. @default {true}
+   */
+  waitReady?: boolean;
+  /**
    * More server configuration, added to every node's file as it is (an
    * `authorization { ... }` or `tls { ... }` block).
    */
@@ -501,7 +506,9 @@ export async function startNatsCluster(
   );
   try {
     for (const node of nodes) await cluster.start(node.index);
-    await cluster.waitReady(options.readyTimeout ?? 30_000);
+    if (options.waitReady !== false) {
+      await cluster.waitReady(options.readyTimeout ?? 30_000);
+    }
   } catch (error) {
     const logs = await Promise.all(nodes.map((n) => cluster.log(n.index)));
     await cluster.close();
@@ -512,4 +519,28 @@ export async function startNatsCluster(
     );
   }
   return cluster;
+}
+
+/**
+ * Waits until every server accepts TCP connections (its process is up),
+ * which comes before JetStream is ready: for a cluster started with
+ * `waitReady: false`.
+ */
+export async function waitListening(
+  servers: string[],
+  timeoutMs = 10_000,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (const server of servers) {
+    const { hostname, port } = new URL(server);
+    for (;;) {
+      try {
+        (await Deno.connect({ hostname, port: Number(port) })).close();
+        break;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    }
+  }
 }

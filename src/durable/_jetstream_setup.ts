@@ -88,6 +88,65 @@ export async function connectNats(
   }
 }
 
+/** The server a connection is on, for messages (`127.0.0.1:4222`). */
+export function serversOf(nc: NatsConnection): string {
+  return nc.getServer();
+}
+
+/** How long opening a store or outbox waits for JetStream to answer. */
+export const JETSTREAM_READY_MS = 30_000;
+
+/** Errors of a JetStream that is not ready yet (a cluster starting up). */
+const NOT_READY = /timeout|timed out|temporarily unavailable|no responders/i;
+
+/**
+ * Runs `setup` (the JetStream requests that open a store or outbox) until
+ * it succeeds, trying again while JetStream is not ready yet, as when the
+ * servers were just started and have no meta leader: for at most
+ * {@linkcode JETSTREAM_READY_MS}. Other errors go through at once.
+ *
+ * @param servers The servers, for the messages.
+ * @param what What is being opened, as the error starts: `Cannot open store`.
+ * @param setup The requests; run again from the start after a failure.
+ * @returns What `setup` returned.
+ * @throws {Error} If JetStream did not answer in time, saying what to
+ *   check.
+ */
+export async function whenJetStreamReady<T>(
+  servers: string,
+  what: string,
+  setup: () => Promise<T>,
+): Promise<T> {
+  const deadline = Date.now() + JETSTREAM_READY_MS;
+  let delay = 250;
+  let logged = false;
+  for (;;) {
+    try {
+      return await setup();
+    } catch (error) {
+      const message = (error as Error)?.message ?? String(error);
+      if (!NOT_READY.test(message)) throw error;
+      if (Date.now() + delay > deadline) {
+        throw new Error(
+          `${what}: JetStream at ${servers} did not answer within ${
+            JETSTREAM_READY_MS / 1000
+          } s (${message}); check that the servers run with JetStream on (-js) and that a quorum of them is up`,
+          { cause: error },
+        );
+      }
+      if (!logged) {
+        logged = true;
+        logger.info(
+          "Waiting for JetStream at {servers} to be ready ({reason})",
+          { servers, reason: message },
+        );
+      }
+      await new Promise((resolve) => setTimeout(resolve, delay));
+      delay = Math.min(delay * 2, 2_000);
+    }
+  }
+}
+
 /** Reads a credentials file, or fails naming what it is for. */
 async function readFileFor(path: string, what: string): Promise<Uint8Array> {
   try {

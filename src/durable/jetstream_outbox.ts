@@ -82,6 +82,8 @@ import {
   isNotFound,
   logStatus,
   natsConnectOptions,
+  serversOf,
+  whenJetStreamReady,
 } from "./_jetstream_setup.ts";
 import { sleep, Wakeup } from "./_wakeup.ts";
 import {
@@ -221,27 +223,34 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
       owned = false;
     }
     try {
-      const jsm = await jetstreamManager(nc, {
-        timeout: settings.publishTimeout,
-      });
-      await ensureStreams(jsm, {
-        stream: settings.stream,
-        prefix: settings.stream,
-        parkedStream: settings.parkedStream,
-        parkedPrefix: settings.parkedStream,
-        replicas: settings.replicas,
-        maxAge: settings.maxAge,
-        duplicateWindow: 120_000,
-      });
-      await ensureStatusStream(jsm, settings);
       const { hostname, port } = options.destination;
       const token = await fieldToken(formatAddress({ hostname, port }), 60);
-      await ensureConsumer(jsm, settings.stream, {
-        name: `${settings.consumerPrefix}__${token}`,
-        filter: `${settings.stream}.${token}.*`,
-        ackWait: settings.ackWait,
-        maxAckPending: 1,
-      });
+      const jsm = await whenJetStreamReady(
+        serversOf(nc),
+        "Cannot open outbox",
+        async () => {
+          const jsm = await jetstreamManager(nc, {
+            timeout: settings.publishTimeout,
+          });
+          await ensureStreams(jsm, {
+            stream: settings.stream,
+            prefix: settings.stream,
+            parkedStream: settings.parkedStream,
+            parkedPrefix: settings.parkedStream,
+            replicas: settings.replicas,
+            maxAge: settings.maxAge,
+            duplicateWindow: 120_000,
+          });
+          await ensureStatusStream(jsm, settings);
+          await ensureConsumer(jsm, settings.stream, {
+            name: `${settings.consumerPrefix}__${token}`,
+            filter: `${settings.stream}.${token}.*`,
+            ackWait: settings.ackWait,
+            maxAckPending: 1,
+          });
+          return jsm;
+        },
+      );
       return new JetStreamOutbox(nc, owned, jsm, settings, token, options);
     } catch (error) {
       if (owned) await nc.close().catch(() => {});

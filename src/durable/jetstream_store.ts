@@ -94,6 +94,8 @@ import {
   isNotFound,
   logStatus,
   natsConnectOptions,
+  serversOf,
+  whenJetStreamReady,
 } from "./_jetstream_setup.ts";
 import { Wakeup } from "./_wakeup.ts";
 import type {
@@ -300,18 +302,25 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
       owned = false;
     }
     try {
-      const jsm = await jetstreamManager(nc, {
-        timeout: settings.publishTimeout,
-      });
-      await ensureStreams(jsm, settings);
-      if (!settings.ordered) {
-        await ensureConsumer(jsm, settings.stream, {
-          name: settings.consumer,
-          filter: `${settings.prefix}.>`,
-          ackWait: settings.ackWait,
-          maxAckPending: settings.maxAckPending,
-        });
-      }
+      const jsm = await whenJetStreamReady(
+        serversOf(nc),
+        "Cannot open store",
+        async () => {
+          const jsm = await jetstreamManager(nc, {
+            timeout: settings.publishTimeout,
+          });
+          await ensureStreams(jsm, settings);
+          if (!settings.ordered) {
+            await ensureConsumer(jsm, settings.stream, {
+              name: settings.consumer,
+              filter: `${settings.prefix}.>`,
+              ackWait: settings.ackWait,
+              maxAckPending: settings.maxAckPending,
+            });
+          }
+          return jsm;
+        },
+      );
       return new JetStreamMessageStore(nc, owned, jsm, settings);
     } catch (error) {
       if (owned) await nc.close().catch(() => {});

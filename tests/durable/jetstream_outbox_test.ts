@@ -22,7 +22,7 @@ import { Ack } from "../../src/hl7/ack.ts";
 import { Receiver } from "../../src/receiver/receiver.ts";
 import { JetStreamOutbox } from "../../src/durable/jetstream.ts";
 import type { OutboxRetryDetail } from "../../src/durable/kv_outbox_types.ts";
-import { startNatsCluster, waitFor } from "../_nats.ts";
+import { startNatsCluster, waitFor, waitListening } from "../_nats.ts";
 import { withCapturedLogs } from "../_helpers.ts";
 import { fieldToken } from "../../src/durable/_jetstream_codec.ts";
 import { hl7, recordingReceiver } from "./_outbox_conformance.ts";
@@ -381,4 +381,18 @@ Deno.exit(3);`;
       `error: Cannot connect to NATS at ${server}: Authorization Violation`,
     );
   }
+});
+
+Deno.test("jetstream outbox: opened on a cluster still starting (no JetStream leader yet), it waits for it, then delivers", async () => {
+  await using cluster = await startNatsCluster({ waitReady: false });
+  await waitListening(cluster.servers);
+  const { receiver, arrivals } = await recordingReceiver(0, () => "AA");
+  await using _r = receiver;
+  await using outbox = await JetStreamOutbox.open(cluster.servers, {
+    destination: { hostname: "127.0.0.1", port: receiver.port },
+  });
+  const { seq } = await outbox.enqueue(hl7("EARLY-1"));
+  outbox.start();
+  assertEquals((await outbox.waitFor(seq)).state, "acked");
+  assertEquals(arrivals, ["EARLY-1"]);
 });

@@ -22,7 +22,7 @@ import type { StoredDispatchContext } from "../../src/dispatch/message_store.ts"
 import { JetStreamMessageStore } from "../../src/durable/jetstream.ts";
 import { Receiver } from "../../src/receiver/receiver.ts";
 import { accepted, acked } from "../_helpers.ts";
-import { startNatsCluster, waitFor } from "../_nats.ts";
+import { startNatsCluster, waitFor, waitListening } from "../_nats.ts";
 import { RawConn } from "../_raw_frames.ts";
 
 function hl7(controlId: string, app = "SND", fac = "SFAC", msh15 = ""): string {
@@ -43,6 +43,25 @@ async function eventually<T>(read: () => Promise<T>): Promise<T> {
     }
   }
 }
+
+Deno.test("jetstream: stores opened together on a cluster still starting (no JetStream leader yet) wait for it, then work", async () => {
+  await using cluster = await startNatsCluster({ waitReady: false });
+  await waitListening(cluster.servers);
+  const [first, second] = await Promise.all([
+    JetStreamMessageStore.open(cluster.servers, FAST),
+    JetStreamMessageStore.open(cluster.servers, FAST),
+  ]);
+  await using _first = first;
+  await using _second = second;
+  await using receiver = await Receiver.start({
+    port: 0,
+    hostname: "127.0.0.1",
+    store: second,
+    dispatcher: () => {},
+  });
+  await using client = await Client.connect("127.0.0.1", receiver.port);
+  accepted(await client.send(hl7("EARLY-1")));
+});
 
 Deno.test("jetstream: with 2 of 3 nodes down, AE (CE in enhanced mode, NAK with release 2), never AA; stored again once they return", async () => {
   await using cluster = await startNatsCluster();
