@@ -189,7 +189,9 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
 
   /**
    * Connects to NATS and opens the outbox of one destination: creates its
-   * streams and the destination's consumer when they are missing.
+   * streams and the destination's consumer when they are missing. On a
+   * cluster that is still starting it waits up to 30 s for JetStream to
+   * answer.
    *
    * @param servers NATS server URLs (an array, or one string with commas:
    *   `"nats://a:4222,nats://b:4222"`), or an open connection (which stays

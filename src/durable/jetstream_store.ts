@@ -256,7 +256,8 @@ export class JetStreamMessageStore implements MessageStore, AsyncDisposable {
 
   /**
    * Connects to NATS and opens a store: creates its stream, parked stream
-   * and consumer when they are missing.
+   * and consumer when they are missing. On a cluster that is still
+   * starting it waits up to 30 s for JetStream to answer.
    *
    * @param servers NATS server URLs (an array, or one string with commas:
    *   `"nats://a:4222,nats://b:4222"`), or an open connection (which stays
