@@ -34,8 +34,11 @@
  * @module
  */
 
-import { Client } from "../../src/client/client.ts";
-import { BENCH_CONTROL_ID, makeAdtMessage } from "../../src/bench/bench.ts";
+import {
+  BENCH_CONTROL_ID,
+  makeAdtMessage,
+  startAckResponder,
+} from "../../src/bench/bench.ts";
 import { EchoDispatcher } from "../../src/dispatch/dispatcher.ts";
 import { KvOutbox } from "../../src/durable/kv_outbox.ts";
 import { type MessageStore, Receiver } from "../../src/receiver/receiver.ts";
@@ -62,30 +65,88 @@ function message(): string {
   return TEMPLATE.replace(BENCH_CONTROL_ID, id);
 }
 
+const encoder = new TextEncoder();
+/** The message framed once: VT, the bytes, FS CR. */
+const FRAME = encoder.encode(`\x0b${TEMPLATE}\x1c\r`);
+/** Where the control id's 10 bytes are in {@linkcode FRAME}. */
+const ID_AT = 1 + encoder.encode(
+  TEMPLATE.slice(0, TEMPLATE.indexOf(BENCH_CONTROL_ID)),
+).length;
+const ACCEPTED = encoder.encode("MSA|AA|");
+
+/**
+ * The lean load: per connection, `Deno.connect` and stop-and-wait with
+ * no library code in the loop. Each message is the framed template with
+ * a fresh control id written over the old one in place (so a store stores
+ * every one); a reply is read up to its `FS CR` and must hold `MSA|AA|`.
+ * The rate counts the measured messages of every connection.
+ */
 async function load(port: number, connections: number): Promise<number> {
-  const clients = await Promise.all(
+  const conns = await Promise.all(
     Array.from(
       { length: connections },
-      () => Client.connect("127.0.0.1", port),
+      () => Deno.connect({ hostname: "127.0.0.1", port }),
     ),
   );
+  const exchange = async (conn: Deno.TcpConn, count: number) => {
+    conn.setNoDelay(true);
+    const frame = FRAME.slice();
+    const buffer = new Uint8Array(16 * 1024);
+    for (let i = 0; i < count; i++) {
+      encoder.encodeInto(
+        `T${String(next++).padStart(9, "0")}`,
+        frame.subarray(ID_AT, ID_AT + 10),
+      );
+      for (let sent = 0; sent < frame.length;) {
+        sent += await conn.write(frame.subarray(sent));
+      }
+      let length = 0;
+      while (
+        length < 2 || buffer[length - 2] !== 0x1c || buffer[length - 1] !== 0x0d
+      ) {
+        const read = await conn.read(buffer.subarray(length));
+        if (read === null) {
+          throw new Error("The receiver closed the connection");
+        }
+        length += read;
+      }
+      if (!includes(buffer.subarray(0, length), ACCEPTED)) {
+        throw new Error(
+          `Not accepted: ${
+            new TextDecoder().decode(buffer.subarray(0, length))
+          }`,
+        );
+      }
+    }
+  };
   try {
     // Warm-up, not counted.
-    await Promise.all(clients.map(async (c) => {
-      for (let i = 0; i < 100; i++) await c.send(message());
-    }));
+    await Promise.all(conns.map((conn) => exchange(conn, 100)));
     const started = performance.now();
-    await Promise.all(clients.map(async (c) => {
-      for (let i = 0; i < PER_CONNECTION; i++) {
-        const result = await c.send(message());
-        if (!result.ok) throw new Error(`Not accepted: ${result.outcome}`);
-      }
-    }));
+    await Promise.all(conns.map((conn) => exchange(conn, PER_CONNECTION)));
     return connections * PER_CONNECTION /
       ((performance.now() - started) / 1000);
   } finally {
-    await Promise.all(clients.map((c) => c.close()));
+    for (const conn of conns) conn.close();
   }
+}
+
+/** Whether `bytes` holds `part`. */
+function includes(bytes: Uint8Array, part: Uint8Array): boolean {
+  for (
+    let at = bytes.indexOf(part[0]);
+    at !== -1;
+    at = bytes.indexOf(part[0], at + 1)
+  ) {
+    if (part.every((b, k) => bytes[at + k] === b)) return true;
+  }
+  return false;
+}
+
+/** The lean load against the raw ACK responder: the floor. */
+async function floorRate(connections: number): Promise<number> {
+  await using responder = startAckResponder();
+  return await load(responder.port, connections);
 }
 
 async function receiverRate(
@@ -131,11 +192,9 @@ interface OutboxRates {
 }
 
 async function outboxRate(path: string): Promise<OutboxRates> {
-  const receiver = await Receiver.start({
-    port: 0,
-    hostname: "127.0.0.1",
-    dispatcher: EchoDispatcher,
-  });
+  // The destination is the raw ACK responder: what is measured is the
+  // outbox and its client, not a receiver.
+  const receiver = startAckResponder();
   try {
     await using outbox = await KvOutbox.open(path, {
       destination: { hostname: "127.0.0.1", port: receiver.port },
@@ -169,7 +228,7 @@ async function outboxRate(path: string): Promise<OutboxRates> {
     const deliver = enqueued / ((performance.now() - started) / 1000);
     return { enqueue, concurrent, failed, failure, deliver };
   } finally {
-    await receiver.stop();
+    await receiver[Symbol.asyncDispose]();
   }
 }
 
@@ -207,6 +266,8 @@ const ROWS: {
 const clusters: NatsCluster[] = [];
 /** rates.get(row name).get(connections): one entry per run. */
 const rates = new Map<string, Map<number, Rates[]>>();
+/** floors.get(connections): the lean load on the raw ACK responder, per run. */
+const floors = new Map<number, number[]>(CONNECTIONS.map((c) => [c, []]));
 const outboxes: OutboxRates[] = [];
 try {
   if (JETSTREAM) {
@@ -235,8 +296,10 @@ try {
   }
   for (let run = 1; run <= RUNS; run++) {
     for (const connections of CONNECTIONS) {
+      const floor = await floorRate(connections);
+      floors.get(connections)!.push(floor);
       let none = 0;
-      const line: string[] = [];
+      const line: string[] = [`floor ${fmt(floor)}`];
       for (const row of ROWS) {
         const store = await row.open?.(`${run}-${connections}`);
         let measured: { acks: number; dispatch: number };
@@ -248,7 +311,9 @@ try {
         if (!store) none = measured.acks;
         const entry: Rates = {
           acks: measured.acks,
-          ratio: measured.acks / none,
+          // The no-store receiver against the floor; a store against the
+          // no-store receiver.
+          ratio: measured.acks / (store ? none : floor),
           dispatch: store ? measured.dispatch : undefined,
         };
         rates.get(row.name)!.get(connections)!.push(entry);
@@ -257,7 +322,7 @@ try {
             ? `${row.name} ${fmt(entry.acks)} (${
               ratio(entry.ratio)
             }), dispatched ${fmt(entry.dispatch!)}`
-            : `${row.name} ${fmt(entry.acks)}`,
+            : `${row.name} ${fmt(entry.acks)} (${ratio(entry.ratio)} of floor)`,
         );
       }
       console.error(`run ${run}, ${connections} conn: ${line.join("; ")}`);
@@ -273,7 +338,7 @@ try {
     );
   }
   console.log(
-    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ${PER_CONNECTION} messages per connection (+100 warm-up), 1 KiB ADT^A01, unique control ids; medians of ${RUNS} run(s), ratios are the median of each run's ratio to the no-store rate measured beside it`,
+    `Deno ${Deno.version.deno}, ${navigator.hardwareConcurrency} CPUs, ${PER_CONNECTION} messages per connection (+100 warm-up), 1 KiB ADT^A01, unique control ids, a lean load (Deno.connect, no library code); medians of ${RUNS} run(s); a ratio is the median of each run's ratio to the rate measured beside it: the floor's for "no store", the no-store receiver's for a store`,
   );
   console.log(
     `| store | ${
@@ -283,6 +348,11 @@ try {
     } |`,
   );
   console.log(`| --- |${" ---: | ---: |".repeat(CONNECTIONS.length)}`);
+  console.log(
+    `| floor: raw ACK responder | ${
+      CONNECTIONS.map((c) => `${fmt(median(floors.get(c)!))} | `).join(" | ")
+    } |`,
+  );
   for (const row of ROWS) {
     const cells = CONNECTIONS.map((c) => {
       const runs = rates.get(row.name)!.get(c)!;
@@ -291,7 +361,7 @@ try {
         ? `${fmt(m((r) => r.acks))} (${ratio(m((r) => r.ratio))}) | ${
           fmt(m((r) => r.dispatch!))
         }`
-        : `${fmt(m((r) => r.acks))} | `;
+        : `${fmt(m((r) => r.acks))} (${ratio(m((r) => r.ratio))} of floor) | `;
     });
     console.log(`| ${row.name} | ${cells.join(" | ")} |`);
   }
