@@ -24,19 +24,15 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { describe } from "./_outbox_shared.ts";
+import { describe, DestinationClient, startAttempt } from "./_outbox_shared.ts";
 import type {
   Consumer,
   ConsumerMessages,
   JetStreamClient,
   JsMsg,
 } from "@nats-io/jetstream";
-import {
-  Client,
-  type SendErrorDetail,
-  type SendResult,
-} from "../client/client.ts";
-import { ClientError, ReplyTimeoutError } from "../client/errors.ts";
+import type { SendResult } from "../client/client.ts";
+import { ClientError } from "../client/errors.ts";
 import { reasonOf } from "../dispatch/_util.ts";
 import { type BackoffOptions, reconnectDelay } from "../net/backoff.ts";
 import { isNak } from "../wire/release2.ts";
@@ -84,18 +80,18 @@ export interface JsWorkerSettings {
 /** Delivers one destination's queue while it runs. */
 export class JsOutboxWorker {
   #s: JsWorkerSettings;
-  #client: Client | undefined;
-  #lastSendError: SendErrorDetail | undefined;
+  #client: DestinationClient;
   /** Sends in a row that did not reach the destination. */
   #failures = 0;
 
   constructor(settings: JsWorkerSettings) {
     this.#s = settings;
+    this.#client = new DestinationClient(settings.target);
   }
 
   /** Closes the worker's connection to the destination. */
   async close(): Promise<void> {
-    await this.#client?.close();
+    await this.#client.close();
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -183,33 +179,14 @@ export class JsOutboxWorker {
       await msg.ackAck({ timeout: this.#s.publishTimeout }).catch(() => {});
       return;
     }
-    const crashed = before.state === "in_flight";
-    if (crashed) {
-      logger.warn(
-        "Outbox for {destination}: message {seq} ({controlId}) was being sent by a worker that stopped; sending it again with the same control id (possible duplicate)",
-        {
-          destination: this.#s.destination,
-          seq: before.seq,
-          controlId: before.controlId ?? "",
-        },
-      );
-    }
-    const flying: OutboxRecord = {
-      ...before,
-      state: "in_flight",
-      attempts: before.attempts + 1,
-      possibleDuplicate: before.possibleDuplicate || crashed,
-      sentAt: Date.now(),
-    };
+    const flying = startAttempt(before, this.#s.destination);
     // In flight before a byte is written: a worker dying from here on
     // leaves it so, and the next one flags its resend.
     await this.#s.ledger.write(flying);
-    const client = this.#client ??= this.#newClient();
-    this.#lastSendError = undefined;
     const started = performance.now();
     let result: SendResult;
     try {
-      result = await client.send(msg.data);
+      result = await this.#client.send(msg.data);
     } catch (error) {
       await this.#failed(msg, flying, error);
       return;
@@ -234,15 +211,6 @@ export class JsOutboxWorker {
     });
   }
 
-  #newClient(): Client {
-    const { hostname, port, ...options } = this.#s.target;
-    const client = new Client(hostname, port, { ...options, reconnect: false });
-    client.addEventListener("senderror", (event) => {
-      this.#lastSendError = event.detail;
-    });
-    return client;
-  }
-
   /** A send that threw: send again later, or park what is not a transport error. */
   async #failed(
     msg: JsMsg,
@@ -257,8 +225,7 @@ export class JsOutboxWorker {
       });
       return;
     }
-    const written = named instanceof ReplyTimeoutError ||
-      (this.#lastSendError?.error === named && this.#lastSendError.written);
+    const written = this.#client.written(named);
     await this.#again(msg, flying, {
       reason: written ? `Outcome unknown: ${named.message}` : named.message,
       written,

@@ -14,19 +14,15 @@
  */
 
 import { getLogger } from "@logtape/logtape";
-import { describe } from "./_outbox_shared.ts";
+import { describe, DestinationClient, startAttempt } from "./_outbox_shared.ts";
 import { atomic } from "./_kv.ts";
 import { readChunks } from "./_kv_chunks.ts";
 import { sleep, type Wakeup } from "./_wakeup.ts";
-import {
-  Client,
-  type SendErrorDetail,
-  type SendResult,
-} from "../client/client.ts";
+import type { SendResult } from "../client/client.ts";
 import { type BackoffOptions, reconnectDelay } from "../net/backoff.ts";
 import { isNak } from "../wire/release2.ts";
 import { reasonOf } from "../dispatch/_util.ts";
-import { ClientError, ReplyTimeoutError } from "../client/errors.ts";
+import { ClientError } from "../client/errors.ts";
 import type {
   OutboxDestination,
   OutboxRecord,
@@ -72,8 +68,7 @@ export class OutboxWorker {
   #s: WorkerSettings;
   #lease: { versionstamp: string; until: number } | undefined;
   #waitingForLease = false;
-  #client: Client | undefined;
-  #lastSendError: SendErrorDetail | undefined;
+  #client: DestinationClient;
   #failures = 0;
   /**
    * The renewal of the lease in progress, if any: one at a time (two
@@ -83,6 +78,7 @@ export class OutboxWorker {
 
   constructor(settings: WorkerSettings) {
     this.#s = settings;
+    this.#client = new DestinationClient(settings.target);
   }
 
   #key(...parts: Deno.KvKeyPart[]): Deno.KvKey {
@@ -91,7 +87,7 @@ export class OutboxWorker {
 
   /** Closes the worker's connection. */
   async close(): Promise<void> {
-    await this.#client?.close();
+    await this.#client.close();
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -215,24 +211,7 @@ export class OutboxWorker {
     const lease = this.#lease;
     if (!lease) return 0;
     const before = head.value;
-    const crashed = before.state === "in_flight";
-    if (crashed) {
-      logger.warn(
-        "Outbox for {destination}: message {seq} ({controlId}) was being sent when the worker stopped; sending it again with the same control id (possible duplicate)",
-        {
-          destination: this.#s.destination,
-          seq: before.seq,
-          controlId: before.controlId ?? "",
-        },
-      );
-    }
-    const flying: OutboxRecord = {
-      ...before,
-      state: "in_flight",
-      attempts: before.attempts + 1,
-      possibleDuplicate: before.possibleDuplicate || crashed,
-      sentAt: Date.now(),
-    };
+    const flying = startAttempt(before, this.#s.destination);
     // In flight before a byte is written: a crash from here on is seen.
     const marked = await atomic(this.#s.kv).check(head)
       .check({ key: this.#key("lease"), versionstamp: lease.versionstamp })
@@ -249,7 +228,6 @@ export class OutboxWorker {
       });
       return 0;
     }
-    const client = this.#client ??= this.#newClient();
     if (before.state === "pending" && before.attempts > 0) {
       logger.info(
         "Outbox for {destination}: sending message {seq} ({controlId}) again (attempt {attempt})",
@@ -261,11 +239,10 @@ export class OutboxWorker {
         },
       );
     }
-    this.#lastSendError = undefined;
     const started = performance.now();
     let result: SendResult;
     try {
-      result = await client.send(raw);
+      result = await this.#client.send(raw);
     } catch (error) {
       return await this.#failed(entry, flying, error);
     }
@@ -288,15 +265,6 @@ export class OutboxWorker {
     return 0;
   }
 
-  #newClient(): Client {
-    const { hostname, port, ...options } = this.#s.target;
-    const client = new Client(hostname, port, { ...options, reconnect: false });
-    client.addEventListener("senderror", (event) => {
-      this.#lastSendError = event.detail;
-    });
-    return client;
-  }
-
   /** A send that threw: retry later (not written, or resendUnknown) or park. */
   async #failed(
     entry: { key: Deno.KvKey; versionstamp: string },
@@ -311,8 +279,7 @@ export class OutboxWorker {
       });
       return 0;
     }
-    const written = named instanceof ReplyTimeoutError ||
-      (this.#lastSendError?.error === named && this.#lastSendError.written);
+    const written = this.#client.written(named);
     if (
       written &&
       !(this.#s.resendUnknown && flying.attempts < this.#s.maxAttempts)
