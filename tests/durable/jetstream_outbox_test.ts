@@ -14,6 +14,7 @@
 import {
   assert,
   assertEquals,
+  assertInstanceOf,
   assertRejects,
   assertStringIncludes,
 } from "@std/assert";
@@ -244,34 +245,22 @@ Deno.test("jetstream outbox: retention removes messages older than maxAge, and s
   assertEquals([after.enqueued, after.depth, after.bytes], [0, 0, 0]);
 });
 
-Deno.test("jetstream outbox: without network permission, open fails with one line naming --allow-net", async () => {
-  const script = `
-import { JetStreamOutbox } from "./src/durable/jetstream.ts";
-try {
-  await JetStreamOutbox.open("nats://127.0.0.1:4222", {
-    destination: { hostname: "127.0.0.1", port: 2575 },
-  });
-} catch (error) {
-  console.error("error: " + error.message);
-  Deno.exit(3);
-}`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "--allow-read", "-"],
-    cwd: new URL("../../", import.meta.url),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(script));
-  await writer.close();
-  const { code, stderr } = await child.output();
-  const text = new TextDecoder().decode(stderr).trim();
-  assertEquals(code, 3, text);
-  assertEquals(
-    text,
-    'error: Cannot connect to NATS at nats://127.0.0.1:4222: no net permission for "127.0.0.1:4222"; run Deno with --allow-net=127.0.0.1:4222 (or -A for every permission, or -P for the permission set in deno.json)',
-  );
+Deno.test({
+  name:
+    "jetstream outbox: without network permission, open fails with one line naming --allow-net",
+  permissions: { net: false, read: true },
+  async fn() {
+    const error = await assertRejects(() =>
+      JetStreamOutbox.open("nats://127.0.0.1:4222", {
+        destination: { hostname: "127.0.0.1", port: 2575 },
+      })
+    );
+    assertInstanceOf(error, Deno.errors.NotCapable);
+    assertEquals(
+      error.message,
+      'Cannot connect to NATS at nats://127.0.0.1:4222: no net permission for "127.0.0.1:4222"; run Deno with --allow-net=127.0.0.1:4222 (or -A for every permission, or -P for the permission set in deno.json)',
+    );
+  },
 });
 
 Deno.test("jetstream outbox: the consumer's leader SIGKILLed mid-queue: the worker goes on (a failed pull, such as heartbeats missed, is pulled again) and everything is delivered in order", async () => {

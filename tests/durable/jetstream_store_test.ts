@@ -13,7 +13,9 @@
 import {
   assert,
   assertEquals,
+  assertInstanceOf,
   assertNotEquals,
+  assertRejects,
   assertStringIncludes,
 } from "@std/assert";
 import { Ack } from "../../src/hl7/ack.ts";
@@ -276,32 +278,20 @@ Deno.test("jetstream: a stopping receiver's message in hand goes to the next rec
   assert(other.port > 0);
 });
 
-Deno.test("jetstream: without network permission, open fails with one line naming --allow-net", async () => {
-  const script = `
-import { JetStreamMessageStore } from "./src/durable/jetstream.ts";
-try {
-  await JetStreamMessageStore.open("nats://127.0.0.1:4222");
-} catch (error) {
-  console.error("error: " + error.message);
-  Deno.exit(3);
-}`;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: ["run", "--no-prompt", "--allow-read", "-"],
-    cwd: new URL("../../", import.meta.url),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writer = child.stdin.getWriter();
-  await writer.write(new TextEncoder().encode(script));
-  await writer.close();
-  const { code, stderr } = await child.output();
-  const text = new TextDecoder().decode(stderr).trim();
-  assertEquals(code, 3, text);
-  assertEquals(
-    text,
-    'error: Cannot connect to NATS at nats://127.0.0.1:4222: no net permission for "127.0.0.1:4222"; run Deno with --allow-net=127.0.0.1:4222 (or -A for every permission, or -P for the permission set in deno.json)',
-  );
+Deno.test({
+  name:
+    "jetstream: without network permission, open fails with one line naming --allow-net",
+  permissions: { net: false, read: true },
+  async fn() {
+    const error = await assertRejects(() =>
+      JetStreamMessageStore.open("nats://127.0.0.1:4222")
+    );
+    assertInstanceOf(error, Deno.errors.NotCapable);
+    assertEquals(
+      error.message,
+      'Cannot connect to NATS at nats://127.0.0.1:4222: no net permission for "127.0.0.1:4222"; run Deno with --allow-net=127.0.0.1:4222 (or -A for every permission, or -P for the permission set in deno.json)',
+    );
+  },
 });
 
 Deno.test("jetstream: the stored ACK is the receiver's AA, and the record says where the message came from", async () => {
