@@ -456,23 +456,25 @@ export class JetStreamOutbox extends TypedEventTarget<OutboxEventMap>
   async stats(): Promise<JetStreamOutboxStats> {
     const { stream, parkedStream } = this.#settings;
     const jsm = this.#jsm;
-    const [info, parkedInfo, purgedInfo, consumer] = await Promise.all([
-      // Per-subject counts: one subject for the queue, one per parked copy.
+    const [info, parkedInfo, consumer] = await Promise.all([
+      // Per-subject counts: one subject for the queue; in the parked
+      // stream, one per parked copy and one per purge's mark.
       jsm.streams.info(stream, { subjects_filter: this.#queueSubject }),
       jsm.streams.info(parkedStream, {
-        subjects_filter: `${parkedStream}.${this.#token}.*`,
-      }),
-      jsm.streams.info(parkedStream, {
-        subjects_filter: this.#purgedSubject("*"),
+        subjects_filter: `${parkedStream}.${this.#token}.>`,
       }),
       jsm.consumers.info(stream, this.#consumer),
     ]);
     const enqueued = info.state.subjects?.[this.#queueSubject] ?? 0;
-    const parked = Object.values(parkedInfo.state.subjects ?? {}).reduce(
-      (sum, n) => sum + n,
-      0,
-    );
-    const purged = Object.keys(purgedInfo.state.subjects ?? {}).length;
+    const purgedPrefix = this.#purgedSubject("*").slice(0, -1);
+    let parked = 0;
+    let purged = 0;
+    for (
+      const [subject, n] of Object.entries(parkedInfo.state.subjects ?? {})
+    ) {
+      if (subject.startsWith(purgedPrefix)) purged++;
+      else parked += n;
+    }
     // One message is out at a time, the first after the ack floor. Its
     // result is recorded just before its ack reaches the server: once
     // recorded acked or parked it is no longer queued.
